@@ -1,0 +1,31 @@
+// safetensors reading and writing (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL).
+// The format: u64-LE header length, a JSON header {name: {dtype, shape, data_offsets}, __metadata__},
+// then the raw little-endian row-major data. The reader validates the header, every offset and
+// every size against the file length, so truncated or corrupt files give a clear ilf::Error.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+
+namespace ilf {
+
+// Tensors by name, ordered by name (the order safetensors writers use).
+using TensorMap = std::map<std::string, torch::Tensor>;
+using Metadata = std::map<std::string, std::string>;
+
+struct SafetensorsFile {
+  TensorMap tensors;
+  Metadata metadata;
+};
+
+// Reads the whole file into CPU tensors. Throws ilf::Error naming the file and the problem.
+SafetensorsFile read_safetensors(const std::string& path);
+
+// Writes tensors (moved to CPU, made contiguous) atomically: a failure leaves no file behind.
+void write_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata = {});
+
+// Looks up `name` in `tensors` or throws an ilf::Error naming `source`, the key and what exists.
+const torch::Tensor& require_tensor(const TensorMap& tensors, const std::string& name, const std::string& source);
+
+}  // namespace ilf

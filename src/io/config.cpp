@@ -1,0 +1,130 @@
+// JSON configuration reader with unknown-key detection (see include/ilf/io/config.h).
+#include "ilf/io/config.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace ilf {
+namespace {
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  std::string part;
+  while (std::getline(ss, part, '.')) parts.push_back(part);
+  return parts;
+}
+
+}  // namespace
+
+Json load_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open config file");
+  try {
+    return Json::parse(in, nullptr, true, /*ignore_comments=*/true);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(path + ": invalid JSON (" + e.what() + ")");
+  }
+}
+
+void apply_override(Json& config, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw Error("--set " + assignment + ": expected key=value, e.g. sampling.steps=10");
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  Json value;
+  try {
+    value = Json::parse(text);
+  } catch (const nlohmann::json::parse_error&) {
+    value = text;
+  }
+  Json* node = &config;
+  const auto parts = split_path(key);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (!node->is_object()) throw Error("--set " + assignment + ": " + parts[i - 1] + " is not an object");
+    if (i + 1 == parts.size()) {
+      (*node)[parts[i]] = value;
+    } else {
+      if (!node->contains(parts[i])) (*node)[parts[i]] = Json::object();
+      node = &(*node)[parts[i]];
+    }
+  }
+}
+
+ConfigReader::ConfigReader(Json config, std::string source) : config_(std::move(config)), source_(std::move(source)) {
+  if (!config_.is_object()) throw Error(source_ + ": the top level must be a JSON object");
+}
+
+bool ConfigReader::has(const std::string& path) const {
+  const Json* node = &config_;
+  for (const auto& part : split_path(path)) {
+    if (!node->is_object() || !node->contains(part)) return false;
+    node = &(*node)[part];
+  }
+  return !node->is_null();
+}
+
+const Json& ConfigReader::at(const std::string& path) const {
+  const Json* node = &config_;
+  for (const auto& part : split_path(path)) {
+    if (!node->is_object() || !node->contains(part)) throw Error(source_ + ": missing required key \"" + path + "\"");
+    node = &(*node)[part];
+  }
+  return *node;
+}
+
+void ConfigReader::mark_used(const std::string& path) {
+  // A key counts as read together with every object above it.
+  const auto parts = split_path(path);
+  std::string prefix;
+  for (const auto& part : parts) {
+    prefix = prefix.empty() ? part : prefix + "." + part;
+    used_.insert(prefix);
+  }
+  used_.insert(path + ".*");
+}
+
+std::string ConfigReader::choice(const std::string& path, const std::string& fallback, const std::vector<std::string>& allowed) {
+  const std::string value = get<std::string>(path, fallback);
+  for (const auto& a : allowed)
+    if (value == a) return value;
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  throw invalid(path, "one of " + list + " (got \"" + value + "\")");
+}
+
+void ConfigReader::collect_unused(const Json& node, const std::string& prefix, std::vector<std::string>& out) const {
+  if (!prefix.empty() && used_.count(prefix + ".*")) return;  // the whole subtree was consumed
+  if (!node.is_object()) {
+    if (!used_.count(prefix)) out.push_back(prefix);
+    return;
+  }
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string path = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (!used_.count(path)) {
+      out.push_back(path);
+      continue;
+    }
+    collect_unused(*it, path, out);
+  }
+}
+
+void ConfigReader::check_all_used() const {
+  std::vector<std::string> unused;
+  collect_unused(config_, "", unused);
+  if (unused.empty()) return;
+  std::string list;
+  for (const auto& u : unused) list += (list.empty() ? "" : ", ") + std::string("\"") + u + "\"";
+  throw Error(source_ + ": unknown key" + (unused.size() > 1 ? "s " : " ") + list + " (check the spelling; see configs/ for the accepted keys)");
+}
+
+Error ConfigReader::invalid(const std::string& path, const std::string& expectation) const {
+  return Error(source_ + ": \"" + path + "\" must be " + expectation);
+}
+
+Error ConfigReader::type_error(const std::string& path, const std::string& expected, const Json& found) const {
+  return Error(source_ + ": \"" + path + "\" must be " + expected + ", got " + found.dump());
+}
+
+}  // namespace ilf

@@ -1,0 +1,29 @@
+// Shared helpers for the test suite: paths to test data and the parity metric.
+#pragma once
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+
+namespace ilf::test {
+
+inline std::string data_path(const std::string& name) { return std::string(ILF_TEST_DATA_DIR) + "/" + name; }
+
+// A fresh empty scratch folder for one test (under the build tree, removed and recreated).
+inline std::string scratch_dir(const std::string& name) {
+  const std::filesystem::path dir = std::filesystem::path(ILF_BINARY_DIR) / "test_scratch" / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+// The reference metric: max|ours - ref| / max|ref|.
+inline double relative_error(const torch::Tensor& ours, const torch::Tensor& ref) {
+  auto a = ours.detach().to(torch::kCPU, torch::kFloat64);
+  auto b = ref.detach().to(torch::kCPU, torch::kFloat64);
+  const double denom = b.abs().max().item<double>();
+  const double num = (a - b).abs().max().item<double>();
+  return denom == 0 ? num : num / denom;
+}
+
+}  // namespace ilf::test
