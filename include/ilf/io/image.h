@@ -1,0 +1,22 @@
+// Images: tensors in [-1, 1] to 8-bit pixels, image grids, and PNG files that carry text metadata
+// (the generation settings) in tEXt chunks. PNG encoding uses stb_image_write; files are written
+// atomically.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+
+namespace ilf {
+
+// images (N, C, H, W) with C in {1, 3}, values in [-1, 1] -> one (C, rows*H + pad, cols*W + pad) grid
+// in [-1, 1], `columns` images per row (0: a near-square grid), separated by `padding` white pixels.
+torch::Tensor make_image_grid(const torch::Tensor& images, int64_t columns = 0, int64_t padding = 2);
+
+// Writes image (C, H, W) in [-1, 1] as an 8-bit PNG with the given tEXt entries (keyword -> text).
+void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text = {});
+
+// Reads the tEXt entries of a PNG file (for tests and tools that inspect outputs).
+std::map<std::string, std::string> read_png_text(const std::string& path);
+
+}  // namespace ilf

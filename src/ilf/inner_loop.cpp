@@ -1,0 +1,35 @@
+// The inner-loop forward of ILF (see include/ilf/ilf/inner_loop.h and DESIGN.md section 1).
+#include "ilf/ilf/inner_loop.h"
+
+namespace ilf {
+
+torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedback, const torch::Tensor& x,
+                                 const torch::Tensor& t, const torch::Tensor& t_post, const ConditionInputs& inputs,
+                                 int64_t* block_forwards) {
+  const int64_t depth = backbone.depth();
+  const int64_t b = feedback.loop_begin(), e = feedback.loop_end();
+
+  torch::Tensor h = backbone.embed(x);  // (B, T, D)
+  const Conditioning cond_t = backbone.condition(t, inputs);
+
+  // First pass: B_0..B_e under t, keeping the input of B_b.
+  torch::Tensor loop_input;  // h_{b-1}, (B, T, D)
+  for (int64_t j = 0; j <= e; ++j) {
+    if (j == b) loop_input = h;
+    h = backbone.block(j, h, cond_t);
+  }
+  // Feedback from the loop's output, computed under t.
+  const torch::Tensor f_feed = feedback.feedback(h, cond_t);  // (B, T, D)
+
+  // Second pass: the loop again with the scaled feedback added to each block's input, then the rest,
+  // all under t_post. (Paper Eq. 2-3; we read the feedback as added to every loop block's input.)
+  const Conditioning cond_post = backbone.condition(t_post, inputs);
+  h = loop_input;
+  for (int64_t j = b; j <= e; ++j) h = backbone.block(j, h + feedback.scale(j).to(h.dtype()) * f_feed, cond_post);
+  for (int64_t j = e + 1; j < depth; ++j) h = backbone.block(j, h, cond_post);
+
+  if (block_forwards) *block_forwards += depth + feedback.loop_size() + 1;
+  return backbone.head(h, cond_post, x.size(2), x.size(3));
+}
+
+}  // namespace ilf

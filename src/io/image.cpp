@@ -1,0 +1,103 @@
+// PNG output with text metadata and image grids (see include/ilf/io/image.h).
+#include "ilf/io/image.h"
+
+#include <zlib.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb_image_write.h>
+
+#include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
+
+namespace ilf {
+namespace {
+
+void put_u32_be(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+uint32_t get_u32_be(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// One PNG chunk: length, type, data, CRC over type + data.
+std::string png_chunk(const std::string& type, const std::string& data) {
+  std::string chunk;
+  put_u32_be(chunk, static_cast<uint32_t>(data.size()));
+  std::string body = type + data;
+  chunk += body;
+  put_u32_be(chunk, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+  return chunk;
+}
+
+}  // namespace
+
+torch::Tensor make_image_grid(const torch::Tensor& images, int64_t columns, int64_t padding) {
+  TORCH_CHECK(images.dim() == 4, "make_image_grid expects (N, C, H, W)");
+  const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+  if (columns <= 0) columns = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+  const int64_t rows = (n + columns - 1) / columns;
+  torch::Tensor grid = torch::full({c, rows * (h + padding) + padding, columns * (w + padding) + padding}, 1.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = i / columns, col = i % columns;
+    grid.slice(1, padding + r * (h + padding), padding + r * (h + padding) + h)
+        .slice(2, padding + col * (w + padding), padding + col * (w + padding) + w)
+        .copy_(images[i].to(torch::kFloat32));
+  }
+  return grid;
+}
+
+void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text) {
+  if (image.dim() != 3 || (image.size(0) != 1 && image.size(0) != 3))
+    throw Error(path + ": can only write images shaped (1 or 3, H, W)");
+  // (C, H, W) in [-1, 1] -> (H, W, C) uint8
+  const torch::Tensor pixels = ((image.detach().to(torch::kCPU, torch::kFloat32).clamp(-1, 1) + 1) * 127.5)
+                                   .round().to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+  const int width = static_cast<int>(pixels.size(1)), height = static_cast<int>(pixels.size(0));
+  const int channels = static_cast<int>(pixels.size(2));
+  int length = 0;
+  unsigned char* encoded =
+      stbi_write_png_to_mem(pixels.data_ptr<uint8_t>(), width * channels, width, height, channels, &length);
+  if (!encoded) throw Error(path + ": PNG encoding failed");
+  std::string png(reinterpret_cast<char*>(encoded), static_cast<size_t>(length));
+  STBIW_FREE(encoded);
+  // Insert tEXt chunks right after IHDR (8-byte signature + 25-byte IHDR chunk).
+  std::string chunks;
+  for (const auto& [key, value] : text) {
+    if (key.empty() || key.size() > 79) throw Error(path + ": PNG text keyword must be 1..79 characters");
+    chunks += png_chunk("tEXt", key + std::string(1, '\0') + value);
+  }
+  png.insert(33, chunks);
+  write_file_atomically(path, [&](std::ostream& out) { out.write(png.data(), static_cast<std::streamsize>(png.size())); });
+}
+
+std::map<std::string, std::string> read_png_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open PNG file");
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), {});
+  static const unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (bytes.size() < 8 || std::memcmp(bytes.data(), kSignature, 8) != 0) throw Error(path + ": not a PNG file");
+  std::map<std::string, std::string> text;
+  size_t pos = 8;
+  while (pos + 12 <= bytes.size()) {
+    const uint32_t len = get_u32_be(&bytes[pos]);
+    const std::string type(reinterpret_cast<const char*>(&bytes[pos + 4]), 4);
+    if (pos + 12 + len > bytes.size()) throw Error(path + ": truncated PNG chunk " + type);
+    if (type == "tEXt") {
+      const std::string data(reinterpret_cast<const char*>(&bytes[pos + 8]), len);
+      const auto zero = data.find('\0');
+      if (zero != std::string::npos) text[data.substr(0, zero)] = data.substr(zero + 1);
+    }
+    if (type == "IEND") break;
+    pos += 12 + len;
+  }
+  return text;
+}
+
+}  // namespace ilf
