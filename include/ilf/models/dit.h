@@ -1,0 +1,121 @@
+// DiT (class-conditional diffusion transformer, facebookresearch/DiT) as an ILF Backbone. Module and
+// parameter names equal the official state_dict keys (x_embedder.proj, t_embedder.mlp.{0,2},
+// y_embedder.embedding_table, pos_embed, blocks.{i}.{attn,mlp,adaLN_modulation.1}, final_layer.*),
+// so official checkpoints load without renaming.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "ilf/io/config.h"
+#include "ilf/models/backbone.h"
+#include "ilf/models/layers.h"
+
+namespace ilf {
+
+struct DiTConfig {
+  int64_t input_size = 32;  // latent height = width
+  int64_t patch_size = 2;
+  int64_t in_channels = 4;
+  int64_t hidden_size = 1152;
+  int64_t depth = 28;
+  int64_t num_heads = 16;
+  double mlp_ratio = 4.0;
+  int64_t num_classes = 1000;  // the label table has num_classes + 1 rows; row num_classes is the null class
+  bool learn_sigma = true;     // output 2 * in_channels (eps and variance)
+
+  int64_t out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
+  int64_t grid_size() const { return input_size / patch_size; }
+
+  // The official model sizes: "DiT-S/2", "DiT-B/4", "DiT-L/8", "DiT-XL/2", ... (S, B, L, XL with patch
+  // 2, 4 or 8; input_size 32 = 256 px latents). Throws ilf::Error for unknown names.
+  static DiTConfig preset(const std::string& name);
+
+  // Reads the keys under `prefix` (input_size, patch_size, in_channels, hidden_size, depth, num_heads,
+  // mlp_ratio, num_classes, learn_sigma); missing keys keep the value in `defaults`. Validates.
+  static DiTConfig from_config(ConfigReader& reader, const std::string& prefix, const DiTConfig& defaults);
+  static DiTConfig from_config(ConfigReader& reader, const std::string& prefix);  // defaults: DiTConfig{}
+
+  // Throws ilf::Error naming `where` (e.g. "run.json: model") and the offending field.
+  void validate(const std::string& where) const;
+};
+
+// One DiT block: x += gate_msa * attn(mod(LN x)); x += gate_mlp * mlp(mod(LN x)), modulated by
+// adaLN_modulation(c) = Linear(SiLU(c)) chunked as shift/scale/gate for msa then mlp.
+class DiTBlockImpl : public TransformerBlock {
+ public:
+  DiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio);
+  // h (B, T, D), cond.block = c (B, D) -> (B, T, D)
+  torch::Tensor forward(const torch::Tensor& h, const Conditioning& cond) override;
+
+  SelfAttention attn{nullptr};
+  Mlp mlp{nullptr};
+  torch::nn::Sequential adaLN_modulation{nullptr};
+};
+TORCH_MODULE(DiTBlock);
+
+// The class-label table (key embedding_table).
+class LabelEmbedderImpl : public torch::nn::Module {
+ public:
+  LabelEmbedderImpl(int64_t num_classes, int64_t hidden_size);
+  torch::Tensor forward(const torch::Tensor& labels) { return embedding_table(labels); }
+
+  torch::nn::Embedding embedding_table{nullptr};
+};
+TORCH_MODULE(LabelEmbedder);
+
+// DiT's final layer: adaLN (shift, scale) from c, then Linear(D, p*p*out_channels).
+class DiTFinalLayerImpl : public torch::nn::Module {
+ public:
+  DiTFinalLayerImpl(int64_t hidden_size, int64_t patch_size, int64_t out_channels);
+  // h (B, T, D), c (B, D) -> (B, T, p*p*out_channels)
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& c);
+
+  torch::nn::Linear linear{nullptr};
+  torch::nn::Sequential adaLN_modulation{nullptr};
+};
+TORCH_MODULE(DiTFinalLayer);
+
+class DiTImpl : public Backbone {
+ public:
+  explicit DiTImpl(const DiTConfig& config);
+
+  std::string family() const override { return "dit"; }
+  int64_t depth() const override { return config_.depth; }
+  int64_t hidden_size() const override { return config_.hidden_size; }
+  int64_t in_channels() const override { return config_.in_channels; }
+  int64_t out_channels() const override { return config_.out_channels(); }
+
+  // x must be (B, in_channels, input_size, input_size). -> (B, T, D)
+  torch::Tensor embed(const torch::Tensor& x) override;
+  // t (B,) and inputs.class_labels (B,) int64 in [0, num_classes] -> block = head = c (B, D).
+  Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override;
+  torch::Tensor block(int64_t j, const torch::Tensor& h, const Conditioning& cond) override;
+  torch::Tensor head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) override;
+  BlockPtr make_block() const override;
+  BlockPtr block_module(int64_t j) const override;
+  // class_labels = num_classes for every image of `like`.
+  ConditionInputs null_condition(const ConditionInputs& like) const override;
+
+  // The stages of condition() and head(), exposed for tests and tools.
+  torch::Tensor embed_timestep(const torch::Tensor& t);       // t_embedder(t) (B, D)
+  torch::Tensor embed_labels(const torch::Tensor& labels);    // y_embedder(y) (B, D)
+  torch::Tensor final_tokens(const torch::Tensor& h, const Conditioning& cond);  // (B, T, p*p*out)
+
+  const DiTConfig& config() const { return config_; }
+
+  PatchEmbed x_embedder{nullptr};
+  TimestepEmbedder t_embedder{nullptr};
+  LabelEmbedder y_embedder{nullptr};
+  torch::Tensor pos_embed;  // buffer (1, T, D), fixed sin-cos
+  torch::nn::ModuleList blocks{nullptr};
+  DiTFinalLayer final_layer{nullptr};
+
+ private:
+  DiTConfig config_;
+  std::vector<std::shared_ptr<DiTBlockImpl>> block_list_;  // the modules in `blocks`, typed
+};
+TORCH_MODULE(DiT);
+
+}  // namespace ilf

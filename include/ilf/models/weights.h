@@ -1,0 +1,81 @@
+// Backbone weights: reading them (safetensors, TorchScript archives, torch.save zip files, diffusers
+// folders), converting the diffusers PixArt layout to the official key names, inferring the
+// architecture from the tensors, building a backbone from a JSON "model" section (optionally on top of
+// what the weights tell), and loading strictly: every missing, unexpected or mis-shaped key is reported
+// in one error and nothing half-loaded ever runs. Also the mixed-precision move to bf16 / fp16.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+#include "ilf/io/config.h"
+#include "ilf/io/safetensors.h"
+#include "ilf/models/backbone.h"
+#include "ilf/models/dit.h"
+#include "ilf/models/pixart.h"
+
+namespace ilf {
+
+// Reads every tensor of a weights file, with the names it carries:
+// - a safetensors file;
+// - a TorchScript archive (torch.jit.save; named_parameters + named_buffers, e.g. the reference
+//   *.torchscript.pt or scripts/export_weights.py output). torch.save checkpoints (.pt / .pth) are
+//   refused with a pointer to scripts/export_weights.py: LibTorch cannot unpickle them in general;
+// - a folder holding *.safetensors files (all shards merged), or such a folder under "transformer/"
+//   (a diffusers pipeline folder).
+// Errors name the file.
+TensorMap read_weights(const std::string& path);
+
+enum class WeightLayout { kOfficial, kDiffusersPixArt };
+
+// Recognises the layout of `weights` (official keys, diffusers PixArtTransformer2DModel keys, or
+// either of them under a "state_dict." / "ema." / "model." / "module." prefix: the first prefix that
+// holds them wins and other tensors are dropped) and returns the tensors under the official key
+// names. `layout` receives the layout found. Throws for unrecognised tensor sets.
+TensorMap to_official_layout(TensorMap weights, const std::string& source, WeightLayout* layout = nullptr);
+
+// "dit" or "pixart", from the key names (official or diffusers layout). Throws if neither. `source`
+// (the file) names the weights in error messages, here and below.
+std::string detect_family(const TensorMap& weights, const std::string& source = "weights");
+
+// What the tensors tell about the architecture (official or diffusers layout accepted):
+// DiT: depth, hidden_size, patch_size, in_channels, learn_sigma, num_classes, mlp_ratio, and
+// input_size from pos_embed (0 when absent). num_heads cannot be inferred and is left 0.
+DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source = "weights");
+// PixArt: depth, hidden_size, patch_size, in_channels, pred_sigma, caption_channels, mlp_ratio,
+// qk_norm, model_max_length (from y_embedding), input_size (from pos_embed; 0 when absent), and a
+// variant guess: "alpha_ms" with micro-condition embedders, "sigma" with qk norm, else "alpha" (the
+// weights cannot tell alpha from sigma). kv_compress is true when KV-compression weights exist.
+// num_heads is left 0.
+PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source = "weights");
+
+// Builds a backbone from the JSON section at `prefix` ("model"): {"family": "dit" | "pixart", ...}
+// with the fields of DiTConfig::from_config / PixArtConfig::from_config. Errors name the JSON path.
+BackbonePtr make_backbone(ConfigReader& reader, const std::string& prefix);
+
+// Builds a backbone for `weights`: the architecture inferred from the tensors, completed and checked
+// by the JSON section at `prefix` (which may be absent). Settings the weights cannot tell (num_heads;
+// for PixArt variant alpha vs sigma; input_size and lewei_scale / pe_interpolation when there is no
+// pos_embed) must come from the config. Fallbacks, each logged: num_heads = the official models' head
+// count for their width (384: 6, 768: 12, 1024 and 1152: 16); the pos-embed scale = the value among
+// 1, 2, 0.5, 4, 0.25 that reproduces the stored pos_embed. A config value that contradicts the
+// weights is an error naming the key.
+BackbonePtr make_backbone_for_weights(const TensorMap& weights, ConfigReader& reader, const std::string& prefix,
+                                      const std::string& source = "weights");
+
+// Converts `weights` to the official layout and copies them into `model`. Every missing, unexpected
+// and mis-shaped key is reported in one ilf::Error naming `source`; the model is untouched then.
+// A missing pos_embed is fine (it is a fixed function of the config). A missing
+// y_embedder.y_embedding (diffusers layout) leaves the buffer as is and marks the PixArt model as
+// having no built-in null caption. KV-compression weights are refused with a clear error.
+void load_backbone_weights(Backbone& model, TensorMap weights, const std::string& source);
+
+// Moves the backbone to `device` in `dtype` (float32, or bfloat16 / float16 on CUDA only). The
+// timestep / size sinusoids and the pos embedding are still computed in float32 (float64 for the
+// pos embedding) and cast at the point of use.
+void move_backbone(Backbone& model, const torch::Device& device, torch::Dtype dtype);
+
+// Parses "float32" / "fp32", "bfloat16" / "bf16", "float16" / "fp16" / "half"; throws for others.
+torch::Dtype parse_dtype(const std::string& name);
+
+}  // namespace ilf

@@ -1,0 +1,73 @@
+// DPM-Solver++(2M) with the semantics of diffusers' DPMSolverMultistepScheduler (algorithm
+// "dpmsolver++", solver type "midpoint", epsilon prediction): integer timesteps, sigmas read from the
+// discrete training schedule, data-prediction multistep updates in float32 (DESIGN.md section 3).
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "ilf/sampling/noise_schedule.h"
+#include "ilf/sampling/solver.h"
+
+namespace ilf {
+
+struct DPMSolverOptions {
+  NoiseScheduleOptions schedule;
+  TimestepSpacing timestep_spacing = TimestepSpacing::kLinspace;
+  int64_t steps_offset = 0;  // added to "leading" timesteps
+  int64_t solver_order = 2;  // 1 (DPM-Solver++ 1, i.e. DDIM) or 2 (2M)
+  // First-order final step below 15 steps (diffusers' "lower_order_final").
+  bool lower_order_final = true;
+  // Always first-order final step.
+  bool euler_at_final = false;
+  // Noise level after the last step: "zero" (the last step returns the x0 prediction, and is first
+  // order) or "sigma_min" (sigma of training timestep 0).
+  std::string final_sigmas_type = "zero";
+
+  // Throws ilf::Error naming the field for impossible values.
+  void validate() const;
+};
+
+class DPMSolverMultistep : public Solver {
+ public:
+  DPMSolverMultistep();  // default options
+  explicit DPMSolverMultistep(const DPMSolverOptions& options);
+
+  std::string name() const override { return "dpmpp2m"; }
+  // Throws ilf::Error for num_steps < 1, num_steps > the training timesteps, or settings that give
+  // repeated timesteps.
+  void set_timesteps(int64_t num_steps) override;
+  int64_t num_steps() const override { return static_cast<int64_t>(timesteps_.size()); }
+  std::vector<double> timesteps() const override;
+  std::vector<double> sigmas() const override;
+  torch::Tensor step(const torch::Tensor& model_output, const torch::Tensor& sample) override;
+  int64_t step_index() const override { return step_index_; }
+
+  // The integer timesteps (diffusers' `scheduler.timesteps`) and float32 sigmas (`scheduler.sigmas`).
+  const std::vector<int64_t>& integer_timesteps() const { return timesteps_; }
+  const std::vector<float>& float_sigmas() const { return sigmas_; }
+  // The data prediction x0 = (x - sigma_t eps) / alpha_t of the latest step (undefined before one).
+  const torch::Tensor& x0_prediction() const { return x0_history_[1]; }
+  // Solver order the next step() will use (1 or 2).
+  int64_t next_step_order() const;
+
+  const DPMSolverOptions& options() const { return options_; }
+  const NoiseSchedule& noise_schedule() const { return schedule_; }
+
+ private:
+  DPMSolverOptions options_;
+  NoiseSchedule schedule_;
+  std::vector<int64_t> timesteps_;  // (N,)
+  std::vector<float> sigmas_;       // (N + 1,) float32 as diffusers stores them
+  // Per step boundary i = 0..N (float32, as the reference's 0-dim tensors): alpha_i = 1/sqrt(sigma^2+1),
+  // sigma_t_i = sigma_i * alpha_i, lambda_i = log(alpha_i) - log(sigma_t_i).
+  std::vector<float> alpha_, sigma_t_, lambda_;
+  // Per step k = 0..N-1: exp(-h_k) - 1 with h_k = lambda_{k+1} - lambda_k.
+  std::vector<float> exp_neg_h_minus_1_;
+  torch::Tensor x0_history_[2];  // [previous, latest] data predictions
+  int64_t lower_order_nums_ = 0;
+  int64_t step_index_ = 0;
+};
+
+}  // namespace ilf

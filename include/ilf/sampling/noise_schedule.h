@@ -1,0 +1,45 @@
+// The discrete training noise schedule (DDPM betas over 1000 steps) as diffusers computes it, shared by
+// the solvers and the trainer: betas, alphas_cumprod = cumprod(1 - beta) in float32, the forward
+// noising x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, and sigma(t) = sqrt((1 - abar_t) / abar_t).
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+namespace ilf {
+
+struct NoiseScheduleOptions {
+  std::string beta_schedule = "linear";  // "linear" or "scaled_linear" (linspace of sqrt(beta), squared)
+  double beta_start = 1e-4;
+  double beta_end = 0.02;
+  int64_t num_train_timesteps = 1000;
+
+  // Throws ilf::Error naming the field for an unknown schedule or impossible values.
+  void validate() const;
+};
+
+struct NoiseSchedule {
+  torch::Tensor betas;           // (T,) float32: float32 linspace as torch.linspace computes it
+  torch::Tensor alphas_cumprod;  // (T,) float32: cumprod(1 - betas)
+
+  static NoiseSchedule create(const NoiseScheduleOptions& options = {});
+
+  int64_t num_train_timesteps() const { return alphas_cumprod.size(0); }
+
+  // sigma = sqrt((1 - abar) / abar) for every training timestep: (T,) float32.
+  torch::Tensor sigmas() const;
+  // sigma of one integer training timestep t in [0, T).
+  double sigma(int64_t t) const;
+
+  // x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps for integer timesteps t (B,) (one per batch element).
+  // x0 and eps: (B, ...) of the same shape; computed in x0's dtype on x0's device. Throws ilf::Error
+  // for mismatched shapes or timesteps outside [0, T).
+  torch::Tensor add_noise(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t) const;
+};
+
+// How diffusers-style solvers place their integer timesteps (diffusers' `timestep_spacing`).
+enum class TimestepSpacing { kLinspace, kLeading, kTrailing };
+TimestepSpacing parse_timestep_spacing(const std::string& name);  // throws ilf::Error listing the names
+std::string to_string(TimestepSpacing spacing);
+
+}  // namespace ilf

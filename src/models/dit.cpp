@@ -1,0 +1,188 @@
+// DiT backbone (see include/ilf/models/dit.h).
+#include "ilf/models/dit.h"
+
+#include <array>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "ilf/error.h"
+
+namespace ilf {
+
+DiTConfig DiTConfig::preset(const std::string& name) {
+  // name: DiT-<size>/<patch>
+  static const std::map<std::string, std::array<int64_t, 3>> sizes = {
+      // size: {depth, hidden_size, num_heads}
+      {"S", {12, 384, 6}},
+      {"B", {12, 768, 12}},
+      {"L", {24, 1024, 16}},
+      {"XL", {28, 1152, 16}},
+  };
+  const std::regex pattern("DiT-(S|B|L|XL)/(2|4|8)");
+  std::smatch match;
+  if (!std::regex_match(name, match, pattern))
+    throw Error("unknown DiT preset \"" + name + "\" (expected DiT-S/2, DiT-B/4, DiT-L/8, DiT-XL/2, ...: size S, B, L or XL, patch 2, 4 or 8)");
+  const auto& s = sizes.at(match[1].str());
+  DiTConfig config;
+  config.depth = s[0];
+  config.hidden_size = s[1];
+  config.num_heads = s[2];
+  config.patch_size = std::stoll(match[2].str());
+  return config;
+}
+
+DiTConfig DiTConfig::from_config(ConfigReader& reader, const std::string& prefix, const DiTConfig& defaults) {
+  DiTConfig c = defaults;
+  c.input_size = reader.get<int64_t>(prefix + ".input_size", c.input_size);
+  c.patch_size = reader.get<int64_t>(prefix + ".patch_size", c.patch_size);
+  c.in_channels = reader.get<int64_t>(prefix + ".in_channels", c.in_channels);
+  c.hidden_size = reader.get<int64_t>(prefix + ".hidden_size", c.hidden_size);
+  c.depth = reader.get<int64_t>(prefix + ".depth", c.depth);
+  c.num_heads = reader.get<int64_t>(prefix + ".num_heads", c.num_heads);
+  c.mlp_ratio = reader.get<double>(prefix + ".mlp_ratio", c.mlp_ratio);
+  c.num_classes = reader.get<int64_t>(prefix + ".num_classes", c.num_classes);
+  c.learn_sigma = reader.get<bool>(prefix + ".learn_sigma", c.learn_sigma);
+  c.validate(reader.source() + ": " + prefix);
+  return c;
+}
+
+DiTConfig DiTConfig::from_config(ConfigReader& reader, const std::string& prefix) {
+  return from_config(reader, prefix, DiTConfig{});
+}
+
+void DiTConfig::validate(const std::string& where) const {
+  auto fail = [&](const std::string& field, const std::string& expectation) {
+    throw Error(where + "." + field + " must be " + expectation);
+  };
+  if (patch_size < 1) fail("patch_size", ">= 1, got " + std::to_string(patch_size));
+  if (input_size < 1 || input_size % patch_size != 0)
+    fail("input_size", "a positive multiple of patch_size (" + std::to_string(patch_size) + "), got " + std::to_string(input_size));
+  if (in_channels < 1) fail("in_channels", ">= 1, got " + std::to_string(in_channels));
+  if (depth < 1) fail("depth", ">= 1, got " + std::to_string(depth));
+  if (hidden_size < 4 || hidden_size % 4 != 0)
+    fail("hidden_size", "a positive multiple of 4 (the 2-D sin-cos embedding), got " + std::to_string(hidden_size));
+  if (num_heads < 1 || hidden_size % num_heads != 0)
+    fail("num_heads", "a positive divisor of hidden_size (" + std::to_string(hidden_size) + "), got " + std::to_string(num_heads));
+  if (!(mlp_ratio > 0) || static_cast<int64_t>(hidden_size * mlp_ratio) < 1)
+    fail("mlp_ratio", "positive, got " + std::to_string(mlp_ratio));
+  if (num_classes < 1) fail("num_classes", ">= 1, got " + std::to_string(num_classes));
+}
+
+DiTBlockImpl::DiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio) {
+  attn = register_module("attn", SelfAttention(hidden_size, num_heads));
+  const auto mlp_hidden = static_cast<int64_t>(hidden_size * mlp_ratio);
+  mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden, hidden_size));
+  adaLN_modulation = register_module(
+      "adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 6 * hidden_size)));
+}
+
+torch::Tensor DiTBlockImpl::forward(const torch::Tensor& h, const Conditioning& cond) {
+  // 6 x (B, 1, D): shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
+  const std::vector<torch::Tensor> m = adaLN_modulation->forward(cond.block).unsqueeze(1).chunk(6, -1);
+  torch::Tensor x = h + m[2] * attn(modulate(layer_norm_no_affine(h), m[0], m[1]));
+  x = x + m[5] * mlp(modulate(layer_norm_no_affine(x), m[3], m[4]));
+  return x;
+}
+
+LabelEmbedderImpl::LabelEmbedderImpl(int64_t num_classes, int64_t hidden_size) {
+  embedding_table = register_module("embedding_table", torch::nn::Embedding(num_classes + 1, hidden_size));
+}
+
+DiTFinalLayerImpl::DiTFinalLayerImpl(int64_t hidden_size, int64_t patch_size, int64_t out_channels) {
+  linear = register_module("linear", torch::nn::Linear(hidden_size, patch_size * patch_size * out_channels));
+  adaLN_modulation = register_module(
+      "adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 2 * hidden_size)));
+}
+
+torch::Tensor DiTFinalLayerImpl::forward(const torch::Tensor& h, const torch::Tensor& c) {
+  const std::vector<torch::Tensor> m = adaLN_modulation->forward(c).unsqueeze(1).chunk(2, -1);  // shift, scale (B, 1, D)
+  return linear(modulate(layer_norm_no_affine(h), m[0], m[1]));
+}
+
+DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
+  config_.validate("DiTConfig");
+  x_embedder = register_module("x_embedder", PatchEmbed(config_.patch_size, config_.in_channels, config_.hidden_size));
+  t_embedder = register_module("t_embedder", TimestepEmbedder(config_.hidden_size));
+  y_embedder = register_module("y_embedder", LabelEmbedder(config_.num_classes, config_.hidden_size));
+  const int64_t grid = config_.grid_size();
+  pos_embed = register_buffer("pos_embed", sincos_pos_embed_2d(config_.hidden_size, grid, grid, grid).unsqueeze(0));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config_.depth; ++i) {
+    auto block = std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio);
+    blocks->push_back(block);
+    block_list_.push_back(block);
+  }
+  final_layer = register_module("final_layer", DiTFinalLayer(config_.hidden_size, config_.patch_size, config_.out_channels()));
+}
+
+torch::Tensor DiTImpl::embed(const torch::Tensor& x) {
+  if (x.dim() != 4 || x.size(1) != config_.in_channels || x.size(2) != config_.input_size || x.size(3) != config_.input_size) {
+    std::ostringstream got;
+    got << x.sizes();
+    throw Error("DiT: input x must be (B, " + std::to_string(config_.in_channels) + ", " + std::to_string(config_.input_size) +
+                ", " + std::to_string(config_.input_size) + ") (square latents of input_size), got " + got.str());
+  }
+  return x_embedder(x) + pos_embed.to(x_embedder->proj->weight.scalar_type());  // (B, T, D)
+}
+
+torch::Tensor DiTImpl::embed_timestep(const torch::Tensor& t) { return t_embedder(t); }
+
+torch::Tensor DiTImpl::embed_labels(const torch::Tensor& labels) {
+  if (!labels.defined()) throw Error("DiT: class_labels are required (null class = " + std::to_string(config_.num_classes) + ")");
+  if (labels.dim() != 1 || (labels.scalar_type() != torch::kInt64 && labels.scalar_type() != torch::kInt32))
+    throw Error("DiT: class_labels must be a 1-D int64 tensor (B,)");
+  if (labels.numel() > 0) {
+    const int64_t lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+    if (lo < 0 || hi > config_.num_classes)
+      throw Error("DiT: class labels must lie in [0, " + std::to_string(config_.num_classes) + "] (" +
+                  std::to_string(config_.num_classes) + " = null class), got values in [" + std::to_string(lo) + ", " +
+                  std::to_string(hi) + "]");
+  }
+  return y_embedder(labels.to(torch::kInt64).to(pos_embed.device()));
+}
+
+Conditioning DiTImpl::condition(const torch::Tensor& t, const ConditionInputs& inputs) {
+  const torch::Tensor y_emb = embed_labels(inputs.class_labels);  // (B, D)
+  torch::Tensor times = t.reshape({-1});
+  if (times.numel() == 1 && y_emb.size(0) != 1) times = times.expand({y_emb.size(0)});
+  if (times.numel() != y_emb.size(0))
+    throw Error("DiT: " + std::to_string(times.numel()) + " timesteps for " + std::to_string(y_emb.size(0)) + " class labels");
+  Conditioning cond;
+  cond.block = embed_timestep(times) + y_emb;  // c (B, D)
+  cond.head = cond.block;
+  return cond;
+}
+
+torch::Tensor DiTImpl::block(int64_t j, const torch::Tensor& h, const Conditioning& cond) {
+  TORCH_CHECK(j >= 0 && j < config_.depth, "DiT::block: index ", j, " outside [0, ", config_.depth, ")");
+  return block_list_[j]->forward(h, cond);
+}
+
+torch::Tensor DiTImpl::final_tokens(const torch::Tensor& h, const Conditioning& cond) { return final_layer(h, cond.head); }
+
+torch::Tensor DiTImpl::head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) {
+  const int64_t p = config_.patch_size;
+  return unpatchify(final_tokens(h, cond), height / p, width / p, p, config_.out_channels());
+}
+
+BlockPtr DiTImpl::make_block() const {
+  auto block = std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio);
+  const torch::Tensor& like = x_embedder->proj->weight;
+  block->to(like.device(), like.scalar_type());
+  return block;
+}
+
+BlockPtr DiTImpl::block_module(int64_t j) const {
+  TORCH_CHECK(j >= 0 && j < config_.depth, "DiT::block_module: index ", j, " outside [0, ", config_.depth, ")");
+  return block_list_[j];
+}
+
+ConditionInputs DiTImpl::null_condition(const ConditionInputs& like) const {
+  if (!like.class_labels.defined()) throw Error("DiT::null_condition: `like` has no class_labels to take the batch size from");
+  ConditionInputs null;
+  null.class_labels = torch::full_like(like.class_labels, config_.num_classes);
+  return null;
+}
+
+}  // namespace ilf

@@ -1,0 +1,314 @@
+// PixArt-alpha / alpha-MS / Sigma backbone (see include/ilf/models/pixart.h).
+#include "ilf/models/pixart.h"
+
+#include <sstream>
+
+#include "ilf/error.h"
+
+namespace ilf {
+namespace {
+
+std::string shape_of(const torch::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+// A caption mask in any of the official layouts ((B, L), (B, 1, L), (B, 1, 1, L)) -> (batch, L) bool.
+// Undefined -> all valid. A mask with fewer rows that divide `batch` is tiled, as the official code does.
+torch::Tensor normalise_caption_mask(const torch::Tensor& mask, int64_t batch, int64_t length, const torch::Device& device) {
+  if (!mask.defined()) return torch::ones({batch, length}, torch::TensorOptions().dtype(torch::kBool).device(device));
+  if (mask.dim() < 2 || mask.dim() > 4 || mask.size(-1) != length || mask.numel() % length != 0)
+    throw Error("PixArt: caption_mask must be (B, L) with L = " + std::to_string(length) + " caption tokens, got " + shape_of(mask));
+  torch::Tensor m = mask.reshape({-1, length});
+  if (m.size(0) != batch) {
+    if (m.size(0) == 0 || batch % m.size(0) != 0)
+      throw Error("PixArt: caption_mask has " + std::to_string(m.size(0)) + " rows for a batch of " + std::to_string(batch));
+    m = m.repeat({batch / m.size(0), 1});
+  }
+  return (m != 0).to(device);
+}
+
+}  // namespace
+
+PixArtConfig PixArtConfig::from_config(ConfigReader& reader, const std::string& prefix, const PixArtConfig& defaults) {
+  PixArtConfig c = defaults;
+  c.variant = reader.choice(prefix + ".variant", c.variant, {"alpha", "alpha_ms", "sigma"});
+  c.input_size = reader.get<int64_t>(prefix + ".input_size", c.input_size);
+  c.patch_size = reader.get<int64_t>(prefix + ".patch_size", c.patch_size);
+  c.in_channels = reader.get<int64_t>(prefix + ".in_channels", c.in_channels);
+  c.hidden_size = reader.get<int64_t>(prefix + ".hidden_size", c.hidden_size);
+  c.depth = reader.get<int64_t>(prefix + ".depth", c.depth);
+  c.num_heads = reader.get<int64_t>(prefix + ".num_heads", c.num_heads);
+  c.mlp_ratio = reader.get<double>(prefix + ".mlp_ratio", c.mlp_ratio);
+  c.pred_sigma = reader.get<bool>(prefix + ".pred_sigma", c.pred_sigma);
+  c.caption_channels = reader.get<int64_t>(prefix + ".caption_channels", c.caption_channels);
+  c.model_max_length = reader.get<int64_t>(prefix + ".model_max_length", c.model_max_length);
+  if (reader.has(prefix + ".lewei_scale") && c.variant == "sigma")
+    throw reader.invalid(prefix + ".lewei_scale", "absent for variant \"sigma\" (PixArt-Sigma scales its pos embedding by pe_interpolation)");
+  if (reader.has(prefix + ".pe_interpolation") && c.variant != "sigma")
+    throw reader.invalid(prefix + ".pe_interpolation",
+                         "absent for variant \"" + c.variant + "\" (PixArt-alpha scales its pos embedding by lewei_scale)");
+  c.lewei_scale = reader.get<double>(prefix + ".lewei_scale", c.lewei_scale);
+  c.pe_interpolation = reader.get<double>(prefix + ".pe_interpolation", c.pe_interpolation);
+  c.qk_norm = reader.get<bool>(prefix + ".qk_norm", c.qk_norm);
+  c.kv_compress = reader.get<bool>(prefix + ".kv_compress", c.kv_compress);
+  c.validate(reader.source() + ": " + prefix);
+  return c;
+}
+
+PixArtConfig PixArtConfig::from_config(ConfigReader& reader, const std::string& prefix) {
+  return from_config(reader, prefix, PixArtConfig{});
+}
+
+void PixArtConfig::validate(const std::string& where) const {
+  auto fail = [&](const std::string& field, const std::string& expectation) {
+    throw Error(where + "." + field + " must be " + expectation);
+  };
+  if (variant != "alpha" && variant != "alpha_ms" && variant != "sigma")
+    fail("variant", "one of alpha, alpha_ms, sigma (got \"" + variant + "\")");
+  if (kv_compress)
+    fail("kv_compress", "false: KV compression (the PixArt-Sigma kv-compress checkpoints) is not supported");
+  if (patch_size < 1) fail("patch_size", ">= 1, got " + std::to_string(patch_size));
+  if (input_size < 1 || input_size % patch_size != 0)
+    fail("input_size", "a positive multiple of patch_size (" + std::to_string(patch_size) + "), got " + std::to_string(input_size));
+  if (in_channels < 1) fail("in_channels", ">= 1, got " + std::to_string(in_channels));
+  if (depth < 1) fail("depth", ">= 1, got " + std::to_string(depth));
+  if (hidden_size < 4 || hidden_size % 4 != 0)
+    fail("hidden_size", "a positive multiple of 4 (the 2-D sin-cos embedding), got " + std::to_string(hidden_size));
+  if (variant == "alpha_ms" && hidden_size % 3 != 0)
+    fail("hidden_size", "a multiple of 3 for alpha_ms (the size and aspect-ratio embeddings are D/3 wide each), got " +
+                            std::to_string(hidden_size));
+  if (num_heads < 1 || hidden_size % num_heads != 0)
+    fail("num_heads", "a positive divisor of hidden_size (" + std::to_string(hidden_size) + "), got " + std::to_string(num_heads));
+  if (!(mlp_ratio > 0) || static_cast<int64_t>(hidden_size * mlp_ratio) < 1)
+    fail("mlp_ratio", "positive, got " + std::to_string(mlp_ratio));
+  if (caption_channels < 1) fail("caption_channels", ">= 1, got " + std::to_string(caption_channels));
+  if (model_max_length < 1) fail("model_max_length", ">= 1, got " + std::to_string(model_max_length));
+  if (!(lewei_scale > 0)) fail("lewei_scale", "positive, got " + std::to_string(lewei_scale));
+  if (!(pe_interpolation > 0)) fail("pe_interpolation", "positive, got " + std::to_string(pe_interpolation));
+  if (qk_norm && variant != "sigma") fail("qk_norm", "false unless variant is \"sigma\" (qk LayerNorm is a PixArt-Sigma option)");
+}
+
+PixArtBlockImpl::PixArtBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio, bool qk_norm) {
+  attn = register_module("attn", SelfAttention(hidden_size, num_heads, qk_norm));
+  cross_attn = register_module("cross_attn", CrossAttention(hidden_size, num_heads));
+  mlp = register_module("mlp", Mlp(hidden_size, static_cast<int64_t>(hidden_size * mlp_ratio), hidden_size));
+  scale_shift_table = register_parameter("scale_shift_table", torch::randn({6, hidden_size}) / std::sqrt(hidden_size));
+}
+
+torch::Tensor PixArtBlockImpl::forward(const torch::Tensor& h, const Conditioning& cond) {
+  const int64_t batch = h.size(0), dim = h.size(2);
+  // 6 x (B, 1, D): shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
+  const std::vector<torch::Tensor> m = (scale_shift_table.unsqueeze(0) + cond.block.reshape({batch, 6, dim})).chunk(6, 1);
+  torch::Tensor x = h + m[2] * attn(modulate(layer_norm_no_affine(h), m[0], m[1]));
+  x = x + cross_attn(x, cond.caption_tokens, cond.caption_mask);
+  x = x + m[5] * mlp(modulate(layer_norm_no_affine(x), m[3], m[4]));
+  return x;
+}
+
+CaptionEmbedderImpl::CaptionEmbedderImpl(int64_t caption_channels, int64_t hidden_size, int64_t max_length) {
+  y_proj = register_module("y_proj", Mlp(caption_channels, hidden_size, hidden_size));
+  y_embedding = register_buffer("y_embedding", torch::randn({max_length, caption_channels}) / std::sqrt(caption_channels));
+}
+
+T2IFinalLayerImpl::T2IFinalLayerImpl(int64_t hidden_size, int64_t patch_size, int64_t out_channels) {
+  linear = register_module("linear", torch::nn::Linear(hidden_size, patch_size * patch_size * out_channels));
+  scale_shift_table = register_parameter("scale_shift_table", torch::randn({2, hidden_size}) / std::sqrt(hidden_size));
+}
+
+torch::Tensor T2IFinalLayerImpl::forward(const torch::Tensor& h, const torch::Tensor& t) {
+  const std::vector<torch::Tensor> m = (scale_shift_table.unsqueeze(0) + t.unsqueeze(1)).chunk(2, 1);  // shift, scale (B, 1, D)
+  return linear(modulate(layer_norm_no_affine(h), m[0], m[1]));
+}
+
+PixArtImpl::PixArtImpl(const PixArtConfig& config) : config_(config) {
+  config_.validate("PixArtConfig");
+  const int64_t d = config_.hidden_size, base = config_.base_size();
+  x_embedder = register_module("x_embedder", PatchEmbed(config_.patch_size, config_.in_channels, d));
+  t_embedder = register_module("t_embedder", TimestepEmbedder(d));
+  pos_embed = register_buffer(
+      "pos_embed", sincos_pos_embed_2d(d, base, base, base, config_.pos_embed_scale(), config_.pos_embed_division()).unsqueeze(0));
+  t_block = register_module("t_block", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(d, 6 * d)));
+  y_embedder = register_module("y_embedder", CaptionEmbedder(config_.caption_channels, d, config_.model_max_length));
+  if (config_.micro_condition()) {
+    csize_embedder = register_module("csize_embedder", TimestepEmbedder(d / 3));
+    ar_embedder = register_module("ar_embedder", TimestepEmbedder(d / 3));
+  }
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config_.depth; ++i) {
+    auto block = std::make_shared<PixArtBlockImpl>(d, config_.num_heads, config_.mlp_ratio, config_.qk_norm);
+    blocks->push_back(block);
+    block_list_.push_back(block);
+  }
+  final_layer = register_module("final_layer", T2IFinalLayer(d, config_.patch_size, config_.out_channels()));
+}
+
+torch::Tensor PixArtImpl::positional_embedding(int64_t grid_h, int64_t grid_w) {
+  const torch::Tensor& weight = x_embedder->proj->weight;
+  if (!config_.recomputes_pos_embed()) {
+    if (grid_h != config_.base_size() || grid_w != config_.base_size())
+      throw Error("PixArt (variant alpha): the fixed pos_embed covers a " + std::to_string(config_.base_size()) + "x" +
+                  std::to_string(config_.base_size()) + " token grid, got " + std::to_string(grid_h) + "x" +
+                  std::to_string(grid_w) + " (use variant alpha_ms or sigma for other sizes)");
+    return pos_embed.to(weight.scalar_type());
+  }
+  if (grid_h != cached_grid_h_ || grid_w != cached_grid_w_ || !cached_pos_embed_.defined() ||
+      cached_pos_embed_.device() != weight.device() || cached_pos_embed_.scalar_type() != weight.scalar_type()) {
+    cached_pos_embed_ = sincos_pos_embed_2d(config_.hidden_size, grid_h, grid_w, static_cast<double>(config_.base_size()),
+                                            config_.pos_embed_scale(), config_.pos_embed_division())
+                            .unsqueeze(0)
+                            .to(weight.device(), weight.scalar_type());
+    cached_grid_h_ = grid_h;
+    cached_grid_w_ = grid_w;
+  }
+  return cached_pos_embed_;
+}
+
+torch::Tensor PixArtImpl::embed(const torch::Tensor& x) {
+  const int64_t p = config_.patch_size;
+  if (x.dim() != 4 || x.size(1) != config_.in_channels || x.size(2) % p != 0 || x.size(3) % p != 0 || x.size(2) == 0 ||
+      x.size(3) == 0)
+    throw Error("PixArt: input x must be (B, " + std::to_string(config_.in_channels) + ", H, W) with H and W multiples of " +
+                std::to_string(p) + ", got " + shape_of(x));
+  if (!config_.recomputes_pos_embed() && (x.size(2) != config_.input_size || x.size(3) != config_.input_size))
+    throw Error("PixArt (variant alpha): input x must be square latents of input_size " + std::to_string(config_.input_size) +
+                ", got " + shape_of(x) + " (use variant alpha_ms or sigma for other sizes)");
+  return x_embedder(x) + positional_embedding(x.size(2) / p, x.size(3) / p);  // (B, T, D)
+}
+
+torch::Tensor PixArtImpl::embed_timestep(const torch::Tensor& t) { return t_embedder(t); }
+
+std::pair<torch::Tensor, torch::Tensor> PixArtImpl::embed_micro_conditions(const torch::Tensor& image_hw,
+                                                                            const torch::Tensor& aspect_ratio, int64_t batch) {
+  if (!config_.micro_condition()) throw Error("PixArt: micro-conditions exist only for variant alpha_ms");
+  if (!image_hw.defined() || !aspect_ratio.defined())
+    throw Error("PixArt (variant alpha_ms): the micro-conditions image_hw (B, 2) and aspect_ratio (B, 1) are required");
+  // SizeEmbedder: s (b, d) -> every value through the timestep embedder -> (b, d * D/3).
+  auto size_embed = [&](TimestepEmbedder& embedder, torch::Tensor s, int64_t values, const char* name) {
+    if (s.dim() == 1) s = s.unsqueeze(1);
+    if (s.dim() != 2 || s.size(1) != values || s.size(0) == 0 || batch % s.size(0) != 0)
+      throw Error(std::string("PixArt (variant alpha_ms): ") + name + " must be (B, " + std::to_string(values) +
+                  ") for a batch of " + std::to_string(batch) + ", got " + shape_of(s));
+    if (s.size(0) != batch) s = s.repeat({batch / s.size(0), 1});
+    return embedder(s.reshape({-1})).reshape({batch, -1});
+  };
+  return {size_embed(csize_embedder, image_hw, 2, "image_hw"), size_embed(ar_embedder, aspect_ratio, 1, "aspect_ratio")};
+}
+
+torch::Tensor PixArtImpl::project_caption(const torch::Tensor& caption) {
+  if (!caption.defined()) throw Error("PixArt: a caption (B, L, " + std::to_string(config_.caption_channels) + ") is required");
+  torch::Tensor y = caption;
+  if (y.dim() == 4 && y.size(1) == 1) y = y.squeeze(1);
+  if (y.dim() != 3 || y.size(2) != config_.caption_channels)
+    throw Error("PixArt: caption must be (B, L, " + std::to_string(config_.caption_channels) + ") or (B, 1, L, " +
+                std::to_string(config_.caption_channels) + "), got " + shape_of(caption));
+  const torch::Tensor& weight = y_embedder->y_proj->fc1->weight;
+  return y_embedder->y_proj(y.to(weight.device(), weight.scalar_type()));  // (B, L, D)
+}
+
+Conditioning PixArtImpl::condition(const torch::Tensor& t, const ConditionInputs& inputs) {
+  Conditioning cond;
+  cond.caption_tokens = project_caption(inputs.caption);  // (B, L, D)
+  const int64_t batch = cond.caption_tokens.size(0), length = cond.caption_tokens.size(1);
+  torch::Tensor times = t.reshape({-1});
+  if (times.numel() == 1 && batch != 1) times = times.expand({batch});
+  if (times.numel() != batch)
+    throw Error("PixArt: " + std::to_string(times.numel()) + " timesteps for a batch of " + std::to_string(batch) + " captions");
+  torch::Tensor t_vec = embed_timestep(times);  // (B, D)
+  if (config_.micro_condition()) {
+    const auto [csize, ar] = embed_micro_conditions(inputs.image_hw, inputs.aspect_ratio, batch);
+    t_vec = t_vec + torch::cat({csize, ar}, 1);
+  }
+  cond.head = t_vec;               // t (B, D)
+  cond.block = t_block->forward(t_vec);  // t0 (B, 6D)
+  cond.caption_mask = normalise_caption_mask(inputs.caption_mask, batch, length, cond.caption_tokens.device());
+  return cond;
+}
+
+torch::Tensor PixArtImpl::block(int64_t j, const torch::Tensor& h, const Conditioning& cond) {
+  TORCH_CHECK(j >= 0 && j < config_.depth, "PixArt::block: index ", j, " outside [0, ", config_.depth, ")");
+  return block_list_[j]->forward(h, cond);
+}
+
+torch::Tensor PixArtImpl::final_tokens(const torch::Tensor& h, const Conditioning& cond) { return final_layer(h, cond.head); }
+
+torch::Tensor PixArtImpl::head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) {
+  const int64_t p = config_.patch_size;
+  return unpatchify(final_tokens(h, cond), height / p, width / p, p, config_.out_channels());
+}
+
+BlockPtr PixArtImpl::make_block() const {
+  auto block = std::make_shared<PixArtBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio, config_.qk_norm);
+  const torch::Tensor& like = x_embedder->proj->weight;
+  block->to(like.device(), like.scalar_type());
+  return block;
+}
+
+BlockPtr PixArtImpl::block_module(int64_t j) const {
+  TORCH_CHECK(j >= 0 && j < config_.depth, "PixArt::block_module: index ", j, " outside [0, ", config_.depth, ")");
+  return block_list_[j];
+}
+
+void PixArtImpl::set_null_caption(const torch::Tensor& caption, const torch::Tensor& mask) {
+  if (!caption.defined() || caption.numel() == 0 || caption.size(-1) != config_.caption_channels ||
+      caption.numel() / caption.size(-1) != caption.size(-2))
+    throw Error("PixArt::set_null_caption: expected a caption (L, " + std::to_string(config_.caption_channels) + "), got " +
+                (caption.defined() ? shape_of(caption) : std::string("an undefined tensor")));
+  null_caption_ = caption.reshape({-1, config_.caption_channels}).detach();  // (L, C)
+  const int64_t length = null_caption_.size(0);
+  if (mask.defined()) {
+    if (mask.numel() != length)
+      throw Error("PixArt::set_null_caption: mask has " + std::to_string(mask.numel()) + " entries for " + std::to_string(length) +
+                  " caption tokens");
+    null_caption_mask_ = (mask.reshape({length}) != 0).to(torch::kCPU);
+  } else {
+    null_caption_mask_ = torch::ones({length}, torch::kBool);
+  }
+}
+
+ConditionInputs PixArtImpl::null_condition(const ConditionInputs& like) const {
+  if (!like.caption.defined())
+    throw Error("PixArt::null_condition: `like` has no caption to take the batch size and length from");
+  torch::Tensor caption, mask;  // (L, C), (L) bool
+  if (null_caption_.defined()) {
+    caption = null_caption_;
+    mask = null_caption_mask_;
+  } else if (config_.variant == "sigma") {
+    throw Error("PixArt-Sigma has no built-in null caption: call set_null_caption() with the T5 features of the empty prompt");
+  } else if (!builtin_null_caption_) {
+    throw Error("PixArt: the loaded weights carry no y_embedder.y_embedding (e.g. the diffusers layout): call set_null_caption() "
+                "with the T5 features of the empty prompt");
+  } else {
+    // Reading: the buffer is a full-length learned null caption, so every token is valid. (The official
+    // pipelines reuse the conditional caption's mask for it.)
+    caption = y_embedder->y_embedding;
+    mask = torch::ones({caption.size(0)}, torch::kBool);
+  }
+  const int64_t batch = like.caption.size(0), length = like.caption.size(-2);
+  const int64_t own_length = caption.size(0);
+  if (own_length > length) {
+    if (mask.slice(0, length).any().item<bool>())
+      throw Error("PixArt::null_condition: the null caption has valid tokens beyond position " + std::to_string(length) +
+                  " (its length is " + std::to_string(own_length) + "): pad the captions to at least that many tokens");
+    caption = caption.slice(0, 0, length);
+    mask = mask.slice(0, 0, length);
+  } else if (own_length < length) {
+    caption = torch::cat({caption, torch::zeros({length - own_length, caption.size(1)}, caption.options())});
+    mask = torch::cat({mask, torch::zeros({length - own_length}, mask.options())});
+  }
+  const torch::Device device = like.caption.device();
+  ConditionInputs null;
+  null.caption = caption.to(device, like.caption.scalar_type()).unsqueeze(0).expand({batch, length, caption.size(1)}).contiguous();
+  if (like.caption.dim() == 4) null.caption = null.caption.unsqueeze(1);
+  // Like `like`: no mask when `like` has none and every null token is valid.
+  if (like.caption_mask.defined() || !mask.all().item<bool>()) {
+    const auto mask_type = like.caption_mask.defined() ? like.caption_mask.scalar_type() : torch::kInt64;
+    null.caption_mask = mask.to(device, mask_type).unsqueeze(0).expand({batch, length}).contiguous();
+  }
+  null.image_hw = like.image_hw;
+  null.aspect_ratio = like.aspect_ratio;
+  return null;
+}
+
+}  // namespace ilf

@@ -1,0 +1,458 @@
+// Weight reading, layout conversion, architecture inference, backbone construction and strict
+// loading (see include/ilf/models/weights.h).
+#include "ilf/models/weights.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "ilf/error.h"
+
+namespace ilf {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string shape_of(const torch::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
+
+bool is_zip_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {0, 0, 0, 0};
+  in.read(magic, 4);
+  return in && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+}
+
+TensorMap read_zip_weights(const std::string& path) {
+  try {
+    torch::jit::Module module = torch::jit::load(path, torch::kCPU);
+    TensorMap tensors;
+    for (const auto& p : module.named_parameters(/*recurse=*/true)) tensors[p.name] = p.value.detach();
+    for (const auto& b : module.named_buffers(/*recurse=*/true)) tensors[b.name] = b.value.detach();
+    return tensors;
+  } catch (const c10::Error& e) {
+    // LibTorch cannot unpickle torch.save'd checkpoints in general (OrderedDict, nn.Parameter, ...).
+    throw Error(path + ": not a TorchScript archive (" + e.what_without_backtrace() +
+                "). A torch.save checkpoint (.pt / .pth) must first be converted with scripts/export_weights.py");
+  }
+}
+
+TensorMap read_weights_folder(const std::string& path) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(path))
+    if (entry.is_regular_file() && entry.path().extension() == ".safetensors") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    if (fs::is_directory(fs::path(path) / "transformer")) return read_weights_folder((fs::path(path) / "transformer").string());
+    throw Error(path + ": folder holds no *.safetensors file (nor a transformer/ folder with one)");
+  }
+  TensorMap merged;
+  for (const auto& file : files) {
+    for (auto& [name, tensor] : read_safetensors(file.string()).tensors) {
+      if (merged.count(name)) throw Error(file.string() + ": tensor \"" + name + "\" also appears in another shard of " + path);
+      merged.emplace(name, std::move(tensor));
+    }
+  }
+  return merged;
+}
+
+// ---- layout -------------------------------------------------------------------------------------
+
+bool has_official_keys(const TensorMap& w) { return w.count("x_embedder.proj.weight") > 0; }
+bool has_diffusers_keys(const TensorMap& w) { return w.count("pos_embed.proj.weight") > 0; }
+
+// diffusers PixArtTransformer2DModel -> official key names (mapping of the reference README, case 5).
+TensorMap convert_diffusers_pixart(TensorMap w) {
+  TensorMap out;
+  auto move = [&](const std::string& from, const std::string& to) {
+    auto it = w.find(from);
+    if (it == w.end()) return;
+    out[to] = it->second;
+    w.erase(it);
+  };
+  // Concatenates the pieces along dim 0 when all of them exist (otherwise they stay, and surface as
+  // unexpected keys next to the missing official key).
+  auto concat = [&](const std::vector<std::string>& from, const std::string& to) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& f : from) {
+      auto it = w.find(f);
+      if (it == w.end()) return;
+      parts.push_back(it->second);
+    }
+    out[to] = torch::cat(parts, 0);
+    for (const auto& f : from) w.erase(f);
+  };
+  const std::vector<std::pair<std::string, std::string>> renames = {
+      {"pos_embed.proj", "x_embedder.proj"},
+      {"caption_projection.linear_1", "y_embedder.y_proj.fc1"},
+      {"caption_projection.linear_2", "y_embedder.y_proj.fc2"},
+      {"adaln_single.emb.timestep_embedder.linear_1", "t_embedder.mlp.0"},
+      {"adaln_single.emb.timestep_embedder.linear_2", "t_embedder.mlp.2"},
+      {"adaln_single.emb.resolution_embedder.linear_1", "csize_embedder.mlp.0"},
+      {"adaln_single.emb.resolution_embedder.linear_2", "csize_embedder.mlp.2"},
+      {"adaln_single.emb.aspect_ratio_embedder.linear_1", "ar_embedder.mlp.0"},
+      {"adaln_single.emb.aspect_ratio_embedder.linear_2", "ar_embedder.mlp.2"},
+      {"adaln_single.linear", "t_block.1"},
+      {"proj_out", "final_layer.linear"},
+  };
+  for (const auto& [from, to] : renames) {
+    move(from + ".weight", to + ".weight");
+    move(from + ".bias", to + ".bias");
+  }
+  move("scale_shift_table", "final_layer.scale_shift_table");
+
+  std::set<int64_t> block_ids;
+  const std::regex block_key(R"(transformer_blocks\.(\d+)\..*)");
+  for (const auto& [name, tensor] : w) {
+    std::smatch m;
+    if (std::regex_match(name, m, block_key)) block_ids.insert(std::stoll(m[1].str()));
+  }
+  for (const int64_t i : block_ids) {
+    const std::string d = "transformer_blocks." + std::to_string(i) + ".";
+    const std::string o = "blocks." + std::to_string(i) + ".";
+    move(d + "scale_shift_table", o + "scale_shift_table");
+    for (const std::string p : {".weight", ".bias"}) {
+      concat({d + "attn1.to_q" + p, d + "attn1.to_k" + p, d + "attn1.to_v" + p}, o + "attn.qkv" + p);
+      move(d + "attn1.to_out.0" + p, o + "attn.proj" + p);
+      move(d + "attn2.to_q" + p, o + "cross_attn.q_linear" + p);
+      concat({d + "attn2.to_k" + p, d + "attn2.to_v" + p}, o + "cross_attn.kv_linear" + p);
+      move(d + "attn2.to_out.0" + p, o + "cross_attn.proj" + p);
+      move(d + "ff.net.0.proj" + p, o + "mlp.fc1" + p);
+      move(d + "ff.net.2" + p, o + "mlp.fc2" + p);
+    }
+  }
+  for (auto& [name, tensor] : w) out[name] = tensor;  // unmapped keys stay and are reported on load
+  return out;
+}
+
+int64_t count_blocks(const TensorMap& w, const std::string& prefix, const std::string& source) {
+  const std::regex pattern(prefix + R"(\.(\d+)\..*)");
+  std::set<int64_t> ids;
+  for (const auto& [name, tensor] : w) {
+    std::smatch m;
+    if (std::regex_match(name, m, pattern)) ids.insert(std::stoll(m[1].str()));
+  }
+  if (ids.empty()) return 0;
+  const int64_t depth = *ids.rbegin() + 1;
+  if (static_cast<int64_t>(ids.size()) != depth)
+    throw Error(source + ": block indices of \"" + prefix + ".*\" are not contiguous (" + std::to_string(ids.size()) +
+                " blocks, highest index " + std::to_string(depth - 1) + ")");
+  return depth;
+}
+
+const torch::Tensor& need(const TensorMap& w, const std::string& name, const std::string& what, const std::string& source) {
+  auto it = w.find(name);
+  if (it == w.end()) throw Error(source + ": missing \"" + name + "\" (needed to infer " + what + ")");
+  return it->second;
+}
+
+// Grid side of a (1, T, D) pos_embed with T a square; 0 if not square.
+int64_t square_grid(const torch::Tensor& pos_embed) {
+  const int64_t tokens = pos_embed.size(pos_embed.dim() - 2);
+  const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
+  return side * side == tokens ? side : 0;
+}
+
+// Head counts of the official models, by width.
+int64_t official_num_heads(int64_t hidden_size) {
+  switch (hidden_size) {
+    case 384: return 6;
+    case 768: return 12;
+    case 1024:
+    case 1152: return 16;
+    default: return 0;
+  }
+}
+
+// The pos-embed scale that reproduces a stored PixArt pos_embed, among the values the official models use.
+double scale_of_stored_pos_embed(const torch::Tensor& stored, const PixArtConfig& config) {
+  const int64_t base = config.base_size();
+  if (stored.numel() != base * base * config.hidden_size) return 0;
+  for (const double scale : {1.0, 2.0, 0.5, 4.0, 0.25}) {
+    const torch::Tensor candidate =
+        sincos_pos_embed_2d(config.hidden_size, base, base, base, scale, config.pos_embed_division()).reshape_as(stored);
+    if ((candidate - stored.to(torch::kFloat32)).abs().max().item<double>() < 1e-5) return scale;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TensorMap read_weights(const std::string& path) {
+  if (fs::is_directory(path)) return read_weights_folder(path);
+  if (!fs::exists(path)) throw Error(path + ": weights file not found");
+  if (is_zip_file(path)) return read_zip_weights(path);
+  return read_safetensors(path).tensors;
+}
+
+TensorMap to_official_layout(TensorMap weights, const std::string& source, WeightLayout* layout) {
+  if (!has_official_keys(weights) && !has_diffusers_keys(weights)) {
+    // A checkpoint dict wrapping the state dict: take the keys under the first prefix that holds one.
+    for (const std::string prefix : {"state_dict.", "ema.", "model.", "module."}) {
+      TensorMap inner;
+      for (const auto& [name, tensor] : weights)
+        if (starts_with(name, prefix)) inner[name.substr(prefix.size())] = tensor;
+      if (has_official_keys(inner) || has_diffusers_keys(inner)) {
+        if (inner.size() != weights.size())
+          spdlog::info("{}: using the {} tensors under \"{}\" (ignoring {} others)", source, inner.size(), prefix,
+                       weights.size() - inner.size());
+        weights = std::move(inner);
+        break;
+      }
+    }
+  }
+  if (has_official_keys(weights)) {
+    if (layout) *layout = WeightLayout::kOfficial;
+    return weights;
+  }
+  if (has_diffusers_keys(weights)) {
+    if (layout) *layout = WeightLayout::kDiffusersPixArt;
+    return convert_diffusers_pixart(std::move(weights));
+  }
+  std::string sample;
+  int shown = 0;
+  for (const auto& [name, tensor] : weights) {
+    if (shown++ == 5) break;
+    sample += (sample.empty() ? "" : ", ") + name;
+  }
+  throw Error(source + ": not DiT or PixArt weights in a known layout (expected x_embedder.proj.weight, or "
+                       "pos_embed.proj.weight for diffusers; found " +
+              std::to_string(weights.size()) + " tensors: " + sample + (weights.size() > 5 ? ", ..." : "") + ")");
+}
+
+std::string detect_family(const TensorMap& weights, const std::string& source) {
+  const TensorMap w = to_official_layout(weights, source);
+  if (w.count("y_embedder.embedding_table.weight")) return "dit";
+  if (w.count("y_embedder.y_proj.fc1.weight")) return "pixart";
+  throw Error(source + ": cannot tell the model family (neither y_embedder.embedding_table.weight (DiT) nor "
+              "y_embedder.y_proj.fc1.weight / caption_projection.linear_1.weight (PixArt) is present)");
+}
+
+DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source) {
+  const TensorMap w = to_official_layout(weights, source);
+  DiTConfig c;
+  const torch::Tensor& patch = need(w, "x_embedder.proj.weight", "hidden_size, in_channels and patch_size", source);  // (D, C, p, p)
+  c.hidden_size = patch.size(0);
+  c.in_channels = patch.size(1);
+  c.patch_size = patch.size(2);
+  c.depth = count_blocks(w, "blocks", source);
+  const int64_t out_rows = need(w, "final_layer.linear.weight", "the output channels", source).size(0);
+  const int64_t out_channels = out_rows / (c.patch_size * c.patch_size);
+  c.learn_sigma = out_channels == 2 * c.in_channels;
+  if (!c.learn_sigma && out_channels != c.in_channels)
+    throw Error(source + ": final_layer.linear.weight has " + std::to_string(out_rows) + " rows, expected p*p*" +
+                std::to_string(c.in_channels) + " or p*p*" + std::to_string(2 * c.in_channels));
+  c.num_classes = need(w, "y_embedder.embedding_table.weight", "num_classes", source).size(0) - 1;
+  c.mlp_ratio = static_cast<double>(need(w, "blocks.0.mlp.fc1.weight", "mlp_ratio", source).size(0)) / c.hidden_size;
+  c.input_size = 0;
+  if (auto it = w.find("pos_embed"); it != w.end()) c.input_size = square_grid(it->second) * c.patch_size;
+  c.num_heads = 0;
+  return c;
+}
+
+PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source) {
+  const TensorMap w = to_official_layout(weights, source);
+  PixArtConfig c;
+  const torch::Tensor& patch = need(w, "x_embedder.proj.weight", "hidden_size, in_channels and patch_size", source);
+  c.hidden_size = patch.size(0);
+  c.in_channels = patch.size(1);
+  c.patch_size = patch.size(2);
+  c.depth = count_blocks(w, "blocks", source);
+  const int64_t out_rows = need(w, "final_layer.linear.weight", "the output channels", source).size(0);
+  const int64_t out_channels = out_rows / (c.patch_size * c.patch_size);
+  c.pred_sigma = out_channels == 2 * c.in_channels;
+  if (!c.pred_sigma && out_channels != c.in_channels)
+    throw Error(source + ": final_layer.linear.weight has " + std::to_string(out_rows) + " rows, expected p*p*" +
+                std::to_string(c.in_channels) + " or p*p*" + std::to_string(2 * c.in_channels));
+  c.caption_channels = need(w, "y_embedder.y_proj.fc1.weight", "caption_channels", source).size(1);
+  c.mlp_ratio = static_cast<double>(need(w, "blocks.0.mlp.fc1.weight", "mlp_ratio", source).size(0)) / c.hidden_size;
+  if (auto it = w.find("y_embedder.y_embedding"); it != w.end()) c.model_max_length = it->second.size(0);
+  c.qk_norm = w.count("blocks.0.attn.q_norm.weight") > 0;
+  c.kv_compress = false;
+  for (const auto& [name, tensor] : w)
+    if (name.find(".attn.sr.") != std::string::npos) c.kv_compress = true;
+  c.input_size = 0;
+  if (auto it = w.find("pos_embed"); it != w.end()) c.input_size = square_grid(it->second) * c.patch_size;
+  const bool micro = w.count("csize_embedder.mlp.0.weight") > 0;
+  c.variant = micro ? "alpha_ms" : (c.qk_norm ? "sigma" : "alpha");
+  c.num_heads = 0;
+  return c;
+}
+
+BackbonePtr make_backbone(ConfigReader& reader, const std::string& prefix) {
+  if (!reader.has(prefix + ".family")) throw reader.invalid(prefix + ".family", "given: \"dit\" or \"pixart\"");
+  const std::string family = reader.choice(prefix + ".family", "", {"dit", "pixart"});
+  if (family == "dit") return std::make_shared<DiTImpl>(DiTConfig::from_config(reader, prefix));
+  return std::make_shared<PixArtImpl>(PixArtConfig::from_config(reader, prefix));
+}
+
+BackbonePtr make_backbone_for_weights(const TensorMap& weights, ConfigReader& reader, const std::string& prefix,
+                                      const std::string& source) {
+  const TensorMap w = to_official_layout(weights, source);
+  const std::string family = detect_family(w, source);
+  if (reader.has(prefix + ".family")) {
+    const std::string configured = reader.choice(prefix + ".family", family, {"dit", "pixart"});
+    if (configured != family) throw reader.invalid(prefix + ".family", "\"" + family + "\" for these weights (got \"" + configured + "\")");
+  }
+  // Settings the weights fix: a config value must agree with them.
+  auto agree = [&](const std::string& key, double from_weights, double configured) {
+    if (from_weights != configured) {
+      std::ostringstream s;
+      s << from_weights << " as in the weights (got " << configured << ")";
+      throw reader.invalid(prefix + "." + key, s.str());
+    }
+  };
+  auto heads_for = [&](int64_t hidden_size) {
+    if (reader.has(prefix + ".num_heads")) return int64_t{0};  // read by from_config
+    const int64_t heads = official_num_heads(hidden_size);
+    if (heads == 0)
+      throw reader.invalid(prefix + ".num_heads", "given (e.g. --set " + prefix + ".num_heads=N): the weights do not determine "
+                                                  "the head count and hidden_size " + std::to_string(hidden_size) +
+                                                  " is not the width of an official model");
+    spdlog::info("{}.num_heads not set: using {}, the head count of the official models of width {}", prefix, heads, hidden_size);
+    return heads;
+  };
+
+  if (family == "dit") {
+    const DiTConfig inferred = infer_dit_config(w, source);
+    DiTConfig base = inferred;
+    base.num_heads = heads_for(inferred.hidden_size);
+    if (inferred.input_size == 0) {
+      if (!reader.has(prefix + ".input_size"))
+        throw reader.invalid(prefix + ".input_size", "given: the weights have no pos_embed to infer it from");
+      base.input_size = 32;
+    }
+    const DiTConfig c = DiTConfig::from_config(reader, prefix, base);
+    agree("patch_size", inferred.patch_size, c.patch_size);
+    agree("in_channels", inferred.in_channels, c.in_channels);
+    agree("hidden_size", inferred.hidden_size, c.hidden_size);
+    agree("depth", inferred.depth, c.depth);
+    agree("num_classes", inferred.num_classes, c.num_classes);
+    agree("learn_sigma", inferred.learn_sigma, c.learn_sigma);
+    agree("mlp_ratio", inferred.mlp_ratio, c.mlp_ratio);
+    if (inferred.input_size != 0) agree("input_size", inferred.input_size, c.input_size);
+    return std::make_shared<DiTImpl>(c);
+  }
+
+  const PixArtConfig inferred = infer_pixart_config(w, source);
+  if (inferred.kv_compress)
+    throw Error(source + ": KV-compression weights (blocks.*.attn.sr.*) found: PixArt-Sigma KV compression is not supported");
+  PixArtConfig base = inferred;
+  base.num_heads = heads_for(inferred.hidden_size);
+  const bool variant_known = inferred.variant != "alpha";  // micro-conditions or qk norm identify it
+  if (!variant_known && !reader.has(prefix + ".variant"))
+    throw reader.invalid(prefix + ".variant", "given (\"alpha\" or \"sigma\"): the weights cannot tell PixArt-alpha from PixArt-Sigma");
+  base.variant = reader.choice(prefix + ".variant", inferred.variant, {"alpha", "alpha_ms", "sigma"});
+  if (inferred.input_size == 0) {
+    if (!reader.has(prefix + ".input_size"))
+      throw reader.invalid(prefix + ".input_size", "given: the weights have no pos_embed to infer it from");
+    base.input_size = reader.get<int64_t>(prefix + ".input_size", 0);
+  }
+  // The pos-embed scale: from the config, else recovered from the stored pos_embed.
+  const std::string scale_key = prefix + (base.variant == "sigma" ? ".pe_interpolation" : ".lewei_scale");
+  if (!reader.has(scale_key)) {
+    auto stored = w.find("pos_embed");
+    const double scale = stored == w.end() ? 0.0 : scale_of_stored_pos_embed(stored->second, base);
+    if (scale == 0.0)
+      throw reader.invalid(scale_key, std::string("given: ") +
+                                          (stored == w.end() ? "the weights have no pos_embed to recover it from"
+                                                             : "no usual value reproduces the stored pos_embed"));
+    (base.variant == "sigma" ? base.pe_interpolation : base.lewei_scale) = scale;
+    spdlog::info("{} not set: using {}, which reproduces the pos_embed stored in the weights", scale_key, scale);
+  }
+  const PixArtConfig c = PixArtConfig::from_config(reader, prefix, base);
+  agree("patch_size", inferred.patch_size, c.patch_size);
+  agree("in_channels", inferred.in_channels, c.in_channels);
+  agree("hidden_size", inferred.hidden_size, c.hidden_size);
+  agree("depth", inferred.depth, c.depth);
+  agree("pred_sigma", inferred.pred_sigma, c.pred_sigma);
+  agree("caption_channels", inferred.caption_channels, c.caption_channels);
+  agree("mlp_ratio", inferred.mlp_ratio, c.mlp_ratio);
+  agree("qk_norm", inferred.qk_norm, c.qk_norm);
+  if (inferred.input_size != 0) agree("input_size", inferred.input_size, c.input_size);
+  if (w.count("y_embedder.y_embedding")) agree("model_max_length", inferred.model_max_length, c.model_max_length);
+  const bool micro = inferred.variant == "alpha_ms";
+  if (micro != c.micro_condition())
+    throw reader.invalid(prefix + ".variant", micro ? "\"alpha_ms\": the weights have micro-condition embedders (csize_embedder, ar_embedder)"
+                                                    : "\"alpha\" or \"sigma\": the weights have no micro-condition embedders");
+  return std::make_shared<PixArtImpl>(c);
+}
+
+void load_backbone_weights(Backbone& model, TensorMap weights, const std::string& source) {
+  WeightLayout layout = WeightLayout::kOfficial;
+  const TensorMap w = to_official_layout(std::move(weights), source, &layout);
+  for (const auto& [name, tensor] : w)
+    if (name.find(".attn.sr.") != std::string::npos)
+      throw Error(source + ": \"" + name + "\" belongs to PixArt-Sigma KV compression, which is not supported");
+
+  std::map<std::string, torch::Tensor> targets;
+  for (const auto& p : model.named_parameters(/*recurse=*/true)) targets[p.key()] = p.value();
+  for (const auto& b : model.named_buffers(/*recurse=*/true)) targets[b.key()] = b.value();
+
+  std::vector<std::string> missing, unexpected, wrong_shape;
+  for (const auto& [name, target] : targets) {
+    auto it = w.find(name);
+    if (it == w.end()) {
+      const bool optional = name == "pos_embed" || (model.family() == "pixart" && name == "y_embedder.y_embedding");
+      if (!optional) missing.push_back(name);
+    } else if (!it->second.sizes().equals(target.sizes())) {
+      wrong_shape.push_back(name + " (file " + shape_of(it->second) + ", model " + shape_of(target) + ")");
+    } else if (!it->second.is_floating_point()) {
+      wrong_shape.push_back(name + " (file dtype " + std::string(c10::toString(it->second.scalar_type())) + ", expected a float type)");
+    }
+  }
+  for (const auto& [name, tensor] : w)
+    if (!targets.count(name)) unexpected.push_back(name);
+
+  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty()) {
+    auto list = [](const std::vector<std::string>& names) {
+      std::string s;
+      for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+      return s;
+    };
+    std::string message = source + ": weights do not fit the " + model.family() + " model (depth " +
+                          std::to_string(model.depth()) + ", hidden_size " + std::to_string(model.hidden_size()) + ")";
+    if (!missing.empty()) message += "; " + std::to_string(missing.size()) + " missing: " + list(missing);
+    if (!unexpected.empty()) message += "; " + std::to_string(unexpected.size()) + " unexpected: " + list(unexpected);
+    if (!wrong_shape.empty()) message += "; " + std::to_string(wrong_shape.size()) + " wrong shape: " + list(wrong_shape);
+    throw Error(message);
+  }
+
+  torch::NoGradGuard no_grad;
+  for (auto& [name, target] : targets) {
+    auto it = w.find(name);
+    if (it != w.end()) target.copy_(it->second);
+  }
+  if (auto* pixart = dynamic_cast<PixArtImpl*>(&model)) pixart->set_builtin_null_caption_available(w.count("y_embedder.y_embedding") > 0);
+  spdlog::debug("{}: loaded {} tensors ({} layout)", source, w.size(), layout == WeightLayout::kOfficial ? "official" : "diffusers");
+}
+
+void move_backbone(Backbone& model, const torch::Device& device, torch::Dtype dtype) {
+  if (dtype != torch::kFloat32 && dtype != torch::kBFloat16 && dtype != torch::kFloat16)
+    throw Error("backbone dtype must be float32, bfloat16 or float16, got " + std::string(c10::toString(dtype)));
+  if (device.is_cuda() && !torch::cuda::is_available()) throw Error("backbone device " + device.str() + ": CUDA is not available");
+  if (dtype != torch::kFloat32 && !device.is_cuda())
+    throw Error("backbone dtype " + std::string(c10::toString(dtype)) + " needs a CUDA device (got " + device.str() +
+                "); use float32 on the CPU");
+  model.to(device, dtype);
+}
+
+torch::Dtype parse_dtype(const std::string& name) {
+  if (name == "float32" || name == "fp32") return torch::kFloat32;
+  if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
+  if (name == "float16" || name == "fp16" || name == "half") return torch::kFloat16;
+  throw Error("unknown dtype \"" + name + "\" (expected float32, bfloat16 or float16)");
+}
+
+}  // namespace ilf

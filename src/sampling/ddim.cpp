@@ -1,0 +1,130 @@
+// DDIM (eta = 0) as diffusers' DDIMScheduler computes it (see include/ilf/sampling/ddim.h): integer
+// timesteps from numpy-style spacing, float32 alphas_cumprod, coefficients rounded to float32 in the
+// reference's order.
+#include "ilf/sampling/ddim.h"
+
+#include <cmath>
+
+#include "ilf/error.h"
+
+namespace ilf {
+namespace {
+
+// numpy's round(): half to even (the default floating-point rounding mode).
+int64_t round_half_even(double value) { return static_cast<int64_t>(std::nearbyint(value)); }
+
+// diffusers' DDIM timesteps for `n` steps over `num_train` training timesteps, decreasing.
+std::vector<int64_t> ddim_timesteps(TimestepSpacing spacing, int64_t n, int64_t num_train, int64_t steps_offset) {
+  std::vector<int64_t> timesteps(n);
+  switch (spacing) {
+    case TimestepSpacing::kLinspace: {
+      // round(linspace(0, T - 1, n))[::-1]: n points (unlike DPM-Solver's n + 1), end point exact.
+      const double stop = static_cast<double>(num_train - 1);
+      const double step = n > 1 ? stop / static_cast<double>(n - 1) : 0.0;
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t i = n - 1 - k;  // index into the ascending linspace
+        timesteps[k] = (n > 1 && i == n - 1) ? static_cast<int64_t>(stop) : round_half_even(static_cast<double>(i) * step);
+      }
+      break;
+    }
+    case TimestepSpacing::kLeading: {
+      // arange(0, n) * (T // n), reversed, plus steps_offset.
+      const int64_t ratio = num_train / n;
+      for (int64_t k = 0; k < n; ++k) timesteps[k] = (n - 1 - k) * ratio + steps_offset;
+      break;
+    }
+    case TimestepSpacing::kTrailing: {
+      // round(arange(T, 0, -T / n)) - 1 with numpy's arange fill start + i * ((start + step) - start);
+      // exactly n steps (numpy's float arange adds a timestep -1 for some n, e.g. 61).
+      const double start = static_cast<double>(num_train);
+      const double delta = (start - start / static_cast<double>(n)) - start;
+      for (int64_t k = 0; k < n; ++k) timesteps[k] = round_half_even(start + static_cast<double>(k) * delta) - 1;
+      break;
+    }
+  }
+  return timesteps;
+}
+
+double sigma_of(float alpha_cumprod) {
+  return static_cast<double>(std::sqrt((1.0f - alpha_cumprod) / alpha_cumprod));
+}
+
+}  // namespace
+
+void DDIMOptions::validate() const {
+  schedule.validate();
+  if (steps_offset < 0) throw Error("ddim: steps_offset must be >= 0 (got " + std::to_string(steps_offset) + ")");
+  if (!(clip_sample_range > 0))
+    throw Error("ddim: clip_sample_range must be > 0 (got " + std::to_string(clip_sample_range) + ")");
+}
+
+DDIMSolver::DDIMSolver() : DDIMSolver(DDIMOptions{}) {}
+
+DDIMSolver::DDIMSolver(const DDIMOptions& options) : options_(options) {
+  options_.validate();
+  schedule_ = NoiseSchedule::create(options_.schedule);
+  const torch::Tensor acp = schedule_.alphas_cumprod.contiguous();
+  alphas_cumprod_.assign(acp.data_ptr<float>(), acp.data_ptr<float>() + acp.numel());
+  final_alpha_cumprod_ = options_.set_alpha_to_one ? 1.0f : alphas_cumprod_[0];
+}
+
+void DDIMSolver::set_timesteps(int64_t num_steps) {
+  const int64_t num_train = schedule_.num_train_timesteps();
+  if (num_steps < 1) throw Error("ddim: the number of steps must be >= 1 (got " + std::to_string(num_steps) + ")");
+  if (num_steps > num_train)
+    throw Error("ddim: the number of steps (" + std::to_string(num_steps) + ") cannot exceed the training timesteps (" +
+                std::to_string(num_train) + ")");
+  std::vector<int64_t> timesteps = ddim_timesteps(options_.timestep_spacing, num_steps, num_train, options_.steps_offset);
+  for (size_t k = 0; k < timesteps.size(); ++k) {
+    if (timesteps[k] < 0 || timesteps[k] >= num_train)
+      throw Error("ddim: timestep " + std::to_string(timesteps[k]) + " (steps_offset " +
+                  std::to_string(options_.steps_offset) + ") lies outside the training range [0, " +
+                  std::to_string(num_train) + ")");
+    if (k > 0 && timesteps[k] >= timesteps[k - 1])
+      throw Error("ddim: " + std::to_string(num_steps) + " steps with timestep_spacing " +
+                  to_string(options_.timestep_spacing) + " give repeated timesteps; use fewer steps");
+  }
+  timesteps_ = std::move(timesteps);
+  x0_ = torch::Tensor();
+  step_index_ = 0;
+}
+
+std::vector<double> DDIMSolver::timesteps() const { return {timesteps_.begin(), timesteps_.end()}; }
+
+float DDIMSolver::prev_alpha_cumprod(int64_t k) const {
+  // diffusers steps to t - T // N whatever the spacing.
+  const int64_t prev = timesteps_[k] - schedule_.num_train_timesteps() / num_steps();
+  return prev >= 0 ? alphas_cumprod_[prev] : final_alpha_cumprod_;
+}
+
+std::vector<double> DDIMSolver::sigmas() const {
+  std::vector<double> sigmas;
+  for (const int64_t t : timesteps_) sigmas.push_back(sigma_of(alphas_cumprod_[t]));
+  if (!timesteps_.empty()) sigmas.push_back(sigma_of(prev_alpha_cumprod(num_steps() - 1)));
+  return sigmas;
+}
+
+torch::Tensor DDIMSolver::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
+  if (timesteps_.empty()) throw Error("ddim: step() called before set_timesteps()");
+  if (step_index_ >= num_steps())
+    throw Error("ddim: all " + std::to_string(num_steps()) + " steps are done; call set_timesteps() again");
+  if (model_output.sizes() != sample.sizes())
+    throw Error("ddim: model_output " + c10::str(model_output.sizes()) + " and sample " + c10::str(sample.sizes()) +
+                " differ in shape (pass only the eps channels)");
+  const int64_t k = step_index_;
+  const float alpha_t = alphas_cumprod_[timesteps_[k]];
+  const float alpha_prev = prev_alpha_cumprod(k);
+  const float beta_t = 1.0f - alpha_t;
+  const torch::Tensor x = sample.to(torch::kFloat32);  // (B, C, H, W)
+  const torch::Tensor eps = model_output.to(torch::kFloat32);
+
+  torch::Tensor x0 = (x - eps * std::sqrt(beta_t)) / std::sqrt(alpha_t);
+  if (options_.clip_sample) x0 = x0.clamp(-options_.clip_sample_range, options_.clip_sample_range);
+  // eta = 0: no noise term, and the direction uses the raw model eps (use_clipped_model_output=False).
+  const torch::Tensor prev = x0 * std::sqrt(alpha_prev) + eps * std::sqrt(1.0f - alpha_prev);
+  x0_ = x0;
+  ++step_index_;
+  return prev.to(sample.scalar_type());
+}
+
+}  // namespace ilf

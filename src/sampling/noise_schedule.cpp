@@ -1,0 +1,88 @@
+// The discrete DDPM training schedule (see include/ilf/sampling/noise_schedule.h). The float32 tables
+// are built with the same LibTorch operations diffusers uses (torch.linspace, cumprod), so they equal
+// the reference `alphas_cumprod` bit for bit.
+#include "ilf/sampling/noise_schedule.h"
+
+#include <cmath>
+
+#include "ilf/error.h"
+
+namespace ilf {
+
+void NoiseScheduleOptions::validate() const {
+  if (beta_schedule != "linear" && beta_schedule != "scaled_linear")
+    throw Error("noise schedule: beta_schedule must be one of linear, scaled_linear (got \"" + beta_schedule + "\")");
+  if (num_train_timesteps < 2)
+    throw Error("noise schedule: num_train_timesteps must be >= 2 (got " + std::to_string(num_train_timesteps) + ")");
+  if (!(beta_start > 0 && beta_start < 1 && beta_end > 0 && beta_end < 1))
+    throw Error("noise schedule: beta_start and beta_end must lie in (0, 1) (got " + std::to_string(beta_start) +
+                ", " + std::to_string(beta_end) + ")");
+}
+
+NoiseSchedule NoiseSchedule::create(const NoiseScheduleOptions& options) {
+  options.validate();
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  NoiseSchedule schedule;
+  if (options.beta_schedule == "linear") {
+    schedule.betas = torch::linspace(options.beta_start, options.beta_end, options.num_train_timesteps, f32);
+  } else {  // scaled_linear: linspace over sqrt(beta) in float32, then squared
+    schedule.betas =
+        torch::linspace(std::sqrt(options.beta_start), std::sqrt(options.beta_end), options.num_train_timesteps, f32)
+            .pow(2);
+  }
+  schedule.alphas_cumprod = torch::cumprod(1.0 - schedule.betas, 0);
+  return schedule;
+}
+
+torch::Tensor NoiseSchedule::sigmas() const { return ((1.0 - alphas_cumprod) / alphas_cumprod).sqrt(); }
+
+double NoiseSchedule::sigma(int64_t t) const {
+  if (t < 0 || t >= num_train_timesteps())
+    throw Error("noise schedule: timestep " + std::to_string(t) + " outside [0, " +
+                std::to_string(num_train_timesteps()) + ")");
+  const torch::Tensor abar = alphas_cumprod[t];
+  return ((1.0 - abar) / abar).sqrt().item<double>();
+}
+
+torch::Tensor NoiseSchedule::add_noise(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t) const {
+  if (x0.sizes() != eps.sizes())
+    throw Error("add_noise: x0 " + c10::str(x0.sizes()) + " and eps " + c10::str(eps.sizes()) + " differ in shape");
+  if (t.dim() != 1 || x0.dim() < 1 || t.size(0) != x0.size(0))
+    throw Error("add_noise: timesteps must have shape (B,) with B = x0.size(0) = " +
+                std::to_string(x0.dim() ? x0.size(0) : 0) + ", got " + c10::str(t.sizes()));
+  if (t.is_floating_point() || t.is_complex())
+    throw Error("add_noise: timesteps must be integers, got " + std::string(c10::toString(t.scalar_type())));
+  if (t.numel() > 0) {
+    const int64_t lo = t.min().item<int64_t>();
+    const int64_t hi = t.max().item<int64_t>();
+    if (lo < 0 || hi >= num_train_timesteps())
+      throw Error("add_noise: timesteps must lie in [0, " + std::to_string(num_train_timesteps()) + "), got [" +
+                  std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  // (B,) -> (B, 1, ..., 1) so that the per-example factors broadcast over x0.
+  std::vector<int64_t> factor_shape(x0.dim(), 1);
+  factor_shape[0] = x0.size(0);
+  const torch::Tensor abar =
+      alphas_cumprod.to(x0.device(), x0.scalar_type()).index_select(0, t.to(x0.device(), torch::kLong));  // (B,)
+  const torch::Tensor sqrt_abar = abar.sqrt().reshape(factor_shape);
+  const torch::Tensor sqrt_one_minus_abar = (1.0 - abar).sqrt().reshape(factor_shape);
+  return sqrt_abar * x0 + sqrt_one_minus_abar * eps;
+}
+
+TimestepSpacing parse_timestep_spacing(const std::string& name) {
+  if (name == "linspace") return TimestepSpacing::kLinspace;
+  if (name == "leading") return TimestepSpacing::kLeading;
+  if (name == "trailing") return TimestepSpacing::kTrailing;
+  throw Error("timestep_spacing must be one of linspace, leading, trailing (got \"" + name + "\")");
+}
+
+std::string to_string(TimestepSpacing spacing) {
+  switch (spacing) {
+    case TimestepSpacing::kLinspace: return "linspace";
+    case TimestepSpacing::kLeading: return "leading";
+    case TimestepSpacing::kTrailing: return "trailing";
+  }
+  return "?";
+}
+
+}  // namespace ilf

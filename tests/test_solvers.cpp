@@ -1,0 +1,488 @@
+// Solver parity and behaviour: DPM-Solver++(2M), DDIM and the official PixArt DPM-Solver against the
+// reference trajectories (tests/data/{dpmpp2m_N*,ddim_N20,pixart_dpms_N20}.safetensors, produced by
+// diffusers and the official PixArt code with the README's fake model), plus properties for step
+// counts and options the references do not cover, the noise schedule and the factory/config reader.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+
+#include "ilf/error.h"
+#include "ilf/io/config.h"
+#include "ilf/io/safetensors.h"
+#include "ilf/sampling/ddim.h"
+#include "ilf/sampling/dpm_solver.h"
+#include "ilf/sampling/noise_schedule.h"
+#include "ilf/sampling/pixart_dpm_solver.h"
+#include "ilf/sampling/solvers.h"
+#include "test_helpers.h"
+
+using namespace ilf;
+
+namespace {
+
+constexpr double kTolerance = 1e-5;  // max|ours - ref| / max|ref| per tensor
+
+// The references' fake model: eps(x, t) = tanh(x) * a(t) + b(t) with a(t) = t / 1000 and
+// b(t) = 0.05 cos(t / 37) evaluated in float64 and rounded to float32; the rest in float32.
+torch::Tensor fake_eps(const torch::Tensor& x, double t) {
+  const float a = static_cast<float>(t / 1000.0);
+  const float b = static_cast<float>(0.05 * std::cos(t / 37.0));
+  return torch::tanh(x) * a + b;
+}
+
+TensorMap load(const std::string& name) { return read_safetensors(test::data_path(name)).tensors; }
+
+const torch::Tensor& ref(const TensorMap& tensors, const std::string& key) {
+  return require_tensor(tensors, key, "reference");
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Largest relative error seen for each compared quantity of one trajectory.
+struct ErrorLog {
+  double chained_x = 0, chained_x0 = 0, chained_eps = 0, forced_x = 0, forced_eps = 0;
+  void print(const std::string& name) const {
+    std::printf("[ measured ] %s: chained x %.3g, x0 %.3g, eps %.3g | from reference x.k/eps.k: x %.3g, eps %.3g\n",
+                name.c_str(), chained_x, chained_x0, chained_eps, forced_x, forced_eps);
+  }
+};
+
+// Runs `solver` with the fake model from the reference x.0 (chaining its own outputs) and step by step
+// from the reference x.k / eps.k, comparing every x.{k+1}, eps.k and (if x0_key is set) the x0 prediction.
+template <typename SolverT>
+ErrorLog check_trajectory(SolverT& solver, const TensorMap& r, int64_t n, const std::string& x0_key,
+                          const std::string& x_in_key = "x") {
+  ErrorLog log;
+  solver.set_timesteps(n);
+  const std::vector<double> times = solver.timesteps();
+  torch::Tensor x = ref(r, "x.0");
+  for (int64_t k = 0; k < n; ++k) {
+    SCOPED_TRACE("chained step " + std::to_string(k));
+    const std::string ks = std::to_string(k);
+    log.chained_x = std::max(log.chained_x, test::relative_error(x, ref(r, x_in_key + "." + ks)));
+    const torch::Tensor eps = fake_eps(x, times[k]);
+    log.chained_eps = std::max(log.chained_eps, test::relative_error(eps, ref(r, "eps." + ks)));
+    x = solver.step(eps, x);
+    log.chained_x = std::max(log.chained_x, test::relative_error(x, ref(r, "x." + std::to_string(k + 1))));
+    if (!x0_key.empty())
+      log.chained_x0 = std::max(log.chained_x0, test::relative_error(solver.x0_prediction(), ref(r, x0_key + "." + ks)));
+  }
+  solver.set_timesteps(n);
+  for (int64_t k = 0; k < n; ++k) {
+    const std::string ks = std::to_string(k);
+    const torch::Tensor& x_k = ref(r, "x." + ks);
+    const torch::Tensor& eps_k = ref(r, "eps." + ks);
+    log.forced_eps = std::max(log.forced_eps, test::relative_error(fake_eps(ref(r, x_in_key + "." + ks), times[k]), eps_k));
+    const torch::Tensor next = solver.step(eps_k, x_k);
+    log.forced_x = std::max(log.forced_x, test::relative_error(next, ref(r, "x." + std::to_string(k + 1))));
+  }
+  EXPECT_LT(log.chained_x, kTolerance);
+  EXPECT_LT(log.chained_x0, kTolerance);
+  EXPECT_LT(log.chained_eps, kTolerance);
+  EXPECT_LT(log.forced_x, kTolerance);
+  EXPECT_LT(log.forced_eps, kTolerance);
+  return log;
+}
+
+std::vector<int64_t> int64_values(const torch::Tensor& t) {
+  const torch::Tensor c = t.to(torch::kLong).contiguous();
+  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
+}
+
+std::vector<float> float_values(const torch::Tensor& t) {
+  const torch::Tensor c = t.to(torch::kFloat32).contiguous();
+  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+}
+
+// Runs a whole trajectory with the fake model; checks the timesteps/sigmas layout and finiteness.
+void run_and_check_layout(Solver& solver, int64_t n, bool integer_times) {
+  SCOPED_TRACE(solver.name() + " with " + std::to_string(n) + " steps");
+  ASSERT_NO_THROW(solver.set_timesteps(n));
+  EXPECT_EQ(solver.num_steps(), n);
+  const std::vector<double> times = solver.timesteps();
+  const std::vector<double> sigmas = solver.sigmas();
+  ASSERT_EQ(static_cast<int64_t>(times.size()), n);
+  ASSERT_EQ(static_cast<int64_t>(sigmas.size()), n + 1);
+  for (int64_t k = 0; k < n; ++k) {
+    EXPECT_GE(times[k], 0.0);
+    EXPECT_LT(times[k], 1000.0);
+    if (integer_times) {
+      EXPECT_EQ(times[k], std::round(times[k]));
+    }
+    if (k > 0) {
+      EXPECT_LT(times[k], times[k - 1]) << "timesteps must decrease";
+    }
+    // The last DDIM step of "linspace" goes from timestep 0 to abar_0 (set_alpha_to_one false): equal sigmas.
+    if (k + 1 < n) {
+      EXPECT_GT(sigmas[k], sigmas[k + 1]) << "sigmas must decrease";
+    } else {
+      EXPECT_GE(sigmas[k], sigmas[k + 1]);
+    }
+  }
+  EXPECT_GE(sigmas[n], 0.0);
+  torch::Tensor x = torch::randn({2, 4, 8, 8}, at::detail::createCPUGenerator(7));
+  for (int64_t k = 0; k < n; ++k) {
+    EXPECT_EQ(solver.step_index(), k);
+    x = solver.step(fake_eps(x, times[k]), x);
+  }
+  EXPECT_TRUE(torch::isfinite(x).all().item<bool>());
+  EXPECT_THROW(solver.step(x, x), Error) << "stepping past the last step must fail";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Noise schedule
+
+TEST(NoiseSchedule, LinearAlphasCumprodEqualsReference) {
+  const NoiseSchedule schedule = NoiseSchedule::create();
+  EXPECT_EQ(schedule.num_train_timesteps(), 1000);
+  EXPECT_TRUE(torch::equal(schedule.alphas_cumprod, ref(load("dpmpp2m_N20.safetensors"), "alphas_cumprod")));
+  EXPECT_TRUE(torch::equal(schedule.alphas_cumprod, ref(load("ddim_N20.safetensors"), "alphas_cumprod")));
+}
+
+TEST(NoiseSchedule, ScaledLinearIsASquaredLinspace) {
+  NoiseScheduleOptions options;
+  options.beta_schedule = "scaled_linear";
+  options.beta_start = 0.00085;
+  options.beta_end = 0.012;
+  const NoiseSchedule schedule = NoiseSchedule::create(options);
+  const torch::Tensor root = schedule.betas.to(torch::kFloat64).sqrt();
+  EXPECT_NEAR(root[0].item<double>(), std::sqrt(0.00085), 1e-7);
+  EXPECT_NEAR(root[-1].item<double>(), std::sqrt(0.012), 1e-7);
+  const torch::Tensor gaps = root.slice(0, 1) - root.slice(0, 0, -1);
+  EXPECT_LT((gaps - gaps.mean()).abs().max().item<double>(), 1e-8);
+  EXPECT_TRUE(torch::allclose(schedule.alphas_cumprod.to(torch::kFloat64),
+                              torch::cumprod(1.0 - schedule.betas.to(torch::kFloat64), 0), 1e-5, 0));
+}
+
+TEST(NoiseSchedule, AddNoiseMatchesSigmaParametrisation) {
+  const NoiseSchedule schedule = NoiseSchedule::create();
+  const torch::Tensor x0 = torch::randn({3, 4, 8, 8});
+  const torch::Tensor eps = torch::randn({3, 4, 8, 8});
+  const torch::Tensor t = torch::tensor({0, 500, 999}, torch::kLong);
+  const torch::Tensor x_t = schedule.add_noise(x0, eps, t);
+  for (int64_t b = 0; b < 3; ++b) {
+    // x_t / sqrt(abar) = x0 + sigma(t) eps
+    const double abar = schedule.alphas_cumprod[t[b].item<int64_t>()].item<double>();
+    const torch::Tensor lhs = x_t[b] / std::sqrt(abar);
+    const torch::Tensor rhs = x0[b] + schedule.sigma(t[b].item<int64_t>()) * eps[b];
+    EXPECT_LT(test::relative_error(lhs, rhs), 1e-5) << "batch element " << b;
+  }
+  EXPECT_NEAR(schedule.sigma(999), schedule.sigmas()[999].item<double>(), 0);
+}
+
+TEST(NoiseSchedule, RejectsBadTimestepsAndOptions) {
+  const NoiseSchedule schedule = NoiseSchedule::create();
+  const torch::Tensor x0 = torch::zeros({2, 4});
+  EXPECT_NE(message_of([&] { schedule.add_noise(x0, x0, torch::tensor({0, 1000}, torch::kLong)); }).find("[0, 1000)"),
+            std::string::npos);
+  EXPECT_THROW(schedule.add_noise(x0, x0, torch::tensor({0}, torch::kLong)), Error);
+  EXPECT_THROW(schedule.add_noise(x0, x0, torch::tensor({0.5, 1.0})), Error);
+  EXPECT_THROW(schedule.add_noise(x0, torch::zeros({2, 5}), torch::tensor({0, 1}, torch::kLong)), Error);
+  EXPECT_THROW(schedule.sigma(-1), Error);
+  NoiseScheduleOptions options;
+  options.beta_schedule = "cosine";
+  EXPECT_NE(message_of([&] { NoiseSchedule::create(options); }).find("beta_schedule"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DPM-Solver++(2M) against diffusers' DPMSolverMultistepScheduler
+
+class DPMSolverReference : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(DPMSolverReference, TimestepsSigmasAndTrajectoryMatch) {
+  const int64_t n = GetParam();
+  const std::string name = "dpmpp2m_N" + std::to_string(n);
+  const TensorMap r = load(name + ".safetensors");
+  DPMSolverMultistep solver;
+  solver.set_timesteps(n);
+  EXPECT_EQ(solver.integer_timesteps(), int64_values(ref(r, "timesteps")));
+  EXPECT_EQ(solver.float_sigmas(), float_values(ref(r, "sigmas")));  // bit-exact float32
+  EXPECT_TRUE(torch::equal(solver.noise_schedule().alphas_cumprod, ref(r, "alphas_cumprod")));
+  // Solver order per step (the reference cases' "solver_order_per_step"): first and last step first order.
+  for (int64_t k = 0; k < n; ++k) {
+    EXPECT_EQ(solver.next_step_order(), (k == 0 || k == n - 1) ? 1 : 2) << "step " << k;
+    solver.step(torch::zeros({1}), torch::zeros({1}));
+  }
+  check_trajectory(solver, r, n, "x0_pred").print(name);
+}
+
+INSTANTIATE_TEST_SUITE_P(DPMSolver, DPMSolverReference, ::testing::Values(10, 12, 20, 25),
+                         [](const ::testing::TestParamInfo<int64_t>& info) { return "N" + std::to_string(info.param); });
+
+TEST(DPMSolver, FinalStepReturnsTheX0Prediction) {
+  // final_sigmas_type "zero": sigma_N = 0 so the last step is exactly x0.
+  const TensorMap r = load("dpmpp2m_N10.safetensors");
+  DPMSolverMultistep solver;
+  solver.set_timesteps(10);
+  for (int64_t k = 0; k < 9; ++k) solver.step(ref(r, "eps." + std::to_string(k)), ref(r, "x." + std::to_string(k)));
+  const torch::Tensor last = solver.step(ref(r, "eps.9"), ref(r, "x.9"));
+  EXPECT_TRUE(torch::equal(last, solver.x0_prediction()));
+}
+
+TEST(DPMSolver, OtherStepCountsAndOptionsRun) {
+  for (const auto spacing : {TimestepSpacing::kLinspace, TimestepSpacing::kLeading, TimestepSpacing::kTrailing}) {
+    for (const std::string final_sigmas : {"zero", "sigma_min"}) {
+      for (const int64_t order : {1, 2}) {
+        DPMSolverOptions options;
+        options.timestep_spacing = spacing;
+        options.final_sigmas_type = final_sigmas;
+        options.solver_order = order;
+        options.steps_offset = spacing == TimestepSpacing::kLeading ? 1 : 0;
+        DPMSolverMultistep solver(options);
+        for (const int64_t n : {1, 2, 3, 7, 14, 15, 50, 61, 998}) run_and_check_layout(solver, n, true);
+      }
+    }
+  }
+}
+
+TEST(DPMSolver, FinalSigmaAndFinalOrderFollowTheOptions) {
+  DPMSolverOptions options;
+  options.final_sigmas_type = "sigma_min";
+  DPMSolverMultistep solver(options);
+  solver.set_timesteps(20);
+  EXPECT_EQ(solver.sigmas().back(), solver.noise_schedule().sigmas()[0].item<double>());
+  for (int64_t k = 0; k < 19; ++k) solver.step(torch::zeros({1}), torch::ones({1}));
+  EXPECT_EQ(solver.next_step_order(), 2) << "20 >= 15 steps with sigma_min keep the last step second order";
+  solver.set_timesteps(14);
+  for (int64_t k = 0; k < 13; ++k) solver.step(torch::zeros({1}), torch::ones({1}));
+  EXPECT_EQ(solver.next_step_order(), 1) << "lower_order_final below 15 steps";
+
+  options.euler_at_final = true;
+  DPMSolverMultistep euler(options);
+  euler.set_timesteps(20);
+  for (int64_t k = 0; k < 19; ++k) euler.step(torch::zeros({1}), torch::ones({1}));
+  EXPECT_EQ(euler.next_step_order(), 1);
+}
+
+TEST(DPMSolver, FirstOrderEqualsDDIMWithoutClipping) {
+  // DPM-Solver++ 1 is DDIM (eta = 0): same trailing timesteps, final abar = 1 on both sides.
+  DPMSolverOptions dpm_options;
+  dpm_options.solver_order = 1;
+  dpm_options.timestep_spacing = TimestepSpacing::kTrailing;
+  DDIMOptions ddim_options;
+  ddim_options.timestep_spacing = TimestepSpacing::kTrailing;
+  ddim_options.clip_sample = false;
+  ddim_options.set_alpha_to_one = true;
+  DPMSolverMultistep dpm(dpm_options);
+  DDIMSolver ddim(ddim_options);
+  dpm.set_timesteps(10);
+  ddim.set_timesteps(10);
+  ASSERT_EQ(dpm.integer_timesteps(), ddim.integer_timesteps());
+  torch::Tensor x_dpm = torch::randn({2, 4, 8, 8}, at::detail::createCPUGenerator(3));
+  torch::Tensor x_ddim = x_dpm.clone();
+  for (int64_t k = 0; k < 10; ++k) {
+    const double t = dpm.timesteps()[k];
+    x_dpm = dpm.step(fake_eps(x_dpm, t), x_dpm);
+    x_ddim = ddim.step(fake_eps(x_ddim, t), x_ddim);
+    EXPECT_LT(test::relative_error(x_dpm, x_ddim), 1e-5) << "step " << k;
+  }
+}
+
+TEST(DPMSolver, RejectsBadStepCountsAndMisuse) {
+  DPMSolverMultistep solver;
+  EXPECT_NE(message_of([&] { solver.set_timesteps(0); }).find(">= 1"), std::string::npos);
+  EXPECT_THROW(solver.set_timesteps(-5), Error);
+  EXPECT_THROW(solver.set_timesteps(1001), Error);
+  EXPECT_THROW(solver.step(torch::zeros({1}), torch::zeros({1})), Error) << "step before set_timesteps";
+  solver.set_timesteps(5);
+  EXPECT_THROW(solver.step(torch::zeros({2, 8}), torch::zeros({2, 4})), Error) << "shape mismatch";
+  // 1000 steps over 1000 training timesteps repeat a timestep with linspace spacing.
+  EXPECT_NE(message_of([&] { solver.set_timesteps(1000); }).find("repeated"), std::string::npos);
+  DPMSolverOptions options;
+  options.solver_order = 3;
+  EXPECT_NE(message_of([&] { DPMSolverMultistep bad(options); }).find("solver_order"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DDIM against diffusers' DDIMScheduler(set_alpha_to_one=False)
+
+TEST(DDIM, TimestepsAndTrajectoryMatchReference) {
+  const TensorMap r = load("ddim_N20.safetensors");
+  DDIMOptions options;
+  options.set_alpha_to_one = false;
+  DDIMSolver solver(options);
+  solver.set_timesteps(20);
+  EXPECT_EQ(solver.integer_timesteps(), int64_values(ref(r, "timesteps")));
+  EXPECT_EQ(solver.final_alpha_cumprod(), ref(r, "final_alpha_cumprod")[0].item<float>());
+  EXPECT_TRUE(torch::equal(solver.noise_schedule().alphas_cumprod, ref(r, "alphas_cumprod")));
+  check_trajectory(solver, r, 20, "pred_x0").print("ddim_N20");
+}
+
+TEST(DDIM, OtherStepCountsAndOptionsRun) {
+  for (const auto spacing : {TimestepSpacing::kLinspace, TimestepSpacing::kLeading, TimestepSpacing::kTrailing}) {
+    for (const bool alpha_to_one : {true, false}) {
+      DDIMOptions options;
+      options.timestep_spacing = spacing;
+      options.set_alpha_to_one = alpha_to_one;
+      options.steps_offset = spacing == TimestepSpacing::kLeading ? 1 : 0;
+      DDIMSolver solver(options);
+      for (const int64_t n : {1, 2, 7, 15, 50, 61, 999}) run_and_check_layout(solver, n, true);
+    }
+  }
+}
+
+TEST(DDIM, ClipSampleBoundsTheX0Prediction) {
+  DDIMOptions options;
+  options.clip_sample_range = 0.5;
+  DDIMSolver solver(options);
+  solver.set_timesteps(10);
+  const torch::Tensor x = 3 * torch::randn({2, 4, 8, 8});
+  solver.step(fake_eps(x, solver.timesteps()[0]), x);
+  EXPECT_LE(solver.x0_prediction().abs().max().item<float>(), 0.5f);
+  options.clip_sample = false;
+  DDIMSolver unclipped(options);
+  unclipped.set_timesteps(10);
+  unclipped.step(fake_eps(x, unclipped.timesteps()[0]), x);
+  EXPECT_GT(unclipped.x0_prediction().abs().max().item<float>(), 0.5f);
+}
+
+TEST(DDIM, RejectsBadStepCountsAndOffsets) {
+  DDIMSolver solver;
+  EXPECT_NE(message_of([&] { solver.set_timesteps(0); }).find(">= 1"), std::string::npos);
+  EXPECT_THROW(solver.set_timesteps(-1), Error);
+  EXPECT_THROW(solver.set_timesteps(1001), Error);
+  EXPECT_THROW(solver.step(torch::zeros({1}), torch::zeros({1})), Error);
+  DDIMOptions options;
+  options.steps_offset = 1;  // leading, 1 step of 1000: timestep 0 * 1000 + 1 is fine; 1000 steps reach 1000
+  DDIMSolver offset(options);
+  EXPECT_NO_THROW(offset.set_timesteps(1));
+  EXPECT_NE(message_of([&] { offset.set_timesteps(1000); }).find("outside the training range"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Official PixArt DPM-Solver
+
+TEST(PixArtDPMSolver, TablesGridAndTrajectoryMatchReference) {
+  const TensorMap r = load("pixart_dpms_N20.safetensors");
+  PixArtDPMSolver solver;
+  EXPECT_TRUE(torch::equal(solver.t_array(), ref(r, "t_array")));
+  EXPECT_TRUE(torch::equal(solver.log_alpha_array(), ref(r, "log_alpha_array")));
+  solver.set_timesteps(20);
+  EXPECT_EQ(solver.time_grid(), float_values(ref(r, "t_grid")));
+  const std::vector<float> t_input = float_values(ref(r, "model_t_input"));
+  const std::vector<double> times = solver.timesteps();
+  ASSERT_EQ(times.size(), t_input.size());
+  for (size_t k = 0; k < times.size(); ++k) EXPECT_EQ(times[k], static_cast<double>(t_input[k])) << "step " << k;
+  for (int64_t k = 0; k < 20; ++k) {
+    EXPECT_EQ(solver.next_step_order(), k == 0 ? 1 : 2) << "step " << k;
+    solver.step(torch::zeros({1}), torch::ones({1}));
+  }
+  // The official intermediates: x.k is also the input of the k-th model call (model_x.k).
+  check_trajectory(solver, r, 20, "", "model_x").print("pixart_dpms_N20");
+}
+
+TEST(PixArtDPMSolver, SigmasAreNoiseToSignalRatiosAtTheGridTimes) {
+  PixArtDPMSolver solver;
+  solver.set_timesteps(20);
+  const std::vector<double> sigmas = solver.sigmas();
+  const std::vector<float> grid = solver.time_grid();
+  ASSERT_EQ(sigmas.size(), 21u);
+  for (size_t i = 0; i < sigmas.size(); ++i) {
+    const double alpha = std::exp(static_cast<double>(solver.log_alpha_at(grid[i])));
+    // The official float32 sigma = sqrt(1 - alpha^2) cancels near t = 1/1000 (1 - alpha^2 ~ 1e-4).
+    EXPECT_NEAR(sigmas[i], std::sqrt(1 - alpha * alpha) / alpha, 1e-3 * sigmas[i]) << "grid time " << i;
+  }
+  // The discrete schedule's sigma at training step 999 is the sigma at t = 1 (t_array's last entry).
+  EXPECT_NEAR(sigmas[0], NoiseSchedule::create().sigma(999), 1e-4 * sigmas[0]);
+}
+
+TEST(PixArtDPMSolver, OtherStepCountsRunWithLowerOrderFinalBelowTen) {
+  for (const int64_t order : {1, 2}) {
+    PixArtDPMSolverOptions options;
+    options.solver_order = order;
+    PixArtDPMSolver solver(options);
+    for (const int64_t n : {1, 2, 3, 7, 9, 10, 15, 50}) run_and_check_layout(solver, n, false);
+  }
+  PixArtDPMSolver solver;
+  solver.set_timesteps(7);
+  std::vector<int64_t> orders;
+  for (int64_t k = 0; k < 7; ++k) {
+    orders.push_back(solver.next_step_order());
+    solver.step(torch::zeros({1}), torch::ones({1}));
+  }
+  EXPECT_EQ(orders, (std::vector<int64_t>{1, 2, 2, 2, 2, 2, 1}));
+}
+
+TEST(PixArtDPMSolver, RejectsBadStepCounts) {
+  PixArtDPMSolver solver;
+  EXPECT_NE(message_of([&] { solver.set_timesteps(0); }).find(">= 1"), std::string::npos);
+  EXPECT_THROW(solver.set_timesteps(-2), Error);
+  EXPECT_THROW(solver.step(torch::zeros({1}), torch::zeros({1})), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Factory and config
+
+TEST(SolverFactory, BuildsEveryNamedSolverAndRejectsUnknownNames) {
+  for (const auto& name : solver_names()) EXPECT_EQ(make_solver(name)->name(), name);
+  const std::string msg = message_of([] { make_solver("euler"); });
+  EXPECT_NE(msg.find("euler"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("dpmpp2m, ddim, pixart_dpm"), std::string::npos) << msg;
+}
+
+TEST(SolverFactory, ReadsOptionsFromConfig) {
+  ConfigReader reader(Json::parse(R"({"sampling": {"solver": "dpmpp2m", "timestep_spacing": "trailing",
+      "lower_order_final": false, "final_sigmas_type": "sigma_min", "solver_order": 1, "steps_offset": 0,
+      "beta_schedule": "linear", "euler_at_final": true}})"),
+                      "run.json");
+  const SolverOptions options = SolverOptions::from_config(reader, "sampling");
+  EXPECT_NO_THROW(reader.check_all_used());
+  EXPECT_EQ(options.solver, "dpmpp2m");
+  EXPECT_EQ(options.dpmpp2m.timestep_spacing, TimestepSpacing::kTrailing);
+  EXPECT_FALSE(options.dpmpp2m.lower_order_final);
+  EXPECT_TRUE(options.dpmpp2m.euler_at_final);
+  EXPECT_EQ(options.dpmpp2m.final_sigmas_type, "sigma_min");
+  EXPECT_EQ(options.dpmpp2m.solver_order, 1);
+  EXPECT_EQ(make_solver(options)->name(), "dpmpp2m");
+
+  ConfigReader ddim_reader(Json::parse(R"({"solver": "ddim", "clip_sample": false, "set_alpha_to_one": false})"), "d.json");
+  const SolverOptions ddim = SolverOptions::from_config(ddim_reader);
+  EXPECT_NO_THROW(ddim_reader.check_all_used());
+  EXPECT_FALSE(ddim.ddim.clip_sample);
+  EXPECT_FALSE(ddim.ddim.set_alpha_to_one);
+  EXPECT_EQ(ddim.ddim.timestep_spacing, TimestepSpacing::kLeading) << "ddim's default spacing";
+
+  ConfigReader empty(Json::object(), "e.json");
+  EXPECT_EQ(SolverOptions::from_config(empty, "sampling").solver, "dpmpp2m");
+}
+
+TEST(SolverFactory, BadConfigValuesNameTheKeyAndTheAllowedValues) {
+  const auto error_for = [](const std::string& json) {
+    return message_of([&] {
+      ConfigReader reader(Json::parse(json), "run.json");
+      SolverOptions::from_config(reader, "sampling");
+    });
+  };
+  std::string msg = error_for(R"({"sampling": {"solver": "heun"}})");
+  EXPECT_NE(msg.find("sampling.solver"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("dpmpp2m, ddim, pixart_dpm"), std::string::npos) << msg;
+  msg = error_for(R"({"sampling": {"timestep_spacing": "uniform"}})");
+  EXPECT_NE(msg.find("sampling.timestep_spacing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("linspace, leading, trailing"), std::string::npos) << msg;
+  msg = error_for(R"({"sampling": {"solver_order": 3}})");
+  EXPECT_NE(msg.find("sampling.solver_order"), std::string::npos) << msg;
+  msg = error_for(R"({"sampling": {"final_sigmas_type": "none"}})");
+  EXPECT_NE(msg.find("zero, sigma_min"), std::string::npos) << msg;
+  msg = error_for(R"({"sampling": {"lower_order_final": "yes"}})");
+  EXPECT_NE(msg.find("boolean"), std::string::npos) << msg;
+  msg = error_for(R"({"sampling": {"solver": "dpmpp2m", "clip_sample": true}})");
+  EXPECT_NE(msg.find("sampling.clip_sample"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ddim"), std::string::npos) << msg;
+  msg = error_for(R"({"sampling": {"solver": "pixart_dpm", "timestep_spacing": "linspace"}})");
+  EXPECT_NE(msg.find("sampling.timestep_spacing"), std::string::npos) << msg;
+  msg = error_for(R"({"sampling": {"solver": "ddim", "clip_sample_range": 0}})");
+  EXPECT_NE(msg.find("sampling.clip_sample_range"), std::string::npos) << msg;
+  msg = error_for(R"({"sampling": {"steps_offset": -1}})");
+  EXPECT_NE(msg.find("sampling.steps_offset"), std::string::npos) << msg;
+}

@@ -1,0 +1,295 @@
+// Weight reading and loading: TorchScript, official-layout and diffusers-layout weights give the same
+// model; every missing / unexpected / mis-shaped key is named in one error; KV compression, truncated
+// files and contradicting configs are refused with errors naming the key or file; the architecture is
+// inferred from the tensors; and scripts/export_weights.py round-trips the reference weights.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "ilf/error.h"
+#include "ilf/models/weights.h"
+#include "test_helpers.h"
+
+using namespace ilf;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+TensorMap tensors_of(const std::string& name) { return read_safetensors(test::data_path(name)).tensors; }
+
+BackbonePtr build(const TensorMap& weights, const std::string& model_json) {
+  ConfigReader reader(Json::parse(R"({"model": )" + model_json + "}"), "test.json");
+  BackbonePtr model = make_backbone_for_weights(weights, reader, "model");
+  reader.check_all_used();
+  return model;
+}
+
+void expect_same_tensors(const TensorMap& a, const TensorMap& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, tensor] : a) {
+    ASSERT_TRUE(b.count(name)) << name;
+    EXPECT_TRUE(torch::equal(tensor, b.at(name))) << name;
+  }
+}
+
+// Runs the pixart_tiny reference inputs through `model`.
+torch::Tensor pixart_tiny_output(Backbone& model) {
+  const TensorMap io = tensors_of("pixart_tiny.io.safetensors");
+  ConditionInputs inputs;
+  inputs.caption = io.at("y");
+  inputs.caption_mask = io.at("mask");
+  torch::NoGradGuard no_grad;
+  model.eval();
+  return model.forward(io.at("x"), io.at("timestep"), inputs);
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+const char* kPixArtAlpha = R"({"num_heads": 4, "variant": "alpha"})";
+
+}  // namespace
+
+TEST(Weights, TorchScriptArchiveHoldsTheOfficialTensors) {
+  expect_same_tensors(read_weights(test::data_path("pixart_tiny.torchscript.pt")), tensors_of("pixart_tiny.weights.safetensors"));
+}
+
+TEST(Weights, DiffusersLayoutConvertsToTheOfficialKeys) {
+  WeightLayout layout = WeightLayout::kOfficial;
+  const TensorMap converted = to_official_layout(tensors_of("pixart_tiny.diffusers.safetensors"), "diffusers", &layout);
+  EXPECT_EQ(layout, WeightLayout::kDiffusersPixArt);
+  TensorMap official = tensors_of("pixart_tiny.weights.safetensors");
+  official.erase("pos_embed");  // diffusers stores neither of these
+  official.erase("y_embedder.y_embedding");
+  expect_same_tensors(converted, official);
+}
+
+TEST(Weights, OfficialTorchScriptAndDiffusersLayoutsGiveIdenticalOutputs) {
+  const TensorMap official = tensors_of("pixart_tiny.weights.safetensors");
+  BackbonePtr a = build(official, kPixArtAlpha);
+  load_backbone_weights(*a, official, "official");
+
+  const TensorMap script = read_weights(test::data_path("pixart_tiny.torchscript.pt"));
+  BackbonePtr b = build(script, kPixArtAlpha);
+  load_backbone_weights(*b, script, "torchscript");
+
+  // diffusers stores no pos_embed: input_size and lewei_scale come from the config.
+  const TensorMap diffusers = read_weights(test::data_path("pixart_tiny.diffusers.safetensors"));
+  BackbonePtr c = build(diffusers, R"({"num_heads": 4, "variant": "alpha", "input_size": 8, "lewei_scale": 1.0})");
+  load_backbone_weights(*c, diffusers, "diffusers");
+
+  const torch::Tensor out = pixart_tiny_output(*a);
+  EXPECT_LT(test::relative_error(out, tensors_of("pixart_tiny.io.safetensors").at("out")), 1e-5);
+  EXPECT_TRUE(torch::equal(pixart_tiny_output(*b), out));
+  EXPECT_TRUE(torch::equal(pixart_tiny_output(*c), out));
+
+  // Without y_embedding the alpha model has no built-in null caption any more.
+  ConditionInputs like;
+  like.caption = torch::zeros({1, 6, 32});
+  EXPECT_NO_THROW(a->null_condition(like));
+  EXPECT_TRUE(contains(error_of([&] { c->null_condition(like); }), "y_embedder.y_embedding"));
+  dynamic_cast<PixArtImpl&>(*c).set_null_caption(torch::zeros({6, 32}));
+  EXPECT_NO_THROW(c->null_condition(like));
+}
+
+TEST(Weights, MissingUnexpectedAndMisshapenKeysAreAllNamedInOneError) {
+  const TensorMap good = tensors_of("dit_tiny.weights.safetensors");
+  BackbonePtr model = build(good, R"({"num_heads": 4})");
+  const torch::Tensor before = model->named_parameters()["t_embedder.mlp.0.weight"].clone();
+  TensorMap broken = good;
+  broken.erase("blocks.1.mlp.fc2.bias");
+  broken.erase("final_layer.linear.weight");
+  broken["blocks.0.attn.extra"] = torch::zeros({3});
+  broken["t_block.1.weight"] = torch::zeros({3});
+  broken["blocks.2.attn.qkv.weight"] = torch::zeros({64, 64});
+  const std::string message = error_of([&] { load_backbone_weights(*model, broken, "broken.safetensors"); });
+  for (const std::string part : {"broken.safetensors", "2 missing", "blocks.1.mlp.fc2.bias", "final_layer.linear.weight",
+                                 "2 unexpected", "blocks.0.attn.extra", "t_block.1.weight", "1 wrong shape",
+                                 "blocks.2.attn.qkv.weight (file [64, 64], model [192, 64])"})
+    EXPECT_TRUE(contains(message, part)) << "missing \"" << part << "\" in: " << message;
+  // Nothing was loaded.
+  EXPECT_TRUE(torch::equal(model->named_parameters()["t_embedder.mlp.0.weight"], before));
+  // A complete set loads, and only pos_embed may be absent.
+  TensorMap without_pos = good;
+  without_pos.erase("pos_embed");
+  EXPECT_NO_THROW(load_backbone_weights(*model, without_pos, "no_pos.safetensors"));
+  EXPECT_TRUE(torch::equal(model->named_parameters()["t_embedder.mlp.0.weight"], good.at("t_embedder.mlp.0.weight")));
+}
+
+TEST(Weights, KvCompressionIsRefusedNamingTheKey) {
+  TensorMap weights = tensors_of("pixart_sigma_tiny.weights.safetensors");
+  BackbonePtr model = build(weights, R"({"num_heads": 4, "variant": "sigma", "pe_interpolation": 2.0})");
+  weights["blocks.1.attn.sr.weight"] = torch::ones({64, 1, 2, 2});
+  weights["blocks.1.attn.sr.bias"] = torch::zeros({64});
+  EXPECT_TRUE(contains(error_of([&] { load_backbone_weights(*model, weights, "kv.safetensors"); }), "blocks.1.attn.sr."));
+  EXPECT_TRUE(contains(error_of([&] { build(weights, R"({"num_heads": 4, "variant": "sigma"})"); }), "KV compression"));
+  EXPECT_TRUE(contains(error_of([&] {
+                         build(tensors_of("pixart_sigma_tiny.weights.safetensors"),
+                               R"({"num_heads": 4, "variant": "sigma", "pe_interpolation": 2.0, "kv_compress": true})");
+                       }),
+                       "model.kv_compress"));
+}
+
+TEST(Weights, TruncatedFilesAreErrorsNamingTheFile) {
+  const std::string dir = test::scratch_dir("weights_truncated");
+  const std::string safetensors = dir + "/half.safetensors", script = dir + "/half.torchscript.pt";
+  const std::string st_bytes = read_bytes(test::data_path("dit_tiny.weights.safetensors"));
+  write_bytes(safetensors, st_bytes.substr(0, st_bytes.size() / 2));
+  EXPECT_TRUE(contains(error_of([&] { read_weights(safetensors); }), safetensors));
+  const std::string ts_bytes = read_bytes(test::data_path("pixart_tiny.torchscript.pt"));
+  write_bytes(script, ts_bytes.substr(0, ts_bytes.size() / 2));
+  EXPECT_TRUE(contains(error_of([&] { read_weights(script); }), script));
+  EXPECT_TRUE(contains(error_of([&] { read_weights(dir + "/absent.safetensors"); }), "absent.safetensors"));
+}
+
+TEST(Weights, InfersTheArchitectureFromTheTensors) {
+  const DiTConfig dit = infer_dit_config(tensors_of("dit_tiny.weights.safetensors"));
+  EXPECT_EQ(dit.depth, 4);
+  EXPECT_EQ(dit.hidden_size, 64);
+  EXPECT_EQ(dit.patch_size, 2);
+  EXPECT_EQ(dit.in_channels, 4);
+  EXPECT_EQ(dit.input_size, 8);
+  EXPECT_EQ(dit.num_classes, 10);
+  EXPECT_EQ(dit.mlp_ratio, 4.0);
+  EXPECT_TRUE(dit.learn_sigma);
+
+  const PixArtConfig alpha = infer_pixart_config(tensors_of("pixart_tiny.weights.safetensors"));
+  EXPECT_EQ(alpha.depth, 4);
+  EXPECT_EQ(alpha.hidden_size, 64);
+  EXPECT_EQ(alpha.caption_channels, 32);
+  EXPECT_EQ(alpha.model_max_length, 6);
+  EXPECT_EQ(alpha.input_size, 8);
+  EXPECT_TRUE(alpha.pred_sigma);
+  EXPECT_FALSE(alpha.qk_norm);
+  EXPECT_FALSE(alpha.kv_compress);
+  EXPECT_EQ(alpha.variant, "alpha");
+
+  const PixArtConfig ms = infer_pixart_config(tensors_of("pixartms_tiny.weights.safetensors"));
+  EXPECT_EQ(ms.variant, "alpha_ms");
+  EXPECT_EQ(ms.depth, 3);
+  EXPECT_EQ(ms.hidden_size, 96);
+  const PixArtConfig sigma = infer_pixart_config(tensors_of("pixart_sigma_tiny.weights.safetensors"));
+  EXPECT_EQ(sigma.depth, 3);
+  EXPECT_EQ(sigma.model_max_length, 10);
+
+  const PixArtConfig diffusers = infer_pixart_config(tensors_of("pixart_tiny.diffusers.safetensors"));
+  EXPECT_EQ(diffusers.depth, 4);
+  EXPECT_EQ(diffusers.input_size, 0);  // no pos_embed: unknown
+
+  EXPECT_EQ(detect_family(tensors_of("dit_tiny.weights.safetensors")), "dit");
+  EXPECT_EQ(detect_family(tensors_of("pixart_sigma_tiny.weights.safetensors")), "pixart");
+  EXPECT_EQ(detect_family(tensors_of("pixart_tiny.diffusers.safetensors")), "pixart");
+}
+
+TEST(Weights, WhatTheWeightsCannotTellMustComeFromTheConfig) {
+  const TensorMap alpha = tensors_of("pixart_tiny.weights.safetensors");
+  EXPECT_TRUE(contains(error_of([&] { build(alpha, R"({"num_heads": 4})"); }), "model.variant"));
+  EXPECT_TRUE(contains(error_of([&] { build(alpha, R"({"variant": "alpha"})"); }), "model.num_heads"));
+  const TensorMap diffusers = tensors_of("pixart_tiny.diffusers.safetensors");
+  EXPECT_TRUE(contains(error_of([&] { build(diffusers, R"({"num_heads": 4, "variant": "alpha", "lewei_scale": 1})"); }),
+                       "model.input_size"));
+  EXPECT_TRUE(contains(error_of([&] { build(diffusers, R"({"num_heads": 4, "variant": "alpha", "input_size": 8})"); }),
+                       "model.lewei_scale"));
+  // Config values that contradict the weights.
+  const TensorMap dit = tensors_of("dit_tiny.weights.safetensors");
+  EXPECT_TRUE(contains(error_of([&] { build(dit, R"({"num_heads": 4, "depth": 28})"); }), "model.depth"));
+  EXPECT_TRUE(contains(error_of([&] { build(dit, R"({"num_heads": 4, "family": "pixart"})"); }), "model.family"));
+  EXPECT_TRUE(contains(error_of([&] { build(tensors_of("pixartms_tiny.weights.safetensors"), R"({"num_heads": 4, "variant": "sigma"})"); }),
+                       "model.variant"));
+  // Without model.num_heads, an official width implies the official head count (DiT-S: 384 / 6).
+  DiTConfig small = DiTConfig::preset("DiT-S/2");
+  small.depth = 1;
+  small.input_size = 4;
+  small.num_classes = 2;
+  DiTImpl reference(small);
+  TensorMap small_weights;
+  for (const auto& p : reference.named_parameters()) small_weights[p.key()] = p.value();
+  for (const auto& b : reference.named_buffers()) small_weights[b.key()] = b.value();
+  EXPECT_EQ(infer_dit_config(small_weights).num_heads, 0);
+  EXPECT_EQ(dynamic_cast<DiTImpl&>(*build(small_weights, R"({"depth": 1})")).config().num_heads, 6);
+}
+
+TEST(Weights, WrappedStateDictsAreAccepted) {
+  TensorMap wrapped;
+  for (const auto& [name, tensor] : tensors_of("dit_tiny.weights.safetensors")) wrapped["state_dict." + name] = tensor;
+  wrapped["epoch"] = torch::zeros({1});
+  const TensorMap unwrapped = to_official_layout(wrapped, "checkpoint");
+  expect_same_tensors(unwrapped, tensors_of("dit_tiny.weights.safetensors"));
+  BackbonePtr model = build(wrapped, R"({"num_heads": 4})");
+  EXPECT_NO_THROW(load_backbone_weights(*model, wrapped, "checkpoint"));
+  TensorMap unknown;
+  unknown["encoder.weight"] = torch::zeros({2});
+  EXPECT_TRUE(contains(error_of([&] { to_official_layout(unknown, "other.safetensors"); }), "other.safetensors"));
+}
+
+TEST(Weights, FolderOfSafetensorsShardsIsRead) {
+  const std::string dir = test::scratch_dir("weights_folder");
+  std::filesystem::create_directories(dir + "/transformer");
+  const TensorMap all = tensors_of("dit_tiny.weights.safetensors");
+  TensorMap first, second;
+  for (const auto& [name, tensor] : all) (name < "blocks.2" ? first : second)[name] = tensor;
+  write_safetensors(dir + "/transformer/model-00001-of-00002.safetensors", first);
+  write_safetensors(dir + "/transformer/model-00002-of-00002.safetensors", second);
+  expect_same_tensors(read_weights(dir), all);  // a pipeline folder: looks into transformer/
+  expect_same_tensors(read_weights(dir + "/transformer"), all);
+  EXPECT_TRUE(contains(error_of([&] { read_weights(test::scratch_dir("weights_empty_folder")); }), "no *.safetensors"));
+}
+
+TEST(Weights, MixedPrecisionIsRefusedOffCuda) {
+  BackbonePtr model = build(tensors_of("dit_tiny.weights.safetensors"), R"({"num_heads": 4})");
+  EXPECT_THROW(move_backbone(*model, torch::kCPU, torch::kBFloat16), Error);
+  EXPECT_NO_THROW(move_backbone(*model, torch::kCPU, torch::kFloat32));
+  EXPECT_EQ(parse_dtype("bf16"), torch::kBFloat16);
+  EXPECT_THROW(parse_dtype("int8"), Error);
+}
+
+// scripts/export_weights.py where PyTorch is installed: a PixArt .pth checkpoint (a dict holding
+// state_dict) and a diffusers safetensors file, exported to TorchScript + safetensors, read back equal.
+TEST(ExportWeights, ScriptRoundTripsTheReferenceWeights) {
+  const std::string python = "/usr/bin/python3";
+  if (std::system((python + " -c \"import torch\" > /dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << python << " cannot import torch: the export script cannot run here";
+  const std::string dir = test::scratch_dir("export_weights");
+  const std::string script = std::string(ILF_SOURCE_DIR) + "/scripts/export_weights.py";
+  const std::string pth = dir + "/pixart_tiny.pth";
+  // An official-style checkpoint: torch.save({"state_dict": ...}) from the reference TorchScript archive.
+  const std::string make_pth = python + " -c \"import torch; m = torch.jit.load('" + test::data_path("pixart_tiny.torchscript.pt") +
+                               "'); torch.save({'state_dict': dict(m.state_dict())}, '" + pth + "')\"";
+  ASSERT_EQ(std::system(make_pth.c_str()), 0);
+  const TensorMap official = tensors_of("pixart_tiny.weights.safetensors");
+  // LibTorch cannot read the checkpoint itself: the error points to the script.
+  EXPECT_TRUE(contains(error_of([&] { read_weights(pth); }), "export_weights.py"));
+
+  const std::string export_pth = python + " " + script + " " + pth + " --torchscript " + dir + "/a.torchscript.pt --safetensors " +
+                                 dir + "/a.safetensors > " + dir + "/log_a.txt 2>&1";
+  ASSERT_EQ(std::system(export_pth.c_str()), 0) << read_bytes(dir + "/log_a.txt");
+  expect_same_tensors(read_weights(dir + "/a.torchscript.pt"), official);
+  expect_same_tensors(read_weights(dir + "/a.safetensors"), official);
+
+  const std::string export_diffusers = python + " " + script + " " + test::data_path("pixart_tiny.diffusers.safetensors") +
+                                       " --torchscript " + dir + "/b.torchscript.pt --safetensors " + dir + "/b.safetensors > " +
+                                       dir + "/log_b.txt 2>&1";
+  ASSERT_EQ(std::system(export_diffusers.c_str()), 0) << read_bytes(dir + "/log_b.txt");
+  const TensorMap diffusers = tensors_of("pixart_tiny.diffusers.safetensors");
+  expect_same_tensors(read_weights(dir + "/b.torchscript.pt"), diffusers);
+  expect_same_tensors(read_weights(dir + "/b.safetensors"), diffusers);
+}
