@@ -1,0 +1,300 @@
+// Inner Loop Feedback at inference: the inner-loop forward, the feedback module's file format, the
+// t_post rules, feedback step selection, caching, plans and block-forward accounting.
+#include <gtest/gtest.h>
+
+#include "ilf/error.h"
+#include "ilf/ilf/caching.h"
+#include "ilf/ilf/feedback.h"
+#include "ilf/ilf/feedback_schedule.h"
+#include "ilf/ilf/inner_loop.h"
+#include "ilf/models/dit.h"
+#include "ilf/sampling/dpm_solver.h"
+#include "ilf/sampling/sampler.h"
+#include "test_helpers.h"
+
+using namespace ilf;
+
+namespace {
+
+DiT tiny_dit(int64_t depth = 6) {
+  torch::manual_seed(7);
+  DiTConfig c;
+  c.input_size = 8;
+  c.patch_size = 2;
+  c.in_channels = 4;
+  c.hidden_size = 32;
+  c.depth = depth;
+  c.num_heads = 4;
+  c.num_classes = 10;
+  DiT model(c);
+  // Official initialisation zeroes the adaLN and output layers; give every weight a non-trivial value.
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) p.value().normal_(0, 0.2);
+  model->eval();
+  return model;
+}
+
+ConditionInputs labels(std::vector<int64_t> ys) {
+  ConditionInputs in;
+  in.class_labels = torch::tensor(ys, torch::kInt64);
+  return in;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(InnerLoop, ZeroScalesWithTPostEqualToTReproduceTheBackbone) {
+  DiT model = tiny_dit();
+  FeedbackModule feedback(*model, FeedbackOptions{1, 3, FeedbackInit::kRandom});
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 4, 8, 8});
+  const auto t = torch::tensor({900.0f, 35.0f});
+  const auto in = labels({3, 10});
+  int64_t forwards = 0;
+  const auto ours = inner_loop_forward(*model, *feedback, x, t, t, in, &forwards);
+  const auto plain = model->forward(x, t, in);
+  EXPECT_TRUE(torch::equal(ours, plain)) << "max diff " << (ours - plain).abs().max().item<double>();
+  EXPECT_EQ(forwards, 6 + 3 + 1);  // N + m + 1
+}
+
+TEST(InnerLoop, NonZeroScalesOrAnotherTPostChangeTheOutput) {
+  DiT model = tiny_dit();
+  FeedbackModule feedback(*model, FeedbackOptions{2, 4, FeedbackInit::kCopyLoopEnd});
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({1, 4, 8, 8});
+  const auto t = torch::tensor({500.0f});
+  const auto in = labels({1});
+  const auto plain = model->forward(x, t, in);
+  const auto later = inner_loop_forward(*model, *feedback, x, t, torch::tensor({400.0f}), in);
+  EXPECT_GT((later - plain).abs().max().item<double>(), 1e-4);
+  feedback->scales.fill_(0.5);
+  const auto fed = inner_loop_forward(*model, *feedback, x, t, t, in);
+  EXPECT_GT((fed - plain).abs().max().item<double>(), 1e-4);
+}
+
+TEST(FeedbackModule, CopyInitialisationTakesTheWeightsOfBlockE) {
+  DiT model = tiny_dit();
+  FeedbackModule feedback(*model, FeedbackOptions{1, 4, FeedbackInit::kCopyLoopEnd});
+  const auto source = model->block_module(4)->named_parameters();
+  for (const auto& p : feedback->block->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), source[p.key()])) << p.key();
+  EXPECT_TRUE(torch::equal(feedback->scales, torch::zeros({4})));
+}
+
+TEST(FeedbackModule, LoopOutsideTheDepthIsRejected) {
+  DiT model = tiny_dit(6);
+  EXPECT_NE(error_of([&] { FeedbackModule(*model, FeedbackOptions{2, 6, FeedbackInit::kRandom}); }).find("depth 6"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { FeedbackModule(*model, FeedbackOptions{4, 2, FeedbackInit::kRandom}); }).find("loop_begin"),
+            std::string::npos);
+  EXPECT_THROW(FeedbackModule(*model, FeedbackOptions{-1, 2, FeedbackInit::kRandom}), Error);
+}
+
+TEST(FeedbackModule, SaveLoadRoundTripAndRefusesAnotherBackboneOrLoop) {
+  const std::string dir = test::scratch_dir("feedback_roundtrip");
+  DiT model = tiny_dit(6);
+  FeedbackModule a(*model, FeedbackOptions{1, 3, FeedbackInit::kRandom});
+  {
+    torch::NoGradGuard no_grad;
+    a->scales.uniform_(-1, 1);
+  }
+  a->save(dir + "/fb.safetensors");
+  FeedbackModule b(*model, FeedbackOptions{1, 3, FeedbackInit::kCopyLoopEnd});
+  b->load(dir + "/fb.safetensors");
+  const auto pa = a->named_parameters();
+  for (const auto& p : b->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pa[p.key()])) << p.key();
+
+  FeedbackModule other_loop(*model, FeedbackOptions{2, 3, FeedbackInit::kRandom});
+  EXPECT_NE(error_of([&] { other_loop->load(dir + "/fb.safetensors"); }).find("loop_begin"), std::string::npos);
+  DiT deeper = tiny_dit(8);
+  FeedbackModule other_depth(*deeper, FeedbackOptions{1, 3, FeedbackInit::kRandom});
+  EXPECT_NE(error_of([&] { other_depth->load(dir + "/fb.safetensors"); }).find("depth"), std::string::npos);
+}
+
+TEST(TPost, RulesFollowThePaperFormulas) {
+  const std::vector<double> ts = {999, 899, 799, 699, 599, 500, 400, 300, 200, 100};
+  const int64_t n = 28, m = 12;  // N / m = 7/3
+  EXPECT_DOUBLE_EQ(compute_t_post(TPostRule::kNone, ts, 3, n, m), 699);
+  EXPECT_DOUBLE_EQ(compute_t_post(TPostRule::kUniform, ts, 3, n, m), 699 - 50);
+  EXPECT_NEAR(compute_t_post(TPostRule::kRescale, ts, 0, n, m), 999 - 100 * 28.0 / 12.0, 1e-9);
+  // anneal: first step as rescale, later t - max(i * N/m * t/1000, 10)
+  EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, ts, 0, n, m), 999 - 100 * 28.0 / 12.0, 1e-9);
+  EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, ts, 3, n, m), 699 - 100 * 28.0 / 12.0 * 0.699, 1e-9);
+  EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, ts, 9, n, m), 100 - 23.333333333333332, 1e-9);
+  const std::vector<double> fine = {999, 990, 40, 39};
+  EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, fine, 3, n, m), 29, 1e-9);  // the floor of 10 applies
+  // clamped into [0, 999]
+  EXPECT_DOUBLE_EQ(compute_t_post(TPostRule::kRescale, ts, 9, n, m), 0);
+  EXPECT_THROW(parse_t_post_rule("rescaled"), Error);
+}
+
+TEST(FeedbackSteps, ModesPickTheDocumentedSteps) {
+  auto picked = [](FeedbackSteps s, int64_t n) {
+    std::vector<int64_t> out;
+    for (int64_t k = 0; k < n; ++k)
+      if (s.uses_feedback(k, n)) out.push_back(k);
+    return out;
+  };
+  FeedbackSteps s;
+  s.mode = FeedbackSteps::Mode::kOuter;
+  s.count = 2;
+  EXPECT_EQ(picked(s, 10), (std::vector<int64_t>{0, 1, 8, 9}));
+  s.mode = FeedbackSteps::Mode::kFirst;
+  s.count = 1;
+  EXPECT_EQ(picked(s, 5), (std::vector<int64_t>{0}));
+  s.mode = FeedbackSteps::Mode::kLast;
+  EXPECT_EQ(picked(s, 5), (std::vector<int64_t>{4}));
+  s.mode = FeedbackSteps::Mode::kAlternating;
+  EXPECT_EQ(picked(s, 5), (std::vector<int64_t>{0, 2, 4}));
+  s.mode = FeedbackSteps::Mode::kList;
+  s.steps = {1, 3};
+  EXPECT_EQ(picked(s, 5), (std::vector<int64_t>{1, 3}));
+  s.steps = {7};
+  EXPECT_THROW(s.validate(5), Error);
+  EXPECT_THROW(parse_feedback_steps_mode("outers"), Error);
+}
+
+TEST(Caching, LocationsPickTheDocumentedBlocks) {
+  CacheOptions c;
+  c.num_blocks = 4;
+  c.location = CacheLocation::kFirst;
+  EXPECT_EQ(c.cached_blocks(10), (std::vector<int64_t>{0, 1, 2, 3}));
+  c.location = CacheLocation::kLast;
+  EXPECT_EQ(c.cached_blocks(10), (std::vector<int64_t>{6, 7, 8, 9}));
+  c.location = CacheLocation::kOuter;
+  EXPECT_EQ(c.cached_blocks(10), (std::vector<int64_t>{0, 1, 8, 9}));
+  c.location = CacheLocation::kInner;
+  EXPECT_EQ(c.cached_blocks(10), (std::vector<int64_t>{3, 4, 5, 6}));
+  c.location = CacheLocation::kAlternating;
+  EXPECT_EQ(c.cached_blocks(8), (std::vector<int64_t>{0, 2, 4, 6}));
+  c.num_blocks = 11;
+  EXPECT_THROW(c.validate(10), Error);
+  c.num_blocks = 2;
+  c.interval = 0;
+  EXPECT_THROW(c.validate(10), Error);
+}
+
+namespace {
+int64_t planned_forwards(SamplingMethod method, int64_t steps, std::function<void(SamplingOptions&)> set = nullptr) {
+  SamplingOptions o;
+  o.method = method;
+  o.steps = steps;
+  if (set) set(o);
+  DPMSolverMultistep solver;
+  return plan_sampling(o, solver, 28).total_block_forwards;
+}
+}  // namespace
+
+TEST(Plan, ReproducesThePaperBlockForwardCounts) {
+  using M = SamplingMethod;
+  EXPECT_EQ(planned_forwards(M::kBaseline, 20), 560);
+  EXPECT_EQ(planned_forwards(M::kBaseline, 12), 336);
+  auto loop_8_19_outer_2 = [](SamplingOptions& o) {
+    o.loop_begin = 8, o.loop_end = 19;
+    o.feedback_steps.mode = FeedbackSteps::Mode::kOuter;
+    o.feedback_steps.count = 2;
+  };
+  EXPECT_EQ(planned_forwards(M::kIlf, 10, loop_8_19_outer_2), 332);
+  EXPECT_EQ(planned_forwards(M::kIlf, 12, loop_8_19_outer_2), 388);
+  EXPECT_EQ(planned_forwards(M::kIlf, 12, [](SamplingOptions& o) { o.loop_begin = 0, o.loop_end = 5; }), 420);
+  auto inner_18_every = [](int64_t k) {
+    return [k](SamplingOptions& o) {
+      o.cache.location = CacheLocation::kInner;
+      o.cache.num_blocks = 18;
+      o.cache.interval = k;
+    };
+  };
+  EXPECT_EQ(planned_forwards(M::kCache, 20, inner_18_every(3)), 326);
+  EXPECT_EQ(planned_forwards(M::kCache, 20, inner_18_every(2)), 380);
+}
+
+TEST(Plan, ImpossibleSettingsAreRejectedWithTheirNames) {
+  DPMSolverMultistep solver;
+  SamplingOptions o;
+  o.steps = 0;
+  EXPECT_NE(error_of([&] { plan_sampling(o, solver, 28); }).find("steps"), std::string::npos);
+  o.steps = 10;
+  o.method = SamplingMethod::kIlf;
+  o.loop_begin = 20, o.loop_end = 28;
+  EXPECT_NE(error_of([&] { plan_sampling(o, solver, 28); }).find("loop"), std::string::npos);
+  o.loop_begin = 9, o.loop_end = 8;
+  EXPECT_NE(error_of([&] { plan_sampling(o, solver, 28); }).find("loop"), std::string::npos);
+  EXPECT_THROW(parse_sampling_method("ILF"), Error);
+}
+
+namespace {
+SamplingResult run(DiT& model, FeedbackModuleImpl* fb, const SamplingOptions& o, uint64_t seed) {
+  DPMSolverMultistep solver;
+  auto gen = at::detail::createCPUGenerator(seed);
+  const auto x_T = torch::randn({2, 4, 8, 8}, gen);
+  const auto in = labels({2, 7});
+  return sample(*model, fb, solver, o, x_T, in, model->null_condition(in));
+}
+}  // namespace
+
+TEST(Sampler, CachingEveryStepEqualsThePlainSampler) {
+  DiT model = tiny_dit();
+  SamplingOptions base;
+  base.steps = 6;
+  base.guidance_scale = 3.0;
+  SamplingOptions cached = base;
+  cached.method = SamplingMethod::kCache;
+  cached.cache.num_blocks = 4;
+  cached.cache.interval = 1;
+  const auto a = run(model, nullptr, base, 1), b = run(model, nullptr, cached, 1);
+  EXPECT_TRUE(torch::equal(a.samples, b.samples));
+  EXPECT_EQ(a.block_forwards, b.block_forwards);
+}
+
+TEST(Sampler, ReportedBlockForwardsMatchThePlan) {
+  DiT model = tiny_dit(6);
+  FeedbackModule fb(*model, FeedbackOptions{2, 3, FeedbackInit::kCopyLoopEnd});
+  SamplingOptions o;
+  o.steps = 7;
+  o.guidance_scale = 2.0;
+  o.method = SamplingMethod::kIlf;
+  o.loop_begin = 2, o.loop_end = 3;
+  o.t_post = TPostRule::kAnneal;
+  o.feedback_steps.mode = FeedbackSteps::Mode::kOuter;
+  o.feedback_steps.count = 2;
+  const auto ilf = run(model, fb.get(), o, 3);
+  EXPECT_EQ(ilf.block_forwards, ilf.plan.total_block_forwards);
+  EXPECT_EQ(ilf.block_forwards, 6 * 7 + 3 * 4);
+  o.method = SamplingMethod::kCache;
+  o.cache.num_blocks = 3;
+  o.cache.interval = 3;
+  const auto cached = run(model, nullptr, o, 3);
+  EXPECT_EQ(cached.block_forwards, cached.plan.total_block_forwards);
+  EXPECT_EQ(cached.block_forwards, 6 * 3 + 3 * 4);  // full steps 0, 3, 6
+}
+
+TEST(Sampler, SameSeedGivesTheSameSamplesAndAnotherSeedDoesNot) {
+  DiT model = tiny_dit();
+  SamplingOptions o;
+  o.steps = 4;
+  o.guidance_scale = 4.0;
+  const auto a = run(model, nullptr, o, 11), b = run(model, nullptr, o, 11), c = run(model, nullptr, o, 12);
+  EXPECT_TRUE(torch::equal(a.samples, b.samples));
+  EXPECT_FALSE(torch::equal(a.samples, c.samples));
+}
+
+TEST(Sampler, UntrainedFeedbackWithTPostNoneEqualsTheBaseline) {
+  DiT model = tiny_dit();
+  FeedbackModule fb(*model, FeedbackOptions{1, 4, FeedbackInit::kCopyLoopEnd});
+  SamplingOptions o;
+  o.steps = 5;
+  o.guidance_scale = 1.5;
+  const auto base = run(model, nullptr, o, 5);
+  o.method = SamplingMethod::kIlf;
+  o.loop_begin = 1, o.loop_end = 4;
+  const auto ilf = run(model, fb.get(), o, 5);
+  EXPECT_TRUE(torch::equal(base.samples, ilf.samples));
+  EXPECT_EQ(ilf.block_forwards, 5 * (6 + 4 + 1));
+}
