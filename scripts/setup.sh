@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libstb-dev
-  libgtest-dev googletest libsentencepiece-dev sentencepiece dataset-fashion-mnist
-  python3-torch python3-numpy python3-matplotlib)
+  libopenblas0-pthread libgtest-dev googletest sentencepiece dataset-fashion-mnist
+  python3-torch python3-numpy python3-matplotlib slurm-wlm munge)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,6 +26,7 @@ fi
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+export CCACHE_BASEDIR="$PWD"  # relative paths in the cache keys: fresh clones reuse the cache
 JOBS="${JOBS:-$(nproc)}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${ILF_CMAKE_ARGS:-}
 cmake --build build -j "$JOBS"

@@ -96,13 +96,14 @@ std::string ConfigReader::choice(const std::string& path, const std::string& fal
 
 void ConfigReader::collect_unused(const Json& node, const std::string& prefix, std::vector<std::string>& out) const {
   if (!prefix.empty() && used_.count(prefix + ".*")) return;  // the whole subtree was consumed
+  if (node.is_null()) return;  // null means "unset" (e.g. --set weights=null)
   if (!node.is_object()) {
     if (!used_.count(prefix)) out.push_back(prefix);
     return;
   }
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string path = prefix.empty() ? it.key() : prefix + "." + it.key();
-    if (!used_.count(path)) {
+    if (!used_.count(path) && !it->is_null()) {
       out.push_back(path);
       continue;
     }

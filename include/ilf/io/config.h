@@ -17,7 +17,7 @@ using Json = nlohmann::json;
 // Reads a JSON file; throws ilf::Error naming the file on I/O or syntax errors.
 Json load_json_file(const std::string& path);
 
-// Applies one override "a.b.c=value" to `config`. The value is parsed as JSON when it parses
+// Applies one override "a.b.c=value" to `config` (value null unsets a key). The value is parsed as JSON when it parses
 // (numbers, true/false, arrays, objects, quoted strings), otherwise taken as a plain string.
 // Intermediate objects are created as needed.
 void apply_override(Json& config, const std::string& assignment);

@@ -1,0 +1,72 @@
+// Text-to-image model folders: everything `ilf_sample --prompt` needs in one folder, described by its
+// model.json (written by scripts/export_pixart_model_folder.py):
+//   {"format": "ilf.text_to_image_model",
+//    "family": "pixart_alpha" | "pixart_sigma",
+//    "resolution": 512,                 image size in pixels the backbone was trained for (8 x model.input_size)
+//    "latent_scale": 0.18215,           VAE latent scale factor (alpha: SD VAE 0.18215, sigma: SDXL VAE 0.13025)
+//    "max_caption_length": 120,         T5 tokens per caption (alpha 120, sigma 300)
+//    "model": {...},                    the backbone settings, as in a run config's "model" section
+//    "backbone": "backbone.safetensors",           backbone weights (any format read_weights reads)
+//    "feedback": "feedback.safetensors",           optional: a trained ILF feedback module
+//    "text_encoder": "text_encoder.pt",            TorchScript T5 encoder
+//    "tokenizer": "spiece.model",                  SentencePiece model of the text encoder
+//    "tokenizer_check": "tokenizer_check.json",    optional: prompts with the ids Hugging Face's T5Tokenizer gives
+//                                                  them, {"max_length": L, "prompts": [...], "input_ids": [[...]]}
+//    "device": "cuda",                             optional: the device the TorchScript modules were traced for
+//                                                  (they run there: tracing records the device of some tensors)
+//    "vae_decoder": "vae_decoder.pt",              TorchScript VAE decoder
+//    "vae_encoder": "vae_encoder.pt"}              optional: TorchScript VAE encoder (data preparation)
+// File names are relative to the folder (or absolute). A run config points at a folder with
+// "model": {"folder": "..."} (or ilf_sample --model-folder); the folder then completes the config.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ilf/io/config.h"
+
+namespace ilf {
+
+struct ModelFolder {
+  std::string path;      // the folder
+  std::string manifest;  // its model.json
+  std::string family;    // "pixart_alpha" or "pixart_sigma"
+  int64_t resolution = 0;
+  double latent_scale = 0;
+  int64_t max_caption_length = 0;
+  Json model = Json::object();  // backbone settings
+  // Files, resolved against the folder; "" when an optional one is absent.
+  std::string backbone, feedback, text_encoder, tokenizer, tokenizer_check, vae_decoder, vae_encoder;
+  std::string device;  // "" when model.json does not say
+};
+
+// The facts of a text-to-image family: its latent scale factor, caption length and backbone variants.
+struct TextToImageFamily {
+  std::string name;  // "pixart_alpha", "pixart_sigma"
+  double latent_scale;
+  int64_t max_caption_length;
+  std::vector<std::string> variants;  // PixArtConfig::variant values of the family
+};
+// Throws ilf::Error listing the known families for an unknown name.
+const TextToImageFamily& text_to_image_family(const std::string& name);
+// The family of a PixArt variant: alpha / alpha_ms -> pixart_alpha, sigma -> pixart_sigma.
+const TextToImageFamily& text_to_image_family_of_variant(const std::string& variant);
+
+// Reads and checks `folder`/model.json before anything is loaded: every key known and of the right
+// type, the family known, latent_scale the family's, model.variant one of the family's,
+// resolution = 8 x model.input_size (when given), and every named file present. All problems are
+// reported in one ilf::Error naming model.json.
+ModelFolder read_model_folder(const std::string& folder);
+
+// If `folder` is non-empty, or `config` names one at "model.folder" (resolved like every config path:
+// as given, else beside the config file `config_source`), reads it and completes `config` with it:
+//   weights <- backbone; ilf.feedback_weights <- feedback; model.* <- model.* and
+//   model.model_max_length <- max_caption_length; text.encoder, text.tokenizer, text.max_length,
+//   text.encoder_device <- device; vae.decoder, vae.encoder, vae.scale_factor <- latent_scale.
+// File paths already in the config win (so --weights / --feedback can replace a folder's file); any
+// other setting already in the config must equal the folder's, else ilf::Error names both. "model.folder"
+// is removed from `config`. Returns the folder read, or nullopt when there is none.
+std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& config_source,
+                                              const std::string& folder = "");
+
+}  // namespace ilf

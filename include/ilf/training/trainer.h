@@ -1,0 +1,185 @@
+// The trainer behind `ilf_train`: Fast Approximate Distillation of the ILF feedback module on a frozen
+// backbone (DESIGN.md section 1), and plain noise-prediction pretraining of a whole backbone, with
+// AdamW, warm-up, gradient clipping and accumulation, EMA, bf16 autocast on CUDA, activation
+// checkpointing, exact-resume checkpoints, JSONL metrics, sample grids and data parallelism.
+//
+// ILF objective (mode "ilf"): x0 from data, eps ~ N(0, I), t ~ U{0..999}, t' = floor(t * t_ratio);
+// x_t and x_t' from the same x0 and eps. student = inner_loop_forward(x_t, t, t_post) with feedback;
+// teacher = the frozen backbone at (x_t', t') without feedback, no gradient ("fad"), or at t' after
+// teacher_steps DDIM steps of the frozen backbone from x_t ("multistep", the standard distillation
+// ablation). loss = w_rec * MSE(student, eps) + w_dist * MSE(student, teacher) on the first
+// in_channels output channels. Only F and the scales train; the backbone's parameters never change.
+// The condition is replaced by the null condition with probability cond_dropout (per sample).
+// t_post during training ("t_post_train"): "none" -> t_post = t (the default: the sampling-time
+// t_post rules then shift the time only at inference); "teacher" -> t_post = t', the time whose
+// teacher output the student learns to match.
+//
+// Pretraining (mode "pretrain"): every backbone parameter trains; loss = MSE(backbone(x_t, t), eps)
+// on the eps channels (learned-sigma channels get no loss), with the same condition dropout.
+//
+// Randomness is a function of (seed, sample id): sample id = step * G + position in the global batch,
+// so the loss of a step does not depend on how the global batch is split over ranks and micro-batches,
+// and a resumed run repeats an uninterrupted one exactly (on CPU).
+#pragma once
+#include <torch/torch.h>
+
+#include <array>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ilf/ilf/feedback.h"
+#include "ilf/io/config.h"
+#include "ilf/models/backbone.h"
+#include "ilf/sampling/noise_schedule.h"
+#include "ilf/training/checkpoint.h"
+#include "ilf/training/datasets.h"
+#include "ilf/training/distributed.h"
+#include "ilf/training/ema.h"
+
+namespace ilf {
+
+enum class TrainingMode { kIlf, kPretrain };
+enum class TeacherKind { kFad, kMultistep };
+enum class TrainTPost { kNone, kTeacher };
+
+// The "training" section.
+struct TrainingOptions {
+  TrainingMode mode = TrainingMode::kIlf;
+  std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda"
+  // AdamW and the learning-rate schedule: linear warm-up from 0 over warmup_steps, then constant.
+  double lr = 1e-4;
+  std::array<double, 2> betas{0.9, 0.999};
+  double weight_decay = 0.0;
+  double adam_eps = 1e-8;
+  int64_t warmup_steps = 0;
+  double grad_clip = 0.0;  // max global gradient norm; 0 = no clipping (the norm is still logged)
+  // Batch: global batch = batch_size (per rank) x ranks x grad_accum.
+  int64_t batch_size = 8;
+  int64_t grad_accum = 1;
+  int64_t steps = 1000;  // optimizer steps in total
+  double ema_decay = 0.999;
+  // Objective.
+  double t_ratio = 0.5;
+  double w_rec = 1.0;
+  double w_dist = 1.0;
+  double cond_dropout = 0.1;
+  TeacherKind teacher = TeacherKind::kFad;
+  int64_t teacher_steps = 8;
+  TrainTPost t_post_train = TrainTPost::kNone;
+  // Output.
+  int64_t checkpoint_every = 500;  // 0: only at the end / on a stop request
+  int64_t keep_checkpoints = 3;
+  int64_t log_every = 10;
+  int64_t sample_every = 0;      // sample grids (pixel-space data only); 0 = off
+  int64_t sample_images = 16;
+  int64_t sample_steps = 20;     // DPM-Solver++(2M) steps
+  double sample_guidance = 1.0;  // classifier-free guidance scale of the sample grids
+  uint64_t seed = 0;
+  std::string precision = "float32";  // "float32", or "bf16" (autocast, CUDA only)
+  bool activation_checkpointing = false;
+  double collective_timeout_s = 600;  // rendezvous and collectives; a dead rank fails the others after this
+
+};
+
+// Reads "training"; every value is validated (errors name the key).
+TrainingOptions training_options_from_config(ConfigReader& config);
+
+// The effective options as a "training" JSON section (every key, defaults included).
+Json training_options_to_json(const TrainingOptions& options);
+
+// The device training runs on: CUDA device `local_rank` for "cuda" (or "auto" with CUDA), else CPU.
+torch::Device training_device(const TrainingOptions& options, int64_t local_rank);
+
+// The learning rate of optimizer step `step` (0-based): lr * min(1, (step + 1) / warmup_steps).
+double learning_rate_at(const TrainingOptions& options, int64_t step);
+
+// One step's numbers (averaged over ranks and micro-batches).
+struct StepMetrics {
+  int64_t step = 0;  // 1-based: the number of optimizer steps done after this one
+  double loss = 0, loss_rec = 0, loss_dist = 0;
+  double lr = 0, grad_norm = 0;
+};
+
+// The loss of one micro-batch. Exposed for tests; the trainer calls it.
+struct LossTerms {
+  torch::Tensor total, rec, dist;  // 0-d; `dist` undefined in pretrain mode
+};
+
+// Thrown when a loss or gradient is NaN or Inf: the step is not applied and nothing is written.
+class NonFiniteLossError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A Backbone whose block() runs with activation checkpointing: the block's activations are not
+// kept for backward but recomputed there (gradients equal the plain backbone's). Every other call
+// goes to the wrapped backbone.
+BackbonePtr with_activation_checkpointing(BackbonePtr backbone);
+
+class Trainer {
+ public:
+  // Reads "model", "weights", "ilf" {loop_begin, loop_end, init}, "training" and "data" from
+  // `config`; `resolved_config` is what checkpoints record. Writes under `out_dir` (rank 0 only):
+  // config.json, metrics.jsonl, checkpoints/, feedback.safetensors (ilf) or backbone.safetensors
+  // (pretrain), samples/. With `resume`, continues from the newest checkpoint in out_dir/checkpoints.
+  Trainer(ConfigReader& config, const Json& resolved_config, const std::string& out_dir, bool resume,
+          Distributed& distributed);
+  ~Trainer();
+
+  // Trains until training.steps, or until SIGTERM / SIGUSR1 reached any rank (checked after every
+  // step; all ranks stop at the same step and a checkpoint is written). Returns true when all steps
+  // are done. Throws NonFiniteLossError on a NaN/Inf loss or gradient (the last checkpoint stays as it is).
+  bool run();
+
+  // One optimizer step (all micro-batches); exposed for tests.
+  StepMetrics train_step();
+  LossTerms compute_loss(const TrainingBatch& batch);
+
+  // Writes the checkpoint and the feedback / backbone file for the current step (rank 0).
+  void save();
+
+  int64_t step() const { return step_; }
+  const TrainingOptions& options() const { return options_; }
+  Backbone& backbone() { return *backbone_; }
+  FeedbackModuleImpl* feedback() { return feedback_ ? feedback_.get() : nullptr; }
+  // The trainable parameters by name (F and scales in ilf mode; every backbone parameter in pretrain).
+  const std::vector<std::pair<std::string, torch::Tensor>>& trainable() const { return trainable_; }
+  const ParameterEma& ema() const { return *ema_; }
+  std::string checkpoint_folder() const;
+  std::string weights_output_path() const;  // out/feedback.safetensors or out/backbone.safetensors
+
+ private:
+  void resume_from(const std::string& path);
+  void restore_optimizer_state(const std::map<std::string, AdamState>& state, const std::string& source);
+  void write_metrics(const StepMetrics& metrics, double seconds_per_step);
+  void write_sample_grid();
+  void truncate_metrics(int64_t last_step);
+  torch::Tensor model_eps(Backbone& model, const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& cond);
+
+  TrainingOptions options_;
+  Json resolved_config_;
+  std::string out_dir_;
+  Distributed& dist_;
+  torch::Device device_;
+  BackbonePtr backbone_;          // the model itself (names = official keys)
+  BackbonePtr compute_backbone_;  // backbone_ or its activation-checkpointing wrapper
+  FeedbackModule feedback_{nullptr};
+  NoiseSchedule schedule_;
+  DatasetPtr dataset_;
+  std::unique_ptr<DataLoader> loader_;
+  std::vector<std::pair<std::string, torch::Tensor>> trainable_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<ParameterEma> ema_;
+  int64_t step_ = 0;
+  std::chrono::steady_clock::time_point start_time_;
+  int64_t start_step_ = 0;
+};
+
+// The process-wide stop request set by SIGTERM / SIGUSR1 once install_stop_signal_handlers() ran.
+void install_stop_signal_handlers();
+bool stop_signal_received();
+int last_stop_signal();
+
+}  // namespace ilf

@@ -1,0 +1,69 @@
+// TorchScript VAE decoder / encoder with the latent scale factor (see include/ilf/models/vae.h).
+#include "ilf/models/vae.h"
+
+#include "ilf/error.h"
+#include "ilf/text/text_encoder.h"
+
+namespace ilf {
+
+namespace {
+
+torch::jit::script::Module load_module(const std::string& path, const std::string& what, const torch::Device& device) {
+  try {
+    torch::jit::script::Module m = torch::jit::load(path, device);
+    m.eval();
+    return m;
+  } catch (const c10::Error& e) {
+    throw Error(path + ": cannot load the TorchScript " + what + " (" + e.what_without_backtrace() + ")");
+  }
+}
+
+// The module's own floating type (an export may be half precision): its first parameter's, else float32.
+torch::Dtype module_dtype(const torch::jit::script::Module& m) {
+  for (const auto& p : m.parameters()) return p.scalar_type();
+  return torch::kFloat32;
+}
+
+}  // namespace
+
+TorchScriptVae::TorchScriptVae(const std::string& decoder_path, const std::string& encoder_path, double scale_factor,
+                               const torch::Device& device)
+    : decoder_path_(decoder_path), encoder_path_(encoder_path), scale_factor_(scale_factor), device_(device) {
+  if (!(scale_factor > 0)) throw Error(decoder_path + ": the VAE latent scale factor must be > 0");
+  decoder_ = load_module(decoder_path, "VAE decoder", device);
+  if (!encoder_path.empty()) {
+    encoder_ = load_module(encoder_path, "VAE encoder", device);
+    has_encoder_ = true;
+  }
+}
+
+torch::Tensor TorchScriptVae::decode(const torch::Tensor& latents) {
+  torch::NoGradGuard no_grad;
+  const torch::Dtype dtype = module_dtype(decoder_);
+  torch::Tensor images;
+  try {
+    images = first_output_tensor(decoder_.forward({(latents / scale_factor_).to(device_, dtype)}), decoder_path_);
+  } catch (const c10::Error& e) {
+    throw Error(decoder_path_ + ": the VAE decoder failed on latents of shape " + c10::str(latents.sizes()) + " (" +
+                e.what_without_backtrace() + ")");
+  }
+  if (images.dim() != 4 || images.size(0) != latents.size(0) || images.size(1) != 3)
+    throw Error(decoder_path_ + ": expected images (B, 3, H, W) from the VAE decoder, got " + c10::str(images.sizes()));
+  return images.to(torch::kFloat32).clamp(-1, 1);
+}
+
+torch::Tensor TorchScriptVae::encode(const torch::Tensor& images) {
+  if (!has_encoder_) throw Error(decoder_path_ + ": this VAE has no encoder (set the encoder file)");
+  torch::NoGradGuard no_grad;
+  const torch::Dtype dtype = module_dtype(encoder_);
+  torch::Tensor latents;
+  try {
+    latents = first_output_tensor(encoder_.forward({images.to(device_, dtype)}), encoder_path_);
+  } catch (const c10::Error& e) {
+    throw Error(encoder_path_ + ": the VAE encoder failed on images of shape " + c10::str(images.sizes()) + " (" +
+                e.what_without_backtrace() + ")");
+  }
+  return latents.to(torch::kFloat32) * scale_factor_;
+}
+
+}  // namespace ilf

@@ -1,0 +1,839 @@
+// The ILF / pretraining trainer (see include/ilf/training/trainer.h): options, the FAD and
+// pretraining losses, the optimizer step with accumulation, clipping, EMA and data-parallel gradient
+// averaging, checkpoints with exact resume, metrics, sample grids and stop signals.
+#include "ilf/training/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "ilf/error.h"
+#include "ilf/ilf/inner_loop.h"
+#include "ilf/io/atomic_file.h"
+#include "ilf/io/image.h"
+#include "ilf/io/run_config.h"
+#include "ilf/models/pixart.h"
+#include "ilf/models/weights.h"
+#include "ilf/sampling/dpm_solver.h"
+#include "ilf/sampling/sampler.h"
+#include "ilf/training/checkpoint.h"
+
+#ifdef ILF_HAVE_NCCL
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace ilf {
+namespace fs = std::filesystem;
+namespace {
+
+// Seeds of the independent random streams (mixed with the run's seed and the sample id).
+constexpr uint64_t kNoiseStream = 0x6e6f697365ull;   // t, eps and condition dropout of each sample
+constexpr uint64_t kSampleStream = 0x73616d706cull;  // the fixed noise of the sample grids
+
+// ----- autocast (LibTorch 1.x and 2.x spell it differently) -----
+bool cuda_autocast_enabled() {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
+void set_cuda_autocast(bool enabled) {
+#if TORCH_VERSION_MAJOR >= 2
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+#else
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  at::autocast::set_enabled(enabled);
+#endif
+  if (!enabled) at::autocast::clear_cache();
+}
+
+// bf16 autocast on CUDA for the lifetime of the object (a no-op when `enabled` is false).
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool enabled) : enabled_(enabled) {
+    if (enabled_) set_cuda_autocast(true);
+  }
+  ~AutocastScope() {
+    if (enabled_) set_cuda_autocast(false);
+  }
+
+ private:
+  bool enabled_;
+};
+
+// ----- activation checkpointing -----
+
+// Runs one backbone block without keeping its activations; backward recomputes the block with
+// gradients enabled and back-propagates through the recomputation (parameters of the block that
+// require grad accumulate their .grad there).
+class CheckpointedBlockFunction : public torch::autograd::Function<CheckpointedBlockFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
+                                                const torch::Tensor& cond_block, const torch::Tensor& cond_head,
+                                                const torch::Tensor& caption_tokens, const torch::Tensor& caption_mask,
+                                                int64_t present, Backbone* backbone, int64_t j) {
+    // Undefined conditioning tensors arrive as empty placeholders (see CheckpointedBackbone::block);
+    // `present` says which are real.
+    const torch::Tensor inputs[] = {h, cond_block, cond_head, caption_tokens, caption_mask};
+    int64_t needs_grad = 0;
+    for (int i = 0; i < 5; ++i)
+      if (inputs[i].requires_grad()) needs_grad |= int64_t{1} << i;
+    ctx->save_for_backward({h, cond_block, cond_head, caption_tokens, caption_mask});
+    ctx->saved_data["needs_grad"] = needs_grad;
+    ctx->saved_data["present"] = present;
+    ctx->saved_data["backbone"] = reinterpret_cast<int64_t>(backbone);
+    ctx->saved_data["j"] = j;
+    ctx->saved_data["autocast"] = cuda_autocast_enabled();
+    auto real = [&](int i) { return (present & (int64_t{1} << i)) ? inputs[i] : torch::Tensor(); };
+    return {backbone->block(j, h, Conditioning{real(1), real(2), real(3), real(4)})};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const int64_t needs_grad = ctx->saved_data["needs_grad"].toInt();
+    const int64_t present = ctx->saved_data["present"].toInt();
+    auto* backbone = reinterpret_cast<Backbone*>(ctx->saved_data["backbone"].toInt());
+    const int64_t j = ctx->saved_data["j"].toInt();
+    const bool autocast = ctx->saved_data["autocast"].toBool();
+
+    std::vector<torch::Tensor> inputs(5);
+    for (int i = 0; i < 5; ++i) {
+      if (!(present & (int64_t{1} << i))) continue;
+      inputs[i] = saved[i].detach();
+      if (needs_grad & (int64_t{1} << i)) inputs[i].requires_grad_(true);
+    }
+    torch::Tensor out;
+    {
+      torch::AutoGradMode enable_grad(true);
+      const bool previous_autocast = cuda_autocast_enabled();
+      if (autocast != previous_autocast) set_cuda_autocast(autocast);
+      out = backbone->block(j, inputs[0], Conditioning{inputs[1], inputs[2], inputs[3], inputs[4]});
+      if (autocast != previous_autocast) set_cuda_autocast(previous_autocast);
+      if (out.requires_grad()) torch::autograd::backward({out}, {grad_outputs[0]});
+    }
+    torch::autograd::variable_list grads(8);
+    for (int i = 0; i < 5; ++i)
+      if (inputs[i].defined() && inputs[i].requires_grad()) grads[i] = inputs[i].grad();
+    return grads;
+  }
+};
+
+class CheckpointedBackbone : public Backbone {
+ public:
+  explicit CheckpointedBackbone(BackbonePtr inner) : inner_(register_module("inner", std::move(inner))) {}
+
+  std::string family() const override { return inner_->family(); }
+  int64_t depth() const override { return inner_->depth(); }
+  int64_t hidden_size() const override { return inner_->hidden_size(); }
+  int64_t in_channels() const override { return inner_->in_channels(); }
+  int64_t out_channels() const override { return inner_->out_channels(); }
+  torch::Tensor embed(const torch::Tensor& x) override { return inner_->embed(x); }
+  Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override {
+    return inner_->condition(t, inputs);
+  }
+  torch::Tensor block(int64_t j, const torch::Tensor& h, const Conditioning& cond) override {
+    if (!torch::GradMode::is_enabled()) return inner_->block(j, h, cond);
+    // Custom autograd functions take only defined tensors: undefined ones travel as empty placeholders.
+    const torch::Tensor parts[] = {h, cond.block, cond.head, cond.caption_tokens, cond.caption_mask};
+    int64_t present = 0;
+    torch::Tensor args[5];
+    for (int i = 0; i < 5; ++i) {
+      if (parts[i].defined()) present |= int64_t{1} << i;
+      args[i] = parts[i].defined() ? parts[i] : torch::empty({0}, h.options());
+    }
+    return CheckpointedBlockFunction::apply(args[0], args[1], args[2], args[3], args[4], present, inner_.get(), j)[0];
+  }
+  torch::Tensor head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) override {
+    return inner_->head(h, cond, height, width);
+  }
+  BlockPtr make_block() const override { return inner_->make_block(); }
+  BlockPtr block_module(int64_t j) const override { return inner_->block_module(j); }
+  ConditionInputs null_condition(const ConditionInputs& like) const override { return inner_->null_condition(like); }
+
+ private:
+  BackbonePtr inner_;
+};
+
+// ----- optimizer state (the key type of Optimizer::state() differs between LibTorch 1.x and 2.x) -----
+template <typename StateMap>
+typename StateMap::key_type optimizer_state_key(const StateMap&, const torch::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream key;  // what LibTorch 1.x's c10::guts::to_string(TensorImpl*) gives
+    key << p.unsafeGetTensorImpl();
+    return key.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
+// ----- small helpers -----
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  char text[32];
+  std::snprintf(text, sizeof(text), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
+  return text;
+}
+
+double memory_mb(const torch::Device& device) {
+#ifdef ILF_HAVE_NCCL
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
+  }
+#endif
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+ConditionInputs condition_to(const ConditionInputs& c, const torch::Device& device) {
+  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  return {move(c.class_labels), move(c.caption), move(c.caption_mask), move(c.image_hw), move(c.aspect_ratio)};
+}
+
+// Replaces the condition of the samples where drop (B,) is true by the backbone's null condition.
+ConditionInputs drop_condition(const Backbone& backbone, const ConditionInputs& c, const torch::Tensor& drop) {
+  const ConditionInputs null = backbone.null_condition(c);
+  ConditionInputs out = c;
+  if (c.class_labels.defined()) out.class_labels = torch::where(drop, null.class_labels, c.class_labels);
+  if (c.caption.defined()) {
+    if (null.caption.sizes() != c.caption.sizes())
+      throw Error("condition dropout: the null caption has shape " + c10::str(null.caption.sizes()) +
+                  " but the data's captions have shape " + c10::str(c.caption.sizes()));
+    std::vector<int64_t> shape(static_cast<size_t>(c.caption.dim()), 1);
+    shape[0] = -1;
+    out.caption = torch::where(drop.view(shape), null.caption.to(c.caption.dtype()), c.caption);
+    const torch::Tensor data_mask = c.caption_mask.defined() ? c.caption_mask.to(torch::kLong)
+                                                             : torch::ones(c.caption.sizes().slice(0, 2), drop.options().dtype(torch::kLong));
+    const torch::Tensor null_mask = null.caption_mask.defined() ? null.caption_mask.to(torch::kLong).expand_as(data_mask)
+                                                                : torch::ones_like(data_mask);
+    out.caption_mask = torch::where(drop.view({-1, 1}), null_mask, data_mask);
+  }
+  return out;
+}
+
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void handle_stop_signal(int signal) { g_stop_signal.store(signal); }
+
+}  // namespace
+
+void install_stop_signal_handlers() {
+  struct sigaction action {};
+  action.sa_handler = handle_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGUSR1, &action, nullptr);
+}
+
+bool stop_signal_received() { return g_stop_signal.load() != 0; }
+int last_stop_signal() { return g_stop_signal.load(); }
+
+BackbonePtr with_activation_checkpointing(BackbonePtr backbone) {
+  return std::make_shared<CheckpointedBackbone>(std::move(backbone));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+TrainingOptions training_options_from_config(ConfigReader& c) {
+  TrainingOptions o;
+  o.mode = c.choice("training.mode", "ilf", {"ilf", "pretrain"}) == "ilf" ? TrainingMode::kIlf : TrainingMode::kPretrain;
+  o.device = c.choice("training.device", o.device, {"auto", "cpu", "cuda"});
+  o.lr = c.get<double>("training.lr", o.lr);
+  if (!(o.lr > 0)) throw c.invalid("training.lr", "> 0");
+  const auto betas = c.get<std::vector<double>>("training.betas", {o.betas[0], o.betas[1]});
+  if (betas.size() != 2 || betas[0] < 0 || betas[0] >= 1 || betas[1] < 0 || betas[1] >= 1)
+    throw c.invalid("training.betas", "two numbers in [0, 1), e.g. [0.9, 0.999]");
+  o.betas = {betas[0], betas[1]};
+  o.weight_decay = c.get<double>("training.weight_decay", o.weight_decay);
+  if (o.weight_decay < 0) throw c.invalid("training.weight_decay", ">= 0");
+  o.adam_eps = c.get<double>("training.adam_eps", o.adam_eps);
+  if (!(o.adam_eps > 0)) throw c.invalid("training.adam_eps", "> 0");
+  o.warmup_steps = c.get<int64_t>("training.warmup_steps", o.warmup_steps);
+  if (o.warmup_steps < 0) throw c.invalid("training.warmup_steps", ">= 0");
+  o.grad_clip = c.get<double>("training.grad_clip", o.grad_clip);
+  if (o.grad_clip < 0) throw c.invalid("training.grad_clip", ">= 0 (0 = no clipping)");
+  o.batch_size = c.get<int64_t>("training.batch_size", o.batch_size);
+  if (o.batch_size < 1) throw c.invalid("training.batch_size", ">= 1 (the per-rank micro-batch)");
+  o.grad_accum = c.get<int64_t>("training.grad_accum", o.grad_accum);
+  if (o.grad_accum < 1) throw c.invalid("training.grad_accum", ">= 1");
+  o.steps = c.get<int64_t>("training.steps", o.steps);
+  if (o.steps < 1) throw c.invalid("training.steps", ">= 1");
+  o.ema_decay = c.get<double>("training.ema_decay", o.ema_decay);
+  if (o.ema_decay < 0 || o.ema_decay >= 1) throw c.invalid("training.ema_decay", "in [0, 1) (0 = no averaging)");
+  o.t_ratio = c.get<double>("training.t_ratio", o.t_ratio);
+  if (o.t_ratio < 0 || o.t_ratio > 1) throw c.invalid("training.t_ratio", "in [0, 1]");
+  o.w_rec = c.get<double>("training.w_rec", o.w_rec);
+  o.w_dist = c.get<double>("training.w_dist", o.w_dist);
+  if (o.w_rec < 0 || o.w_dist < 0 || o.w_rec + o.w_dist == 0)
+    throw c.invalid("training.w_rec", ">= 0, with w_dist >= 0 and not both 0");
+  o.cond_dropout = c.get<double>("training.cond_dropout", o.cond_dropout);
+  if (o.cond_dropout < 0 || o.cond_dropout > 1) throw c.invalid("training.cond_dropout", "in [0, 1]");
+  o.teacher = c.choice("training.teacher", "fad", {"fad", "multistep"}) == "fad" ? TeacherKind::kFad : TeacherKind::kMultistep;
+  o.teacher_steps = c.get<int64_t>("training.teacher_steps", o.teacher_steps);
+  if (o.teacher_steps < 1) throw c.invalid("training.teacher_steps", ">= 1");
+  o.t_post_train = c.choice("training.t_post_train", "none", {"none", "teacher"}) == "none" ? TrainTPost::kNone
+                                                                                             : TrainTPost::kTeacher;
+  o.checkpoint_every = c.get<int64_t>("training.checkpoint_every", o.checkpoint_every);
+  if (o.checkpoint_every < 0) throw c.invalid("training.checkpoint_every", ">= 0 (0 = only at the end)");
+  o.keep_checkpoints = c.get<int64_t>("training.keep_checkpoints", o.keep_checkpoints);
+  if (o.keep_checkpoints < 1) throw c.invalid("training.keep_checkpoints", ">= 1");
+  o.log_every = c.get<int64_t>("training.log_every", o.log_every);
+  if (o.log_every < 1) throw c.invalid("training.log_every", ">= 1");
+  o.sample_every = c.get<int64_t>("training.sample_every", o.sample_every);
+  if (o.sample_every < 0) throw c.invalid("training.sample_every", ">= 0 (0 = no sample grids)");
+  o.sample_images = c.get<int64_t>("training.sample_images", o.sample_images);
+  if (o.sample_images < 1) throw c.invalid("training.sample_images", ">= 1");
+  o.sample_steps = c.get<int64_t>("training.sample_steps", o.sample_steps);
+  if (o.sample_steps < 1) throw c.invalid("training.sample_steps", ">= 1");
+  o.sample_guidance = c.get<double>("training.sample_guidance", o.sample_guidance);
+  const int64_t seed = c.get<int64_t>("training.seed", 0);
+  if (seed < 0) throw c.invalid("training.seed", ">= 0");
+  o.seed = static_cast<uint64_t>(seed);
+  o.precision = c.choice("training.precision", o.precision, {"float32", "bf16"});
+  o.activation_checkpointing = c.get<bool>("training.activation_checkpointing", o.activation_checkpointing);
+  o.collective_timeout_s = c.get<double>("training.collective_timeout_s", o.collective_timeout_s);
+  if (!(o.collective_timeout_s > 0)) throw c.invalid("training.collective_timeout_s", "> 0");
+  return o;
+}
+
+Json training_options_to_json(const TrainingOptions& o) {
+  return Json{{"mode", o.mode == TrainingMode::kIlf ? "ilf" : "pretrain"},
+              {"device", o.device},
+              {"lr", o.lr},
+              {"betas", {o.betas[0], o.betas[1]}},
+              {"weight_decay", o.weight_decay},
+              {"adam_eps", o.adam_eps},
+              {"warmup_steps", o.warmup_steps},
+              {"grad_clip", o.grad_clip},
+              {"batch_size", o.batch_size},
+              {"grad_accum", o.grad_accum},
+              {"steps", o.steps},
+              {"ema_decay", o.ema_decay},
+              {"t_ratio", o.t_ratio},
+              {"w_rec", o.w_rec},
+              {"w_dist", o.w_dist},
+              {"cond_dropout", o.cond_dropout},
+              {"teacher", o.teacher == TeacherKind::kFad ? "fad" : "multistep"},
+              {"teacher_steps", o.teacher_steps},
+              {"t_post_train", o.t_post_train == TrainTPost::kNone ? "none" : "teacher"},
+              {"checkpoint_every", o.checkpoint_every},
+              {"keep_checkpoints", o.keep_checkpoints},
+              {"log_every", o.log_every},
+              {"sample_every", o.sample_every},
+              {"sample_images", o.sample_images},
+              {"sample_steps", o.sample_steps},
+              {"sample_guidance", o.sample_guidance},
+              {"seed", static_cast<int64_t>(o.seed)},
+              {"precision", o.precision},
+              {"activation_checkpointing", o.activation_checkpointing},
+              {"collective_timeout_s", o.collective_timeout_s}};
+}
+
+torch::Device training_device(const TrainingOptions& options, int64_t local_rank) {
+  if (options.device == "cuda" || (options.device == "auto" && torch::cuda::is_available())) {
+    if (!torch::cuda::is_available()) throw Error("training.device is \"cuda\" but no CUDA device is available");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+  }
+  return torch::Device(torch::kCPU);
+}
+
+double learning_rate_at(const TrainingOptions& options, int64_t step) {
+  if (options.warmup_steps <= 0) return options.lr;
+  return options.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(options.warmup_steps));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trainer
+
+Trainer::Trainer(ConfigReader& config, const Json& resolved_config, const std::string& out_dir, bool resume,
+                 Distributed& distributed)
+    : options_(training_options_from_config(config)),
+      resolved_config_(resolved_config),
+      out_dir_(out_dir),
+      dist_(distributed),
+      device_(training_device(options_, distributed.local_rank())),
+      schedule_(NoiseSchedule::create()) {
+  if (options_.precision == "bf16" && !device_.is_cuda())
+    throw config.invalid("training.precision", "\"float32\" on CPU (bf16 autocast runs on CUDA only)");
+  torch::manual_seed(options_.seed);
+
+  // The backbone: from the weights file when given (architecture checked against "model"),
+  // otherwise freshly initialised from "model" (pretraining from scratch).
+  const std::string weights_setting = config.get<std::string>("weights", "");
+  if (!weights_setting.empty()) {
+    const std::string weights = resolve_config_path(config, weights_setting);
+    TensorMap tensors = read_weights(weights);
+    backbone_ = make_backbone_for_weights(tensors, config, "model", weights);
+    load_backbone_weights(*backbone_, std::move(tensors), weights);
+  } else {
+    backbone_ = make_backbone(config, "model");
+  }
+  move_backbone(*backbone_, device_, torch::kFloat32);
+
+  if (options_.mode == TrainingMode::kIlf) {
+    FeedbackOptions feedback_options;
+    feedback_options.loop_begin = config.require<int64_t>("ilf.loop_begin");
+    feedback_options.loop_end = config.require<int64_t>("ilf.loop_end");
+    feedback_options.init =
+        config.choice("ilf.init", "copy", {"copy", "random"}) == "copy" ? FeedbackInit::kCopyLoopEnd : FeedbackInit::kRandom;
+    for (auto& p : backbone_->parameters()) p.set_requires_grad(false);  // frozen: no grad, no optimizer state
+    backbone_->eval();
+    feedback_ = FeedbackModule(*backbone_, feedback_options);
+    feedback_->to(device_);
+    feedback_->train();
+    for (const auto& p : feedback_->named_parameters(true)) trainable_.emplace_back(p.key(), p.value());
+  } else {
+    if (config.has("ilf")) config.mark_used("ilf");  // not used when pretraining
+    backbone_->train();
+    for (const auto& p : backbone_->named_parameters(true)) {
+      p.value().set_requires_grad(true);
+      trainable_.emplace_back(p.key(), p.value());
+    }
+  }
+  compute_backbone_ = options_.activation_checkpointing ? with_activation_checkpointing(backbone_) : backbone_;
+
+  // Data.
+  dataset_ = make_dataset(config);
+  const auto shape = dataset_->sample_shape();
+  if (shape.size() != 3 || shape[0] != backbone_->in_channels())
+    throw Error(dataset_->describe() + ": samples have " + std::to_string(shape.empty() ? 0 : shape[0]) +
+                " channels but the backbone takes " + std::to_string(backbone_->in_channels()));
+  auto* pixart = dynamic_cast<PixArtImpl*>(backbone_.get());
+  if (pixart && (pixart->config().variant == "sigma" || !pixart->builtin_null_caption_available()) &&
+      config.get<std::string>("data.kind", "") == "shards") {
+    // Condition dropout needs a null caption: PixArt-alpha has its learned y_embedding; otherwise use the
+    // text encoder's empty-prompt features that the preparation tool stores beside the shards.
+    const fs::path null_caption =
+        fs::path(resolve_config_path(config, config.get<std::string>("data.path", ""))) / "null_caption.safetensors";
+    if (!fs::exists(null_caption))
+      throw Error(null_caption.string() + ": missing; this PixArt model has no built-in null caption for condition "
+                  "dropout (ilf_prepare_data --captions writes the file)");
+    const auto file = read_safetensors(null_caption.string());
+    const auto mask = file.tensors.count("caption_mask") ? file.tensors.at("caption_mask").to(device_) : torch::Tensor();
+    pixart->set_null_caption(require_tensor(file.tensors, "caption", null_caption.string()).to(device_), mask);
+  }
+  DataLoaderOptions loader_options;
+  loader_options.seed = options_.seed;
+  loader_options.batch_size = options_.batch_size;
+  loader_options.grad_accum = options_.grad_accum;
+  loader_options.rank = dist_.rank();
+  loader_options.world_size = dist_.world_size();
+  loader_options.read_ahead = config.get<int64_t>("data.read_ahead", 4);
+  if (loader_options.read_ahead < 0) throw config.invalid("data.read_ahead", ">= 0");
+  loader_ = std::make_unique<DataLoader>(dataset_, loader_options);
+
+  // Every rank starts from rank 0's trainable weights.
+  {
+    std::vector<torch::Tensor> values;
+    for (auto& [name, p] : trainable_) values.push_back(p.data());
+    dist_.broadcast(values, 0);
+  }
+  std::vector<torch::Tensor> params;
+  for (auto& [name, p] : trainable_) params.push_back(p);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      params, torch::optim::AdamWOptions(options_.lr)
+                  .betas(std::make_tuple(options_.betas[0], options_.betas[1]))
+                  .eps(options_.adam_eps)
+                  .weight_decay(options_.weight_decay));
+  ema_ = std::make_unique<ParameterEma>(trainable_, options_.ema_decay);
+
+  const std::string latest = latest_checkpoint(checkpoint_folder());
+  if (!resume && !latest.empty())
+    throw Error(out_dir_ + " already holds a run (" + latest + "): continue it with --resume or choose another --out");
+  if (resume && latest.empty() && dist_.is_main())
+    spdlog::info("--resume: no checkpoint in {} yet, starting from step 0", checkpoint_folder());
+  if (dist_.is_main()) {
+    fs::create_directories(out_dir_);
+    write_file_atomically((fs::path(out_dir_) / "config.json").string(),
+                          [&](std::ostream& out) { out << resolved_config_.dump(2) << "\n"; });
+  }
+  if (resume && !latest.empty()) resume_from(latest);
+  if (dist_.is_main()) {
+    truncate_metrics(step_);  // a resumed run logs the steps after its checkpoint again
+    const int64_t trainable_count = [&] {
+      int64_t n = 0;
+      for (auto& [name, p] : trainable_) n += p.numel();
+      return n;
+    }();
+    spdlog::info("{} training on {} ({} rank(s), backend {}): {} trainable parameters in {} tensors",
+                 options_.mode == TrainingMode::kIlf ? "ILF" : "backbone", device_.str(), dist_.world_size(),
+                 dist_.backend_name(), trainable_count, trainable_.size());
+    spdlog::info("data: {}; global batch {} = {} per rank x {} rank(s) x {} accumulation; {} steps per epoch",
+                 dataset_->describe(), loader_->global_batch(), options_.batch_size, dist_.world_size(),
+                 options_.grad_accum, loader_->steps_per_epoch());
+  }
+}
+
+Trainer::~Trainer() = default;
+
+std::string Trainer::checkpoint_folder() const { return (fs::path(out_dir_) / "checkpoints").string(); }
+
+std::string Trainer::weights_output_path() const {
+  return (fs::path(out_dir_) / (options_.mode == TrainingMode::kIlf ? "feedback.safetensors" : "backbone.safetensors"))
+      .string();
+}
+
+void Trainer::resume_from(const std::string& path) {
+  const TrainingCheckpoint ck = load_checkpoint(path);
+  const std::string mode = options_.mode == TrainingMode::kIlf ? "ilf" : "pretrain";
+  if (ck.mode != mode) throw Error(path + ": a \"" + ck.mode + "\" checkpoint cannot resume a \"" + mode + "\" run");
+  torch::NoGradGuard no_grad;
+  std::string problems;
+  for (auto& [name, p] : trainable_) {
+    auto it = ck.trainable.find(name);
+    if (it == ck.trainable.end()) problems += "\n  missing: " + name;
+    else if (it->second.sizes() != p.sizes()) problems += "\n  wrong shape: " + name;
+    else p.copy_(it->second);
+  }
+  if (problems.empty() && ck.trainable.size() != trainable_.size()) problems += "\n  it holds other parameters too";
+  if (!problems.empty()) throw Error(path + ": the checkpoint does not fit this model:" + problems);
+  ema_->load(ck.ema, path);
+  restore_optimizer_state(ck.optimizer, path);
+  if (ck.cpu_rng_state.defined()) {
+    auto generator = at::detail::getDefaultCPUGenerator();  // a handle sharing the default generator
+    generator.set_state(ck.cpu_rng_state);
+  }
+  step_ = ck.step;
+  const DataPosition where = loader_->position(step_);
+  if (dist_.is_main()) {
+    if (where.epoch != ck.epoch || where.step_in_epoch != ck.step_in_epoch)
+      spdlog::warn("{}: the global batch changed since the checkpoint; continuing at epoch {} step {} of the new layout",
+                   path, where.epoch, where.step_in_epoch);
+    spdlog::info("resumed from {} at step {} (epoch {}, step {} of the epoch)", path, step_, where.epoch,
+                 where.step_in_epoch);
+  }
+}
+
+void Trainer::restore_optimizer_state(const std::map<std::string, AdamState>& state, const std::string& source) {
+  auto& states = optimizer_->state();
+  for (auto& [name, p] : trainable_) {
+    auto it = state.find(name);
+    if (it == state.end()) continue;  // no step taken yet for this parameter
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->step(it->second.step);
+    s->exp_avg(it->second.exp_avg.to(p.device()).clone());
+    s->exp_avg_sq(it->second.exp_avg_sq.to(p.device()).clone());
+    if (s->exp_avg().sizes() != p.sizes()) throw Error(source + ": optimizer state of \"" + name + "\" has the wrong shape");
+    states[optimizer_state_key(states, p)] = std::move(s);
+  }
+}
+
+torch::Tensor Trainer::model_eps(Backbone& model, const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& cond) {
+  return model.forward(x, t, cond).narrow(1, 0, backbone_->in_channels()).to(torch::kFloat32);
+}
+
+LossTerms Trainer::compute_loss(const TrainingBatch& batch) {
+  const int64_t B = batch.x0.size(0);
+  const torch::Tensor x0 = batch.x0.to(device_, torch::kFloat32);  // (B, C, H, W)
+  const auto sample_shape = batch.x0.sizes().slice(1).vec();
+  const int64_t T = schedule_.num_train_timesteps();
+
+  // Per-sample t, eps and dropout from the sample's own stream: independent of the rank layout.
+  std::vector<torch::Tensor> eps_list, t_list, u_list;
+  for (int64_t i = 0; i < B; ++i) {
+    auto generator = make_cpu_generator(mix_seed(mix_seed(options_.seed, kNoiseStream), static_cast<uint64_t>(batch.sample_ids[i])));
+    t_list.push_back(torch::randint(0, T, {1}, generator, torch::kLong));
+    eps_list.push_back(torch::randn(sample_shape, generator, torch::kFloat32));
+    u_list.push_back(torch::rand({1}, generator, torch::kFloat64));
+  }
+  const torch::Tensor t = torch::cat(t_list).to(device_);       // (B,) int64 in [0, T)
+  const torch::Tensor eps = torch::stack(eps_list).to(device_);  // (B, C, H, W)
+  const torch::Tensor drop = (torch::cat(u_list) < options_.cond_dropout).to(device_);  // (B,) bool
+  const ConditionInputs cond = drop_condition(*backbone_, condition_to(batch.condition, device_), drop);
+  const torch::Tensor x_t = schedule_.add_noise(x0, eps, t);
+  const bool autocast = options_.precision == "bf16";
+
+  LossTerms terms;
+  if (options_.mode == TrainingMode::kPretrain) {
+    torch::Tensor pred;
+    {
+      AutocastScope scope(autocast);
+      pred = model_eps(*compute_backbone_, x_t, t, cond);
+    }
+    terms.rec = torch::mse_loss(pred, eps);
+    terms.total = terms.rec;
+    return terms;
+  }
+
+  const torch::Tensor t_teacher = (t.to(torch::kFloat64) * options_.t_ratio).floor().to(torch::kLong);  // (B,)
+  const torch::Tensor t_post = options_.t_post_train == TrainTPost::kNone ? t : t_teacher;
+  torch::Tensor student, teacher;
+  {
+    AutocastScope scope(autocast);
+    student = inner_loop_forward(*compute_backbone_, *feedback_, x_t, t, t_post, cond)
+                  .narrow(1, 0, backbone_->in_channels())
+                  .to(torch::kFloat32);
+    torch::NoGradGuard no_grad;
+    if (options_.teacher == TeacherKind::kFad) {
+      // Fast Approximate Distillation: re-noise the same x0 with the same eps at t'.
+      teacher = model_eps(*backbone_, schedule_.add_noise(x0, eps, t_teacher), t_teacher, cond);
+    } else {
+      // Standard distillation: teacher_steps DDIM steps of the frozen backbone from (x_t, t) to t',
+      // then the backbone's prediction there. Per-sample integer times tau_k = round(t + (t' - t) k / K).
+      const torch::Tensor abar = schedule_.alphas_cumprod.to(device_);  // (T,) float32
+      const int64_t K = options_.teacher_steps;
+      torch::Tensor x = x_t;
+      auto time_at = [&](int64_t k) {
+        return (t.to(torch::kFloat64) + (t_teacher - t).to(torch::kFloat64) * (static_cast<double>(k) / K))
+            .round()
+            .to(torch::kLong);
+      };
+      for (int64_t k = 0; k < K; ++k) {
+        const torch::Tensor tau = time_at(k), tau_next = time_at(k + 1);
+        const torch::Tensor e = model_eps(*backbone_, x, tau, cond);
+        const torch::Tensor a = abar.index_select(0, tau).view({-1, 1, 1, 1});
+        const torch::Tensor a_next = abar.index_select(0, tau_next).view({-1, 1, 1, 1});
+        const torch::Tensor x0_pred = (x - (1 - a).sqrt() * e) / a.sqrt();
+        x = a_next.sqrt() * x0_pred + (1 - a_next).sqrt() * e;
+      }
+      teacher = model_eps(*backbone_, x, t_teacher, cond);
+    }
+  }
+  terms.rec = torch::mse_loss(student, eps);
+  terms.dist = torch::mse_loss(student, teacher);
+  terms.total = options_.w_rec * terms.rec + options_.w_dist * terms.dist;
+  return terms;
+}
+
+StepMetrics Trainer::train_step() {
+  StepMetrics m;
+  const int64_t A = options_.grad_accum;
+  double sums[3] = {0, 0, 0};
+  for (int64_t micro = 0; micro < A; ++micro) {
+    const TrainingBatch batch = loader_->next(step_, micro);
+    const LossTerms terms = compute_loss(batch);
+    (terms.total / static_cast<double>(A)).backward();
+    sums[0] += terms.total.item<double>();
+    sums[1] += terms.rec.item<double>();
+    if (terms.dist.defined()) sums[2] += terms.dist.item<double>();
+  }
+  std::vector<torch::Tensor> grads;
+  for (auto& [name, p] : trainable_) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  dist_.average(grads);
+  const double denominator = static_cast<double>(A * dist_.world_size());
+  const auto totals = dist_.sum({sums[0], sums[1], sums[2]});
+  m.loss = totals[0] / denominator;
+  m.loss_rec = totals[1] / denominator;
+  m.loss_dist = totals[2] / denominator;
+
+  // Global gradient norm (float64 accumulation), then clipping as torch.nn.utils.clip_grad_norm_.
+  std::vector<torch::Tensor> squares;
+  for (const auto& g : grads) squares.push_back(g.to(torch::kFloat64).pow(2).sum());
+  m.grad_norm = std::sqrt(torch::stack(squares).sum().item<double>());  // one device sync
+  m.lr = learning_rate_at(options_, step_);
+  if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
+    for (auto& [name, p] : trainable_) p.mutable_grad() = torch::Tensor();
+    const std::string latest = latest_checkpoint(checkpoint_folder());
+    std::ostringstream message;
+    message << "step " << step_ + 1 << ": non-finite " << (std::isfinite(m.loss) ? "gradient norm" : "loss")
+            << " (loss " << m.loss << ", rec " << m.loss_rec << ", dist " << m.loss_dist << ", grad norm " << m.grad_norm
+            << "); stopping without applying the step. The last good checkpoint is "
+            << (latest.empty() ? std::string("(none written yet)") : latest)
+            << ". Lower training.lr, set training.grad_clip or check the data.";
+    throw NonFiniteLossError(message.str());
+  }
+  if (options_.grad_clip > 0 && m.grad_norm > options_.grad_clip) {
+    const double factor = options_.grad_clip / (m.grad_norm + 1e-6);
+    for (auto& g : grads) g.mul_(factor);
+  }
+  for (auto& group : optimizer_->param_groups())
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(m.lr);
+  optimizer_->step();
+  for (auto& [name, p] : trainable_) p.mutable_grad() = torch::Tensor();
+  ema_->update();
+  ++step_;
+  m.step = step_;
+  return m;
+}
+
+bool Trainer::run() {
+  start_time_ = std::chrono::steady_clock::now();
+  start_step_ = step_;
+  auto last_log_time = start_time_;
+  int64_t last_log_step = step_;
+  int64_t last_saved_step = -1;
+  bool finished = true;
+  while (step_ < options_.steps) {
+    const StepMetrics m = train_step();
+    // Every rank must agree to stop at the same step: sum the local requests.
+    const bool stop = dist_.sum({stop_signal_received() ? 1.0 : 0.0})[0] > 0;
+    if (dist_.is_main() && (step_ % options_.log_every == 0 || step_ == options_.steps || stop)) {
+      const auto now = std::chrono::steady_clock::now();
+      const double seconds = std::chrono::duration<double>(now - last_log_time).count();
+      const double per_step = seconds / static_cast<double>(std::max<int64_t>(1, step_ - last_log_step));
+      write_metrics(m, per_step);
+      last_log_time = now;
+      last_log_step = step_;
+    }
+    if (options_.sample_every > 0 && step_ % options_.sample_every == 0) write_sample_grid();
+    if (stop) {
+      save();
+      if (dist_.is_main())
+        spdlog::info("stop requested{}: checkpoint written at step {}; continue with --resume",
+                     last_stop_signal() ? " (signal " + std::to_string(last_stop_signal()) + ")" : std::string(),
+                     step_);
+      finished = false;
+      last_saved_step = step_;
+      break;
+    }
+    if (options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0) {
+      save();
+      last_saved_step = step_;
+    }
+  }
+  if (finished && last_saved_step != step_) save();
+  dist_.barrier();
+  return finished;
+}
+
+void Trainer::save() {
+  if (!dist_.is_main()) return;
+  TrainingCheckpoint ck;
+  ck.step = step_;
+  const DataPosition where = loader_->position(step_);
+  ck.epoch = where.epoch;
+  ck.step_in_epoch = where.step_in_epoch;
+  ck.mode = options_.mode == TrainingMode::kIlf ? "ilf" : "pretrain";
+  ck.config_json = resolved_config_.dump();
+  const auto& states = optimizer_->state();
+  for (const auto& [name, p] : trainable_) {
+    ck.trainable[name] = p.detach().cpu().clone();
+    auto it = states.find(optimizer_state_key(states, p));
+    if (it != states.end()) {
+      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      ck.optimizer[name] = AdamState{s.step(), s.exp_avg().cpu(), s.exp_avg_sq().cpu()};
+    }
+  }
+  for (const auto& [name, value] : ema_->values()) ck.ema[name] = value.cpu();
+  ck.cpu_rng_state = at::detail::getDefaultCPUGenerator().get_state();
+  const std::string path = save_checkpoint(checkpoint_folder(), ck, options_.keep_checkpoints);
+
+  // The file ilf_sample loads: EMA weights, written atomically.
+  {
+    ParameterEma::Swap swap(*ema_);
+    if (options_.mode == TrainingMode::kIlf) {
+      feedback_->save(weights_output_path());
+    } else {
+      TensorMap tensors;
+      for (const auto& p : backbone_->named_parameters(true)) tensors[p.key()] = p.value().detach();
+      for (const auto& b : backbone_->named_buffers(true)) tensors[b.key()] = b.value().detach();
+      write_safetensors(weights_output_path(), tensors,
+                        {{"format", "ilf.backbone"}, {"family", backbone_->family()}, {"step", std::to_string(step_)}});
+    }
+  }
+  spdlog::info("step {}: wrote {} and {}", step_, path, weights_output_path());
+}
+
+void Trainer::write_metrics(const StepMetrics& m, double seconds_per_step) {
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count();
+  const double global_batch = static_cast<double>(loader_->global_batch());
+  const double it_per_s = seconds_per_step > 0 ? 1.0 / seconds_per_step : 0.0;
+  const double remaining = static_cast<double>(options_.steps - step_) * seconds_per_step;
+  Json line = {{"step", m.step},
+               {"epoch", loader_->position(m.step > 0 ? m.step - 1 : 0).epoch},
+               {"loss", m.loss},
+               {"loss_rec", m.loss_rec},
+               {"lr", m.lr},
+               {"grad_norm", m.grad_norm},
+               {"it_per_s", it_per_s},
+               {"samples_per_s", it_per_s * global_batch},
+               {"memory_mb", memory_mb(device_)},
+               {"time_s", elapsed}};
+  if (options_.mode == TrainingMode::kIlf) line["loss_dist"] = m.loss_dist;
+  std::ofstream out((fs::path(out_dir_) / "metrics.jsonl").string(), std::ios::app);
+  out << line.dump() << "\n";
+  out.flush();
+  if (options_.mode == TrainingMode::kIlf)
+    spdlog::info("step {}/{} loss {:.5f} (rec {:.5f}, dist {:.5f}) lr {:.2e} grad {:.3f} | {:.2f} it/s, ETA {}", m.step,
+                 options_.steps, m.loss, m.loss_rec, m.loss_dist, m.lr, m.grad_norm, it_per_s, format_duration(remaining));
+  else
+    spdlog::info("step {}/{} loss {:.5f} lr {:.2e} grad {:.3f} | {:.2f} it/s, ETA {}", m.step, options_.steps, m.loss, m.lr,
+                 m.grad_norm, it_per_s, format_duration(remaining));
+}
+
+void Trainer::truncate_metrics(int64_t last_step) {
+  // Keeps the metrics of steps <= last_step (a resumed run logs the later steps again).
+  const std::string path = (fs::path(out_dir_) / "metrics.jsonl").string();
+  if (!fs::exists(path)) return;
+  std::vector<std::string> kept;
+  {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      try {
+        if (Json::parse(line).at("step").get<int64_t>() <= last_step) kept.push_back(line);
+      } catch (const std::exception&) {
+        // A line cut short by a kill: drop it.
+      }
+    }
+  }
+  write_file_atomically(path, [&](std::ostream& out) {
+    for (const auto& line : kept) out << line << "\n";
+  });
+}
+
+void Trainer::write_sample_grid() {
+  // All ranks take part only in the training collectives; the grid is rank 0's business.
+  if (!dist_.is_main()) return;
+  const int64_t channels = backbone_->in_channels();
+  if (channels != 1 && channels != 3) {
+    static bool warned = false;
+    if (!warned) spdlog::info("sample grids need pixel-space data (1 or 3 channels); skipping them for latents");
+    warned = true;
+    return;
+  }
+  torch::NoGradGuard no_grad;
+  const int64_t n = std::min(options_.sample_images, dataset_->size());
+  std::vector<int64_t> indices(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) indices[i] = i;
+  const TrainingBatch reference = dataset_->load(indices);  // the conditions of the first n samples
+  const ConditionInputs inputs = condition_to(reference.condition, device_);
+  auto generator = make_cpu_generator(mix_seed(options_.seed, kSampleStream));
+  auto shape = reference.x0.sizes().vec();
+  const torch::Tensor x_T = torch::randn(shape, generator, torch::kFloat32).to(device_);
+
+  SamplingOptions sampling;
+  sampling.steps = options_.sample_steps;
+  sampling.guidance_scale = options_.sample_guidance;
+  if (feedback_) {
+    sampling.method = SamplingMethod::kIlf;
+    sampling.loop_begin = feedback_->loop_begin();
+    sampling.loop_end = feedback_->loop_end();
+  }
+  const DPMSolverOptions solver_options;
+  DPMSolverMultistep solver(solver_options);
+  ParameterEma::Swap swap(*ema_);
+  const bool was_training = backbone_->is_training();
+  backbone_->eval();
+  const SamplingResult result = sample(*backbone_, feedback(), solver, sampling, x_T, inputs, backbone_->null_condition(inputs));
+  if (was_training) backbone_->train();
+  fs::create_directories(fs::path(out_dir_) / "samples");
+  char name[64];
+  std::snprintf(name, sizeof(name), "step-%08lld.png", static_cast<long long>(step_));
+  write_png((fs::path(out_dir_) / "samples" / name).string(), make_image_grid(result.samples.clamp(-1, 1).cpu()),
+            {{"step", std::to_string(step_)}, {"sampler", "dpmpp2m"}, {"steps", std::to_string(options_.sample_steps)}});
+}
+
+}  // namespace ilf

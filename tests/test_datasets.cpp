@@ -1,0 +1,239 @@
+// Training data: Fashion-MNIST idx reading and padding, safetensors shards (content, epoch order,
+// validation), and the DataLoader's batch layout over ranks, micro-batches and read-ahead.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "ilf/error.h"
+#include "ilf/io/image.h"
+#include "ilf/training/datasets.h"
+#include "test_helpers.h"
+#include "training_test_support.h"
+
+namespace ilf {
+namespace {
+
+const char* kFashionFolder = "/usr/share/datasets/fashion-mnist";
+
+// Shards whose latents hold the sample's global index everywhere: (N, 2, 2, 2), labels = index % 10.
+std::shared_ptr<ShardDataset> indexed_shards(const std::string& folder, const std::vector<int64_t>& sizes) {
+  int64_t start = 0;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    const torch::Tensor index = torch::arange(start, start + sizes[k], torch::kFloat32);
+    ConditionInputs condition;
+    condition.class_labels = torch::arange(start, start + sizes[k], torch::kLong).remainder(10);
+    write_shard(folder + "/part-" + std::to_string(k) + ".safetensors",
+                index.view({-1, 1, 1, 1}).expand({sizes[k], 2, 2, 2}).contiguous().to(torch::kFloat16), condition);
+    start += sizes[k];
+  }
+  return std::make_shared<ShardDataset>(folder, /*cache_shards=*/2);
+}
+
+TEST(Datasets, FashionMnistIsPaddedTo32WithMinusOneAndScaledToUnitRange) {
+  if (!std::filesystem::exists(std::string(kFashionFolder) + "/t10k-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  FashionMnistDataset data(kFashionFolder, "test");
+  ASSERT_EQ(data.size(), 10000);
+  const torch::Tensor raw = read_idx_file(std::string(kFashionFolder) + "/t10k-images-idx3-ubyte.gz");  // (N, 28, 28)
+  const TrainingBatch batch = data.load({0, 9999, 17});
+  ASSERT_EQ(batch.x0.sizes(), (std::vector<int64_t>{3, 1, 32, 32}));
+  EXPECT_LE(batch.x0.max().item<float>(), 1.0f);
+  EXPECT_GE(batch.x0.min().item<float>(), -1.0f);
+  // The border is background (-1); the centre is the image scaled from [0, 255].
+  const torch::Tensor centre = batch.x0.slice(2, 2, 30).slice(3, 2, 30);  // (3, 1, 28, 28)
+  EXPECT_TRUE(torch::all(batch.x0.slice(2, 0, 2) == -1).item<bool>());
+  EXPECT_TRUE(torch::all(batch.x0.slice(3, 30, 32) == -1).item<bool>());
+  const torch::Tensor expected = raw.index_select(0, torch::tensor({0, 9999, 17})).to(torch::kFloat32) / 127.5 - 1.0;
+  EXPECT_TRUE(torch::allclose(centre.squeeze(1), expected));
+  EXPECT_EQ(batch.condition.class_labels.sizes(), (std::vector<int64_t>{3}));
+  EXPECT_GE(batch.condition.class_labels.min().item<int64_t>(), 0);
+  EXPECT_LT(batch.condition.class_labels.max().item<int64_t>(), 10);
+}
+
+TEST(Datasets, IdxReaderRejectsAFileWithoutTheIdxMagic) {
+  const std::string dir = test::scratch_dir("datasets_idx");
+  std::ofstream(dir + "/bad.idx") << "this is not an idx file";
+  try {
+    read_idx_file(dir + "/bad.idx");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.idx"), std::string::npos);
+  }
+}
+
+TEST(Datasets, ShardsReturnTheRequestedSamplesAcrossShardBoundaries) {
+  const std::string dir = test::scratch_dir("datasets_shards");
+  auto data = indexed_shards(dir, {5, 3, 7});
+  EXPECT_EQ(data->size(), 15);
+  EXPECT_EQ(data->num_shards(), 3);
+  EXPECT_EQ(data->sample_shape(), (std::vector<int64_t>{2, 2, 2}));
+  const std::vector<int64_t> want = {14, 0, 6, 5, 4, 8, 1, 9, 13, 7};  // touches every shard, more than cache_shards
+  const TrainingBatch batch = data->load(want);
+  ASSERT_EQ(batch.x0.scalar_type(), torch::kFloat32);
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_TRUE(torch::all(batch.x0[i] == static_cast<float>(want[i])).item<bool>()) << "sample " << want[i];
+    EXPECT_EQ(batch.condition.class_labels[i].item<int64_t>(), want[i] % 10);
+  }
+}
+
+TEST(Datasets, ShardEpochOrderIsASeededPermutationThatChangesEachEpoch) {
+  const std::string dir = test::scratch_dir("datasets_order");
+  auto data = indexed_shards(dir, {5, 3, 7});
+  const auto a = data->epoch_order(3, 0), b = data->epoch_order(3, 0), c = data->epoch_order(3, 1);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_EQ(std::set<int64_t>(a.begin(), a.end()).size(), 15u);
+  EXPECT_EQ(*std::min_element(a.begin(), a.end()), 0);
+  EXPECT_EQ(*std::max_element(a.begin(), a.end()), 14);
+  // Samples of one shard stay together (sequential reading).
+  auto shard_of = [](int64_t i) { return i < 5 ? 0 : i < 8 ? 1 : 2; };
+  int changes = 0;
+  for (size_t i = 1; i < a.size(); ++i) changes += shard_of(a[i]) != shard_of(a[i - 1]);
+  EXPECT_EQ(changes, 2);
+}
+
+TEST(Datasets, CaptionShardsCarryCaptionsAndMasks) {
+  const std::string dir = test::scratch_dir("datasets_captions");
+  ConditionInputs condition;
+  condition.caption = torch::randn({4, 6, 8});
+  condition.caption_mask = torch::tensor({{1, 1, 0, 0, 0, 0}, {1, 1, 1, 1, 1, 1}, {1, 0, 0, 0, 0, 0}, {1, 1, 1, 0, 0, 0}});
+  write_shard(dir + "/a.safetensors", torch::randn({4, 4, 2, 2}), condition);
+  ShardDataset data(dir);
+  EXPECT_TRUE(data.has_captions());
+  const TrainingBatch batch = data.load({2, 0});
+  EXPECT_TRUE(torch::equal(batch.condition.caption[0], condition.caption[2]));
+  EXPECT_TRUE(torch::equal(batch.condition.caption_mask[1], condition.caption_mask[0]));
+  EXPECT_FALSE(batch.condition.class_labels.defined());
+}
+
+TEST(Datasets, ShardsWithDifferentSampleShapesAreRejectedNamingTheFile) {
+  const std::string dir = test::scratch_dir("datasets_mismatch");
+  ConditionInputs condition;
+  condition.class_labels = torch::zeros({2}, torch::kLong);
+  write_shard(dir + "/a.safetensors", torch::zeros({2, 4, 2, 2}), condition);
+  write_shard(dir + "/b.safetensors", torch::zeros({2, 4, 3, 3}), condition);
+  try {
+    ShardDataset data(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("b.safetensors"), std::string::npos) << e.what();
+  }
+}
+
+// The samples (and sample ids) of global step `step` in the order of positions p = (micro * W + rank) * B + i.
+std::vector<int64_t> global_step_samples(DatasetPtr data, int64_t B, int64_t W, int64_t A, int64_t step,
+                                         std::vector<int64_t>* ids = nullptr) {
+  std::vector<int64_t> all;
+  for (int64_t micro = 0; micro < A; ++micro) {
+    for (int64_t rank = 0; rank < W; ++rank) {
+      DataLoaderOptions o;
+      o.seed = 5, o.batch_size = B, o.grad_accum = A, o.rank = rank, o.world_size = W, o.read_ahead = 0;
+      DataLoader loader(data, o);
+      std::vector<int64_t> sample_ids;
+      const auto idx = loader.indices(step, micro, &sample_ids);
+      all.insert(all.end(), idx.begin(), idx.end());
+      if (ids) ids->insert(ids->end(), sample_ids.begin(), sample_ids.end());
+    }
+  }
+  return all;
+}
+
+TEST(Datasets, OneRankWithBatch2BTwoRanksWithBAndAccumulationSeeTheSameSamples) {
+  const std::string dir = test::scratch_dir("datasets_layout");
+  auto data = indexed_shards(dir, {10, 10, 10});
+  for (int64_t step : {0, 2, 3, 7}) {  // 3 steps per epoch: also crosses epochs
+    std::vector<int64_t> ids1, ids2, ids3;
+    const auto one = global_step_samples(data, 8, 1, 1, step, &ids1);
+    const auto two = global_step_samples(data, 4, 2, 1, step, &ids2);
+    const auto accum = global_step_samples(data, 4, 1, 2, step, &ids3);
+    EXPECT_EQ(one, two);
+    EXPECT_EQ(one, accum);
+    EXPECT_EQ(ids1, ids2);
+    EXPECT_EQ(ids1, ids3);
+    EXPECT_EQ(ids1.front(), step * 8);
+  }
+  // An epoch visits distinct samples.
+  std::set<int64_t> epoch;
+  for (int64_t step = 0; step < 3; ++step)
+    for (auto i : global_step_samples(data, 4, 2, 1, step)) epoch.insert(i);
+  EXPECT_EQ(epoch.size(), 24u);
+}
+
+TEST(Datasets, ReadAheadServesTheSameBatchesAsDirectLoading) {
+  const std::string dir = test::scratch_dir("datasets_read_ahead");
+  auto data = indexed_shards(dir, {9, 9});
+  DataLoaderOptions o;
+  o.seed = 1, o.batch_size = 3, o.grad_accum = 2, o.read_ahead = 3;
+  DataLoader ahead(data, o);
+  o.read_ahead = 0;
+  DataLoader direct(data, o);
+  // In order, then a jump (as after resuming), then in order again.
+  const std::vector<std::pair<int64_t, int64_t>> requests = {{0, 0}, {0, 1}, {1, 0}, {1, 1}, {5, 1}, {6, 0}, {6, 1}};
+  for (auto [step, micro] : requests) {
+    const TrainingBatch a = ahead.next(step, micro), b = direct.next(step, micro);
+    EXPECT_EQ(a.indices, b.indices);
+    EXPECT_EQ(a.sample_ids, b.sample_ids);
+    EXPECT_TRUE(torch::equal(a.x0, b.x0));
+  }
+}
+
+TEST(Datasets, ADataSetSmallerThanOneGlobalBatchIsAnError) {
+  const std::string dir = test::scratch_dir("datasets_small");
+  auto data = indexed_shards(dir, {5});
+  DataLoaderOptions o;
+  o.batch_size = 4, o.world_size = 2;
+  try {
+    DataLoader loader(data, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("global batch (8"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Datasets, PrepareDataBuildsLabelledLatentShardsFromAnImageFolder) {
+  // Constant-colour images of several sizes in two class folders; the stand-in encoder averages 8x8
+  // blocks, so every latent value is the colour in [-1, 1] times the latent scale.
+  const std::string root = test::scratch_dir("datasets_prepare");
+  const std::map<std::string, std::vector<std::pair<int, std::vector<int64_t>>>> classes = {
+      {"boots", {{40, {40, 24}}, {200, {24, 24}}}}, {"coats", {{90, {30, 50}}, {10, {16, 17}}, {255, {64, 32}}}}};
+  std::map<int, int64_t> label_of_pixel;
+  int64_t label = 0;
+  for (const auto& [name, images] : classes) {
+    std::filesystem::create_directories(root + "/images/" + name);
+    for (const auto& [pixel, hw] : images) {
+      write_png(root + "/images/" + name + "/" + std::to_string(pixel) + ".png",
+                torch::full({3, hw[0], hw[1]}, pixel / 127.5 - 1.0));
+      label_of_pixel[pixel] = label;
+    }
+    ++label;
+  }
+  const auto child = test::spawn_process(
+      {std::string(ILF_BINARY_DIR) + "/ilf_prepare_data", "--images", root + "/images", "--labels-from-folders",
+       "--vae-encoder", test::data_path("tiny_vae_encoder.pt"), "--resolution", "16", "--latent-scale", "0.5",
+       "--shard-size", "2", "--dtype", "f32", "--out", root + "/shards"},
+      {}, root + "/prepare.log");
+  ASSERT_EQ(test::wait_process(child), 0) << test::read_text(root + "/prepare.log");
+
+  ShardDataset data(root + "/shards");
+  EXPECT_EQ(data.size(), 5);
+  EXPECT_EQ(data.num_shards(), 3);
+  EXPECT_EQ(data.sample_shape(), (std::vector<int64_t>{4, 2, 2}));
+  const TrainingBatch batch = data.load({0, 1, 2, 3, 4});
+  std::set<int> seen;
+  for (int64_t i = 0; i < 5; ++i) {
+    const float value = batch.x0[i][0][0][0].item<float>();
+    const int pixel = static_cast<int>(std::lround((value / 0.5 + 1.0) * 127.5));
+    ASSERT_TRUE(label_of_pixel.count(pixel)) << "latent " << value;
+    seen.insert(pixel);
+    EXPECT_TRUE(torch::allclose(batch.x0[i], torch::full({4, 2, 2}, (pixel / 127.5 - 1.0) * 0.5), 0, 1e-6));
+    EXPECT_EQ(batch.condition.class_labels[i].item<int64_t>(), label_of_pixel.at(pixel));
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  EXPECT_TRUE(std::filesystem::exists(root + "/shards/classes.json"));
+}
+
+}  // namespace
+}  // namespace ilf
