@@ -132,7 +132,11 @@ torch::Tensor DiTImpl::embed_labels(const torch::Tensor& labels) {
   if (!labels.defined()) throw Error("DiT: class_labels are required (null class = " + std::to_string(config_.num_classes) + ")");
   if (labels.dim() != 1 || (labels.scalar_type() != torch::kInt64 && labels.scalar_type() != torch::kInt32))
     throw Error("DiT: class_labels must be a 1-D int64 tensor (B,)");
-  if (labels.numel() > 0) {
+  if (labels.numel() > 0 && !labels.device().is_cpu()) {
+    // Checked on the device without a host synchronisation (sampling loops and CUDA-graph capture
+    // must not wait for the GPU); an out-of-range label fails the kernel assert.
+    torch::_assert_async(labels.ge(0).logical_and(labels.le(config_.num_classes)).all());
+  } else if (labels.numel() > 0) {
     const int64_t lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
     if (lo < 0 || hi > config_.num_classes)
       throw Error("DiT: class labels must lie in [0, " + std::to_string(config_.num_classes) + "] (" +

@@ -158,7 +158,9 @@ SamplingResult sample(Backbone& backbone, FeedbackModuleImpl* feedback, Solver& 
       out = backbone.forward(x_in, t, model_inputs);
       result.block_forwards += backbone.depth();
     }
-    torch::Tensor eps = out.slice(1, 0, channels);  // (B', C, H, W); learned-sigma channels dropped
+    // (B', C, H, W) in float32 (guidance and the solver update stay float32 with bf16 / fp16 weights);
+    // learned-sigma channels dropped.
+    torch::Tensor eps = out.slice(1, 0, channels).to(torch::kFloat32);
     if (guided) {
       const torch::Tensor cond = eps.slice(0, 0, batch), uncond = eps.slice(0, batch);
       const int64_t g = options.guided_channels == 0 ? channels : std::min(options.guided_channels, channels);
