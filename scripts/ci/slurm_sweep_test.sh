@@ -6,9 +6,12 @@
 #
 #   scripts/ci/slurm_sweep_test.sh [--build DIR]          the CI test (fake quick stages, < 1 minute)
 #   scripts/ci/slurm_sweep_test.sh --build DIR --sweep FILE [--out DIR] [--results FILE.md] [--timeout SECONDS]
+#                                  [--cpus-per-task N] [--max-parallel N]
 #       runs a real sweep file through the same local Slurm (e.g. the Fashion-MNIST loop-location
 #       sweep) into its "output" folder (or --out), and copies its table to --results (e.g.
-#       docs/results/...); --timeout 0 (the default with --sweep) waits as long as it takes.
+#       docs/results/...); --timeout 0 (the default with --sweep) waits as long as it takes. Each
+#       array task gets --cpus-per-task CPUs (default 2; also its OMP_NUM_THREADS), and at most
+#       --max-parallel tasks run at once (default: as many as the node's 4 declared CPUs allow).
 #
 # Prints "SKIPPED: <reason>" and exits 0 only when Slurm cannot be started here (not root, packages
 # missing, daemons that do not come up); every other problem exits non-zero.
@@ -22,6 +25,8 @@ SWEEP_OUT=""
 RESULTS=""
 TIMEOUT=""
 KEEP=0
+CPUS_PER_TASK=2
+MAX_PARALLEL=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
@@ -30,7 +35,9 @@ while [ $# -gt 0 ]; do
     --results) RESULTS=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    *) echo "usage: $0 [--build DIR] [--sweep FILE [--out DIR] [--results FILE.md]] [--timeout SECONDS] [--keep]" >&2; exit 2 ;;
+    --cpus-per-task) CPUS_PER_TASK=$2; shift 2 ;;
+    --max-parallel) MAX_PARALLEL=$2; shift 2 ;;
+    *) echo "usage: $0 [--build DIR] [--sweep FILE [--out DIR] [--results FILE.md] [--cpus-per-task N] [--max-parallel N]] [--timeout SECONDS] [--keep]" >&2; exit 2 ;;
   esac
 done
 [ -n "$TIMEOUT" ] || TIMEOUT=$([ -n "$SWEEP" ] && echo 0 || echo 120)
@@ -179,7 +186,8 @@ else
   if [ -n "$SWEEP_OUT" ]; then OUT=$SWEEP_OUT; else OUT=$("$BUILD/ilf_sweep" plan "$SWEEP_FILE" --json | sed -n 's/^  "output": "\(.*\)",$/\1/p'); fi
   [ -n "$OUT" ] || fail "cannot read the output folder of $SWEEP"
   # This machine has no GPUs: the points run on CPU in the debug partition.
-  SUBMIT_FLAGS=(--partition debug --gpus-per-task 0 --cpus-per-task 2 --time UNLIMITED)
+  SUBMIT_FLAGS=(--partition debug --gpus-per-task 0 --cpus-per-task "$CPUS_PER_TASK" --time UNLIMITED)
+  [ -z "$MAX_PARALLEL" ] || SUBMIT_FLAGS+=(--max-parallel "$MAX_PARALLEL")
 fi
 
 "$BUILD/ilf_sweep" plan "$SWEEP_FILE" --out "$OUT"
@@ -241,7 +249,10 @@ if [ -z "$SWEEP" ]; then
 else
   if [ -n "$RESULTS" ]; then
     mkdir -p "$(dirname "$RESULTS")"
-    cp "$TABLE" "$RESULTS"
+    # Paths relative to the checkout, and where the table came from.
+    sed "s#$REPO/##g" "$TABLE" >"$RESULTS"
+    printf '\nProduced by `scripts/ci/slurm_sweep_test.sh --sweep %s` (a job array on a local single-node Slurm) on %s, %s-core %s.\n' \
+      "${SWEEP_FILE#"$REPO"/}" "$(date +%Y-%m-%d)" "$(nproc --all)" "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" >>"$RESULTS"
     cp "$OUT/results.csv" "${RESULTS%.md}.csv"
     echo "wrote $RESULTS and ${RESULTS%.md}.csv"
   fi
