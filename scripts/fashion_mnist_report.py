@@ -84,8 +84,15 @@ def quality_plot(rows, out_png):
     styles = ["o-", "s", "^-", "x"]
     for ax, key, title in [(axes[0], "fid", "FID (classifier features, lower is better)"),
                            (axes[1], "class_accuracy", "class accuracy (higher is better)")]:
+        # Outliers (e.g. a broken t_post rule) would flatten the rest: FIDs above 1.6x the median are
+        # drawn on the top edge with their value.
+        values = sorted(m[key] for m in rows.values())
+        ceiling = 1.6 * values[len(values) // 2] if key == "fid" else None
         for (group, member), style in zip(groups.items(), styles):
             points = sorted((m["block_forwards"], m[key], n) for n, m in rows.items() if member(n, m))
+            if ceiling is not None:
+                points = [(x, min(y, ceiling), n if y <= ceiling else f"{n} (FID {y:.0f}, off the scale)")
+                          for x, y, n in points]
             if not points:
                 continue
             xs, ys, ns = zip(*points)
@@ -95,10 +102,12 @@ def quality_plot(rows, out_png):
                 ax.plot(xs, ys, style.rstrip("-"), linestyle="none", label=group)
             for x, y, n in points:
                 ax.annotate(n, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
+        if ceiling is not None:
+            ax.set_ylim(top=ceiling * 1.03)
         ax.set_xlabel("block forwards per image")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="center right")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
