@@ -6,12 +6,10 @@
 #include <cmath>
 
 #include "ilf/error.h"
+#include "solver_checks.h"
 
 namespace ilf {
 namespace {
-
-// numpy's round(): half to even (the default floating-point rounding mode).
-int64_t round_half_even(double value) { return static_cast<int64_t>(std::nearbyint(value)); }
 
 // diffusers' DDIM timesteps for `n` steps over `num_train` training timesteps, decreasing.
 std::vector<int64_t> ddim_timesteps(TimestepSpacing spacing, int64_t n, int64_t num_train, int64_t steps_offset) {
@@ -23,7 +21,7 @@ std::vector<int64_t> ddim_timesteps(TimestepSpacing spacing, int64_t n, int64_t 
       const double step = n > 1 ? stop / static_cast<double>(n - 1) : 0.0;
       for (int64_t k = 0; k < n; ++k) {
         const int64_t i = n - 1 - k;  // index into the ascending linspace
-        timesteps[k] = (n > 1 && i == n - 1) ? static_cast<int64_t>(stop) : round_half_even(static_cast<double>(i) * step);
+        timesteps[k] = (n > 1 && i == n - 1) ? static_cast<int64_t>(stop) : detail::round_half_even(static_cast<double>(i) * step);
       }
       break;
     }
@@ -38,7 +36,7 @@ std::vector<int64_t> ddim_timesteps(TimestepSpacing spacing, int64_t n, int64_t 
       // exactly n steps (numpy's float arange adds a timestep -1 for some n, e.g. 61).
       const double start = static_cast<double>(num_train);
       const double delta = (start - start / static_cast<double>(n)) - start;
-      for (int64_t k = 0; k < n; ++k) timesteps[k] = round_half_even(start + static_cast<double>(k) * delta) - 1;
+      for (int64_t k = 0; k < n; ++k) timesteps[k] = detail::round_half_even(start + static_cast<double>(k) * delta) - 1;
       break;
     }
   }
@@ -105,12 +103,7 @@ std::vector<double> DDIMSolver::sigmas() const {
 }
 
 torch::Tensor DDIMSolver::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
-  if (timesteps_.empty()) throw Error("ddim: step() called before set_timesteps()");
-  if (step_index_ >= num_steps())
-    throw Error("ddim: all " + std::to_string(num_steps()) + " steps are done; call set_timesteps() again");
-  if (model_output.sizes() != sample.sizes())
-    throw Error("ddim: model_output " + c10::str(model_output.sizes()) + " and sample " + c10::str(sample.sizes()) +
-                " differ in shape (pass only the eps channels)");
+  detail::check_step_arguments("ddim", !timesteps_.empty(), step_index_, num_steps(), model_output, sample);
   const int64_t k = step_index_;
   const float alpha_t = alphas_cumprod_[timesteps_[k]];
   const float alpha_prev = prev_alpha_cumprod(k);

@@ -8,12 +8,10 @@
 
 #include "float32_math.h"
 #include "ilf/error.h"
+#include "solver_checks.h"
 
 namespace ilf {
 namespace {
-
-// numpy's round(): half to even (the default floating-point rounding mode).
-int64_t round_half_even(double value) { return static_cast<int64_t>(std::nearbyint(value)); }
 
 // diffusers' integer timesteps for `n` steps over `num_train` training timesteps, decreasing.
 std::vector<int64_t> dpm_timesteps(TimestepSpacing spacing, int64_t n, int64_t num_train, int64_t steps_offset) {
@@ -25,7 +23,7 @@ std::vector<int64_t> dpm_timesteps(TimestepSpacing spacing, int64_t n, int64_t n
       const double step = stop / static_cast<double>(n);
       for (int64_t k = 0; k < n; ++k) {
         const int64_t i = n - k;  // index into the ascending linspace
-        timesteps[k] = round_half_even(i == n ? stop : static_cast<double>(i) * step);
+        timesteps[k] = detail::round_half_even(i == n ? stop : static_cast<double>(i) * step);
       }
       break;
     }
@@ -41,7 +39,7 @@ std::vector<int64_t> dpm_timesteps(TimestepSpacing spacing, int64_t n, int64_t n
       // -1; we keep exactly n steps instead.
       const double start = static_cast<double>(num_train);
       const double delta = (start - start / static_cast<double>(n)) - start;
-      for (int64_t k = 0; k < n; ++k) timesteps[k] = round_half_even(start + static_cast<double>(k) * delta) - 1;
+      for (int64_t k = 0; k < n; ++k) timesteps[k] = detail::round_half_even(start + static_cast<double>(k) * delta) - 1;
       break;
     }
   }
@@ -136,12 +134,7 @@ int64_t DPMSolverMultistep::next_step_order() const {
 }
 
 torch::Tensor DPMSolverMultistep::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
-  if (timesteps_.empty()) throw Error("dpmpp2m: step() called before set_timesteps()");
-  if (step_index_ >= num_steps())
-    throw Error("dpmpp2m: all " + std::to_string(num_steps()) + " steps are done; call set_timesteps() again");
-  if (model_output.sizes() != sample.sizes())
-    throw Error("dpmpp2m: model_output " + c10::str(model_output.sizes()) + " and sample " +
-                c10::str(sample.sizes()) + " differ in shape (pass only the eps channels)");
+  detail::check_step_arguments("dpmpp2m", !timesteps_.empty(), step_index_, num_steps(), model_output, sample);
   const int64_t k = step_index_;
   const int64_t order = next_step_order();
   const torch::Tensor x = sample.to(torch::kFloat32);    // (B, C, H, W)

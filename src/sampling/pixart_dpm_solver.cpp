@@ -9,6 +9,7 @@
 
 #include "float32_math.h"
 #include "ilf/error.h"
+#include "solver_checks.h"
 
 namespace ilf {
 namespace {
@@ -126,12 +127,7 @@ int64_t PixArtDPMSolver::next_step_order() const {
 }
 
 torch::Tensor PixArtDPMSolver::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
-  if (time_grid_.empty()) throw Error("pixart_dpm: step() called before set_timesteps()");
-  if (step_index_ >= num_steps())
-    throw Error("pixart_dpm: all " + std::to_string(num_steps()) + " steps are done; call set_timesteps() again");
-  if (model_output.sizes() != sample.sizes())
-    throw Error("pixart_dpm: model_output " + c10::str(model_output.sizes()) + " and sample " +
-                c10::str(sample.sizes()) + " differ in shape (pass only the eps channels)");
+  detail::check_step_arguments("pixart_dpm", !time_grid_.empty(), step_index_, num_steps(), model_output, sample);
   const int64_t k = step_index_;
   const int64_t order = next_step_order();
   const torch::Tensor x = sample.to(torch::kFloat32);  // (B, C, H, W)
