@@ -1,7 +1,7 @@
 // CUDA events and CUDA-graph capture for the fast path (see include/ilf/bench/cuda_support.h).
-// The CUDA code is compiled only where a CUDA LibTorch and the CUDA runtime headers are visible
-// (detected here with __has_include, so the CPU-only Debian build needs no configure switch);
-// ILF_NO_CUDA_SUPPORT forces the CPU-only variant.
+// The CUDA code is compiled only when the LibTorch we link was built with CUDA (CMake defines
+// ILF_HAVE_CUDA from Torch's own configuration). Header presence is not enough: a CUDA toolkit next
+// to a CPU-only LibTorch (Debian's) has the CUDA runtime headers but not LibTorch's CUDA headers.
 #include "ilf/bench/cuda_support.h"
 
 #include <exception>
@@ -9,7 +9,7 @@
 
 #include "ilf/error.h"
 
-#if !defined(ILF_NO_CUDA_SUPPORT) && __has_include(<cuda_runtime_api.h>) && __has_include(<ATen/cuda/CUDAGraph.h>)
+#ifdef ILF_HAVE_CUDA
 #define ILF_CUDA_SUPPORT 1
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
