@@ -26,10 +26,10 @@ BenchSettings quick_settings(const std::vector<std::string>& methods) {
 
 TEST(Bench, MethodNamesParseIntoMethodAndSteps) {
   const BenchMethod ilf = parse_bench_method("ilf-10");
-  EXPECT_EQ(ilf.method, SamplingMethod::kIlf);
+  EXPECT_EQ(ilf.method, "ilf");
   EXPECT_EQ(ilf.steps, 10);
   EXPECT_EQ(ilf.label(), "ilf-10");
-  EXPECT_EQ(parse_bench_method("cache-20").method, SamplingMethod::kCache);
+  EXPECT_EQ(parse_bench_method("cache-20").method, "cache");
   EXPECT_EQ(parse_bench_method("baseline-12").steps, 12);
   for (const auto& name : default_bench_methods()) EXPECT_EQ(parse_bench_method(name).label(), name);
 }
@@ -76,8 +76,9 @@ TEST(Bench, RowsCountTheBlockForwardsOfTheSamplersPlan) {
   for (size_t i = 0; i < methods.size(); ++i) {
     const BenchRow& row = result.rows[i];
     EXPECT_EQ(row.method, methods[i]);
-    SolverPtr solver = make_solver(model.solver);
-    const SamplingPlan plan = plan_sampling(bench_sampling_options(model, parse_bench_method(methods[i])), *solver, depth);
+    SolverPtr solver = make_solver(model.config.sampling.solver);
+    const BenchMethod method = parse_bench_method(methods[i]);
+    const SamplingPlan plan = plan_sampling(*make_bench_method(model, method), *solver, method.steps, depth);
     EXPECT_EQ(row.block_forwards, plan.total_block_forwards) << methods[i];
     EXPECT_EQ(row.planned_block_forwards, plan.total_block_forwards) << methods[i];
     EXPECT_EQ(row.batch, 2);

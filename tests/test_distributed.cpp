@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "ilf/error.h"
-#include "ilf/ilf/feedback.h"
+#include "ilf/feedback/feedback.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/training/distributed.h"
 #include "training_test_support.h"

@@ -25,8 +25,7 @@ struct DiTCase {
 // The reference model: architecture from the weights, num_heads from the case's constructor.
 DiTCase load_dit_case() {
   TensorMap weights = read_safetensors(test::data_path("dit_tiny.weights.safetensors")).tensors;
-  ConfigReader reader(Json::parse(R"({"model": {"num_heads": 4}})"), "test");
-  auto model = std::dynamic_pointer_cast<DiTImpl>(make_backbone_for_weights(weights, reader, "model"));
+  auto model = as_dit(make_backbone_for_weights(weights, test::model_spec(R"({"num_heads": 4})", "test")));
   EXPECT_TRUE(model);
   load_backbone_weights(*model, std::move(weights), "dit_tiny.weights.safetensors");
   model->eval();
@@ -160,12 +159,10 @@ TEST(DiTConfig, PresetsHaveTheOfficialSizes) {
 }
 
 TEST(DiTConfig, FromConfigReadsEveryKeyAndNamesTheJsonPathOnErrors) {
-  ConfigReader reader(Json::parse(R"({"model": {"family": "dit", "input_size": 16, "patch_size": 4, "in_channels": 3,
-      "hidden_size": 96, "depth": 2, "num_heads": 6, "mlp_ratio": 2.0, "num_classes": 7, "learn_sigma": false}})"),
-                      "run.json");
-  BackbonePtr model = make_backbone(reader, "model");
-  EXPECT_NO_THROW(reader.check_all_used());
-  const DiTConfig& c = dynamic_cast<DiTImpl&>(*model).config();
+  BackbonePtr model = make_backbone(test::model_spec(R"({"family": "dit", "input_size": 16, "patch_size": 4, "in_channels": 3,
+      "hidden_size": 96, "depth": 2, "num_heads": 6, "mlp_ratio": 2.0, "num_classes": 7, "learn_sigma": false})",
+                                                      "run.json"));
+  const DiTConfig& c = as_dit(model)->config();
   EXPECT_EQ(c.input_size, 16);
   EXPECT_EQ(c.patch_size, 4);
   EXPECT_EQ(model->in_channels(), 3);
@@ -174,13 +171,11 @@ TEST(DiTConfig, FromConfigReadsEveryKeyAndNamesTheJsonPathOnErrors) {
   EXPECT_EQ(c.num_classes, 7);
   EXPECT_EQ(c.mlp_ratio, 2.0);
 
-  ConfigReader bad(Json::parse(R"({"model": {"family": "dit", "hidden_size": 96, "num_heads": 5}})"), "run.json");
   try {
-    make_backbone(bad, "model");
+    make_backbone(test::model_spec(R"({"family": "dit", "hidden_size": 96, "num_heads": 5})", "run.json"));
     ADD_FAILURE() << "accepted 96 / 5 heads";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("run.json: model.num_heads"), std::string::npos) << e.what();
   }
-  ConfigReader odd(Json::parse(R"({"model": {"family": "dit", "input_size": 9, "patch_size": 2}})"), "run.json");
-  EXPECT_THROW(make_backbone(odd, "model"), Error);
+  EXPECT_THROW(make_backbone(test::model_spec(R"({"family": "dit", "input_size": 9, "patch_size": 2})", "run.json")), Error);
 }

@@ -27,3 +27,16 @@ inline double relative_error(const torch::Tensor& ours, const torch::Tensor& ref
 }
 
 }  // namespace ilf::test
+
+#include <nlohmann/json.hpp>
+
+#include "ilf/config/run_config.h"
+
+namespace ilf::test {
+
+// The "model" section of a run config {"model": <model_json>} as the config layer parses it.
+inline ModelSpec model_spec(const std::string& model_json, const std::string& source = "test.json") {
+  return parse_run_config(nlohmann::json::parse(R"({"model": )" + model_json + "}"), source).model;
+}
+
+}  // namespace ilf::test

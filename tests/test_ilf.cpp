@@ -2,11 +2,14 @@
 // t_post rules, feedback step selection, caching, plans and block-forward accounting.
 #include <gtest/gtest.h>
 
+#include "ilf/accel/baseline.h"
+#include "ilf/accel/cache.h"
+#include "ilf/accel/ilf.h"
+#include "ilf/accel/registry.h"
 #include "ilf/error.h"
-#include "ilf/ilf/caching.h"
-#include "ilf/ilf/feedback.h"
-#include "ilf/ilf/feedback_schedule.h"
-#include "ilf/ilf/inner_loop.h"
+#include "ilf/feedback/feedback.h"
+#include "ilf/feedback/inner_loop.h"
+#include "ilf/feedback/schedule.h"
 #include "ilf/models/dit.h"
 #include "ilf/sampling/dpm_solver.h"
 #include "ilf/sampling/sampler.h"
@@ -182,73 +185,85 @@ TEST(Caching, LocationsPickTheDocumentedBlocks) {
 }
 
 namespace {
-int64_t planned_forwards(SamplingMethod method, int64_t steps, std::function<void(SamplingOptions&)> set = nullptr) {
-  SamplingOptions o;
-  o.method = method;
-  o.steps = steps;
-  if (set) set(o);
+
+// A method as a run config would choose it: "baseline", "ilf" (loop and schedule) or "cache".
+struct MethodChoice {
+  std::string name = "baseline";
+  int64_t loop_begin = 0, loop_end = 0;
+  IlfSettings ilf;
+  CacheOptions cache;
+};
+
+AccelerationMethodPtr make_method(const MethodChoice& c, FeedbackModuleImpl* feedback = nullptr) {
+  if (c.name == "ilf") return std::make_unique<IlfMethod>(c.ilf, c.loop_begin, c.loop_end, feedback);
+  if (c.name == "cache") return std::make_unique<CacheMethod>(c.cache);
+  return std::make_unique<BaselineMethod>();
+}
+
+int64_t planned_forwards(const std::string& method, int64_t steps, std::function<void(MethodChoice&)> set = nullptr) {
+  MethodChoice c;
+  c.name = method;
+  if (set) set(c);
   DPMSolverMultistep solver;
-  return plan_sampling(o, solver, 28).total_block_forwards;
+  return plan_sampling(*make_method(c), solver, steps, 28).total_block_forwards;
 }
 }  // namespace
 
 TEST(Plan, ReproducesThePaperBlockForwardCounts) {
-  using M = SamplingMethod;
-  EXPECT_EQ(planned_forwards(M::kBaseline, 20), 560);
-  EXPECT_EQ(planned_forwards(M::kBaseline, 12), 336);
-  auto loop_8_19_outer_2 = [](SamplingOptions& o) {
+  EXPECT_EQ(planned_forwards("baseline", 20), 560);
+  EXPECT_EQ(planned_forwards("baseline", 12), 336);
+  auto loop_8_19_outer_2 = [](MethodChoice& o) {
     o.loop_begin = 8, o.loop_end = 19;
-    o.feedback_steps.mode = FeedbackSteps::Mode::kOuter;
-    o.feedback_steps.count = 2;
+    o.ilf.feedback_steps.mode = FeedbackSteps::Mode::kOuter;
+    o.ilf.feedback_steps.count = 2;
   };
-  EXPECT_EQ(planned_forwards(M::kIlf, 10, loop_8_19_outer_2), 332);
-  EXPECT_EQ(planned_forwards(M::kIlf, 12, loop_8_19_outer_2), 388);
-  EXPECT_EQ(planned_forwards(M::kIlf, 12, [](SamplingOptions& o) { o.loop_begin = 0, o.loop_end = 5; }), 420);
+  EXPECT_EQ(planned_forwards("ilf", 10, loop_8_19_outer_2), 332);
+  EXPECT_EQ(planned_forwards("ilf", 12, loop_8_19_outer_2), 388);
+  EXPECT_EQ(planned_forwards("ilf", 12, [](MethodChoice& o) { o.loop_begin = 0, o.loop_end = 5; }), 420);
   auto inner_18_every = [](int64_t k) {
-    return [k](SamplingOptions& o) {
+    return [k](MethodChoice& o) {
       o.cache.location = CacheLocation::kInner;
       o.cache.num_blocks = 18;
       o.cache.interval = k;
     };
   };
-  EXPECT_EQ(planned_forwards(M::kCache, 20, inner_18_every(3)), 326);
-  EXPECT_EQ(planned_forwards(M::kCache, 20, inner_18_every(2)), 380);
+  EXPECT_EQ(planned_forwards("cache", 20, inner_18_every(3)), 326);
+  EXPECT_EQ(planned_forwards("cache", 20, inner_18_every(2)), 380);
 }
 
 TEST(Plan, ImpossibleSettingsAreRejectedWithTheirNames) {
   DPMSolverMultistep solver;
-  SamplingOptions o;
-  o.steps = 0;
-  EXPECT_NE(error_of([&] { plan_sampling(o, solver, 28); }).find("steps"), std::string::npos);
-  o.steps = 10;
-  o.method = SamplingMethod::kIlf;
+  MethodChoice o;
+  EXPECT_NE(error_of([&] { plan_sampling(*make_method(o), solver, 0, 28); }).find("steps"), std::string::npos);
+  o.name = "ilf";
   o.loop_begin = 20, o.loop_end = 28;
-  EXPECT_NE(error_of([&] { plan_sampling(o, solver, 28); }).find("loop"), std::string::npos);
+  EXPECT_NE(error_of([&] { plan_sampling(*make_method(o), solver, 10, 28); }).find("loop"), std::string::npos);
   o.loop_begin = 9, o.loop_end = 8;
-  EXPECT_NE(error_of([&] { plan_sampling(o, solver, 28); }).find("loop"), std::string::npos);
-  EXPECT_THROW(parse_sampling_method("ILF"), Error);
+  EXPECT_NE(error_of([&] { plan_sampling(*make_method(o), solver, 10, 28); }).find("loop"), std::string::npos);
+  EXPECT_THROW(find_acceleration_method("ILF"), Error);
 }
 
 namespace {
-SamplingResult run(DiT& model, FeedbackModuleImpl* fb, const SamplingOptions& o, uint64_t seed) {
+SamplingResult run(DiT& model, FeedbackModuleImpl* fb, const MethodChoice& c, const SamplingOptions& o, uint64_t seed) {
   DPMSolverMultistep solver;
   auto gen = at::detail::createCPUGenerator(seed);
   const auto x_T = torch::randn({2, 4, 8, 8}, gen);
   const auto in = labels({2, 7});
-  return sample(*model, fb, solver, o, x_T, in, model->null_condition(in));
+  const AccelerationMethodPtr method = make_method(c, fb);
+  return sample(*model, *method, solver, o, x_T, in, model->null_condition(in));
 }
 }  // namespace
 
 TEST(Sampler, CachingEveryStepEqualsThePlainSampler) {
   DiT model = tiny_dit();
-  SamplingOptions base;
-  base.steps = 6;
-  base.guidance_scale = 3.0;
-  SamplingOptions cached = base;
-  cached.method = SamplingMethod::kCache;
+  SamplingOptions o;
+  o.steps = 6;
+  o.guidance_scale = 3.0;
+  MethodChoice base, cached;
+  cached.name = "cache";
   cached.cache.num_blocks = 4;
   cached.cache.interval = 1;
-  const auto a = run(model, nullptr, base, 1), b = run(model, nullptr, cached, 1);
+  const auto a = run(model, nullptr, base, o, 1), b = run(model, nullptr, cached, o, 1);
   EXPECT_TRUE(torch::equal(a.samples, b.samples));
   EXPECT_EQ(a.block_forwards, b.block_forwards);
 }
@@ -259,20 +274,23 @@ TEST(Sampler, ReportedBlockForwardsMatchThePlan) {
   SamplingOptions o;
   o.steps = 7;
   o.guidance_scale = 2.0;
-  o.method = SamplingMethod::kIlf;
-  o.loop_begin = 2, o.loop_end = 3;
-  o.t_post = TPostRule::kAnneal;
-  o.feedback_steps.mode = FeedbackSteps::Mode::kOuter;
-  o.feedback_steps.count = 2;
-  const auto ilf = run(model, fb.get(), o, 3);
+  MethodChoice c;
+  c.name = "ilf";
+  c.loop_begin = 2, c.loop_end = 3;
+  c.ilf.t_post = TPostRule::kAnneal;
+  c.ilf.feedback_steps.mode = FeedbackSteps::Mode::kOuter;
+  c.ilf.feedback_steps.count = 2;
+  const auto ilf = run(model, fb.get(), c, o, 3);
   EXPECT_EQ(ilf.block_forwards, ilf.plan.total_block_forwards);
   EXPECT_EQ(ilf.block_forwards, 6 * 7 + 3 * 4);
-  o.method = SamplingMethod::kCache;
-  o.cache.num_blocks = 3;
-  o.cache.interval = 3;
-  const auto cached = run(model, nullptr, o, 3);
+  for (const StepPlan& s : ilf.plan.steps) EXPECT_EQ(s.block_forwards_run, s.action.block_forwards) << "step " << s.index;
+  c.name = "cache";
+  c.cache.num_blocks = 3;
+  c.cache.interval = 3;
+  const auto cached = run(model, nullptr, c, o, 3);
   EXPECT_EQ(cached.block_forwards, cached.plan.total_block_forwards);
   EXPECT_EQ(cached.block_forwards, 6 * 3 + 3 * 4);  // full steps 0, 3, 6
+  for (const StepPlan& s : cached.plan.steps) EXPECT_EQ(s.block_forwards_run, s.action.block_forwards) << "step " << s.index;
 }
 
 TEST(Sampler, SameSeedGivesTheSameSamplesAndAnotherSeedDoesNot) {
@@ -280,7 +298,8 @@ TEST(Sampler, SameSeedGivesTheSameSamplesAndAnotherSeedDoesNot) {
   SamplingOptions o;
   o.steps = 4;
   o.guidance_scale = 4.0;
-  const auto a = run(model, nullptr, o, 11), b = run(model, nullptr, o, 11), c = run(model, nullptr, o, 12);
+  const MethodChoice base;
+  const auto a = run(model, nullptr, base, o, 11), b = run(model, nullptr, base, o, 11), c = run(model, nullptr, base, o, 12);
   EXPECT_TRUE(torch::equal(a.samples, b.samples));
   EXPECT_FALSE(torch::equal(a.samples, c.samples));
 }
@@ -291,10 +310,11 @@ TEST(Sampler, UntrainedFeedbackWithTPostNoneEqualsTheBaseline) {
   SamplingOptions o;
   o.steps = 5;
   o.guidance_scale = 1.5;
-  const auto base = run(model, nullptr, o, 5);
-  o.method = SamplingMethod::kIlf;
-  o.loop_begin = 1, o.loop_end = 4;
-  const auto ilf = run(model, fb.get(), o, 5);
+  const auto base = run(model, nullptr, MethodChoice{}, o, 5);
+  MethodChoice c;
+  c.name = "ilf";
+  c.loop_begin = 1, c.loop_end = 4;
+  const auto ilf = run(model, fb.get(), c, o, 5);
   EXPECT_TRUE(torch::equal(base.samples, ilf.samples));
   EXPECT_EQ(ilf.block_forwards, 5 * (6 + 4 + 1));
 }

@@ -29,10 +29,8 @@ struct PixArtCase {
 // `model_json`: what the weights cannot tell (num_heads, variant).
 PixArtCase load_pixart_case(const std::string& name, const std::string& model_json) {
   TensorMap weights = read_safetensors(test::data_path(name + ".weights.safetensors")).tensors;
-  ConfigReader reader(Json::parse(R"({"model": )" + model_json + "}"), name);
-  auto model = std::dynamic_pointer_cast<PixArtImpl>(make_backbone_for_weights(weights, reader, "model"));
+  auto model = as_pixart(make_backbone_for_weights(weights, test::model_spec(model_json, name)));
   EXPECT_TRUE(model);
-  reader.check_all_used();
   load_backbone_weights(*model, std::move(weights), name);
   model->eval();
   return {name, model, read_safetensors(test::data_path(name + ".io.safetensors")).tensors};
@@ -129,9 +127,8 @@ TEST(PixArtParity, FreshPosEmbedBuffersEqualTheOfficialOnes) {
            {"pixartms_tiny", R"({"num_heads": 4, "lewei_scale": 2.0})"},
            {"pixart_sigma_tiny", R"({"num_heads": 4, "variant": "sigma", "pe_interpolation": 2.0})"}}) {
     const TensorMap weights = read_safetensors(test::data_path(name + ".weights.safetensors")).tensors;
-    ConfigReader reader(Json::parse(R"({"model": )" + json + "}"), name);
-    BackbonePtr model = make_backbone_for_weights(weights, reader, "model");  // not loaded: pos_embed as computed
-    EXPECT_TRUE(torch::equal(dynamic_cast<PixArtImpl&>(*model).pos_embed, weights.at("pos_embed"))) << name;
+    BackbonePtr model = make_backbone_for_weights(weights, test::model_spec(json, name));  // not loaded: pos_embed as computed
+    EXPECT_TRUE(torch::equal(as_pixart(model)->pos_embed, weights.at("pos_embed"))) << name;
   }
 }
 
@@ -235,9 +232,8 @@ TEST(PixArt, AlphaRejectsOtherSizesAndSigmaAcceptsThem) {
 
 TEST(PixArtConfig, RefusesKvCompressionAndMisplacedOptions) {
   auto message = [](const std::string& json) {
-    ConfigReader reader(Json::parse(R"({"model": )" + json + "}"), "run.json");
     try {
-      make_backbone(reader, "model");
+      make_backbone(test::model_spec(json, "run.json"));
     } catch (const Error& e) {
       return std::string(e.what());
     }

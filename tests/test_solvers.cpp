@@ -15,6 +15,7 @@
 #include "ilf/sampling/dpm_solver.h"
 #include "ilf/sampling/noise_schedule.h"
 #include "ilf/sampling/pixart_dpm_solver.h"
+#include "ilf/config/run_config.h"
 #include "ilf/sampling/solvers.h"
 #include "test_helpers.h"
 
@@ -436,7 +437,7 @@ TEST(SolverFactory, ReadsOptionsFromConfig) {
       "lower_order_final": false, "final_sigmas_type": "sigma_min", "solver_order": 1, "steps_offset": 0,
       "beta_schedule": "linear", "euler_at_final": true}})"),
                       "run.json");
-  const SolverOptions options = SolverOptions::from_config(reader, "sampling");
+  const SolverOptions options = parse_solver_options(reader, "sampling");
   EXPECT_NO_THROW(reader.check_all_used());
   EXPECT_EQ(options.solver, "dpmpp2m");
   EXPECT_EQ(options.dpmpp2m.timestep_spacing, TimestepSpacing::kTrailing);
@@ -447,21 +448,21 @@ TEST(SolverFactory, ReadsOptionsFromConfig) {
   EXPECT_EQ(make_solver(options)->name(), "dpmpp2m");
 
   ConfigReader ddim_reader(Json::parse(R"({"solver": "ddim", "clip_sample": false, "set_alpha_to_one": false})"), "d.json");
-  const SolverOptions ddim = SolverOptions::from_config(ddim_reader);
+  const SolverOptions ddim = parse_solver_options(ddim_reader, "");
   EXPECT_NO_THROW(ddim_reader.check_all_used());
   EXPECT_FALSE(ddim.ddim.clip_sample);
   EXPECT_FALSE(ddim.ddim.set_alpha_to_one);
   EXPECT_EQ(ddim.ddim.timestep_spacing, TimestepSpacing::kLeading) << "ddim's default spacing";
 
   ConfigReader empty(Json::object(), "e.json");
-  EXPECT_EQ(SolverOptions::from_config(empty, "sampling").solver, "dpmpp2m");
+  EXPECT_EQ(parse_solver_options(empty, "sampling").solver, "dpmpp2m");
 }
 
 TEST(SolverFactory, BadConfigValuesNameTheKeyAndTheAllowedValues) {
   const auto error_for = [](const std::string& json) {
     return message_of([&] {
       ConfigReader reader(Json::parse(json), "run.json");
-      SolverOptions::from_config(reader, "sampling");
+      parse_solver_options(reader, "sampling");
     });
   };
   std::string msg = error_for(R"({"sampling": {"solver": "heun"}})");

@@ -211,7 +211,7 @@ TEST(SweepFile, StructuralMistakesAreRejectedNamingTheKey) {
 }
 
 TEST(SweepPlan, BlockForwardEstimatesReproduceThePaperCounts) {
-  // DESIGN.md / paper: N = 28; ILF 10 steps loop 8..19 on the first 2 + last 2 steps: 332; 12 steps
+  // docs/design.md / paper: N = 28; ILF 10 steps loop 8..19 on the first 2 + last 2 steps: 332; 12 steps
   // skip inner 8: 388; 12 steps loop 0..5 every step: 420; caching 20 steps, inner 18, every 3rd: 326.
   const std::string dir = ilf::test::scratch_dir("sweep_plan_counts");
   Json sweep = Json::parse(R"({

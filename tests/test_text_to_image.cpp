@@ -15,12 +15,13 @@
 
 #include "ilf/error.h"
 #include "ilf/io/image.h"
-#include "ilf/io/model_folder.h"
-#include "ilf/io/run_config.h"
+#include "ilf/pipelines/model_folder.h"
+#include "ilf/models/pixart.h"
+#include "ilf/pipelines/loading.h"
 #include "ilf/models/vae.h"
 #include "ilf/sampling/guidance.h"
 #include "ilf/sampling/solvers.h"
-#include "ilf/sampling/text_to_image.h"
+#include "ilf/pipelines/text_to_image.h"
 #include "ilf/text/t5_tokenizer.h"
 #include "ilf/text/text_encoder.h"
 #include "test_helpers.h"
@@ -49,17 +50,11 @@ void write_text(const std::string& path, const std::string& text) { std::ofstrea
 // Loads a tiny model folder with extra run-config settings (e.g. the sampling method).
 struct TinyModel {
   TextToImageModel model;
-  SamplingOptions options;
-  SolverPtr solver;
 };
 TinyModel load_tiny(const std::string& folder, Json config = Json::object()) {
-  const std::optional<ModelFolder> f = apply_model_folder(config, "test config", t2i_path(folder));
-  ConfigReader reader(config, "test config");
+  const LoadedRunConfig loaded = load_tool_config(std::move(config), "test config", t2i_path(folder));
   TinyModel t;
-  t.options = sampling_options_from_config(reader);
-  t.solver = make_solver(SolverOptions::from_config(reader, "sampling"));
-  t.model = load_text_to_image_model(reader, t.options, torch::kCPU, &*f);
-  finish_run_config(reader, {"training", "data", "eval", "output"});
+  t.model = load_text_to_image_model(loaded.config, torch::kCPU, &*loaded.folder);
   return t;
 }
 
@@ -349,10 +344,8 @@ TEST(TextToImage, LoaderChecksCaptionLengthFilesAndFeedback) {
   manifest["device"] = "cuda";
   write_text(dir + "/model.json", manifest.dump(2));
   try {
-    Json config = Json::object();
-    const auto folder = apply_model_folder(config, "test config", dir);
-    ConfigReader reader(config, "test config");
-    load_text_to_image_model(reader, sampling_options_from_config(reader), torch::kCPU, &*folder);
+    const LoadedRunConfig loaded = load_tool_config(Json::object(), "test config", dir);
+    load_text_to_image_model(loaded.config, torch::kCPU, &*loaded.folder);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("traced for cuda"), std::string::npos) << e.what();
@@ -372,7 +365,7 @@ TEST(TextToImage, NullCaptionFollowsTheFamily) {
   const ConditionInputs cond = caption_conditions(alpha.model, {"a corgi wearing a red scarf", "a cat"}, size);
   // alpha: y_embedding with each image's own caption mask.
   const ConditionInputs null = null_caption_conditions(alpha.model, cond, std::nullopt);
-  const torch::Tensor y = alpha.model.pixart().y_embedder->y_embedding;  // (L, C)
+  const torch::Tensor y = as_pixart(alpha.model.backbone)->y_embedder->y_embedding;  // (L, C)
   EXPECT_TRUE(torch::equal(null.caption[0], y));
   EXPECT_TRUE(torch::equal(null.caption[1], y));
   EXPECT_TRUE(torch::equal(null.caption_mask, cond.caption_mask));
@@ -401,9 +394,9 @@ TEST(TextToImage, DiffusersLayoutWeightsGuideWithTheEmptyPromptAsDiffusersDoes) 
   TextToImageRequest request;
   request.prompts = {"a corgi wearing a red scarf", "a cat"};
   request.seeds = {5, 6};
-  const TextToImageResult a = generate(diffusers.model, *diffusers.solver, diffusers.options, request);
+  const TextToImageResult a = generate(diffusers.model, request);
   request.negative_prompt = "";
-  const TextToImageResult b = generate(official.model, *official.solver, official.options, request);
+  const TextToImageResult b = generate(official.model, request);
   EXPECT_LT(test::relative_error(a.images, b.images), 1e-5);
 }
 
@@ -436,8 +429,8 @@ TEST(TextToImage, SamePromptAndSeedGiveTheSameImageInAnyBatch) {
   TextToImageRequest request;
   request.prompts = {"a corgi wearing a red scarf"};
   request.seeds = {7};
-  const TextToImageResult a = generate(t.model, *t.solver, t.options, request);
-  const TextToImageResult b = generate(t.model, *t.solver, t.options, request);
+  const TextToImageResult a = generate(t.model, request);
+  const TextToImageResult b = generate(t.model, request);
   ASSERT_TRUE(a.images.sizes().equals({1, 3, 64, 64}));
   EXPECT_TRUE(torch::equal(a.images, b.images));
   EXPECT_GE(a.images.min().item<float>(), -1.0f);
@@ -445,11 +438,11 @@ TEST(TextToImage, SamePromptAndSeedGiveTheSameImageInAnyBatch) {
   EXPECT_EQ(a.sampling.block_forwards, 6 * 3);
 
   request.seeds = {8};
-  EXPECT_FALSE(torch::equal(generate(t.model, *t.solver, t.options, request).images, a.images));
+  EXPECT_FALSE(torch::equal(generate(t.model, request).images, a.images));
   // An image does not depend on the batch it is sampled in.
   request.prompts = {"a cat", "a corgi wearing a red scarf"};
   request.seeds = {1, 7};
-  const TextToImageResult batch = generate(t.model, *t.solver, t.options, request);
+  const TextToImageResult batch = generate(t.model, request);
   EXPECT_LT(test::relative_error(batch.images[1], a.images[0]), 1e-5);
 }
 
@@ -468,8 +461,8 @@ TEST(TextToImage, IlfWithZeroFeedbackScalesReproducesTheBaseline) {
   TextToImageRequest request;
   request.prompts = {"a corgi"};
   request.seeds = {3};
-  const TextToImageResult plain = generate(base.model, *base.solver, base.options, request);
-  const TextToImageResult fed = generate(ilf.model, *ilf.solver, ilf.options, request);
+  const TextToImageResult plain = generate(base.model, request);
+  const TextToImageResult fed = generate(ilf.model, request);
   EXPECT_LT(test::relative_error(fed.images, plain.images), 1e-5);
   EXPECT_EQ(fed.sampling.block_forwards, 5 * (4 + 2 + 1));  // N + m + 1 on every step
   EXPECT_EQ(fed.sampling.block_forwards, fed.sampling.plan.total_block_forwards);
@@ -491,8 +484,8 @@ TEST(TextToImage, SizesAndMicroConditions) {
   request.seeds = {0};
   request.height = 64;
   request.width = 96;
-  ms.options.steps = 2;
-  EXPECT_TRUE(generate(ms.model, *ms.solver, ms.options, request).images.sizes().equals({1, 3, 64, 96}));
+  ms.model.options.steps = 2;
+  EXPECT_TRUE(generate(ms.model, request).images.sizes().equals({1, 3, 64, 96}));
 }
 
 // ---- ilf_sample --prompt end to end -------------------------------------------------------------

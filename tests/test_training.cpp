@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "ilf/error.h"
-#include "ilf/ilf/feedback.h"
+#include "ilf/feedback/feedback.h"
 #include "ilf/io/image.h"
 #include "ilf/models/weights.h"
 #include "ilf/training/checkpoint.h"
@@ -59,8 +59,7 @@ TEST_F(Training, OptionsAreValidatedNamingTheKey) {
   auto read = [](const std::string& assignment) {
     Json config = Json::object();
     apply_override(config, assignment);
-    ConfigReader reader(config, "run.json");
-    return training_options_from_config(reader);
+    return parse_run_config(config, "run.json").training;
   };
   EXPECT_EQ(read("training.mode=pretrain").mode, TrainingMode::kPretrain);
   for (const std::string bad : {"training.mode=ilff", "training.lr=0", "training.betas=[0.9]", "training.batch_size=0",

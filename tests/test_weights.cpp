@@ -30,10 +30,7 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 TensorMap tensors_of(const std::string& name) { return read_safetensors(test::data_path(name)).tensors; }
 
 BackbonePtr build(const TensorMap& weights, const std::string& model_json) {
-  ConfigReader reader(Json::parse(R"({"model": )" + model_json + "}"), "test.json");
-  BackbonePtr model = make_backbone_for_weights(weights, reader, "model");
-  reader.check_all_used();
-  return model;
+  return make_backbone_for_weights(weights, test::model_spec(model_json, "test.json"));
 }
 
 void expect_same_tensors(const TensorMap& a, const TensorMap& b) {
@@ -107,7 +104,7 @@ TEST(Weights, OfficialTorchScriptAndDiffusersLayoutsGiveIdenticalOutputs) {
   like.caption = torch::zeros({1, 6, 32});
   EXPECT_NO_THROW(a->null_condition(like));
   EXPECT_TRUE(contains(error_of([&] { c->null_condition(like); }), "y_embedder.y_embedding"));
-  dynamic_cast<PixArtImpl&>(*c).set_null_caption(torch::zeros({6, 32}));
+  as_pixart(c)->set_null_caption(torch::zeros({6, 32}));
   EXPECT_NO_THROW(c->null_condition(like));
 }
 
@@ -225,7 +222,7 @@ TEST(Weights, WhatTheWeightsCannotTellMustComeFromTheConfig) {
   for (const auto& p : reference.named_parameters()) small_weights[p.key()] = p.value();
   for (const auto& b : reference.named_buffers()) small_weights[b.key()] = b.value();
   EXPECT_EQ(infer_dit_config(small_weights).num_heads, 0);
-  EXPECT_EQ(dynamic_cast<DiTImpl&>(*build(small_weights, R"({"depth": 1})")).config().num_heads, 6);
+  EXPECT_EQ(as_dit(build(small_weights, R"({"depth": 1})"))->config().num_heads, 6);
 }
 
 TEST(Weights, WrappedStateDictsAreAccepted) {

@@ -20,7 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "ilf/io/run_config.h"
+#include "ilf/config/run_config.h"
+#include "ilf/pipelines/training.h"
 #include "ilf/training/datasets.h"
 #include "ilf/training/distributed.h"
 #include "ilf/training/trainer.h"
@@ -58,13 +59,12 @@ inline std::vector<std::string> shard_overrides(const std::string& data_folder) 
   return {"data.kind=shards", "data.path=" + data_folder, "training.log_every=1"};
 }
 
-// The tiny config with the given overrides, as a resolved run config.
-inline Json tiny_config(const std::vector<std::string>& overrides) { return load_run_config(tiny_config_path(), overrides); }
+// The tiny config with the given overrides, parsed.
+inline RunConfig tiny_config(const std::vector<std::string>& overrides) { return load_run_config(tiny_config_path(), overrides); }
 
 // A single-process trainer on the tiny config (shards + overrides), writing into `out`.
 struct InProcessRun {
-  Json config;
-  std::unique_ptr<ConfigReader> reader;
+  RunConfig config;
   std::unique_ptr<Distributed> distributed;
   std::unique_ptr<Trainer> trainer;
 
@@ -73,9 +73,8 @@ struct InProcessRun {
     auto overrides = shard_overrides(data_folder);
     overrides.insert(overrides.end(), extra.begin(), extra.end());
     config = tiny_config(overrides);
-    reader = std::make_unique<ConfigReader>(config, tiny_config_path());
     distributed = std::make_unique<Distributed>(ProcessTopology{}, torch::Device(torch::kCPU), std::chrono::seconds(10));
-    trainer = std::make_unique<Trainer>(*reader, config, out, resume, *distributed);
+    trainer = std::make_unique<Trainer>(make_trainer_setup(config, out, resume), *distributed);
   }
 };
 

@@ -20,9 +20,6 @@
 #include "ilf/bench/cuda_support.h"
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
-#include "ilf/io/config.h"
-#include "ilf/io/run_config.h"
-#include "ilf/io/safetensors.h"
 #include "ilf/models/weights.h"
 
 using namespace ilf;
@@ -40,13 +37,13 @@ struct Args {
   uint64_t seed = 0;
 };
 
-// A model spec: ("preset", name) or ("config", path).
-struct ModelSpec {
+// A model to time: ("preset", name) or ("config", path).
+struct ModelChoice {
   bool preset;
   std::string name;
 };
 
-BenchModel build_model(const ModelSpec& spec, const Args& args, const torch::Device& device, torch::Dtype dtype) {
+BenchModel build_model(const ModelChoice& spec, const Args& args, const torch::Device& device, torch::Dtype dtype) {
   return spec.preset ? make_preset_model(spec.name, device, dtype, args.seed)
                      : load_config_model(spec.name, args.overrides, device, dtype);
 }
@@ -55,39 +52,6 @@ std::string sanitise(const std::string& name) {
   std::string s;
   for (char c : name) s += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
   return s;
-}
-
-// One reference forward on --device in float32 (TF32 as --tf32 says): the official model's output
-// "out" in IO for the inputs there (DiT: x, t, y; PixArt: x, timestep, y, mask, data_info.*), with
-// the architecture from the weights and --set model.* (e.g. model.num_heads=4). Returns the error.
-double reference_parity(const std::string& weights_path, const std::string& io_path, const Args& args,
-                        const torch::Device& device) {
-  ConfigReader reader(load_run_config("", args.overrides), "--set");
-  TensorMap weights = read_weights(weights_path);
-  BackbonePtr model = make_backbone_for_weights(weights, reader, "model", weights_path);
-  load_backbone_weights(*model, std::move(weights), weights_path);
-  move_backbone(*model, device, torch::kFloat32);
-  model->eval();
-  const TensorMap io = read_safetensors(io_path).tensors;
-  auto input = [&](const std::string& name) { return require_tensor(io, name, io_path).to(device); };
-  auto optional = [&](const std::string& name) { return io.count(name) ? io.at(name).to(device) : torch::Tensor(); };
-  ConditionInputs inputs;
-  torch::Tensor t;
-  if (model->family() == "dit") {
-    t = input("t");
-    inputs.class_labels = input("y");
-  } else {
-    t = input("timestep");
-    inputs.caption = input("y");
-    inputs.caption_mask = optional("mask");
-    inputs.image_hw = optional("data_info.img_hw");
-    inputs.aspect_ratio = optional("data_info.aspect_ratio");
-  }
-  torch::NoGradGuard no_grad;
-  const torch::Tensor ours = model->forward(input("x"), t, inputs).to(torch::kCPU, torch::kFloat64);
-  const torch::Tensor ref = require_tensor(io, "out", io_path).to(torch::kFloat64);
-  if (ours.sizes() != ref.sizes()) throw Error(io_path + ": our output has another shape than \"out\"");
-  return (ours - ref).abs().max().item<double>() / ref.abs().max().item<double>();
 }
 
 int run(const Args& args) {
@@ -99,7 +63,7 @@ int run(const Args& args) {
     bool ok = true;
     std::string text = "| weights | device | float32 TF32 | max abs diff / max abs ref | within 1e-5 |\n|---|---|---|---|---|\n";
     for (size_t i = 0; i < args.parity.size(); i += 2) {
-      const double error = reference_parity(args.parity[i], args.parity[i + 1], args, device);
+      const double error = reference_parity(args.parity[i], args.parity[i + 1], args.overrides, device);
       ok = ok && error < 1e-5;
       cases.push_back({{"weights", args.parity[i]}, {"device", device.str()}, {"tf32", args.tf32}, {"max_relative_error", error}});
       text += "| " + args.parity[i] + " | " + device.str() + " | " + (args.tf32 ? "on" : "off") + " | " +
@@ -118,7 +82,7 @@ int run(const Args& args) {
               << std::endl;
     return 0;
   }
-  std::vector<ModelSpec> specs;
+  std::vector<ModelChoice> specs;
   for (const auto& p : args.presets) specs.push_back({true, p});
   for (const auto& c : args.configs) specs.push_back({false, c});
   if (specs.empty()) throw Error("give at least one --preset or --config");
@@ -165,14 +129,14 @@ int run(const Args& args) {
   std::vector<BenchRow> rows;
   nlohmann::json graph_errors = nlohmann::json::array(), numerics = nlohmann::json::array();
   std::ostringstream numerics_table;
-  for (const ModelSpec& spec : specs) {
+  for (const ModelChoice& spec : specs) {
     for (size_t d = 0; d < dtypes.size(); ++d) {
       BenchModel model = build_model(spec, args, device, dtypes[d]);
       if (spec.preset || model.feedback_is_random)
         spdlog::info("{}: ILF rows use a feedback block copied from the loop end (not trained): timing only", model.name);
       if (!args.dump_forward.empty() && d == 0) {
         const std::string path = args.dump_forward + sanitise(spec.name) + ".safetensors";
-        write_forward_dump(model, args.batches.front() / (model.sampling.guidance_scale != 1.0 ? 2 : 1), args.seed, path);
+        write_forward_dump(model, args.batches.front() / (model.sampling().guidance_scale != 1.0 ? 2 : 1), args.seed, path);
         spdlog::info("wrote {}", path);
       }
       for (int64_t batch : args.batches) {
@@ -200,7 +164,7 @@ int run(const Args& args) {
       if (args.numerics && dtypes[d] != torch::kFloat32) {
         BenchModel reference = build_model(spec, args, device, torch::kFloat32);
         const BenchMethod method = methods.front();
-        const int64_t images = std::max<int64_t>(1, args.batches.front() / (model.sampling.guidance_scale != 1.0 ? 2 : 1));
+        const int64_t images = std::max<int64_t>(1, args.batches.front() / (model.sampling().guidance_scale != 1.0 ? 2 : 1));
         const PrecisionComparison c = compare_precision(reference, model, method, images, args.seed, decode);
         numerics.push_back({{"model", c.model}, {"dtype", args.dtypes[d]}, {"method", c.method},
                             {"forward_max_relative_error", c.forward_error}, {"sample_max_relative_error", c.sample_error},

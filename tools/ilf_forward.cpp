@@ -13,7 +13,7 @@
 #include <iostream>
 
 #include "ilf/error.h"
-#include "ilf/io/run_config.h"
+#include "ilf/config/run_config.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/weights.h"
 
@@ -32,18 +32,13 @@ const torch::Tensor* optional_tensor(const TensorMap& tensors, const std::string
 }
 
 int run(const Args& args) {
-  Json config = load_run_config(args.config, args.overrides);
-  ConfigReader reader(config, args.config.empty() ? "--set" : args.config);
+  const RunConfig config =
+      parse_run_config(read_run_config_json(args.config, args.overrides), args.config.empty() ? "--set" : args.config);
   const torch::Dtype dtype = parse_dtype(args.dtype);
   const torch::Device device(args.device);
 
   TensorMap weights = read_weights(args.weights);
-  BackbonePtr model = make_backbone_for_weights(weights, reader, "model", args.weights);
-  // This tool reads only the model section; the others belong to the other tools.
-  std::vector<std::string> other_sections;
-  for (const auto& s : run_config_sections())
-    if (s != "model") other_sections.push_back(s);
-  finish_run_config(reader, other_sections);
+  BackbonePtr model = make_backbone_for_weights(weights, config.model, args.weights);
   load_backbone_weights(*model, std::move(weights), args.weights);
   move_backbone(*model, device, dtype);
   model->eval();
@@ -55,7 +50,7 @@ int run(const Args& args) {
     throw Error(args.inputs + ": \"x\" must be a float tensor (B, C, H, W)");
   torch::Tensor t;
   ConditionInputs condition_inputs;
-  if (model->family() == "dit") {
+  if (model->condition_kind() == ConditionKind::kClassLabel) {
     t = require_tensor(inputs, "t", args.inputs).to(device);
     condition_inputs.class_labels = require_tensor(inputs, "y", args.inputs).to(device);
   } else {

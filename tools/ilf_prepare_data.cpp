@@ -1,237 +1,23 @@
 // ilf_prepare_data: builds the safetensors shards that `ilf_train` reads ("data.kind": "shards") from
 // a folder of images, with a TorchScript VAE encoder, and either class labels (one sub-folder per
-// class) or captions (a .txt beside each image) encoded by a TorchScript text encoder.
+// class) or captions (a .txt beside each image) encoded by a TorchScript text encoder
+// (pipelines/data_preparation.h).
 //
 //   ilf_prepare_data --images imagenet/train --labels-from-folders --vae-encoder sd_vae_encoder.pt
 //       --resolution 256 --latent-scale 0.18215 --out data/imagenet256_latents
 //   ilf_prepare_data --images t2i/ --captions --vae-encoder sd_vae_encoder.pt --text-encoder t5.pt
 //       --tokenizer spiece.model --max-tokens 120 --resolution 512 --out data/t2i_512_alpha
-//
-// Images are decoded with stb_image, resized so the shorter side equals --resolution (stb_image_resize)
-// and centre-cropped, then scaled to [-1, 1] and encoded in batches: latents = encoder(images) *
-// latent_scale. The encoder returns the latent mean (B, C, h, w), or with --encoder-output moments the
-// (B, 2C, h, w) [mean, logvar] of the latent distribution, sampled with --seed. The text encoder takes
-// (input_ids (B, L) int64, attention_mask (B, L) int64) and returns the last hidden states (B, L, D)
-// (or a tuple whose first element they are); captions are preprocessed and tokenized as the sampling
-// pipeline does it (ilf::TextEncoder). The empty prompt's features go to null_caption.safetensors
-// beside the shards (PixArt-Sigma's null caption for condition dropout).
-//
-// The image order is shuffled (--seed) before it is cut into shards of --shard-size, so every shard
-// mixes classes / captions. Each shard is written atomically; a rerun skips finished shards.
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_RESIZE_IMPLEMENTATION
-#define STB_IMAGE_RESIZE_STATIC
 #include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
-#include <torch/script.h>
-#include <torch/torch.h>
 
-#if __has_include(<stb/stb_image.h>)
-#include <stb/stb_image.h>
-#include <stb/stb_image_resize.h>
-#else
-#include <stb_image.h>
-#include <stb_image_resize.h>
-#endif
-
-#include <algorithm>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <map>
-#include <nlohmann/json.hpp>
-#include <random>
 
-#include "ilf/error.h"
-#include "ilf/io/atomic_file.h"
-#include "ilf/io/safetensors.h"
-#include "ilf/text/text_encoder.h"
-#include "ilf/training/datasets.h"
+#include "ilf/pipelines/data_preparation.h"
 
 using namespace ilf;
-namespace fs = std::filesystem;
-
-namespace {
-
-struct Args {
-  std::string images, out, vae_encoder, text_encoder, tokenizer;
-  std::string encoder_output = "mean";
-  std::string device = "cpu";
-  std::string dtype = "f16";
-  bool labels_from_folders = false, captions = false, micro_conditions = false;
-  int64_t resolution = 256, shard_size = 1024, batch = 16, max_tokens = 120;
-  double latent_scale = 0.18215;
-  uint64_t seed = 0;
-};
-
-struct Item {
-  std::string path;
-  int64_t label = -1;
-  std::string caption;
-};
-
-bool is_image(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tga" || ext == ".gif";
-}
-
-std::vector<Item> list_items(const Args& args, std::vector<std::string>* class_names) {
-  std::vector<std::string> paths;
-  for (const auto& entry : fs::recursive_directory_iterator(args.images))
-    if (entry.is_regular_file() && is_image(entry.path())) paths.push_back(entry.path().string());
-  std::sort(paths.begin(), paths.end());
-  if (paths.empty()) throw Error(args.images + ": no images (png, jpg, bmp, tga, gif) found");
-
-  std::map<std::string, int64_t> classes;
-  if (args.labels_from_folders) {
-    for (const auto& p : paths) classes[fs::relative(p, args.images).begin()->string()] = 0;
-    int64_t next = 0;
-    for (auto& [name, index] : classes) {
-      index = next++;
-      class_names->push_back(name);
-    }
-  }
-  std::vector<Item> items;
-  for (const auto& p : paths) {
-    Item item;
-    item.path = p;
-    if (args.labels_from_folders) {
-      const fs::path rel = fs::relative(p, args.images);
-      if (std::distance(rel.begin(), rel.end()) < 2) throw Error(p + ": --labels-from-folders needs images inside class folders");
-      item.label = classes.at(rel.begin()->string());
-    }
-    if (args.captions) {
-      const fs::path txt = fs::path(p).replace_extension(".txt");
-      std::ifstream in(txt);
-      if (!in) throw Error(p + ": caption file " + txt.string() + " is missing");
-      std::getline(in, item.caption, '\0');
-      while (!item.caption.empty() && std::isspace(static_cast<unsigned char>(item.caption.back()))) item.caption.pop_back();
-    }
-    items.push_back(std::move(item));
-  }
-  return items;
-}
-
-// Decodes an image to RGB, resizes the shorter side to `resolution` and centre-crops:
-// (3, resolution, resolution) float32 in [-1, 1]; `original_hw` receives the source size.
-torch::Tensor load_image(const std::string& path, int64_t resolution, std::pair<int64_t, int64_t>* original_hw) {
-  int w = 0, h = 0, channels = 0;
-  unsigned char* pixels = stbi_load(path.c_str(), &w, &h, &channels, 3);
-  if (!pixels) throw Error(path + ": cannot decode image (" + std::string(stbi_failure_reason()) + ")");
-  *original_hw = {h, w};
-  const double scale = static_cast<double>(resolution) / std::min(w, h);
-  const int rw = std::max<int>(static_cast<int>(resolution), static_cast<int>(std::lround(w * scale)));
-  const int rh = std::max<int>(static_cast<int>(resolution), static_cast<int>(std::lround(h * scale)));
-  std::vector<unsigned char> resized(static_cast<size_t>(rw) * rh * 3);
-  const int ok = stbir_resize_uint8(pixels, w, h, 0, resized.data(), rw, rh, 0, 3);
-  stbi_image_free(pixels);
-  if (!ok) throw Error(path + ": resizing failed");
-  const int x0 = (rw - static_cast<int>(resolution)) / 2, y0 = (rh - static_cast<int>(resolution)) / 2;
-  torch::Tensor hwc = torch::from_blob(resized.data(), {rh, rw, 3}, torch::kUInt8)
-                          .slice(0, y0, y0 + resolution)
-                          .slice(1, x0, x0 + resolution);                  // (res, res, 3)
-  return hwc.permute({2, 0, 1}).to(torch::kFloat32).div(127.5).sub(1.0);  // (3, res, res)
-}
-
-int prepare(const Args& args) {
-  if (args.labels_from_folders == args.captions)
-    throw Error("choose exactly one of --labels-from-folders and --captions");
-  if (args.captions && (args.text_encoder.empty() || args.tokenizer.empty()))
-    throw Error("--captions needs --text-encoder and --tokenizer");
-  const torch::Device device(args.device);
-  const torch::ScalarType store_type = args.dtype == "f32" ? torch::kFloat32 : args.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat16;
-
-  std::vector<std::string> class_names;
-  std::vector<Item> items = list_items(args, &class_names);
-  std::mt19937_64 rng(args.seed);
-  std::shuffle(items.begin(), items.end(), rng);
-  fs::create_directories(args.out);
-  spdlog::info("{} images{}; {} shards of up to {}", items.size(),
-               args.labels_from_folders ? ", " + std::to_string(class_names.size()) + " classes" : std::string(", captions"),
-               (items.size() + args.shard_size - 1) / args.shard_size, args.shard_size);
-
-  torch::jit::Module vae = torch::jit::load(args.vae_encoder, device);
-  vae.eval();
-  std::unique_ptr<TextEncoder> text;
-  if (args.captions) {
-    TextEncoderOptions text_options;  // the sampling pipeline's prompt preprocessing, so training matches it
-    text_options.max_length = args.max_tokens;
-    text_options.cache_capacity = 0;  // captions rarely repeat
-    text = std::make_unique<TextEncoder>(args.text_encoder, args.tokenizer, text_options, device);
-    const CaptionEmbeddings empty = text->encode({""});
-    write_safetensors((fs::path(args.out) / "null_caption.safetensors").string(),
-                      {{"caption", empty.features[0].cpu().contiguous()}, {"caption_mask", empty.mask[0].cpu().contiguous()}},
-                      {{"format", "ilf.null_caption"}});
-  }
-  if (args.labels_from_folders) {
-    const nlohmann::json classes = class_names;
-    write_file_atomically((fs::path(args.out) / "classes.json").string(), [&](std::ostream& o) { o << classes.dump(1) << "\n"; });
-  }
-
-  torch::Generator generator = make_cpu_generator(mix_seed(args.seed, 1));
-  const int64_t num_shards = (static_cast<int64_t>(items.size()) + args.shard_size - 1) / args.shard_size;
-  for (int64_t k = 0; k < num_shards; ++k) {
-    char name[64];
-    std::snprintf(name, sizeof(name), "shard-%06lld.safetensors", static_cast<long long>(k));
-    const std::string path = (fs::path(args.out) / name).string();
-    if (fs::exists(path)) continue;  // finished by an earlier run (same seed -> same items)
-    const int64_t begin = k * args.shard_size, end = std::min<int64_t>(begin + args.shard_size, items.size());
-    std::vector<torch::Tensor> latents, features, masks;
-    std::vector<int64_t> labels;
-    std::vector<float> image_hw, aspect;
-    for (int64_t b = begin; b < end; b += args.batch) {
-      const int64_t e = std::min(b + args.batch, end);
-      std::vector<torch::Tensor> images;
-      std::vector<std::string> captions;
-      for (int64_t i = b; i < e; ++i) {
-        std::pair<int64_t, int64_t> hw;
-        images.push_back(load_image(items[i].path, args.resolution, &hw));
-        image_hw.push_back(static_cast<float>(hw.first));
-        image_hw.push_back(static_cast<float>(hw.second));
-        aspect.push_back(1.0f);  // centre-cropped squares: the aspect-ratio bucket 1.0
-        labels.push_back(items[i].label);
-        captions.push_back(items[i].caption);
-      }
-      torch::NoGradGuard no_grad;
-      torch::Tensor z =
-          first_output_tensor(vae.forward({torch::stack(images).to(device)}), args.vae_encoder).to(torch::kCPU, torch::kFloat32);
-      if (args.encoder_output == "moments") {
-        const auto chunks = z.chunk(2, 1);  // mean, logvar
-        z = chunks[0] + (0.5 * chunks[1].clamp(-30, 20)).exp() * torch::randn(chunks[0].sizes(), generator);
-      }
-      latents.push_back(z * args.latent_scale);
-      if (text) {
-        const CaptionEmbeddings encoded = text->encode(captions);
-        features.push_back(encoded.features.to(torch::kCPU, store_type));
-        masks.push_back(encoded.mask.cpu());
-      }
-    }
-    ConditionInputs condition;
-    const int64_t n = end - begin;
-    if (text) {
-      condition.caption = torch::cat(features);
-      condition.caption_mask = torch::cat(masks);
-    } else {
-      condition.class_labels = torch::tensor(labels, torch::kLong);
-    }
-    if (args.micro_conditions) {
-      condition.image_hw = torch::tensor(image_hw).view({n, 2});
-      condition.aspect_ratio = torch::tensor(aspect).view({n, 1});
-    }
-    write_shard(path, torch::cat(latents).to(store_type), condition,
-                {{"latent_scale", std::to_string(args.latent_scale)}, {"resolution", std::to_string(args.resolution)}});
-    spdlog::info("wrote {} ({} samples)", path, n);
-  }
-  return 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Build ilf_train shards (VAE latents + labels or caption features) from a folder of images"};
-  Args args;
+  DataPreparationOptions args;
   app.add_option("--images", args.images, "folder of images (recursive)")->required();
   app.add_option("--out", args.out, "output folder for the shards")->required();
   app.add_option("--vae-encoder", args.vae_encoder, "TorchScript VAE encoder: images (B,3,H,W) in [-1,1] -> latents")->required();
@@ -239,6 +25,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"mean", "moments"}));
   app.add_option("--latent-scale", args.latent_scale, "latent scale factor (SD VAE 0.18215, SDXL VAE 0.13025)");
   app.add_option("--resolution", args.resolution, "image size after resize + centre crop");
+  app.add_option("--channels", args.channels, "image channels: 3 (RGB) or 1 (grey)");
   app.add_flag("--labels-from-folders", args.labels_from_folders, "class label = index of the first-level sub-folder (sorted)");
   app.add_flag("--captions", args.captions, "caption = the .txt file beside each image");
   app.add_option("--text-encoder", args.text_encoder, "TorchScript text encoder: (input_ids, attention_mask) -> (B, L, D)");
@@ -252,7 +39,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", args.seed, "shuffle and posterior-sampling seed");
   CLI11_PARSE(app, argc, argv);
   try {
-    return prepare(args);
+    prepare_shards(args);
+    return 0;
   } catch (const std::exception& e) {
     std::cerr << "ilf_prepare_data: error: " << e.what() << std::endl;
     return 1;

@@ -2,7 +2,7 @@
 # Downloads (here, on the Debian build machine) the .deb packages that the GPU machine lacks and cannot
 # download itself: CLI11, nlohmann_json, spdlog + fmt, GoogleTest, stb, zlib headers. They go into the
 # git-ignored folder .deps/gpu-debs (pass it in the device run's `carry`); scripts/gpu/run_gpu_checks.sh
-# unpacks them there with dpkg -x. See /work/shared/ENVIRONMENT.md, "Target 2".
+# unpacks them there with dpkg -x. (The GPU machine has no package manager access; see docs/results/gpu.md.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEST=${1:-.deps/gpu-debs}

@@ -12,12 +12,12 @@
 
 #include "ilf/bench/cuda_support.h"
 #include "ilf/error.h"
-#include "ilf/io/run_config.h"
+#include "ilf/accel/registry.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/dit.h"
 #include "ilf/models/pixart.h"
 #include "ilf/models/weights.h"
-#include "ilf/sampling/model_loading.h"
+#include "ilf/pipelines/loading.h"
 
 namespace ilf {
 
@@ -25,19 +25,16 @@ namespace {
 
 // The paper's main text-to-image setting for 28-block models (inner loop 8..19, annealed t_post on the
 // outer 2+2 steps; caching of the inner 18 blocks every 3rd step), scaled to smaller depths.
-SamplingOptions preset_sampling_options(int64_t depth) {
-  SamplingOptions o;
-  o.guidance_scale = 4.5;
-  o.guided_channels = 0;
-  o.loop_begin = depth == 28 ? 8 : depth / 4;
-  o.loop_end = depth == 28 ? 19 : depth - 1 - depth / 4;
-  o.t_post = TPostRule::kAnneal;
-  o.feedback_steps.mode = FeedbackSteps::Mode::kOuter;
-  o.feedback_steps.count = 2;
-  o.cache.location = CacheLocation::kInner;
-  o.cache.num_blocks = depth == 28 ? 18 : depth / 2;
-  o.cache.interval = 3;
-  return o;
+RunConfig preset_config(const std::string& preset, int64_t depth) {
+  const Json json = {
+      {"sampling", {{"guidance_scale", 4.5}, {"guided_channels", 0}}},
+      {"ilf",
+       {{"loop_begin", depth == 28 ? 8 : depth / 4},
+        {"loop_end", depth == 28 ? 19 : depth - 1 - depth / 4},
+        {"t_post", "anneal"},
+        {"feedback_steps", {{"mode", "outer"}, {"count", 2}}}}},
+      {"cache", {{"location", "inner"}, {"num_blocks", depth == 28 ? 18 : depth / 2}, {"interval", 3}}}};
+  return parse_run_config(json, preset);
 }
 
 // Every parameter ~ N(0, 0.02^2) (zero-initialised gates would make blocks the identity).
@@ -46,8 +43,10 @@ void randomise_parameters(torch::nn::Module& module) {
   for (auto& p : module.parameters()) p.normal_(0.0, 0.02);
 }
 
-FeedbackModule make_copied_feedback(const Backbone& backbone, const SamplingOptions& o) {
-  return FeedbackModule(backbone, FeedbackOptions{o.loop_begin, o.loop_end, FeedbackInit::kCopyLoopEnd});
+FeedbackModule make_copied_feedback(const Backbone& backbone, const RunConfig& config) {
+  FeedbackOptions loop = config.ilf.require(config.source, "the benchmark's ILF rows");
+  loop.init = FeedbackInit::kCopyLoopEnd;
+  return FeedbackModule(backbone, loop);
 }
 
 }  // namespace
@@ -98,9 +97,9 @@ BenchModel make_preset_model(const std::string& preset, const torch::Device& dev
     for (const auto& n : bench_preset_names()) names += (names.empty() ? "" : ", ") + n;
     throw Error("unknown benchmark preset \"" + preset + "\" (expected one of " + names + ")");
   }
-  m.sampling = preset_sampling_options(m.backbone->depth());
+  m.config = preset_config(preset, m.backbone->depth());
   randomise_parameters(*m.backbone);
-  m.feedback = make_copied_feedback(*m.backbone, m.sampling);
+  m.feedback = make_copied_feedback(*m.backbone, m.config);
   move_backbone(*m.backbone, device, dtype);
   m.feedback->to(device, dtype);
   m.backbone->eval();
@@ -112,35 +111,21 @@ BenchModel load_config_model(const std::string& config_path, const std::vector<s
                              const torch::Device& device, torch::Dtype dtype) {
   BenchModel m;
   m.name = config_path;
-  ConfigReader reader(load_run_config(config_path, overrides), config_path);
-  m.sampling = sampling_options_from_config(reader);
-  m.solver = SolverOptions::from_config(reader, "sampling");
-  m.backbone = load_backbone_from_config(reader, device);
-  const bool has_feedback_weights = !reader.get<std::string>("ilf.feedback_weights", "").empty();
-  if (has_feedback_weights) {
-    SamplingOptions as_ilf = m.sampling;
-    as_ilf.method = SamplingMethod::kIlf;
-    m.feedback = load_feedback_from_config(reader, *m.backbone, as_ilf, device);
+  m.config = load_tool_config(config_path, overrides).config;
+  m.backbone = load_backbone(m.config, device);
+  if (!m.config.ilf.weights.empty()) {
+    m.feedback = load_feedback_module(m.config, *m.backbone, device);
     m.feedback_is_random = false;
   } else {
-    reader.choice("ilf.init", "copy", {"copy", "random"});
-    m.feedback = make_copied_feedback(*m.backbone, m.sampling);
+    m.feedback = make_copied_feedback(*m.backbone, m.config);
   }
-  finish_run_config(reader, {"training", "data", "eval", "text", "output", "vae"});
   move_backbone(*m.backbone, device, dtype);
   m.feedback->to(device, dtype);
   m.backbone->eval();
   m.feedback->eval();
-  if (auto* dit = dynamic_cast<DiTImpl*>(m.backbone.get())) {
-    const auto& c = dit->config();
-    m.latent_shape = {c.in_channels, c.input_size, c.input_size};
-  } else if (auto* pixart = dynamic_cast<PixArtImpl*>(m.backbone.get())) {
-    const auto& c = pixart->config();
-    m.latent_shape = {c.in_channels, c.input_size, c.input_size};
-    m.caption_length = c.model_max_length;
-  } else {
-    throw Error(config_path + ": unsupported backbone family " + m.backbone->family());
-  }
+  const Backbone& b = *m.backbone;
+  m.latent_shape = {b.in_channels(), b.input_size(), b.input_size()};
+  m.caption_length = b.caption_length();
   return m;
 }
 
@@ -148,17 +133,17 @@ BenchInputs make_bench_inputs(const BenchModel& model, int64_t images, uint64_t 
   if (images < 1) throw Error("benchmark inputs: the number of images must be >= 1");
   const torch::Device device = model.backbone->parameters().front().device();
   BenchInputs b;
-  if (auto* dit = dynamic_cast<DiTImpl*>(model.backbone.get())) {
-    b.inputs.class_labels = (torch::arange(images, torch::kInt64) % dit->config().num_classes).to(device);  // (B,)
-  } else if (auto* pixart = dynamic_cast<PixArtImpl*>(model.backbone.get())) {
-    const auto& c = pixart->config();
+  const Backbone& backbone = *model.backbone;
+  if (backbone.condition_kind() == ConditionKind::kClassLabel) {
+    b.inputs.class_labels = (torch::arange(images, torch::kInt64) % backbone.num_classes()).to(device);  // (B,)
+  } else {
     auto generator = at::detail::createCPUGenerator(seed + 1);
     const int64_t length = model.caption_length;
-    b.inputs.caption = torch::randn({images, length, c.caption_channels}, generator).to(device);  // (B, L, C)
-    torch::Tensor mask = torch::zeros({images, length}, torch::kInt64);                            // (B, L)
+    b.inputs.caption = torch::randn({images, length, backbone.caption_channels()}, generator).to(device);  // (B, L, C)
+    torch::Tensor mask = torch::zeros({images, length}, torch::kInt64);                                      // (B, L)
     mask.slice(1, 0, std::max<int64_t>(1, length / 2)).fill_(1);  // a caption shorter than the maximum
     b.inputs.caption_mask = mask.to(device);
-    if (c.micro_condition()) {
+    if (backbone.uses_size_conditioning()) {
       const double h = 8.0 * static_cast<double>(model.latent_shape[1]), w = 8.0 * static_cast<double>(model.latent_shape[2]);
       b.inputs.image_hw = torch::tensor({h, w}, torch::kFloat32).repeat({images, 1}).to(device);    // (B, 2)
       b.inputs.aspect_ratio = torch::full({images, 1}, h / w, torch::kFloat32).to(device);          // (B, 1)
@@ -168,7 +153,7 @@ BenchInputs make_bench_inputs(const BenchModel& model, int64_t images, uint64_t 
   return b;
 }
 
-std::string BenchMethod::label() const { return to_string(method) + "-" + std::to_string(steps); }
+std::string BenchMethod::label() const { return method + "-" + std::to_string(steps); }
 
 BenchMethod parse_bench_method(const std::string& name) {
   const size_t dash = name.rfind('-');
@@ -176,7 +161,7 @@ BenchMethod parse_bench_method(const std::string& name) {
     throw Error("benchmark method \"" + name + "\": expected <method>-<steps>, e.g. baseline-20, cache-20, ilf-10");
   BenchMethod m;
   try {
-    m.method = parse_sampling_method(name.substr(0, dash));
+    m.method = find_acceleration_method(name.substr(0, dash)).name;
   } catch (const Error& e) {
     throw Error("benchmark method \"" + name + "\": " + e.what());
   }
@@ -198,15 +183,22 @@ const std::vector<std::string>& default_bench_methods() {
 }
 
 SamplingOptions bench_sampling_options(const BenchModel& model, const BenchMethod& method) {
-  SamplingOptions o = model.sampling;
-  o.method = method.method;
+  SamplingOptions o = model.sampling();
   o.steps = method.steps;
+  return o;
+}
+
+AccelerationMethodPtr make_bench_method(BenchModel& model, const BenchMethod& method) {
+  RunConfig config = model.config;
+  config.sampling.method = method.method;
+  const bool uses_feedback = find_acceleration_method(method.method).uses_feedback_module;
   try {
-    o.validate(model.backbone->depth());
+    AccelerationMethodPtr m = make_acceleration_method(config, uses_feedback ? model.feedback.get() : nullptr);
+    m->validate(model.backbone->depth(), method.steps);
+    return m;
   } catch (const Error& e) {
     throw Error(model.name + ", " + method.label() + ": " + e.what());
   }
-  return o;
 }
 
 int64_t forward_batch(const SamplingOptions& options, int64_t images) {
@@ -314,18 +306,14 @@ struct ForwardInputs {
 
 ForwardInputs make_forward_inputs(const BenchModel& model, int64_t images, uint64_t seed) {
   const BenchInputs b = make_bench_inputs(model, images, seed);
-  const bool guided = model.sampling.guidance_scale != 1.0;
+  const bool guided = model.sampling().guidance_scale != 1.0;
   ForwardInputs f;
   f.inputs = guided ? concat_conditions(b.inputs, b.null_inputs) : b.inputs;
-  const int64_t batch = forward_batch(model.sampling, images);
+  const int64_t batch = forward_batch(model.sampling(), images);
   f.x = initial_noise(model, batch, seed + 7);
   auto generator = at::detail::createCPUGenerator(seed + 11);
   f.t = (torch::rand({batch}, generator) * 999.0).to(model_device(model));  // (B',) float32
   return f;
-}
-
-FeedbackModuleImpl* feedback_for(BenchModel& model, const SamplingOptions& options) {
-  return options.method == SamplingMethod::kIlf ? model.feedback.get() : nullptr;
 }
 
 }  // namespace
@@ -334,7 +322,7 @@ BenchResult benchmark_model(BenchModel& model, const BenchSettings& settings) {
   torch::NoGradGuard no_grad;
   const torch::Device device = model_device(model);
   if (settings.cuda_graph && !device.is_cuda()) throw Error("--cuda-graph needs a CUDA device");
-  const bool guided = model.sampling.guidance_scale != 1.0;
+  const bool guided = model.sampling().guidance_scale != 1.0;
   if (settings.batch < 1 || (guided && settings.batch % 2 != 0))
     throw Error(model.name + ": batch " + std::to_string(settings.batch) + " must be " +
                 (guided ? "even and >= 2 (guidance runs [conditional; null] in one forward)" : ">= 1"));
@@ -358,7 +346,8 @@ BenchResult benchmark_model(BenchModel& model, const BenchSettings& settings) {
   const torch::Tensor noise = initial_noise(model, images, settings.seed + 3);  // (B, C, H, W)
   for (const BenchMethod& method : settings.methods) {
     const SamplingOptions options = bench_sampling_options(model, method);
-    SolverPtr solver = make_solver(model.solver);
+    const AccelerationMethodPtr accel = make_bench_method(model, method);
+    SolverPtr solver = make_solver(model.config.sampling.solver);
     BenchRow row;
     row.model = model.name;
     row.device = device_name(device);
@@ -368,17 +357,16 @@ BenchResult benchmark_model(BenchModel& model, const BenchSettings& settings) {
     row.batch = settings.batch;
     row.images = images;
     row.ms_per_forward = forward_ms;
-    row.planned_block_forwards = plan_sampling(options, *solver, model.backbone->depth()).total_block_forwards;
-    FeedbackModuleImpl* feedback = feedback_for(model, options);
+    row.planned_block_forwards = plan_sampling(*accel, *solver, options.steps, model.backbone->depth()).total_block_forwards;
     SamplingResult sampled;
     double run_ms = 0;
     if (settings.cuda_graph) {
       // Eager reference for the same noise, then one graph per step, replayed in order.
-      const torch::Tensor eager = sample(*model.backbone, feedback, *solver, options, noise, inputs.inputs, inputs.null_inputs).samples;
+      const torch::Tensor eager = sample(*model.backbone, *accel, *solver, options, noise, inputs.inputs, inputs.null_inputs).samples;
       const torch::Tensor static_noise = noise.clone();
       CudaGraphRecorder graphs;
       graphs.capture([&](const std::function<void()>& cut) {
-        sampled = sample(*model.backbone, feedback, *solver, options, static_noise, inputs.inputs, inputs.null_inputs,
+        sampled = sample(*model.backbone, *accel, *solver, options, static_noise, inputs.inputs, inputs.null_inputs,
                          [&](int64_t step, int64_t num_steps) {
                            if (step < num_steps) cut();
                          });
@@ -393,7 +381,7 @@ BenchResult benchmark_model(BenchModel& model, const BenchSettings& settings) {
     } else {
       run_ms = median_milliseconds(
           [&] {
-            sampled = sample(*model.backbone, feedback, *solver, options, noise, inputs.inputs, inputs.null_inputs);
+            sampled = sample(*model.backbone, *accel, *solver, options, noise, inputs.inputs, inputs.null_inputs);
           },
           device, settings.warmup, settings.repeats);
     }
@@ -422,9 +410,10 @@ PrecisionComparison compare_precision(BenchModel& float32_model, BenchModel& low
                                         float32_model.backbone->forward(f32.x, f32.t, f32.inputs));
   auto run = [&](BenchModel& model) {
     const SamplingOptions options = bench_sampling_options(model, method);
-    SolverPtr solver = make_solver(model.solver);
+    const AccelerationMethodPtr accel = make_bench_method(model, method);
+    SolverPtr solver = make_solver(model.config.sampling.solver);
     const BenchInputs in = make_bench_inputs(model, images, seed);
-    return sample(*model.backbone, feedback_for(model, options), *solver, options, initial_noise(model, images, seed + 3),
+    return sample(*model.backbone, *accel, *solver, options, initial_noise(model, images, seed + 3),
                   in.inputs, in.null_inputs)
         .samples.to(torch::kFloat32);
   };
@@ -444,34 +433,7 @@ PrecisionComparison compare_precision(BenchModel& float32_model, BenchModel& low
   return c;
 }
 
-nlohmann::json architecture_json(const Backbone& backbone) {
-  if (const auto* dit = dynamic_cast<const DiTImpl*>(&backbone)) {
-    const DiTConfig& c = dit->config();
-    return {{"family", "dit"},          {"input_size", c.input_size}, {"patch_size", c.patch_size},
-            {"in_channels", c.in_channels}, {"hidden_size", c.hidden_size}, {"depth", c.depth},
-            {"num_heads", c.num_heads},  {"mlp_ratio", c.mlp_ratio},   {"num_classes", c.num_classes},
-            {"learn_sigma", c.learn_sigma}};
-  }
-  if (const auto* pixart = dynamic_cast<const PixArtImpl*>(&backbone)) {
-    const PixArtConfig& c = pixart->config();
-    return {{"family", "pixart"},
-            {"variant", c.variant},
-            {"input_size", c.input_size},
-            {"patch_size", c.patch_size},
-            {"in_channels", c.in_channels},
-            {"hidden_size", c.hidden_size},
-            {"depth", c.depth},
-            {"num_heads", c.num_heads},
-            {"mlp_ratio", c.mlp_ratio},
-            {"pred_sigma", c.pred_sigma},
-            {"caption_channels", c.caption_channels},
-            {"model_max_length", c.model_max_length},
-            {"lewei_scale", c.lewei_scale},
-            {"pe_interpolation", c.pe_interpolation},
-            {"qk_norm", c.qk_norm}};
-  }
-  throw Error("architecture_json: unsupported backbone family " + backbone.family());
-}
+nlohmann::json architecture_json(const Backbone& backbone) { return backbone.architecture_json(); }
 
 void write_forward_dump(BenchModel& model, int64_t images, uint64_t seed, const std::string& path) {
   torch::NoGradGuard no_grad;
@@ -519,6 +481,36 @@ double median_milliseconds(const std::function<void()>& fn, const torch::Device&
     }
   }
   return median(times);
+}
+
+double reference_parity(const std::string& weights_path, const std::string& io_path,
+                        const std::vector<std::string>& overrides, const torch::Device& device) {
+  const RunConfig config = parse_run_config(read_run_config_json("", overrides), "--set");
+  TensorMap weights = read_weights(weights_path);
+  BackbonePtr model = make_backbone_for_weights(weights, config.model, weights_path);
+  load_backbone_weights(*model, std::move(weights), weights_path);
+  move_backbone(*model, device, torch::kFloat32);
+  model->eval();
+  const TensorMap io = read_safetensors(io_path).tensors;
+  auto input = [&](const std::string& name) { return require_tensor(io, name, io_path).to(device); };
+  auto optional = [&](const std::string& name) { return io.count(name) ? io.at(name).to(device) : torch::Tensor(); };
+  ConditionInputs inputs;
+  torch::Tensor t;
+  if (model->condition_kind() == ConditionKind::kClassLabel) {
+    t = input("t");
+    inputs.class_labels = input("y");
+  } else {
+    t = input("timestep");
+    inputs.caption = input("y");
+    inputs.caption_mask = optional("mask");
+    inputs.image_hw = optional("data_info.img_hw");
+    inputs.aspect_ratio = optional("data_info.aspect_ratio");
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ours = model->forward(input("x"), t, inputs).to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor ref = require_tensor(io, "out", io_path).to(torch::kFloat64);
+  if (ours.sizes() != ref.sizes()) throw Error(io_path + ": our output has another shape than \"out\"");
+  return (ours - ref).abs().max().item<double>() / ref.abs().max().item<double>();
 }
 
 void set_tf32(bool enabled) {

@@ -1,6 +1,7 @@
 // JSON configuration reader with unknown-key detection (see include/ilf/io/config.h).
 #include "ilf/io/config.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -126,6 +127,14 @@ Error ConfigReader::invalid(const std::string& path, const std::string& expectat
 
 Error ConfigReader::type_error(const std::string& path, const std::string& expected, const Json& found) const {
   return Error(source_ + ": \"" + path + "\" must be " + expected + ", got " + found.dump());
+}
+
+std::string resolve_config_path(const ConfigReader& reader, const std::string& value) {
+  namespace fs = std::filesystem;
+  const fs::path p(value);
+  if (p.is_absolute() || fs::exists(p)) return value;
+  const fs::path beside = fs::path(reader.source()).parent_path() / p;
+  return fs::exists(beside) ? beside.string() : value;
 }
 
 }  // namespace ilf

@@ -32,23 +32,30 @@ DiTConfig DiTConfig::preset(const std::string& name) {
   return config;
 }
 
-DiTConfig DiTConfig::from_config(ConfigReader& reader, const std::string& prefix, const DiTConfig& defaults) {
-  DiTConfig c = defaults;
-  c.input_size = reader.get<int64_t>(prefix + ".input_size", c.input_size);
-  c.patch_size = reader.get<int64_t>(prefix + ".patch_size", c.patch_size);
-  c.in_channels = reader.get<int64_t>(prefix + ".in_channels", c.in_channels);
-  c.hidden_size = reader.get<int64_t>(prefix + ".hidden_size", c.hidden_size);
-  c.depth = reader.get<int64_t>(prefix + ".depth", c.depth);
-  c.num_heads = reader.get<int64_t>(prefix + ".num_heads", c.num_heads);
-  c.mlp_ratio = reader.get<double>(prefix + ".mlp_ratio", c.mlp_ratio);
-  c.num_classes = reader.get<int64_t>(prefix + ".num_classes", c.num_classes);
-  c.learn_sigma = reader.get<bool>(prefix + ".learn_sigma", c.learn_sigma);
-  c.validate(reader.source() + ": " + prefix);
-  return c;
-}
+DiTConfig DiTConfig::from_spec(const ModelSpec& spec) { return from_spec(spec, DiTConfig{}); }
 
-DiTConfig DiTConfig::from_config(ConfigReader& reader, const std::string& prefix) {
-  return from_config(reader, prefix, DiTConfig{});
+DiTConfig DiTConfig::from_spec(const ModelSpec& spec, const DiTConfig& defaults) {
+  DiTConfig c = defaults;
+  c.input_size = spec.input_size.value_or(c.input_size);
+  c.patch_size = spec.patch_size.value_or(c.patch_size);
+  c.in_channels = spec.in_channels.value_or(c.in_channels);
+  c.hidden_size = spec.hidden_size.value_or(c.hidden_size);
+  c.depth = spec.depth.value_or(c.depth);
+  c.num_heads = spec.num_heads.value_or(c.num_heads);
+  c.mlp_ratio = spec.mlp_ratio.value_or(c.mlp_ratio);
+  c.num_classes = spec.num_classes.value_or(c.num_classes);
+  c.learn_sigma = spec.learn_sigma.value_or(c.learn_sigma);
+  for (const auto& [field, given] : {std::pair<const char*, bool>{"variant", spec.variant.has_value()},
+                                     {"pred_sigma", spec.pred_sigma.has_value()},
+                                     {"caption_channels", spec.caption_channels.has_value()},
+                                     {"model_max_length", spec.model_max_length.has_value()},
+                                     {"lewei_scale", spec.lewei_scale.has_value()},
+                                     {"pe_interpolation", spec.pe_interpolation.has_value()},
+                                     {"qk_norm", spec.qk_norm.has_value()},
+                                     {"kv_compress", spec.kv_compress.has_value()}})
+    if (given) throw spec.invalid(field, "absent for a DiT (it is a PixArt setting)");
+  c.validate(spec.where());
+  return c;
 }
 
 void DiTConfig::validate(const std::string& where) const {
@@ -187,6 +194,29 @@ ConditionInputs DiTImpl::null_condition(const ConditionInputs& like) const {
   ConditionInputs null;
   null.class_labels = torch::full_like(like.class_labels, config_.num_classes);
   return null;
+}
+
+}  // namespace ilf
+
+namespace ilf {
+
+void DiTImpl::set_null_condition(const ConditionInputs&) {
+  throw Error("DiT: the null condition is the null class (num_classes = " + std::to_string(config_.num_classes) +
+              ") and cannot be replaced");
+}
+
+nlohmann::json DiTImpl::architecture_json() const {
+  const DiTConfig& c = config_;
+  return {{"family", "dit"},          {"input_size", c.input_size}, {"patch_size", c.patch_size},
+          {"in_channels", c.in_channels}, {"hidden_size", c.hidden_size}, {"depth", c.depth},
+          {"num_heads", c.num_heads},  {"mlp_ratio", c.mlp_ratio},   {"num_classes", c.num_classes},
+          {"learn_sigma", c.learn_sigma}};
+}
+
+std::shared_ptr<DiTImpl> as_dit(const BackbonePtr& backbone) {
+  auto typed = std::dynamic_pointer_cast<DiTImpl>(backbone);
+  if (!typed) throw Error("expected a DiT backbone, got " + (backbone ? backbone->family() : std::string("none")));
+  return typed;
 }
 
 }  // namespace ilf

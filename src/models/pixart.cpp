@@ -31,34 +31,35 @@ torch::Tensor normalise_caption_mask(const torch::Tensor& mask, int64_t batch, i
 
 }  // namespace
 
-PixArtConfig PixArtConfig::from_config(ConfigReader& reader, const std::string& prefix, const PixArtConfig& defaults) {
-  PixArtConfig c = defaults;
-  c.variant = reader.choice(prefix + ".variant", c.variant, {"alpha", "alpha_ms", "sigma"});
-  c.input_size = reader.get<int64_t>(prefix + ".input_size", c.input_size);
-  c.patch_size = reader.get<int64_t>(prefix + ".patch_size", c.patch_size);
-  c.in_channels = reader.get<int64_t>(prefix + ".in_channels", c.in_channels);
-  c.hidden_size = reader.get<int64_t>(prefix + ".hidden_size", c.hidden_size);
-  c.depth = reader.get<int64_t>(prefix + ".depth", c.depth);
-  c.num_heads = reader.get<int64_t>(prefix + ".num_heads", c.num_heads);
-  c.mlp_ratio = reader.get<double>(prefix + ".mlp_ratio", c.mlp_ratio);
-  c.pred_sigma = reader.get<bool>(prefix + ".pred_sigma", c.pred_sigma);
-  c.caption_channels = reader.get<int64_t>(prefix + ".caption_channels", c.caption_channels);
-  c.model_max_length = reader.get<int64_t>(prefix + ".model_max_length", c.model_max_length);
-  if (reader.has(prefix + ".lewei_scale") && c.variant == "sigma")
-    throw reader.invalid(prefix + ".lewei_scale", "absent for variant \"sigma\" (PixArt-Sigma scales its pos embedding by pe_interpolation)");
-  if (reader.has(prefix + ".pe_interpolation") && c.variant != "sigma")
-    throw reader.invalid(prefix + ".pe_interpolation",
-                         "absent for variant \"" + c.variant + "\" (PixArt-alpha scales its pos embedding by lewei_scale)");
-  c.lewei_scale = reader.get<double>(prefix + ".lewei_scale", c.lewei_scale);
-  c.pe_interpolation = reader.get<double>(prefix + ".pe_interpolation", c.pe_interpolation);
-  c.qk_norm = reader.get<bool>(prefix + ".qk_norm", c.qk_norm);
-  c.kv_compress = reader.get<bool>(prefix + ".kv_compress", c.kv_compress);
-  c.validate(reader.source() + ": " + prefix);
-  return c;
-}
+PixArtConfig PixArtConfig::from_spec(const ModelSpec& spec) { return from_spec(spec, PixArtConfig{}); }
 
-PixArtConfig PixArtConfig::from_config(ConfigReader& reader, const std::string& prefix) {
-  return from_config(reader, prefix, PixArtConfig{});
+PixArtConfig PixArtConfig::from_spec(const ModelSpec& spec, const PixArtConfig& defaults) {
+  PixArtConfig c = defaults;
+  c.variant = spec.variant.value_or(c.variant);
+  c.input_size = spec.input_size.value_or(c.input_size);
+  c.patch_size = spec.patch_size.value_or(c.patch_size);
+  c.in_channels = spec.in_channels.value_or(c.in_channels);
+  c.hidden_size = spec.hidden_size.value_or(c.hidden_size);
+  c.depth = spec.depth.value_or(c.depth);
+  c.num_heads = spec.num_heads.value_or(c.num_heads);
+  c.mlp_ratio = spec.mlp_ratio.value_or(c.mlp_ratio);
+  c.pred_sigma = spec.pred_sigma.value_or(c.pred_sigma);
+  c.caption_channels = spec.caption_channels.value_or(c.caption_channels);
+  c.model_max_length = spec.model_max_length.value_or(c.model_max_length);
+  if (spec.lewei_scale && c.variant == "sigma")
+    throw spec.invalid("lewei_scale", "absent for variant \"sigma\" (PixArt-Sigma scales its pos embedding by pe_interpolation)");
+  if (spec.pe_interpolation && c.variant != "sigma")
+    throw spec.invalid("pe_interpolation",
+                       "absent for variant \"" + c.variant + "\" (PixArt-alpha scales its pos embedding by lewei_scale)");
+  c.lewei_scale = spec.lewei_scale.value_or(c.lewei_scale);
+  c.pe_interpolation = spec.pe_interpolation.value_or(c.pe_interpolation);
+  c.qk_norm = spec.qk_norm.value_or(c.qk_norm);
+  c.kv_compress = spec.kv_compress.value_or(c.kv_compress);
+  for (const auto& [field, given] : {std::pair<const char*, bool>{"num_classes", spec.num_classes.has_value()},
+                                     {"learn_sigma", spec.learn_sigma.has_value()}})
+    if (given) throw spec.invalid(field, "absent for a PixArt model (it is a DiT setting)");
+  c.validate(spec.where());
+  return c;
 }
 
 void PixArtConfig::validate(const std::string& where) const {
@@ -309,6 +310,40 @@ ConditionInputs PixArtImpl::null_condition(const ConditionInputs& like) const {
   null.image_hw = like.image_hw;
   null.aspect_ratio = like.aspect_ratio;
   return null;
+}
+
+}  // namespace ilf
+
+namespace ilf {
+
+void PixArtImpl::set_null_condition(const ConditionInputs& null) {
+  if (!null.caption.defined()) throw Error("PixArt::set_null_condition: the null condition has no caption");
+  set_null_caption(null.caption, null.caption_mask);
+}
+
+nlohmann::json PixArtImpl::architecture_json() const {
+  const PixArtConfig& c = config_;
+  return {{"family", "pixart"},
+          {"variant", c.variant},
+          {"input_size", c.input_size},
+          {"patch_size", c.patch_size},
+          {"in_channels", c.in_channels},
+          {"hidden_size", c.hidden_size},
+          {"depth", c.depth},
+          {"num_heads", c.num_heads},
+          {"mlp_ratio", c.mlp_ratio},
+          {"pred_sigma", c.pred_sigma},
+          {"caption_channels", c.caption_channels},
+          {"model_max_length", c.model_max_length},
+          {"lewei_scale", c.lewei_scale},
+          {"pe_interpolation", c.pe_interpolation},
+          {"qk_norm", c.qk_norm}};
+}
+
+std::shared_ptr<PixArtImpl> as_pixart(const BackbonePtr& backbone) {
+  auto typed = std::dynamic_pointer_cast<PixArtImpl>(backbone);
+  if (!typed) throw Error("expected a PixArt backbone, got " + (backbone ? backbone->family() : std::string("none")));
+  return typed;
 }
 
 }  // namespace ilf

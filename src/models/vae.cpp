@@ -29,8 +29,13 @@ torch::Dtype module_dtype(const torch::jit::script::Module& m) {
 TorchScriptVae::TorchScriptVae(const std::string& decoder_path, const std::string& encoder_path, double scale_factor,
                                const torch::Device& device)
     : decoder_path_(decoder_path), encoder_path_(encoder_path), scale_factor_(scale_factor), device_(device) {
-  if (!(scale_factor > 0)) throw Error(decoder_path + ": the VAE latent scale factor must be > 0");
-  decoder_ = load_module(decoder_path, "VAE decoder", device);
+  const std::string& name = decoder_path.empty() ? encoder_path : decoder_path;
+  if (!(scale_factor > 0)) throw Error(name + ": the VAE latent scale factor must be > 0");
+  if (decoder_path.empty() && encoder_path.empty()) throw Error("a VAE needs a decoder or an encoder file");
+  if (!decoder_path.empty()) {
+    decoder_ = load_module(decoder_path, "VAE decoder", device);
+    has_decoder_ = true;
+  }
   if (!encoder_path.empty()) {
     encoder_ = load_module(encoder_path, "VAE encoder", device);
     has_encoder_ = true;
@@ -38,6 +43,7 @@ TorchScriptVae::TorchScriptVae(const std::string& decoder_path, const std::strin
 }
 
 torch::Tensor TorchScriptVae::decode(const torch::Tensor& latents) {
+  if (!has_decoder_) throw Error(encoder_path_ + ": this VAE has no decoder (set the decoder file)");
   torch::NoGradGuard no_grad;
   const torch::Dtype dtype = module_dtype(decoder_);
   torch::Tensor images;
@@ -47,13 +53,14 @@ torch::Tensor TorchScriptVae::decode(const torch::Tensor& latents) {
     throw Error(decoder_path_ + ": the VAE decoder failed on latents of shape " + c10::str(latents.sizes()) + " (" +
                 e.what_without_backtrace() + ")");
   }
-  if (images.dim() != 4 || images.size(0) != latents.size(0) || images.size(1) != 3)
-    throw Error(decoder_path_ + ": expected images (B, 3, H, W) from the VAE decoder, got " + c10::str(images.sizes()));
+  if (images.dim() != 4 || images.size(0) != latents.size(0) || (images.size(1) != 3 && images.size(1) != 1))
+    throw Error(decoder_path_ + ": expected images (B, 3, H, W) (or (B, 1, H, W), grey) from the VAE decoder, got " +
+                c10::str(images.sizes()));
   return images.to(torch::kFloat32).clamp(-1, 1);
 }
 
-torch::Tensor TorchScriptVae::encode(const torch::Tensor& images) {
-  if (!has_encoder_) throw Error(decoder_path_ + ": this VAE has no encoder (set the encoder file)");
+torch::Tensor TorchScriptVae::encode_unscaled(const torch::Tensor& images) {
+  if (!has_encoder_) throw Error(decoder_path_ + ": this VAE has no encoder (set the encoder file)");  // decoder set
   torch::NoGradGuard no_grad;
   const torch::Dtype dtype = module_dtype(encoder_);
   torch::Tensor latents;
@@ -63,7 +70,19 @@ torch::Tensor TorchScriptVae::encode(const torch::Tensor& images) {
     throw Error(encoder_path_ + ": the VAE encoder failed on images of shape " + c10::str(images.sizes()) + " (" +
                 e.what_without_backtrace() + ")");
   }
-  return latents.to(torch::kFloat32) * scale_factor_;
+  return latents.to(torch::kFloat32);
+}
+
+torch::Tensor TorchScriptVae::encode(const torch::Tensor& images) { return encode_unscaled(images) * scale_factor_; }
+
+torch::Tensor TorchScriptVae::encode_sample(const torch::Tensor& images, torch::Generator& generator) {
+  const torch::Tensor moments = encode_unscaled(images).to(torch::kCPU);  // (B, 2C, h, w)
+  if (moments.size(1) % 2 != 0)
+    throw Error(encoder_path_ + ": the VAE encoder returns " + std::to_string(moments.size(1)) +
+                " channels; moments need an even number ([mean, logvar])");
+  const auto chunks = moments.chunk(2, 1);  // mean, logvar
+  const torch::Tensor z = chunks[0] + (0.5 * chunks[1].clamp(-30, 20)).exp() * torch::randn(chunks[0].sizes(), generator);
+  return z * scale_factor_;
 }
 
 }  // namespace ilf

@@ -290,37 +290,34 @@ PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& so
   return c;
 }
 
-BackbonePtr make_backbone(ConfigReader& reader, const std::string& prefix) {
-  if (!reader.has(prefix + ".family")) throw reader.invalid(prefix + ".family", "given: \"dit\" or \"pixart\"");
-  const std::string family = reader.choice(prefix + ".family", "", {"dit", "pixart"});
-  if (family == "dit") return std::make_shared<DiTImpl>(DiTConfig::from_config(reader, prefix));
-  return std::make_shared<PixArtImpl>(PixArtConfig::from_config(reader, prefix));
+BackbonePtr make_backbone(const ModelSpec& spec) {
+  if (!spec.family) throw spec.invalid("family", "given: \"dit\" or \"pixart\"");
+  if (*spec.family == "dit") return std::make_shared<DiTImpl>(DiTConfig::from_spec(spec));
+  return std::make_shared<PixArtImpl>(PixArtConfig::from_spec(spec));
 }
 
-BackbonePtr make_backbone_for_weights(const TensorMap& weights, ConfigReader& reader, const std::string& prefix,
-                                      const std::string& source) {
+BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec& spec, const std::string& source) {
   const TensorMap w = to_official_layout(weights, source);
   const std::string family = detect_family(w, source);
-  if (reader.has(prefix + ".family")) {
-    const std::string configured = reader.choice(prefix + ".family", family, {"dit", "pixart"});
-    if (configured != family) throw reader.invalid(prefix + ".family", "\"" + family + "\" for these weights (got \"" + configured + "\")");
-  }
+  if (spec.family && *spec.family != family)
+    throw spec.invalid("family", "\"" + family + "\" for these weights (got \"" + *spec.family + "\")");
   // Settings the weights fix: a config value must agree with them.
   auto agree = [&](const std::string& key, double from_weights, double configured) {
     if (from_weights != configured) {
       std::ostringstream s;
       s << from_weights << " as in the weights (got " << configured << ")";
-      throw reader.invalid(prefix + "." + key, s.str());
+      throw spec.invalid(key, s.str());
     }
   };
   auto heads_for = [&](int64_t hidden_size) {
-    if (reader.has(prefix + ".num_heads")) return int64_t{0};  // read by from_config
+    if (spec.num_heads) return int64_t{0};  // taken from the spec
     const int64_t heads = official_num_heads(hidden_size);
     if (heads == 0)
-      throw reader.invalid(prefix + ".num_heads", "given (e.g. --set " + prefix + ".num_heads=N): the weights do not determine "
-                                                  "the head count and hidden_size " + std::to_string(hidden_size) +
-                                                  " is not the width of an official model");
-    spdlog::info("{}.num_heads not set: using {}, the head count of the official models of width {}", prefix, heads, hidden_size);
+      throw spec.invalid("num_heads", "given (e.g. --set " + spec.key("num_heads") + "=N): the weights do not determine "
+                                      "the head count and hidden_size " + std::to_string(hidden_size) +
+                                      " is not the width of an official model");
+    spdlog::info("{} not set: using {}, the head count of the official models of width {}", spec.key("num_heads"), heads,
+                 hidden_size);
     return heads;
   };
 
@@ -329,11 +326,10 @@ BackbonePtr make_backbone_for_weights(const TensorMap& weights, ConfigReader& re
     DiTConfig base = inferred;
     base.num_heads = heads_for(inferred.hidden_size);
     if (inferred.input_size == 0) {
-      if (!reader.has(prefix + ".input_size"))
-        throw reader.invalid(prefix + ".input_size", "given: the weights have no pos_embed to infer it from");
+      if (!spec.input_size) throw spec.invalid("input_size", "given: the weights have no pos_embed to infer it from");
       base.input_size = 32;
     }
-    const DiTConfig c = DiTConfig::from_config(reader, prefix, base);
+    const DiTConfig c = DiTConfig::from_spec(spec, base);
     agree("patch_size", inferred.patch_size, c.patch_size);
     agree("in_channels", inferred.in_channels, c.in_channels);
     agree("hidden_size", inferred.hidden_size, c.hidden_size);
@@ -351,27 +347,27 @@ BackbonePtr make_backbone_for_weights(const TensorMap& weights, ConfigReader& re
   PixArtConfig base = inferred;
   base.num_heads = heads_for(inferred.hidden_size);
   const bool variant_known = inferred.variant != "alpha";  // micro-conditions or qk norm identify it
-  if (!variant_known && !reader.has(prefix + ".variant"))
-    throw reader.invalid(prefix + ".variant", "given (\"alpha\" or \"sigma\"): the weights cannot tell PixArt-alpha from PixArt-Sigma");
-  base.variant = reader.choice(prefix + ".variant", inferred.variant, {"alpha", "alpha_ms", "sigma"});
+  if (!variant_known && !spec.variant)
+    throw spec.invalid("variant", "given (\"alpha\" or \"sigma\"): the weights cannot tell PixArt-alpha from PixArt-Sigma");
+  base.variant = spec.variant.value_or(inferred.variant);
   if (inferred.input_size == 0) {
-    if (!reader.has(prefix + ".input_size"))
-      throw reader.invalid(prefix + ".input_size", "given: the weights have no pos_embed to infer it from");
-    base.input_size = reader.get<int64_t>(prefix + ".input_size", 0);
+    if (!spec.input_size) throw spec.invalid("input_size", "given: the weights have no pos_embed to infer it from");
+    base.input_size = *spec.input_size;
   }
   // The pos-embed scale: from the config, else recovered from the stored pos_embed.
-  const std::string scale_key = prefix + (base.variant == "sigma" ? ".pe_interpolation" : ".lewei_scale");
-  if (!reader.has(scale_key)) {
+  const bool sigma = base.variant == "sigma";
+  const std::string scale_field = sigma ? "pe_interpolation" : "lewei_scale";
+  if (!(sigma ? spec.pe_interpolation : spec.lewei_scale)) {
     auto stored = w.find("pos_embed");
     const double scale = stored == w.end() ? 0.0 : scale_of_stored_pos_embed(stored->second, base);
     if (scale == 0.0)
-      throw reader.invalid(scale_key, std::string("given: ") +
+      throw spec.invalid(scale_field, std::string("given: ") +
                                           (stored == w.end() ? "the weights have no pos_embed to recover it from"
                                                              : "no usual value reproduces the stored pos_embed"));
-    (base.variant == "sigma" ? base.pe_interpolation : base.lewei_scale) = scale;
-    spdlog::info("{} not set: using {}, which reproduces the pos_embed stored in the weights", scale_key, scale);
+    (sigma ? base.pe_interpolation : base.lewei_scale) = scale;
+    spdlog::info("{} not set: using {}, which reproduces the pos_embed stored in the weights", spec.key(scale_field), scale);
   }
-  const PixArtConfig c = PixArtConfig::from_config(reader, prefix, base);
+  const PixArtConfig c = PixArtConfig::from_spec(spec, base);
   agree("patch_size", inferred.patch_size, c.patch_size);
   agree("in_channels", inferred.in_channels, c.in_channels);
   agree("hidden_size", inferred.hidden_size, c.hidden_size);
@@ -384,8 +380,8 @@ BackbonePtr make_backbone_for_weights(const TensorMap& weights, ConfigReader& re
   if (w.count("y_embedder.y_embedding")) agree("model_max_length", inferred.model_max_length, c.model_max_length);
   const bool micro = inferred.variant == "alpha_ms";
   if (micro != c.micro_condition())
-    throw reader.invalid(prefix + ".variant", micro ? "\"alpha_ms\": the weights have micro-condition embedders (csize_embedder, ar_embedder)"
-                                                    : "\"alpha\" or \"sigma\": the weights have no micro-condition embedders");
+    throw spec.invalid("variant", micro ? "\"alpha_ms\": the weights have micro-condition embedders (csize_embedder, ar_embedder)"
+                                        : "\"alpha\" or \"sigma\": the weights have no micro-condition embedders");
   return std::make_shared<PixArtImpl>(c);
 }
 

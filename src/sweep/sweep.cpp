@@ -26,7 +26,7 @@
 #include <sstream>
 
 #include "ilf/io/atomic_file.h"
-#include "ilf/io/run_config.h"
+#include "ilf/config/run_config.h"
 #include "ilf/models/dit.h"
 #include "ilf/models/pixart.h"
 #include "ilf/sampling/sampler.h"
@@ -191,34 +191,20 @@ std::optional<int64_t> slurm_time_seconds(const std::string& text) {
 
 // --- checking a point's run config the way the tools read it ---------------------------------------
 
-// Reads the sections the sweep can check (model, ilf, cache, sampling, training) like the tools do and
-// reports unknown keys and bad values; returns the sampling plan's block forwards when the model's
-// family is known.
+// Parses the point's run config as the tools do (every section, unknown keys and bad values) and
+// returns the sampling plan's block forwards when the model's family is known. A model folder is
+// applied by the tools; its "model" section is not checked here.
 std::optional<int64_t> check_run_config(const Json& config, const std::string& source) {
-  const auto& sections = run_config_sections();
-  for (const auto& item : config.items())
-    if (std::find(sections.begin(), sections.end(), item.key()) == sections.end())
-      throw Error(source + ": unknown top-level key \"" + item.key() + "\" (expected one of " + join(sections, ", ") + ")");
-  Json checked = Json::object();
-  for (const char* section : {"model", "ilf", "cache", "sampling", "training"})
-    if (config.contains(section)) checked[section] = config[section];
-  ConfigReader r(checked, source);
-  const SamplingOptions sampling = sampling_options_from_config(r);
-  const SolverOptions solver_options = SolverOptions::from_config(r, "sampling");
-  r.choice("ilf.init", "copy", {"copy", "random"});
-  r.get<std::string>("ilf.feedback_weights", "");
-  if (r.has("training")) training_options_from_config(r);
-  std::optional<int64_t> depth;
-  if (r.has("model.family") && !r.has("model.folder")) {
-    const std::string family = r.choice("model.family", "dit", {"dit", "pixart"});
-    depth = family == "dit" ? DiTConfig::from_config(r, "model").depth : PixArtConfig::from_config(r, "model").depth;
-  } else if (r.has("model")) {
-    r.mark_used("model");  // completed from the weights or a model folder by the tools; not checked here
-  }
-  r.check_all_used();
-  if (!depth) return std::nullopt;
-  SolverPtr solver = make_solver(solver_options);
-  return plan_sampling(sampling, *solver, *depth).total_block_forwards;
+  Json checked = config;
+  const bool folder = checked.is_object() && checked.contains("model") && checked["model"].is_object() &&
+                      checked["model"].contains("folder");
+  if (folder) checked.erase("model");
+  const RunConfig run = parse_run_config(checked, source);
+  if (folder || !run.model.family) return std::nullopt;
+  const int64_t depth =
+      *run.model.family == "dit" ? DiTConfig::from_spec(run.model).depth : PixArtConfig::from_spec(run.model).depth;
+  SolverPtr solver = make_solver(run.sampling.solver);
+  return plan_sampling(*make_acceleration_method(run), *solver, run.sampling.options.steps, depth).total_block_forwards;
 }
 
 // --- child processes and signals --------------------------------------------------------------------

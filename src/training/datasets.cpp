@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include "ilf/error.h"
-#include "ilf/io/run_config.h"
 
 namespace ilf {
 namespace fs = std::filesystem;
@@ -294,17 +293,9 @@ void write_shard(const std::string& path, const torch::Tensor& latents, const Co
   write_safetensors(path, tensors, meta);
 }
 
-DatasetPtr make_dataset(ConfigReader& config) {
-  const std::string kind = config.choice("data.kind", "fashion_mnist", {"fashion_mnist", "shards"});
-  if (kind == "fashion_mnist") {
-    const std::string path = config.get<std::string>("data.path", "/usr/share/datasets/fashion-mnist");
-    const std::string split = config.choice("data.split", "train", {"train", "test"});
-    return std::make_shared<FashionMnistDataset>(path, split);
-  }
-  const std::string path = resolve_config_path(config, config.require<std::string>("data.path"));
-  const int64_t cache_shards = config.get<int64_t>("data.cache_shards", 3);
-  if (cache_shards < 1) throw config.invalid("data.cache_shards", ">= 1");
-  return std::make_shared<ShardDataset>(path, cache_shards);
+DatasetPtr make_dataset(const DataOptions& options) {
+  if (options.kind == "fashion_mnist") return std::make_shared<FashionMnistDataset>(options.path, options.split);
+  return std::make_shared<ShardDataset>(options.path, options.cache_shards);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,11 +16,11 @@
 #include <sstream>
 
 #include "ilf/error.h"
-#include "ilf/ilf/inner_loop.h"
+#include "ilf/feedback/inner_loop.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/image.h"
-#include "ilf/io/run_config.h"
-#include "ilf/models/pixart.h"
+#include "ilf/accel/baseline.h"
+#include "ilf/accel/ilf.h"
 #include "ilf/models/weights.h"
 #include "ilf/sampling/dpm_solver.h"
 #include "ilf/sampling/sampler.h"
@@ -135,10 +135,22 @@ class CheckpointedBackbone : public Backbone {
   explicit CheckpointedBackbone(BackbonePtr inner) : inner_(register_module("inner", std::move(inner))) {}
 
   std::string family() const override { return inner_->family(); }
+  std::string variant() const override { return inner_->variant(); }
   int64_t depth() const override { return inner_->depth(); }
   int64_t hidden_size() const override { return inner_->hidden_size(); }
   int64_t in_channels() const override { return inner_->in_channels(); }
   int64_t out_channels() const override { return inner_->out_channels(); }
+  int64_t patch_size() const override { return inner_->patch_size(); }
+  int64_t input_size() const override { return inner_->input_size(); }
+  bool accepts_any_size() const override { return inner_->accepts_any_size(); }
+  ConditionKind condition_kind() const override { return inner_->condition_kind(); }
+  int64_t num_classes() const override { return inner_->num_classes(); }
+  int64_t caption_channels() const override { return inner_->caption_channels(); }
+  int64_t caption_length() const override { return inner_->caption_length(); }
+  bool uses_size_conditioning() const override { return inner_->uses_size_conditioning(); }
+  bool has_learned_null_condition() const override { return inner_->has_learned_null_condition(); }
+  void set_null_condition(const ConditionInputs& null) override { inner_->set_null_condition(null); }
+  nlohmann::json architecture_json() const override { return inner_->architecture_json(); }
   torch::Tensor embed(const torch::Tensor& x) override { return inner_->embed(x); }
   Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override {
     return inner_->condition(t, inputs);
@@ -363,45 +375,30 @@ double learning_rate_at(const TrainingOptions& options, int64_t step) {
 // ---------------------------------------------------------------------------------------------
 // Trainer
 
-Trainer::Trainer(ConfigReader& config, const Json& resolved_config, const std::string& out_dir, bool resume,
-                 Distributed& distributed)
-    : options_(training_options_from_config(config)),
-      resolved_config_(resolved_config),
-      out_dir_(out_dir),
+Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
+    : options_(setup.options),
+      resolved_config_(setup.resolved_config),
+      out_dir_(setup.out_dir),
       dist_(distributed),
       device_(training_device(options_, distributed.local_rank())),
       schedule_(NoiseSchedule::create()) {
   if (options_.precision == "bf16" && !device_.is_cuda())
-    throw config.invalid("training.precision", "\"float32\" on CPU (bf16 autocast runs on CUDA only)");
-  torch::manual_seed(options_.seed);
-
-  // The backbone: from the weights file when given (architecture checked against "model"),
-  // otherwise freshly initialised from "model" (pretraining from scratch).
-  const std::string weights_setting = config.get<std::string>("weights", "");
-  if (!weights_setting.empty()) {
-    const std::string weights = resolve_config_path(config, weights_setting);
-    TensorMap tensors = read_weights(weights);
-    backbone_ = make_backbone_for_weights(tensors, config, "model", weights);
-    load_backbone_weights(*backbone_, std::move(tensors), weights);
-  } else {
-    backbone_ = make_backbone(config, "model");
-  }
+    throw Error(setup.config_source + ": \"training.precision\" must be \"float32\" on CPU (bf16 autocast runs on CUDA only)");
+  if (!setup.backbone) throw Error("Trainer: no backbone");
+  backbone_ = setup.backbone;
   move_backbone(*backbone_, device_, torch::kFloat32);
 
   if (options_.mode == TrainingMode::kIlf) {
-    FeedbackOptions feedback_options;
-    feedback_options.loop_begin = config.require<int64_t>("ilf.loop_begin");
-    feedback_options.loop_end = config.require<int64_t>("ilf.loop_end");
-    feedback_options.init =
-        config.choice("ilf.init", "copy", {"copy", "random"}) == "copy" ? FeedbackInit::kCopyLoopEnd : FeedbackInit::kRandom;
+    if (!setup.feedback)
+      throw Error(setup.config_source + ": missing required key \"ilf.loop_begin\" / \"ilf.loop_end\" (training mode ilf "
+                                         "trains a feedback module for that inner loop)");
     for (auto& p : backbone_->parameters()) p.set_requires_grad(false);  // frozen: no grad, no optimizer state
     backbone_->eval();
-    feedback_ = FeedbackModule(*backbone_, feedback_options);
+    feedback_ = FeedbackModule(*backbone_, *setup.feedback);
     feedback_->to(device_);
     feedback_->train();
     for (const auto& p : feedback_->named_parameters(true)) trainable_.emplace_back(p.key(), p.value());
   } else {
-    if (config.has("ilf")) config.mark_used("ilf");  // not used when pretraining
     backbone_->train();
     for (const auto& p : backbone_->named_parameters(true)) {
       p.value().set_requires_grad(true);
@@ -411,33 +408,18 @@ Trainer::Trainer(ConfigReader& config, const Json& resolved_config, const std::s
   compute_backbone_ = options_.activation_checkpointing ? with_activation_checkpointing(backbone_) : backbone_;
 
   // Data.
-  dataset_ = make_dataset(config);
+  dataset_ = setup.dataset;
   const auto shape = dataset_->sample_shape();
   if (shape.size() != 3 || shape[0] != backbone_->in_channels())
     throw Error(dataset_->describe() + ": samples have " + std::to_string(shape.empty() ? 0 : shape[0]) +
                 " channels but the backbone takes " + std::to_string(backbone_->in_channels()));
-  auto* pixart = dynamic_cast<PixArtImpl*>(backbone_.get());
-  if (pixart && (pixart->config().variant == "sigma" || !pixart->builtin_null_caption_available()) &&
-      config.get<std::string>("data.kind", "") == "shards") {
-    // Condition dropout needs a null caption: PixArt-alpha has its learned y_embedding; otherwise use the
-    // text encoder's empty-prompt features that the preparation tool stores beside the shards.
-    const fs::path null_caption =
-        fs::path(resolve_config_path(config, config.get<std::string>("data.path", ""))) / "null_caption.safetensors";
-    if (!fs::exists(null_caption))
-      throw Error(null_caption.string() + ": missing; this PixArt model has no built-in null caption for condition "
-                  "dropout (ilf_prepare_data --captions writes the file)");
-    const auto file = read_safetensors(null_caption.string());
-    const auto mask = file.tensors.count("caption_mask") ? file.tensors.at("caption_mask").to(device_) : torch::Tensor();
-    pixart->set_null_caption(require_tensor(file.tensors, "caption", null_caption.string()).to(device_), mask);
-  }
   DataLoaderOptions loader_options;
   loader_options.seed = options_.seed;
   loader_options.batch_size = options_.batch_size;
   loader_options.grad_accum = options_.grad_accum;
   loader_options.rank = dist_.rank();
   loader_options.world_size = dist_.world_size();
-  loader_options.read_ahead = config.get<int64_t>("data.read_ahead", 4);
-  if (loader_options.read_ahead < 0) throw config.invalid("data.read_ahead", ">= 0");
+  loader_options.read_ahead = setup.read_ahead;
   loader_ = std::make_unique<DataLoader>(dataset_, loader_options);
 
   // Every rank starts from rank 0's trainable weights.
@@ -455,6 +437,7 @@ Trainer::Trainer(ConfigReader& config, const Json& resolved_config, const std::s
                   .weight_decay(options_.weight_decay));
   ema_ = std::make_unique<ParameterEma>(trainable_, options_.ema_decay);
 
+  const bool resume = setup.resume;
   const std::string latest = latest_checkpoint(checkpoint_folder());
   if (!resume && !latest.empty())
     throw Error(out_dir_ + " already holds a run (" + latest + "): continue it with --resume or choose another --out");
@@ -817,17 +800,18 @@ void Trainer::write_sample_grid() {
   SamplingOptions sampling;
   sampling.steps = options_.sample_steps;
   sampling.guidance_scale = options_.sample_guidance;
-  if (feedback_) {
-    sampling.method = SamplingMethod::kIlf;
-    sampling.loop_begin = feedback_->loop_begin();
-    sampling.loop_end = feedback_->loop_end();
-  }
+  // ILF runs feedback on every step with t_post = t (the training-time reading); pretraining the plain sampler.
+  std::unique_ptr<AccelerationMethod> method;
+  if (feedback_)
+    method = std::make_unique<IlfMethod>(IlfSettings{}, feedback_->loop_begin(), feedback_->loop_end(), feedback_.get());
+  else
+    method = std::make_unique<BaselineMethod>();
   const DPMSolverOptions solver_options;
   DPMSolverMultistep solver(solver_options);
   ParameterEma::Swap swap(*ema_);
   const bool was_training = backbone_->is_training();
   backbone_->eval();
-  const SamplingResult result = sample(*backbone_, feedback(), solver, sampling, x_T, inputs, backbone_->null_condition(inputs));
+  const SamplingResult result = sample(*backbone_, *method, solver, sampling, x_T, inputs, backbone_->null_condition(inputs));
   if (was_training) backbone_->train();
   fs::create_directories(fs::path(out_dir_) / "samples");
   char name[64];

@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "ilf/ilf/feedback.h"
+#include "ilf/accel/method.h"
+#include "ilf/config/run_config.h"
+#include "ilf/feedback/feedback.h"
 #include "ilf/models/backbone.h"
 #include "ilf/sampling/sampler.h"
 #include "ilf/sampling/solvers.h"
@@ -28,24 +30,25 @@ const std::vector<std::string>& bench_preset_names();
 
 // One model under test, on its device and in its dtype.
 struct BenchModel {
-  std::string name;               // preset name or config path
+  std::string name;  // preset name or config path
+  RunConfig config;  // guidance, solver, the inner loop and every method's settings (method / steps set per row)
   BackbonePtr backbone;
-  FeedbackModule feedback{nullptr};  // for the ILF methods
+  FeedbackModule feedback{nullptr};  // for the methods that use one
   bool feedback_is_random = true;    // no trained feedback weights were given
-  SamplingOptions sampling;          // guidance, ILF and caching settings (method / steps set per row)
-  SolverOptions solver;
   std::vector<int64_t> latent_shape;  // (C, H, W) of one image
   int64_t caption_length = 0;         // PixArt: tokens of the random caption
+
+  const SamplingOptions& sampling() const { return config.sampling.options; }
 };
 
 // Builds a preset with random weights drawn from `seed` (every parameter ~ N(0, 0.02^2), so that no
 // block is the identity), moved to `device` in `dtype`. Throws ilf::Error for unknown names.
 BenchModel make_preset_model(const std::string& preset, const torch::Device& device, torch::Dtype dtype, uint64_t seed = 0);
 
-// Loads the backbone ("weights" + "model"), the sampling / ILF / cache / solver settings and, when
+// Loads the backbone ("weights" + "model"), the sampling / method / solver settings and, when
 // "ilf.feedback_weights" is set, the trained feedback module of a run config (e.g.
 // configs/fashion_mnist.json); without feedback weights the ILF rows use a feedback block copied
-// from the loop end (zero scales). Needs a config with "weights" (not a "model.folder").
+// from the loop end (zero scales).
 BenchModel load_config_model(const std::string& config_path, const std::vector<std::string>& overrides,
                              const torch::Device& device, torch::Dtype dtype);
 
@@ -57,17 +60,20 @@ struct BenchInputs {
 };
 BenchInputs make_bench_inputs(const BenchModel& model, int64_t images, uint64_t seed = 0);
 
-// A method row: "baseline-20", "baseline-12", "cache-20", "ilf-10", "ilf-12", ... (<method>-<steps>).
+// A method row: "baseline-20", "baseline-12", "cache-20", "ilf-10", "ilf-12", ... (<method>-<steps>,
+// any registered acceleration method).
 struct BenchMethod {
-  SamplingMethod method = SamplingMethod::kBaseline;
+  std::string method = "baseline";
   int64_t steps = 20;
   std::string label() const;
 };
 BenchMethod parse_bench_method(const std::string& name);  // throws ilf::Error for bad names / steps < 1
 const std::vector<std::string>& default_bench_methods();
 
-// The model's sampling settings with this method and step count; validated against the depth.
+// The model's sampling settings with this step count.
 SamplingOptions bench_sampling_options(const BenchModel& model, const BenchMethod& method);
+// The row's acceleration method with the model's settings, validated against the depth and steps.
+AccelerationMethodPtr make_bench_method(BenchModel& model, const BenchMethod& method);
 
 // The backbone forward batch for `images` images: 2 * images with guidance, else images.
 int64_t forward_batch(const SamplingOptions& options, int64_t images);
@@ -146,6 +152,13 @@ void write_forward_dump(BenchModel& model, int64_t images, uint64_t seed, const 
 // steady clock.
 double median_milliseconds(const std::function<void()>& fn, const torch::Device& device, int64_t warmup, int64_t repeats);
 double median(std::vector<double> values);
+
+// One reference forward on `device` in float32 (TF32 as set_tf32 says): the official model's output "out"
+// in `io_path` for the inputs there (DiT: x, t, y; PixArt: x, timestep, y, mask, data_info.*), with
+// the architecture from the weights and `overrides` (e.g. model.num_heads=4). Returns
+// max|ours - out| / max|out|.
+double reference_parity(const std::string& weights_path, const std::string& io_path,
+                        const std::vector<std::string>& overrides, const torch::Device& device);
 
 // TF32 for float32 matmuls and convolutions on CUDA (cuBLAS and cuDNN); no effect on the CPU.
 void set_tf32(bool enabled);

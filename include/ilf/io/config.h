@@ -78,6 +78,10 @@ class ConfigReader {
   std::set<std::string> used_;
 };
 
+// A file path from a config: absolute or existing relative to the working directory as given;
+// otherwise relative to the folder of the config file (so configs can name files beside them).
+std::string resolve_config_path(const ConfigReader& reader, const std::string& value);
+
 template <typename T>
 std::string ConfigReader::type_name() {
   if constexpr (std::is_same_v<T, bool>) return "a boolean";

@@ -1,11 +1,14 @@
 // The backbone interface that Inner Loop Feedback needs from a diffusion transformer: the stages of
 // its forward pass exposed one by one (embed, condition, one block at a time, head), its depth, and
-// a way to make a fresh block with the same settings (the feedback block F). DiT and PixArt
-// (alpha / alpha-MS / sigma) implement it in dit.h and pixart.h.
+// a way to make a fresh block with the same settings (the feedback block F). It also answers what
+// callers above the models need to know (input shape, kind of condition, null condition, size
+// conditioning), so that nothing outside models/ casts to a model class or tests the family name.
+// DiT and PixArt (alpha / alpha-MS / sigma) implement it in dit.h and pixart.h.
 #pragma once
 #include <torch/torch.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace ilf {
@@ -34,13 +37,40 @@ class TransformerBlock : public torch::nn::Module {
 };
 using BlockPtr = std::shared_ptr<TransformerBlock>;
 
+// What a backbone is conditioned on besides time.
+enum class ConditionKind {
+  kClassLabel,  // ConditionInputs::class_labels (DiT)
+  kCaption,     // ConditionInputs::caption (+ caption_mask, + size micro-conditions) (PixArt)
+};
+
 class Backbone : public torch::nn::Module {
  public:
-  virtual std::string family() const = 0;  // "dit" or "pixart"
+  virtual std::string family() const = 0;   // "dit" or "pixart" (for messages and file metadata)
+  virtual std::string variant() const = 0;  // DiT: "dit"; PixArt: "alpha", "alpha_ms" or "sigma"
   virtual int64_t depth() const = 0;
   virtual int64_t hidden_size() const = 0;
   virtual int64_t in_channels() const = 0;
   virtual int64_t out_channels() const = 0;  // 2 * in_channels with learned sigma
+  virtual int64_t patch_size() const = 0;
+  // The side of the (latent or pixel) grid the model was built for: inputs are
+  // (B, in_channels, input_size, input_size) unless accepts_any_size().
+  virtual int64_t input_size() const = 0;
+  virtual bool accepts_any_size() const = 0;  // PixArt alpha_ms / sigma: any multiple of patch_size
+
+  virtual ConditionKind condition_kind() const = 0;
+  virtual int64_t num_classes() const { return 0; }       // class-conditional models: labels in [0, num_classes)
+  virtual int64_t caption_channels() const { return 0; }  // caption-conditional models: the text encoder's width
+  virtual int64_t caption_length() const { return 0; }    // ... and the caption tokens the model was trained with
+  // Whether condition() needs ConditionInputs::image_hw and aspect_ratio (PixArt-alpha MS).
+  virtual bool uses_size_conditioning() const { return false; }
+  // Whether the weights carry their own null condition for guidance (DiT's null class, PixArt-alpha's
+  // y_embedding); otherwise set_null_condition() must be called before null_condition().
+  virtual bool has_learned_null_condition() const = 0;
+  // Sets the null condition used by null_condition() (caption models: the caption features and mask of
+  // the empty prompt). Throws ilf::Error for models whose null condition is fixed.
+  virtual void set_null_condition(const ConditionInputs& null) = 0;
+  // The architecture settings as JSON (what a run config's "model" section would hold).
+  virtual nlohmann::json architecture_json() const = 0;
 
   // x (B, C, H, W) -> tokens with positional embedding (B, T, D), T = (H/p)(W/p), row-major.
   virtual torch::Tensor embed(const torch::Tensor& x) = 0;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "ilf/io/config.h"
+#include "ilf/models/model_spec.h"
 #include "ilf/models/backbone.h"
 #include "ilf/models/layers.h"
 
@@ -32,10 +32,10 @@ struct DiTConfig {
   // 2, 4 or 8; input_size 32 = 256 px latents). Throws ilf::Error for unknown names.
   static DiTConfig preset(const std::string& name);
 
-  // Reads the keys under `prefix` (input_size, patch_size, in_channels, hidden_size, depth, num_heads,
-  // mlp_ratio, num_classes, learn_sigma); missing keys keep the value in `defaults`. Validates.
-  static DiTConfig from_config(ConfigReader& reader, const std::string& prefix, const DiTConfig& defaults);
-  static DiTConfig from_config(ConfigReader& reader, const std::string& prefix);  // defaults: DiTConfig{}
+  // `defaults` completed by the settings of `spec` (input_size, patch_size, in_channels, hidden_size,
+  // depth, num_heads, mlp_ratio, num_classes, learn_sigma); absent ones keep the default. Validates.
+  static DiTConfig from_spec(const ModelSpec& spec, const DiTConfig& defaults);
+  static DiTConfig from_spec(const ModelSpec& spec);  // defaults: DiTConfig{}
 
   // Throws ilf::Error naming `where` (e.g. "run.json: model") and the offending field.
   void validate(const std::string& where) const;
@@ -82,10 +82,19 @@ class DiTImpl : public Backbone {
   explicit DiTImpl(const DiTConfig& config);
 
   std::string family() const override { return "dit"; }
+  std::string variant() const override { return "dit"; }
   int64_t depth() const override { return config_.depth; }
   int64_t hidden_size() const override { return config_.hidden_size; }
   int64_t in_channels() const override { return config_.in_channels; }
   int64_t out_channels() const override { return config_.out_channels(); }
+  int64_t patch_size() const override { return config_.patch_size; }
+  int64_t input_size() const override { return config_.input_size; }
+  bool accepts_any_size() const override { return false; }
+  ConditionKind condition_kind() const override { return ConditionKind::kClassLabel; }
+  int64_t num_classes() const override { return config_.num_classes; }
+  bool has_learned_null_condition() const override { return true; }  // the null class num_classes
+  void set_null_condition(const ConditionInputs& null) override;      // throws: DiT's null class is fixed
+  nlohmann::json architecture_json() const override;
 
   // x must be (B, in_channels, input_size, input_size). -> (B, T, D)
   torch::Tensor embed(const torch::Tensor& x) override;
@@ -117,5 +126,9 @@ class DiTImpl : public Backbone {
   std::vector<std::shared_ptr<DiTBlockImpl>> block_list_;  // the modules in `blocks`, typed
 };
 TORCH_MODULE(DiT);
+
+// The DiT behind a backbone, for code that needs DiT internals (parity tests and tools); throws
+// ilf::Error for another family. Library code above models/ uses the Backbone interface instead.
+std::shared_ptr<DiTImpl> as_dit(const BackbonePtr& backbone);
 
 }  // namespace ilf

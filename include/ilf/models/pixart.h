@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "ilf/io/config.h"
+#include "ilf/models/model_spec.h"
 #include "ilf/models/backbone.h"
 #include "ilf/models/layers.h"
 
@@ -48,11 +48,11 @@ struct PixArtConfig {
     return variant == "sigma" ? GridScaleDivision::kFloat32 : GridScaleDivision::kFloat64;
   }
 
-  // Reads the keys under `prefix` (variant, input_size, patch_size, in_channels, hidden_size, depth,
-  // num_heads, mlp_ratio, pred_sigma, caption_channels, model_max_length, lewei_scale, pe_interpolation,
-  // qk_norm, kv_compress); missing keys keep the value in `defaults`. Validates.
-  static PixArtConfig from_config(ConfigReader& reader, const std::string& prefix, const PixArtConfig& defaults);
-  static PixArtConfig from_config(ConfigReader& reader, const std::string& prefix);  // defaults: PixArtConfig{}
+  // `defaults` completed by the settings of `spec` (variant, input_size, patch_size, in_channels,
+  // hidden_size, depth, num_heads, mlp_ratio, pred_sigma, caption_channels, model_max_length,
+  // lewei_scale, pe_interpolation, qk_norm, kv_compress); absent ones keep the default. Validates.
+  static PixArtConfig from_spec(const ModelSpec& spec, const PixArtConfig& defaults);
+  static PixArtConfig from_spec(const ModelSpec& spec);  // defaults: PixArtConfig{}
 
   // Throws ilf::Error naming `where` (e.g. "run.json: model") and the offending field.
   void validate(const std::string& where) const;
@@ -100,10 +100,23 @@ class PixArtImpl : public Backbone {
   explicit PixArtImpl(const PixArtConfig& config);
 
   std::string family() const override { return "pixart"; }
+  std::string variant() const override { return config_.variant; }
   int64_t depth() const override { return config_.depth; }
   int64_t hidden_size() const override { return config_.hidden_size; }
   int64_t in_channels() const override { return config_.in_channels; }
   int64_t out_channels() const override { return config_.out_channels(); }
+  int64_t patch_size() const override { return config_.patch_size; }
+  int64_t input_size() const override { return config_.input_size; }
+  bool accepts_any_size() const override { return config_.recomputes_pos_embed(); }
+  ConditionKind condition_kind() const override { return ConditionKind::kCaption; }
+  int64_t caption_channels() const override { return config_.caption_channels; }
+  int64_t caption_length() const override { return config_.model_max_length; }
+  bool uses_size_conditioning() const override { return config_.micro_condition(); }
+  // PixArt-alpha with y_embedding in its weights; never PixArt-Sigma (its null caption is T5("")).
+  bool has_learned_null_condition() const override { return config_.variant != "sigma" && builtin_null_caption_; }
+  // set_null_caption(null.caption, null.caption_mask).
+  void set_null_condition(const ConditionInputs& null) override;
+  nlohmann::json architecture_json() const override;
 
   // x (B, in_channels, H, W) -> x_embedder(x) + pos embedding (B, T, D). "alpha" needs H = W = input_size.
   torch::Tensor embed(const torch::Tensor& x) override;
@@ -160,5 +173,9 @@ class PixArtImpl : public Backbone {
   int64_t cached_grid_h_ = -1, cached_grid_w_ = -1;
 };
 TORCH_MODULE(PixArt);
+
+// The PixArt model behind a backbone, for code that needs PixArt internals (parity tests and tools);
+// throws ilf::Error for another family. Library code above models/ uses the Backbone interface instead.
+std::shared_ptr<PixArtImpl> as_pixart(const BackbonePtr& backbone);
 
 }  // namespace ilf

@@ -13,29 +13,39 @@ namespace ilf {
 
 // Pixels per latent along each side: 8 for the SD and SDXL VAEs of PixArt-alpha and PixArt-Sigma.
 constexpr int64_t kVaeDownsampling = 8;
+// The latent scale factors of the VAEs the official models use (the one place they are written):
+// Stable Diffusion's VAE (DiT, PixArt-alpha) and SDXL's (PixArt-Sigma).
+constexpr double kSdVaeLatentScale = 0.18215;
+constexpr double kSdxlVaeLatentScale = 0.13025;
 
 class TorchScriptVae {
  public:
-  // Loads the decoder (required) and the encoder ("" = none) on `device`. Errors name the file.
+  // Loads the decoder and the encoder ("" = none; at least one) on `device`. Errors name the file.
   TorchScriptVae(const std::string& decoder_path, const std::string& encoder_path, double scale_factor,
                  const torch::Device& device);
 
-  // latents (B, C, h, w) as the sampler produces them -> images (B, 3, 8h, 8w) in [-1, 1] (clamped), float32.
+  // latents (B, C, h, w) as the sampler produces them -> images (B, 1 or 3, 8h, 8w) in [-1, 1] (clamped), float32.
   torch::Tensor decode(const torch::Tensor& latents);
   // images (B, 3, H, W) in [-1, 1] -> latents (B, C, H/8, W/8) * scale_factor. The encoder returns the
   // latent mean (or a tuple whose first tensor it is).
   torch::Tensor encode(const torch::Tensor& images);
+  // The same for an encoder that returns the moments (B, 2C, h, w) = [mean, logvar] of the latent
+  // posterior: a sample mean + exp(logvar / 2) * noise (noise from `generator`, on the CPU), scaled.
+  torch::Tensor encode_sample(const torch::Tensor& images, torch::Generator& generator);
 
   bool has_encoder() const { return has_encoder_; }
+  bool has_decoder() const { return has_decoder_; }
   double scale_factor() const { return scale_factor_; }
   const std::string& decoder_path() const { return decoder_path_; }
 
  private:
+  torch::Tensor encode_unscaled(const torch::Tensor& images);  // the encoder's output, float32
+
   torch::jit::script::Module decoder_, encoder_;
   std::string decoder_path_, encoder_path_;
   double scale_factor_;
   torch::Device device_;
-  bool has_encoder_ = false;
+  bool has_encoder_ = false, has_decoder_ = false;
 };
 
 }  // namespace ilf

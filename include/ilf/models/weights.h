@@ -8,10 +8,10 @@
 
 #include <string>
 
-#include "ilf/io/config.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/backbone.h"
 #include "ilf/models/dit.h"
+#include "ilf/models/model_spec.h"
 #include "ilf/models/pixart.h"
 
 namespace ilf {
@@ -49,18 +49,18 @@ DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source =
 // num_heads is left 0.
 PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source = "weights");
 
-// Builds a backbone from the JSON section at `prefix` ("model"): {"family": "dit" | "pixart", ...}
-// with the fields of DiTConfig::from_config / PixArtConfig::from_config. Errors name the JSON path.
-BackbonePtr make_backbone(ConfigReader& reader, const std::string& prefix);
+// Builds a freshly initialised backbone from `spec` alone (family required; the fields of
+// DiTConfig::from_spec / PixArtConfig::from_spec). Errors name the config key.
+BackbonePtr make_backbone(const ModelSpec& spec);
 
 // Builds a backbone for `weights`: the architecture inferred from the tensors, completed and checked
-// by the JSON section at `prefix` (which may be absent). Settings the weights cannot tell (num_heads;
+// by `spec` (whose fields may all be absent). Settings the weights cannot tell (num_heads;
 // for PixArt variant alpha vs sigma; input_size and lewei_scale / pe_interpolation when there is no
 // pos_embed) must come from the config. Fallbacks, each logged: num_heads = the official models' head
 // count for their width (384: 6, 768: 12, 1024 and 1152: 16); the pos-embed scale = the value among
 // 1, 2, 0.5, 4, 0.25 that reproduces the stored pos_embed. A config value that contradicts the
 // weights is an error naming the key.
-BackbonePtr make_backbone_for_weights(const TensorMap& weights, ConfigReader& reader, const std::string& prefix,
+BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec& spec,
                                       const std::string& source = "weights");
 
 // Converts `weights` to the official layout and copies them into `model`. Every missing, unexpected

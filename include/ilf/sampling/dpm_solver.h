@@ -1,6 +1,6 @@
 // DPM-Solver++(2M) with the semantics of diffusers' DPMSolverMultistepScheduler (algorithm
 // "dpmsolver++", solver type "midpoint", epsilon prediction): integer timesteps, sigmas read from the
-// discrete training schedule, data-prediction multistep updates in float32 (DESIGN.md section 3).
+// discrete training schedule, data-prediction multistep updates in float32 (docs/design.md, "Solvers").
 #pragma once
 #include <torch/torch.h>
 

@@ -19,7 +19,6 @@
 #include <string>
 #include <vector>
 
-#include "ilf/io/config.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/backbone.h"
 
@@ -113,9 +112,17 @@ class ShardDataset : public Dataset {
 void write_shard(const std::string& path, const torch::Tensor& latents, const ConditionInputs& condition,
                  const std::map<std::string, std::string>& metadata = {});
 
-// Reads the "data" section: {"kind": "fashion_mnist", "path", "split"} or {"kind": "shards", "path",
-// "cache_shards"}. (The trainer reads "data.read_ahead" for the DataLoader.)
-DatasetPtr make_dataset(ConfigReader& config);
+// The "data" section: {"kind": "fashion_mnist", "path", "split"} or {"kind": "shards", "path",
+// "cache_shards"}, and the DataLoader's read-ahead.
+struct DataOptions {
+  std::string kind = "fashion_mnist";                     // "fashion_mnist" or "shards"
+  std::string path = "/usr/share/datasets/fashion-mnist";  // the idx folder, or the shard folder (required for shards)
+  std::string split = "train";                            // fashion_mnist: "train" or "test"
+  int64_t cache_shards = 3;                               // shards: shards kept in memory
+  int64_t read_ahead = 4;                                 // micro-batches loaded ahead in the background
+};
+
+DatasetPtr make_dataset(const DataOptions& options);
 
 struct DataLoaderOptions {
   uint64_t seed = 0;

@@ -1,5 +1,5 @@
 // The trainer behind `ilf_train`: Fast Approximate Distillation of the ILF feedback module on a frozen
-// backbone (DESIGN.md section 1), and plain noise-prediction pretraining of a whole backbone, with
+// backbone (docs/design.md, "The method"), and plain noise-prediction pretraining of a whole backbone, with
 // AdamW, warm-up, gradient clipping and accumulation, EMA, bf16 autocast on CUDA, activation
 // checkpointing, exact-resume checkpoints, JSONL metrics, sample grids and data parallelism.
 //
@@ -26,10 +26,11 @@
 #include <array>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "ilf/ilf/feedback.h"
+#include "ilf/feedback/feedback.h"
 #include "ilf/io/config.h"
 #include "ilf/models/backbone.h"
 #include "ilf/sampling/noise_schedule.h"
@@ -118,14 +119,28 @@ class NonFiniteLossError : public Error {
 // goes to the wrapped backbone.
 BackbonePtr with_activation_checkpointing(BackbonePtr backbone);
 
+// What a training run is made of (pipelines/training.h builds it from a run config).
+struct TrainerSetup {
+  TrainingOptions options;
+  std::string config_source = "config";  // the run config, for messages
+  // The backbone: loaded weights, or freshly initialised for pretraining. Built right after
+  // torch::manual_seed(options.seed), so that a run's initialisation (backbone, then feedback block)
+  // is a function of the seed.
+  BackbonePtr backbone;
+  std::optional<FeedbackOptions> feedback;  // the inner loop and F's initialisation; required in mode ilf
+  DatasetPtr dataset;
+  int64_t read_ahead = 4;  // DataLoader read-ahead (micro-batches)
+  Json resolved_config;    // what OUT/config.json and the checkpoints record
+  std::string out_dir;
+  bool resume = false;
+};
+
 class Trainer {
  public:
-  // Reads "model", "weights", "ilf" {loop_begin, loop_end, init}, "training" and "data" from
-  // `config`; `resolved_config` is what checkpoints record. Writes under `out_dir` (rank 0 only):
-  // config.json, metrics.jsonl, checkpoints/, feedback.safetensors (ilf) or backbone.safetensors
-  // (pretrain), samples/. With `resume`, continues from the newest checkpoint in out_dir/checkpoints.
-  Trainer(ConfigReader& config, const Json& resolved_config, const std::string& out_dir, bool resume,
-          Distributed& distributed);
+  // Writes under setup.out_dir (rank 0 only): config.json, metrics.jsonl, checkpoints/,
+  // feedback.safetensors (ilf) or backbone.safetensors (pretrain), samples/. With setup.resume,
+  // continues from the newest checkpoint in out_dir/checkpoints.
+  Trainer(const TrainerSetup& setup, Distributed& distributed);
   ~Trainer();
 
   // Trains until training.steps, or until SIGTERM / SIGUSR1 reached any rank (checked after every

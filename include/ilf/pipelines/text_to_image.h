@@ -1,5 +1,5 @@
 // Text-to-image sampling with PixArt-alpha and PixArt-Sigma, as the diffusers PixArtAlphaPipeline /
-// PixArtSigmaPipeline do it, through the ILF sampler (baseline, ILF or caching):
+// PixArtSigmaPipeline do it, through the ILF sampler (any acceleration method):
 //   prompts -> T5 caption embeddings (TextEncoder) -> the sampler from seeded noise with classifier-free
 //   guidance -> VAE decoder -> images, with PixArt's aspect-ratio bins for the multi-scale models.
 // The null (unconditional) caption for guidance:
@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "ilf/ilf/feedback.h"
-#include "ilf/io/config.h"
-#include "ilf/io/model_folder.h"
-#include "ilf/models/pixart.h"
+#include "ilf/config/run_config.h"
+#include "ilf/models/backbone.h"
+#include "ilf/pipelines/loading.h"
+#include "ilf/pipelines/model_folder.h"
 #include "ilf/models/vae.h"
 #include "ilf/sampling/sampler.h"
 #include "ilf/text/text_encoder.h"
@@ -51,32 +51,32 @@ torch::Tensor resize_and_crop(const torch::Tensor& images, int64_t height, int64
 
 // Everything a text-to-image run needs, loaded and checked.
 struct TextToImageModel {
-  std::string family;                // "pixart_alpha" or "pixart_sigma"
-  BackbonePtr backbone;              // a PixArtImpl
-  FeedbackModule feedback{nullptr};  // loaded for the ILF method
+  std::string family;      // "pixart_alpha" or "pixart_sigma"
+  BackbonePtr backbone;    // caption-conditioned (PixArt)
+  SamplingSetup sampling;  // the acceleration method, its feedback module (when it uses one) and the solver
+  SamplingOptions options;  // steps and guidance
   std::shared_ptr<TextEncoder> text_encoder;
   std::shared_ptr<TorchScriptVae> vae;
   torch::Device device{torch::kCPU};  // where the backbone and the VAE run
 
-  PixArtImpl& pixart() const { return dynamic_cast<PixArtImpl&>(*backbone); }
   // The image size the backbone was trained for (8 x input_size): the default height and width.
-  int64_t resolution() const { return pixart().config().input_size * kVaeDownsampling; }
+  int64_t resolution() const { return backbone->input_size() * kVaeDownsampling; }
   // Whether the null caption is the backbone's y_embedding (PixArt-alpha with it in the weights).
-  bool uses_y_embedding_null_caption() const;
+  bool uses_y_embedding_null_caption() const { return backbone->has_learned_null_condition(); }
 };
 
-// Loads a text-to-image model from a run config (completed by apply_model_folder, or written out in full):
-//   "weights", "model" (the backbone), "ilf" {feedback_weights, init} (for the ILF method),
-//   "text" {encoder, tokenizer, max_length, encoder_device (default: `device`), lowercase (true),
-//           cache_size (64)},
+// Loads a text-to-image model from a run config (completed by a model folder, or written out in full):
+//   "weights", "model" (the backbone), "ilf" (the feedback module, for methods that use it),
+//   "sampling" and the method's section,
+//   "text" {encoder, tokenizer, max_length, encoder_device (default: `device`), lowercase, cache_size},
 //   "vae" {decoder, encoder (not loaded here), scale_factor (default: the family's)}.
-// Checks, before any sampling, and reports clearly: missing files (all at once), a non-PixArt backbone,
-// text.max_length against the backbone's caption length, the text encoder's width against the backbone's
-// caption_channels (by encoding the empty prompt), the VAE decoder's output (by decoding a 2x2 latent),
-// and with `folder` its family and resolution against the backbone. Sets the backbone's null caption
-// (see the top of this file).
-TextToImageModel load_text_to_image_model(ConfigReader& reader, const SamplingOptions& options,
-                                          const torch::Device& device, const ModelFolder* folder = nullptr);
+// Checks, before any sampling, and reports clearly: missing files (all at once), a backbone that is not
+// caption-conditioned, text.max_length against the backbone's caption length, the text encoder's width
+// against the backbone's caption_channels (by encoding the empty prompt), the VAE decoder's output (by
+// decoding a 2x2 latent), and with `folder` its family and resolution against the backbone. Sets the
+// backbone's null caption (see the top of this file).
+TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::Device& device,
+                                          const ModelFolder* folder = nullptr);
 
 struct TextToImageRequest {
   std::vector<std::string> prompts;  // one image each
@@ -107,8 +107,16 @@ ConditionInputs caption_conditions(TextToImageModel& model, const std::vector<st
 ConditionInputs null_caption_conditions(TextToImageModel& model, const ConditionInputs& cond,
                                         const std::optional<std::string>& negative_prompt);
 
-// Generates one image per prompt. Guidance runs when options.guidance_scale != 1.
-TextToImageResult generate(TextToImageModel& model, Solver& solver, const SamplingOptions& options,
-                           const TextToImageRequest& request, const ProgressCallback& progress = nullptr);
+// Generates one image per prompt with the model's method, solver and options. Guidance runs when
+// model.options.guidance_scale != 1.
+TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& request,
+                           const ProgressCallback& progress = nullptr);
+
+}  // namespace ilf
+
+namespace ilf {
+
+// The prompts of a prompts file: one per non-empty line (a trailing '\r' is dropped). Errors name the file.
+std::vector<std::string> read_prompts_file(const std::string& path);
 
 }  // namespace ilf

@@ -1,6 +1,6 @@
 // Reading and checking text-to-image model folders, and completing run configs with them
-// (see include/ilf/io/model_folder.h).
-#include "ilf/io/model_folder.h"
+// (see include/ilf/pipelines/model_folder.h).
+#include "ilf/pipelines/model_folder.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "ilf/error.h"
-#include "ilf/io/run_config.h"
+#include "ilf/io/config.h"
 #include "ilf/models/vae.h"
 
 namespace ilf {
@@ -20,8 +20,8 @@ namespace fs = std::filesystem;
 
 const TextToImageFamily& text_to_image_family(const std::string& name) {
   static const std::vector<TextToImageFamily> families = {
-      {"pixart_alpha", 0.18215, 120, {"alpha", "alpha_ms"}},  // SD VAE; T5 captions of 120 tokens
-      {"pixart_sigma", 0.13025, 300, {"sigma"}},              // SDXL VAE; T5 captions of 300 tokens
+      {"pixart_alpha", kSdVaeLatentScale, 120, {"alpha", "alpha_ms"}},  // T5 captions of 120 tokens
+      {"pixart_sigma", kSdxlVaeLatentScale, 300, {"sigma"}},            // T5 captions of 300 tokens
   };
   for (const auto& f : families)
     if (f.name == name) return f;

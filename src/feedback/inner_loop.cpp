@@ -1,5 +1,5 @@
-// The inner-loop forward of ILF (see include/ilf/ilf/inner_loop.h and DESIGN.md section 1).
-#include "ilf/ilf/inner_loop.h"
+// The inner-loop forward of ILF (see include/ilf/feedback/inner_loop.h and docs/design.md, "The method").
+#include "ilf/feedback/inner_loop.h"
 
 namespace ilf {
 
@@ -8,6 +8,7 @@ torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedbac
                                  int64_t* block_forwards) {
   const int64_t depth = backbone.depth();
   const int64_t b = feedback.loop_begin(), e = feedback.loop_end();
+  int64_t ran = 0;  // block forwards, counted as they run
 
   torch::Tensor h = backbone.embed(x);  // (B, T, D)
   const Conditioning cond_t = backbone.condition(t, inputs);
@@ -16,19 +17,20 @@ torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedbac
   torch::Tensor loop_input;  // h_{b-1}, (B, T, D)
   for (int64_t j = 0; j <= e; ++j) {
     if (j == b) loop_input = h;
-    h = backbone.block(j, h, cond_t);
+    h = backbone.block(j, h, cond_t), ++ran;
   }
   // Feedback from the loop's output, computed under t.
   const torch::Tensor f_feed = feedback.feedback(h, cond_t);  // (B, T, D)
+  ++ran;
 
   // Second pass: the loop again with the scaled feedback added to each block's input, then the rest,
   // all under t_post. (Paper Eq. 2-3; we read the feedback as added to every loop block's input.)
   const Conditioning cond_post = backbone.condition(t_post, inputs);
   h = loop_input;
-  for (int64_t j = b; j <= e; ++j) h = backbone.block(j, h + feedback.scale(j).to(h.dtype()) * f_feed, cond_post);
-  for (int64_t j = e + 1; j < depth; ++j) h = backbone.block(j, h, cond_post);
+  for (int64_t j = b; j <= e; ++j) h = backbone.block(j, h + feedback.scale(j).to(h.dtype()) * f_feed, cond_post), ++ran;
+  for (int64_t j = e + 1; j < depth; ++j) h = backbone.block(j, h, cond_post), ++ran;
 
-  if (block_forwards) *block_forwards += depth + feedback.loop_size() + 1;
+  if (block_forwards) *block_forwards += ran;
   return backbone.head(h, cond_post, x.size(2), x.size(3));
 }
 

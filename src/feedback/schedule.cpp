@@ -1,5 +1,5 @@
 // t_post rules and the choice of feedback steps (see include/ilf/ilf/feedback_schedule.h).
-#include "ilf/ilf/feedback_schedule.h"
+#include "ilf/feedback/schedule.h"
 
 #include <algorithm>
 

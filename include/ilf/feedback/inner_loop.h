@@ -1,4 +1,4 @@
-// The inner-loop forward of ILF (paper Eq. 2-3; DESIGN.md section 1), the model output for x_t:
+// The inner-loop forward of ILF (paper Eq. 2-3; docs/design.md, "The method"), the model output for x_t:
 //   h = embed(x); run B_0..B_e under cond(t), keeping h_{b-1} and f_e;
 //   f_feed = F(f_e, cond(t));
 //   h = h_{b-1}; for j in b..e: h = B_j(h + s_j * f_feed, cond(t_post));
@@ -7,7 +7,7 @@
 #pragma once
 #include <torch/torch.h>
 
-#include "ilf/ilf/feedback.h"
+#include "ilf/feedback/feedback.h"
 #include "ilf/models/backbone.h"
 
 namespace ilf {

@@ -1,4 +1,4 @@
-// Feedback-aware inference scheduling (DESIGN.md section 1): which sampling steps use feedback, and
+// Feedback-aware inference scheduling (docs/design.md, "The method"): which sampling steps use feedback, and
 // the post-feedback time t_post that the loop blocks, the rest of the backbone and the head are
 // conditioned on. The solver itself keeps the sigmas of t.
 #pragma once

@@ -1,5 +1,7 @@
 // The block-caching baseline (see include/ilf/ilf/caching.h).
-#include "ilf/ilf/caching.h"
+#include "ilf/accel/cache.h"
+
+#include <algorithm>
 
 #include "ilf/error.h"
 
@@ -58,33 +60,56 @@ void CacheOptions::validate(int64_t depth) const {
   if (interval < 1) throw Error("cache.interval must be >= 1 (got " + std::to_string(interval) + ")");
 }
 
-BlockCache::BlockCache(const CacheOptions& options, int64_t depth) : options_(options), is_cached_(depth, false) {
-  options.validate(depth);
-  for (int64_t j : options.cached_blocks(depth)) is_cached_[j] = true;
+MethodSettingsPtr parse_cache_options(ConfigReader& r) {
+  auto o = std::make_shared<CacheOptions>();
+  o->location = parse_cache_location(r.choice("cache.location", to_string(o->location), {"first", "last", "outer", "inner", "alternating"}));
+  o->num_blocks = r.get<int64_t>("cache.num_blocks", o->num_blocks);
+  o->interval = r.get<int64_t>("cache.interval", o->interval);
+  if (o->num_blocks < 0) throw r.invalid("cache.num_blocks", "an integer >= 0");
+  if (o->interval < 1) throw r.invalid("cache.interval", "an integer >= 1");
+  return o;
 }
 
-torch::Tensor BlockCache::forward(Backbone& backbone, const torch::Tensor& x, const torch::Tensor& t,
-                                  const ConditionInputs& inputs, int64_t step, int64_t* block_forwards) {
-  const bool full = options_.is_full_step(step);
-  torch::Tensor h = backbone.embed(x);  // (B, T, D)
-  const Conditioning cond = backbone.condition(t, inputs);
-  int64_t ran = 0;
-  for (int64_t j = 0; j < backbone.depth(); ++j) {
-    if (!full && is_cached_[j]) {
+nlohmann::json CacheMethod::settings() const {
+  return {{"location", to_string(options_.location)}, {"num_blocks", options_.num_blocks}, {"interval", options_.interval}};
+}
+
+StepAction CacheMethod::plan_step(const StepInfo& step) const {
+  StepAction a;
+  a.t_post = step.timestep();
+  a.block_forwards = step.depth;
+  if (!options_.is_full_step(step.index)) {
+    a.kind = "reuse";
+    a.reused_blocks = options_.cached_blocks(step.depth);
+    a.block_forwards = step.depth - static_cast<int64_t>(a.reused_blocks.size());
+    a.extra_work = "one add per reused block";
+  }
+  return a;
+}
+
+torch::Tensor CacheMethod::forward(BlockRunner& runner, const torch::Tensor& x, const torch::Tensor& t,
+                                   const ConditionInputs& inputs, const StepInfo& step, StepAction& action) {
+  const bool full = action.reused_blocks.empty();
+  const int64_t depth = runner.backbone().depth();
+  const std::vector<int64_t> cached = options_.cached_blocks(depth);
+  std::vector<bool> is_cached(static_cast<size_t>(depth), false);
+  for (int64_t j : cached) is_cached[static_cast<size_t>(j)] = true;
+  torch::Tensor h = runner.embed(x);  // (B, T, D)
+  const Conditioning cond = runner.condition(t, inputs);
+  for (int64_t j = 0; j < depth; ++j) {
+    if (!full && is_cached[static_cast<size_t>(j)]) {
       auto stored = residuals_.find(j);
       if (stored == residuals_.end())
-        throw Error("block cache: step " + std::to_string(step) + " reuses block " + std::to_string(j) +
+        throw Error("block cache: step " + std::to_string(step.index) + " reuses block " + std::to_string(j) +
                     " but no full step ran before it (the first step must be a full step)");
       h = h + stored->second;
       continue;
     }
-    torch::Tensor out = backbone.block(j, h, cond);
-    ++ran;
-    if (full && is_cached_[j]) residuals_[j] = out - h;
+    torch::Tensor out = runner.block(j, h, cond);
+    if (full && is_cached[static_cast<size_t>(j)]) residuals_[j] = out - h;
     h = out;
   }
-  if (block_forwards) *block_forwards += ran;
-  return backbone.head(h, cond, x.size(2), x.size(3));
+  return runner.head(h, cond, x.size(2), x.size(3));
 }
 
 }  // namespace ilf

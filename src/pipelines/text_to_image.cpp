@@ -1,15 +1,15 @@
-// Text-to-image with PixArt-alpha / PixArt-Sigma (see include/ilf/sampling/text_to_image.h).
-#include "ilf/sampling/text_to_image.h"
+// Text-to-image with PixArt-alpha / PixArt-Sigma (see include/ilf/pipelines/text_to_image.h).
+#include "ilf/pipelines/text_to_image.h"
 
 #include <spdlog/spdlog.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
+#include "ilf/accel/registry.h"
 #include "ilf/error.h"
-#include "ilf/io/run_config.h"
 #include "ilf/models/weights.h"
-#include "ilf/sampling/model_loading.h"
 
 namespace ilf {
 
@@ -39,14 +39,12 @@ std::vector<AspectRatioBin> scaled_bins(const std::vector<AspectRatioBin>& bins,
   return out;
 }
 
-// A path from the config, resolved like every config path; missing files are collected in `missing`.
-std::string config_file(ConfigReader& reader, const std::string& key, bool required,
-                        std::vector<std::string>& missing) {
-  if (!reader.has(key)) {
+// A file from the config ("" = unset); missing files are collected in `missing`.
+std::string config_file(const std::string& path, const std::string& key, bool required, std::vector<std::string>& missing) {
+  if (path.empty()) {
     if (required) missing.push_back("\"" + key + "\" is not set");
     return "";
   }
-  const std::string path = resolve_config_path(reader, reader.require<std::string>(key));
   if (!std::filesystem::exists(path)) missing.push_back("\"" + key + "\": " + path + " does not exist");
   return path;
 }
@@ -95,73 +93,67 @@ torch::Tensor resize_and_crop(const torch::Tensor& images, int64_t height, int64
   return resized.slice(2, top, top + height).slice(3, left, left + width);  // (B, C, height, width)
 }
 
-bool TextToImageModel::uses_y_embedding_null_caption() const {
-  return family == "pixart_alpha" && pixart().builtin_null_caption_available();
-}
-
-TextToImageModel load_text_to_image_model(ConfigReader& reader, const SamplingOptions& options,
-                                          const torch::Device& device, const ModelFolder* folder) {
+TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::Device& device, const ModelFolder* folder) {
   // Every setting and file first, so that a missing part is reported before anything is loaded.
   std::vector<std::string> missing;
-  const std::string weights_path = config_file(reader, "weights", true, missing);
-  const std::string encoder_path = config_file(reader, "text.encoder", true, missing);
-  const std::string tokenizer_path = config_file(reader, "text.tokenizer", true, missing);
-  const std::string decoder_path = config_file(reader, "vae.decoder", true, missing);
-  config_file(reader, "vae.encoder", false, missing);  // for data preparation; not loaded here
-  const bool ilf = options.method == SamplingMethod::kIlf;
-  const std::string feedback_path = config_file(reader, "ilf.feedback_weights", ilf, missing);
+  const std::string weights_path = config_file(config.weights, "weights", true, missing);
+  const std::string encoder_path = config_file(config.text.encoder, "text.encoder", true, missing);
+  const std::string tokenizer_path = config_file(config.text.tokenizer, "text.tokenizer", true, missing);
+  const std::string decoder_path = config_file(config.vae.decoder, "vae.decoder", true, missing);
+  config_file(config.vae.encoder, "vae.encoder", false, missing);  // for data preparation; not loaded here
+  const bool uses_feedback = find_acceleration_method(config.sampling.method).uses_feedback_module;
+  const std::string feedback_path = config_file(config.ilf.weights, "ilf.feedback_weights", uses_feedback, missing);
   if (!missing.empty()) {
     std::string list;
     for (const auto& m : missing) list += "\n  - " + m;
-    throw Error(reader.source() + ": the text-to-image model is incomplete:" + list +
-                (ilf && feedback_path.empty()
-                     ? "\n  (method ilf needs a trained feedback module: --feedback or ilf.feedback_weights)"
-                     : ""));
+    throw Error(config.source + ": the text-to-image model is incomplete:" + list +
+                (uses_feedback && feedback_path.empty()
+                     ? "\n  (method " + config.sampling.method +
+                           " needs a trained feedback module: --feedback or ilf.feedback_weights)"
+                     : std::string()));
   }
   if (folder && !folder->device.empty() && torch::Device(folder->device).type() != device.type())
     throw Error(folder->manifest + ": its TorchScript modules were traced for " + folder->device +
                 " (\"device\") and run only there: sample with --device " + folder->device +
                 ", or export the folder again with --device " + device.str());
   TextEncoderOptions text_options;
-  text_options.max_length = reader.get<int64_t>("text.max_length", 0);
-  text_options.lowercase = reader.get<bool>("text.lowercase", true);
-  text_options.cache_capacity = reader.get<int64_t>("text.cache_size", 64);
-  const std::string encoder_device = reader.get<std::string>("text.encoder_device", device.str());
-  if (text_options.cache_capacity < 0) throw reader.invalid("text.cache_size", "an integer >= 0");
+  text_options.max_length = config.text.max_length.value_or(0);
+  text_options.lowercase = config.text.lowercase;
+  text_options.cache_capacity = config.text.cache_size;
+  const std::string encoder_device = config.text.encoder_device.empty() ? device.str() : config.text.encoder_device;
 
   // The backbone: built for its weights (reading them is I/O only), checked against the folder.
   TextToImageModel model;
   model.device = device;
+  model.options = config.sampling.options;
   TensorMap weights = read_weights(weights_path);
-  model.backbone = make_backbone_for_weights(weights, reader, "model", weights_path);
-  if (model.backbone->family() != "pixart")
-    throw Error(weights_path + ": text-to-image needs a PixArt backbone; these weights are " +
-                model.backbone->family());
-  const PixArtConfig& pixart = model.pixart().config();
-  model.family = text_to_image_family_of_variant(pixart.variant).name;
+  model.backbone = make_backbone_for_weights(weights, config.model, weights_path);
+  if (model.backbone->condition_kind() != ConditionKind::kCaption)
+    throw Error(weights_path + ": text-to-image needs a PixArt backbone; these weights are " + model.backbone->family());
+  Backbone& backbone = *model.backbone;
+  model.family = text_to_image_family_of_variant(backbone.variant()).name;
   if (folder) {
     if (folder->family != model.family)
-      throw Error(folder->manifest + ": family " + folder->family + " but the backbone is a PixArt " + pixart.variant +
+      throw Error(folder->manifest + ": family " + folder->family + " but the backbone is a PixArt " + backbone.variant() +
                   " model (" + model.family + ")");
     if (folder->resolution != model.resolution())
       throw Error(folder->manifest + ": resolution " + std::to_string(folder->resolution) +
-                  " but the backbone's input_size " + std::to_string(pixart.input_size) + " makes " +
+                  " but the backbone's input_size " + std::to_string(backbone.input_size()) + " makes " +
                   std::to_string(model.resolution()) + "-pixel images");
   }
-  if (text_options.max_length == 0) text_options.max_length = pixart.model_max_length;
-  if (text_options.max_length != pixart.model_max_length)
-    throw reader.invalid("text.max_length", "the backbone's caption length model.model_max_length = " +
-                                                std::to_string(pixart.model_max_length) + " (got " +
-                                                std::to_string(text_options.max_length) + ")");
-  const double scale_factor = reader.get<double>("vae.scale_factor", text_to_image_family(model.family).latent_scale);
-  if (std::abs(scale_factor - text_to_image_family(model.family).latent_scale) > 1e-9)
-    spdlog::warn("vae.scale_factor {} is not the {} latent scale {}", scale_factor, model.family,
-                 text_to_image_family(model.family).latent_scale);
-  load_backbone_weights(*model.backbone, std::move(weights), weights_path);
-  move_backbone(*model.backbone, device, torch::kFloat32);
-  model.backbone->eval();
+  if (text_options.max_length == 0) text_options.max_length = backbone.caption_length();
+  if (text_options.max_length != backbone.caption_length())
+    throw Error(config.source + ": \"text.max_length\" must be the backbone's caption length model.model_max_length = " +
+                std::to_string(backbone.caption_length()) + " (got " + std::to_string(text_options.max_length) + ")");
+  const double family_scale = text_to_image_family(model.family).latent_scale;
+  const double scale_factor = config.vae.scale_factor.value_or(family_scale);
+  if (std::abs(scale_factor - family_scale) > 1e-9)
+    spdlog::warn("vae.scale_factor {} is not the {} latent scale {}", scale_factor, model.family, family_scale);
+  load_backbone_weights(backbone, std::move(weights), weights_path);
+  move_backbone(backbone, device, torch::kFloat32);
+  backbone.eval();
 
-  model.feedback = load_feedback_from_config(reader, *model.backbone, options, device);  // empty unless method ilf
+  model.sampling = load_sampling(config, backbone, device);
 
   const torch::Device text_device(encoder_device);
   if (text_device.is_cuda() && !torch::cuda::is_available())
@@ -179,17 +171,21 @@ TextToImageModel load_text_to_image_model(ConfigReader& reader, const SamplingOp
 
   // Probes: the text encoder's width (the empty prompt, which is also Sigma's null caption) and the VAE's output.
   const CaptionEmbeddings empty = model.text_encoder->encode({""});
-  if (empty.features.size(2) != pixart.caption_channels)
+  if (empty.features.size(2) != backbone.caption_channels())
     throw Error(encoder_path + ": the text encoder makes " + std::to_string(empty.features.size(2)) +
                 "-dimensional features but the backbone (" + weights_path +
-                ") expects caption_channels = " + std::to_string(pixart.caption_channels));
-  if (!model.uses_y_embedding_null_caption())
-    model.pixart().set_null_caption(empty.features[0].to(device), empty.mask[0].to(device));
+                ") expects caption_channels = " + std::to_string(backbone.caption_channels()));
+  if (!model.uses_y_embedding_null_caption()) {
+    ConditionInputs null;
+    null.caption = empty.features[0].to(device);
+    null.caption_mask = empty.mask[0].to(device);
+    backbone.set_null_condition(null);
+  }
   if (model.family == "pixart_alpha" && !model.uses_y_embedding_null_caption())
     spdlog::info("{}: no y_embedder.y_embedding in the weights; the null caption is the embedding of the empty prompt",
                  weights_path);
   const torch::Tensor probe =
-      model.vae->decode(torch::zeros({1, pixart.in_channels, 2, 2}, torch::TensorOptions().device(device)));
+      model.vae->decode(torch::zeros({1, backbone.in_channels(), 2, 2}, torch::TensorOptions().device(device)));
   if (probe.size(2) != 2 * kVaeDownsampling || probe.size(3) != 2 * kVaeDownsampling)
     throw Error(decoder_path + ": the VAE decoder turns a 2x2 latent into " + std::to_string(probe.size(3)) + "x" +
                 std::to_string(probe.size(2)) + " pixels; expected " + std::to_string(kVaeDownsampling) +
@@ -198,24 +194,24 @@ TextToImageModel load_text_to_image_model(ConfigReader& reader, const SamplingOp
 }
 
 ImageSize generation_size(const TextToImageModel& model, ImageSize requested, bool binning) {
-  const PixArtConfig& c = model.pixart().config();
+  const Backbone& backbone = *model.backbone;
   const int64_t resolution = model.resolution();
   if (requested.height == 0) requested.height = resolution;
   if (requested.width == 0) requested.width = resolution;
   if (requested.height < 0 || requested.width < 0)
     throw Error("image size " + size_text(requested) + ": must be positive");
   ImageSize size = requested;
-  if (binning && c.recomputes_pos_embed() && !aspect_ratio_bins(resolution).empty())
+  if (binning && backbone.accepts_any_size() && !aspect_ratio_bins(resolution).empty())
     size = nearest_aspect_ratio_bin(requested.height, requested.width, aspect_ratio_bins(resolution));
-  if (!c.recomputes_pos_embed() && (size.height != resolution || size.width != resolution))
-    throw Error("PixArt " + c.variant + " at " + std::to_string(resolution) +
+  if (!backbone.accepts_any_size() && (size.height != resolution || size.width != resolution))
+    throw Error("PixArt " + backbone.variant() + " at " + std::to_string(resolution) +
                 " pixels has a fixed positional embedding and makes only " + std::to_string(resolution) + "x" +
                 std::to_string(resolution) + " images (asked for " + size_text(requested) +
                 "); the multi-scale models (PixArt-alpha 1024-MS, PixArt-Sigma) make other sizes");
-  const int64_t step = kVaeDownsampling * c.patch_size;
+  const int64_t step = kVaeDownsampling * backbone.patch_size();
   if (size.height % step != 0 || size.width % step != 0)
     throw Error("image size " + size_text(size) + ": height and width must be multiples of " + std::to_string(step) +
-                " (8 pixels per latent x patch size " + std::to_string(c.patch_size) + ")");
+                " (8 pixels per latent x patch size " + std::to_string(backbone.patch_size()) + ")");
   return size;
 }
 
@@ -224,7 +220,7 @@ ConditionInputs caption_conditions(TextToImageModel& model, const std::vector<st
   ConditionInputs inputs;
   inputs.caption = e.features.to(model.device);   // (B, L, C)
   inputs.caption_mask = e.mask.to(model.device);  // (B, L)
-  if (model.pixart().config().micro_condition()) {
+  if (model.backbone->uses_size_conditioning()) {
     const int64_t batch = static_cast<int64_t>(prompts.size());
     const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(model.device);
     inputs.image_hw = torch::tensor({static_cast<float>(size.height), static_cast<float>(size.width)}, options)
@@ -245,14 +241,14 @@ ConditionInputs null_caption_conditions(TextToImageModel& model, const Condition
     null.caption_mask = e.mask.to(model.device).expand({batch, -1}).contiguous();     // (B, L)
     return null;
   }
-  ConditionInputs null = model.pixart().null_condition(cond);
+  ConditionInputs null = model.backbone->null_condition(cond);
   // PixArt-alpha's learned null caption takes each image's own caption mask (official inference).
   if (model.uses_y_embedding_null_caption()) null.caption_mask = cond.caption_mask;
   return null;
 }
 
-TextToImageResult generate(TextToImageModel& model, Solver& solver, const SamplingOptions& options,
-                           const TextToImageRequest& request, const ProgressCallback& progress) {
+TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& request, const ProgressCallback& progress) {
+  const SamplingOptions& options = model.options;
   if (request.prompts.empty()) throw Error("text-to-image: no prompts");
   if (request.seeds.size() != request.prompts.size())
     throw Error("text-to-image: " + std::to_string(request.prompts.size()) + " prompts but " +
@@ -277,11 +273,28 @@ TextToImageResult generate(TextToImageModel& model, Solver& solver, const Sampli
   }
   const torch::Tensor x_T = torch::cat(noise).to(model.device);  // (B, C, h, w)
 
-  result.sampling = sample(*model.backbone, model.feedback ? model.feedback.get() : nullptr, solver, options, x_T, cond,
-                           null, progress);
+  result.sampling =
+      sample(*model.backbone, *model.sampling.method, *model.sampling.solver, options, x_T, cond, null, progress);
   const torch::Tensor images = model.vae->decode(result.sampling.samples);  // (B, 3, 8h, 8w)
   result.images = resize_and_crop(images, result.requested.height, result.requested.width);
   return result;
+}
+
+}  // namespace ilf
+
+namespace ilf {
+
+std::vector<std::string> read_prompts_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot read the prompts file");
+  std::vector<std::string> prompts;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") != std::string::npos) prompts.push_back(line);
+  }
+  if (prompts.empty()) throw Error(path + ": the prompts file has no prompts (one per line)");
+  return prompts;
 }
 
 }  // namespace ilf

@@ -1,0 +1,43 @@
+// Data preparation, what ilf_prepare_data runs: the safetensors shards that `ilf_train` reads
+// ("data.kind": "shards") from a folder of images, with a TorchScript VAE encoder, and either class
+// labels (one sub-folder per class) or captions (a .txt beside each image) encoded by a TorchScript
+// text encoder, as for a real DiT / PixArt data set.
+//
+// Images are decoded with stb_image (RGB, or grey with channels = 1), resized so the shorter side
+// equals `resolution` and centre-cropped, then scaled to [-1, 1] and encoded in batches: latents =
+// encoder(images) * latent_scale. The encoder returns the latent mean (B, C, h, w), or with
+// encoder_output "moments" the (B, 2C, h, w) [mean, logvar] of the latent distribution, sampled with
+// `seed`. Captions are preprocessed and tokenized as the sampling pipeline does it (ilf::TextEncoder);
+// the empty prompt's features go to null_caption.safetensors beside the shards (the null caption for
+// condition dropout of models without a learned one).
+//
+// The image order is shuffled (`seed`) before it is cut into shards of `shard_size`, so every shard
+// mixes classes / captions. Each shard is written atomically; a rerun skips finished shards.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace ilf {
+
+struct DataPreparationOptions {
+  std::string images, out;             // the image folder (recursive) and the shard folder
+  std::string vae_encoder;             // TorchScript VAE encoder
+  std::string encoder_output = "mean";  // "mean" or "moments"
+  double latent_scale = 0.18215;       // the VAE's latent scale factor
+  bool labels_from_folders = false;    // class = index of the first-level sub-folder (sorted)
+  bool captions = false;               // caption = the .txt file beside each image
+  std::string text_encoder, tokenizer;  // with captions: TorchScript T5 encoder and its spiece.model
+  int64_t max_tokens = 120;            // caption length L
+  bool micro_conditions = false;       // store image_hw and aspect_ratio (PixArt-alpha MS)
+  int64_t channels = 3;                // 3: RGB; 1: grey
+  int64_t resolution = 256;            // image side after resize + centre crop
+  int64_t shard_size = 1024, batch = 16;
+  std::string dtype = "f16";           // stored dtype: f16, bf16 or f32
+  std::string device = "cpu";
+  uint64_t seed = 0;
+};
+
+// Writes the shards (and classes.json or null_caption.safetensors). Errors name the file or option.
+void prepare_shards(const DataPreparationOptions& options);
+
+}  // namespace ilf

@@ -1,0 +1,35 @@
+// Evaluating one sampling setting of a class-conditional model against references, what ilf_eval,
+// the sweeps and the reports run:
+//   - FID between generated samples and a reference image set, in the feature space of a TorchScript
+//     feature extractor (its `features(x)` method; the standard Inception TorchScript works too);
+//   - class accuracy of the samples, judged by the same module's `forward(x)` logits;
+//   - fidelity to a reference sampler: MSE and PSNR against same-seed samples saved by an earlier run
+//     (typically the 20-step baseline);
+//   - block forwards and seconds per image, measured in the same run.
+// Samples are generated in batches with balanced classes (sample i has class i % num_classes); batch b
+// starts at sample s and draws its noise from seed + s, so every setting sees the same initial noise
+// for the same sample index.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "ilf/config/run_config.h"
+
+namespace ilf {
+
+struct EvalRequest {
+  int64_t num_samples = 5000;
+  int64_t batch = 500;
+  uint64_t seed = 0;
+  std::string write_samples;      // save the samples (safetensors "samples") here ("" = no)
+  std::string reference_samples;  // same-seed reference samples for MSE / PSNR ("" = none)
+  std::string label;              // a name for this row in reports
+  std::string device = "cpu";
+};
+
+// The metrics as JSON: label, fid, class_accuracy, block_forwards, seconds_per_image, num_samples,
+// reference_set, settings (the generation settings) and, with reference samples, psnr_vs_reference and
+// mse_vs_reference. Throws ilf::Error naming the file or flag for bad inputs.
+nlohmann::json evaluate_class_to_image(const RunConfig& config, const EvalRequest& request);
+
+}  // namespace ilf

@@ -1,0 +1,267 @@
+// The typed run config (see include/ilf/config/run_config.h): one parser per section, each the only
+// reader of its keys, and the final check that no key was left unread.
+#include "ilf/config/run_config.h"
+
+#include <algorithm>
+
+#include "ilf/error.h"
+
+namespace ilf {
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// A file path from the config, resolved (as given, or beside the config file); "" when unset.
+std::string path_setting(ConfigReader& r, const std::string& key) {
+  const std::string value = r.get<std::string>(key, "");
+  return value.empty() ? value : resolve_config_path(r, value);
+}
+
+ModelSpec parse_model(ConfigReader& r) {
+  ModelSpec m;
+  m.source = r.source();
+  m.prefix = "model";
+  if (r.has("model.folder"))
+    throw r.invalid("model.folder", "applied before the config is read (use ilf_sample --model-folder or a tool of "
+                                    "pipelines/, which complete the config from the folder's model.json)");
+  auto opt_int = [&](const char* key, std::optional<int64_t>& out) {
+    if (r.has(std::string("model.") + key)) out = r.require<int64_t>(std::string("model.") + key);
+  };
+  auto opt_double = [&](const char* key, std::optional<double>& out) {
+    if (r.has(std::string("model.") + key)) out = r.require<double>(std::string("model.") + key);
+  };
+  auto opt_bool = [&](const char* key, std::optional<bool>& out) {
+    if (r.has(std::string("model.") + key)) out = r.require<bool>(std::string("model.") + key);
+  };
+  if (r.has("model.family")) m.family = r.choice("model.family", "", {"dit", "pixart"});
+  if (r.has("model.variant")) m.variant = r.choice("model.variant", "", {"alpha", "alpha_ms", "sigma"});
+  opt_int("input_size", m.input_size);
+  opt_int("patch_size", m.patch_size);
+  opt_int("in_channels", m.in_channels);
+  opt_int("hidden_size", m.hidden_size);
+  opt_int("depth", m.depth);
+  opt_int("num_heads", m.num_heads);
+  opt_double("mlp_ratio", m.mlp_ratio);
+  opt_int("num_classes", m.num_classes);
+  opt_bool("learn_sigma", m.learn_sigma);
+  opt_bool("pred_sigma", m.pred_sigma);
+  opt_int("caption_channels", m.caption_channels);
+  opt_int("model_max_length", m.model_max_length);
+  opt_double("lewei_scale", m.lewei_scale);
+  opt_double("pe_interpolation", m.pe_interpolation);
+  opt_bool("qk_norm", m.qk_norm);
+  opt_bool("kv_compress", m.kv_compress);
+  return m;
+}
+
+FeedbackSection parse_feedback(ConfigReader& r) {
+  FeedbackSection f;
+  if (r.has("ilf.loop_begin")) f.loop_begin = r.require<int64_t>("ilf.loop_begin");
+  if (r.has("ilf.loop_end")) f.loop_end = r.require<int64_t>("ilf.loop_end");
+  f.init = r.choice("ilf.init", "copy", {"copy", "random"}) == "copy" ? FeedbackInit::kCopyLoopEnd : FeedbackInit::kRandom;
+  f.weights = path_setting(r, "ilf.feedback_weights");
+  return f;
+}
+
+SamplingSection parse_sampling(ConfigReader& r) {
+  SamplingSection s;
+  s.method = r.choice("sampling.method", s.method, acceleration_method_names());
+  s.options.steps = r.get<int64_t>("sampling.steps", s.options.steps);
+  s.options.guidance_scale = r.get<double>("sampling.guidance_scale", s.options.guidance_scale);
+  s.options.guided_channels = r.get<int64_t>("sampling.guided_channels", s.options.guided_channels);
+  if (s.options.steps < 1) throw r.invalid("sampling.steps", "an integer >= 1 (got " + std::to_string(s.options.steps) + ")");
+  if (s.options.guided_channels < 0) throw r.invalid("sampling.guided_channels", "an integer >= 0 (0 = all eps channels)");
+  s.solver = parse_solver_options(r, "sampling");
+  return s;
+}
+
+VaeSection parse_vae(ConfigReader& r) {
+  VaeSection v;
+  v.decoder = path_setting(r, "vae.decoder");
+  v.encoder = path_setting(r, "vae.encoder");
+  if (r.has("vae.scale_factor")) {
+    v.scale_factor = r.require<double>("vae.scale_factor");
+    if (!(*v.scale_factor > 0)) throw r.invalid("vae.scale_factor", "a positive number");
+  }
+  return v;
+}
+
+TextSection parse_text(ConfigReader& r) {
+  TextSection t;
+  t.encoder = path_setting(r, "text.encoder");
+  t.tokenizer = path_setting(r, "text.tokenizer");
+  if (r.has("text.max_length")) {
+    t.max_length = r.require<int64_t>("text.max_length");
+    if (*t.max_length < 1) throw r.invalid("text.max_length", "an integer >= 1");
+  }
+  t.lowercase = r.get<bool>("text.lowercase", t.lowercase);
+  t.cache_size = r.get<int64_t>("text.cache_size", t.cache_size);
+  if (t.cache_size < 0) throw r.invalid("text.cache_size", "an integer >= 0");
+  t.encoder_device = r.get<std::string>("text.encoder_device", t.encoder_device);
+  return t;
+}
+
+DataOptions parse_data(ConfigReader& r) {
+  DataOptions d;
+  d.kind = r.choice("data.kind", d.kind, {"fashion_mnist", "shards"});
+  if (d.kind == "shards") {
+    d.path = resolve_config_path(r, r.require<std::string>("data.path"));
+  } else {
+    d.path = r.get<std::string>("data.path", d.path);
+    d.split = r.choice("data.split", d.split, {"train", "test"});
+  }
+  d.cache_shards = r.get<int64_t>("data.cache_shards", d.cache_shards);
+  if (d.cache_shards < 1) throw r.invalid("data.cache_shards", ">= 1");
+  d.read_ahead = r.get<int64_t>("data.read_ahead", d.read_ahead);
+  if (d.read_ahead < 0) throw r.invalid("data.read_ahead", ">= 0");
+  return d;
+}
+
+EvalSection parse_eval(ConfigReader& r) {
+  EvalSection e;
+  e.feature_extractor = resolve_config_path(r, r.get<std::string>("eval.feature_extractor", e.feature_extractor));
+  e.crop = r.get<int64_t>("eval.crop", e.crop);
+  if (e.crop < 0) throw r.invalid("eval.crop", "an integer >= 0");
+  e.reference_set = r.choice("eval.reference_set", e.reference_set, {"fashion_mnist_test"});
+  e.dataset_folder = r.get<std::string>("eval.dataset_folder", e.dataset_folder);
+  return e;
+}
+
+void check_top_level_keys(const ConfigReader& r) {
+  const std::vector<std::string> known = run_config_sections();
+  for (const auto& key : r.json().items())
+    if (std::find(known.begin(), known.end(), key.key()) == known.end())
+      throw Error(r.source() + ": unknown top-level key \"" + key.key() + "\" (expected one of " + join(known) + ")");
+}
+
+}  // namespace
+
+std::optional<FeedbackOptions> FeedbackSection::options() const {
+  if (!loop_begin || !loop_end) return std::nullopt;
+  return FeedbackOptions{*loop_begin, *loop_end, init};
+}
+
+FeedbackOptions FeedbackSection::require(const std::string& source, const std::string& needed_by) const {
+  for (const auto& [key, value] : {std::pair<const char*, bool>{"ilf.loop_begin", loop_begin.has_value()},
+                                   {"ilf.loop_end", loop_end.has_value()}})
+    if (!value) throw Error(source + ": missing required key \"" + key + "\" (" + needed_by + " needs the inner loop)");
+  return *options();
+}
+
+std::vector<std::string> run_config_sections() {
+  std::vector<std::string> sections = {"model", "weights", "ilf", "sampling", "vae", "text", "training", "data", "eval"};
+  for (const auto& m : acceleration_methods())
+    if (!m.section.empty() && std::find(sections.begin(), sections.end(), m.section) == sections.end())
+      sections.push_back(m.section);
+  return sections;
+}
+
+Json read_run_config_json(const std::string& path, const std::vector<std::string>& overrides) {
+  Json config = path.empty() ? Json::object() : load_json_file(path);
+  for (const auto& o : overrides) apply_override(config, o);
+  return config;
+}
+
+RunConfig parse_run_config(const Json& json, const std::string& source) {
+  ConfigReader r(json, source);
+  check_top_level_keys(r);
+  RunConfig c;
+  c.source = source;
+  c.json = json;
+  c.model = parse_model(r);
+  c.weights = path_setting(r, "weights");
+  c.ilf = parse_feedback(r);
+  c.sampling = parse_sampling(r);
+  for (const auto& m : acceleration_methods()) c.methods[m.name] = m.parse(r);
+  c.vae = parse_vae(r);
+  c.text = parse_text(r);
+  c.training = training_options_from_config(r);
+  c.data = parse_data(r);
+  c.eval = parse_eval(r);
+  r.check_all_used();
+  return c;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return parse_run_config(read_run_config_json(path, overrides), path.empty() ? "config" : path);
+}
+
+AccelerationMethodPtr make_acceleration_method(const RunConfig& config, FeedbackModuleImpl* feedback) {
+  const MethodEntry& entry = find_acceleration_method(config.sampling.method);
+  MethodContext context;
+  context.source = config.source;
+  context.loop = config.ilf.options();
+  context.feedback = feedback;
+  return entry.make(config.method_settings(), context);
+}
+
+SolverOptions parse_solver_options(ConfigReader& reader, const std::string& prefix) {
+  const auto path = [&](const std::string& key) { return prefix.empty() ? key : prefix + "." + key; };
+  SolverOptions options;
+  options.solver = reader.choice(path("solver"), options.solver, solver_names());
+  const std::string& solver = options.solver;
+
+  for (const auto& setting : solver_settings()) {
+    const bool applies = std::find(setting.solvers.begin(), setting.solvers.end(), solver) != setting.solvers.end();
+    if (!applies && reader.has(path(setting.key)))
+      throw reader.invalid(path(setting.key), "left out with solver \"" + solver + "\": it applies only to " +
+                                                  join(setting.solvers));
+  }
+
+  if (solver == "dpmpp2m" || solver == "ddim") {
+    NoiseScheduleOptions schedule;
+    schedule.beta_schedule = reader.choice(path("beta_schedule"), schedule.beta_schedule, {"linear", "scaled_linear"});
+    schedule.beta_start = reader.get<double>(path("beta_start"), schedule.beta_start);
+    schedule.beta_end = reader.get<double>(path("beta_end"), schedule.beta_end);
+    if (!(schedule.beta_start > 0 && schedule.beta_start < 1))
+      throw reader.invalid(path("beta_start"), "in (0, 1) (got " + std::to_string(schedule.beta_start) + ")");
+    if (!(schedule.beta_end > 0 && schedule.beta_end < 1))
+      throw reader.invalid(path("beta_end"), "in (0, 1) (got " + std::to_string(schedule.beta_end) + ")");
+    schedule.num_train_timesteps = reader.get<int64_t>(path("num_train_timesteps"), schedule.num_train_timesteps);
+    if (schedule.num_train_timesteps < 2)
+      throw reader.invalid(path("num_train_timesteps"), ">= 2 (got " + std::to_string(schedule.num_train_timesteps) + ")");
+
+    const std::string default_spacing = solver == "dpmpp2m" ? "linspace" : "leading";
+    const TimestepSpacing spacing =
+        parse_timestep_spacing(reader.choice(path("timestep_spacing"), default_spacing, {"linspace", "leading", "trailing"}));
+    const int64_t steps_offset = reader.get<int64_t>(path("steps_offset"), 0);
+    if (steps_offset < 0) throw reader.invalid(path("steps_offset"), ">= 0 (got " + std::to_string(steps_offset) + ")");
+
+    if (solver == "dpmpp2m") {
+      DPMSolverOptions& o = options.dpmpp2m;
+      o.schedule = schedule;
+      o.timestep_spacing = spacing;
+      o.steps_offset = steps_offset;
+      o.solver_order = reader.get<int64_t>(path("solver_order"), o.solver_order);
+      if (o.solver_order != 1 && o.solver_order != 2)
+        throw reader.invalid(path("solver_order"), "1 or 2 (got " + std::to_string(o.solver_order) + ")");
+      o.lower_order_final = reader.get<bool>(path("lower_order_final"), o.lower_order_final);
+      o.euler_at_final = reader.get<bool>(path("euler_at_final"), o.euler_at_final);
+      o.final_sigmas_type = reader.choice(path("final_sigmas_type"), o.final_sigmas_type, {"zero", "sigma_min"});
+    } else {
+      DDIMOptions& o = options.ddim;
+      o.schedule = schedule;
+      o.timestep_spacing = spacing;
+      o.steps_offset = steps_offset;
+      o.clip_sample = reader.get<bool>(path("clip_sample"), o.clip_sample);
+      o.clip_sample_range = reader.get<double>(path("clip_sample_range"), o.clip_sample_range);
+      if (!(o.clip_sample_range > 0))
+        throw reader.invalid(path("clip_sample_range"), "> 0 (got " + std::to_string(o.clip_sample_range) + ")");
+      o.set_alpha_to_one = reader.get<bool>(path("set_alpha_to_one"), o.set_alpha_to_one);
+    }
+  } else {  // pixart_dpm
+    PixArtDPMSolverOptions& o = options.pixart_dpm;
+    o.solver_order = reader.get<int64_t>(path("solver_order"), o.solver_order);
+    if (o.solver_order != 1 && o.solver_order != 2)
+      throw reader.invalid(path("solver_order"), "1 or 2 (got " + std::to_string(o.solver_order) + ")");
+    o.lower_order_final = reader.get<bool>(path("lower_order_final"), o.lower_order_final);
+  }
+  return options;
+}
+
+}  // namespace ilf
