@@ -1,6 +1,6 @@
 // Ablation sweeps: sweep-file parsing and validation, point expansion, stage execution with
-// completion markers, Slurm job-array scripts and metric collection (see include/ilf/sweep/sweep.h).
-#include "ilf/sweep/sweep.h"
+// completion markers, Slurm job-array scripts and metric collection (see include/ilf/experiments/sweep/sweep.h).
+#include "ilf/experiments/sweep/sweep.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
