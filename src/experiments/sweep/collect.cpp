@@ -1,8 +1,8 @@
 // Reports on a sweep, read from its output folder without running anything: the plan (points, folders,
 // block forwards, the stages left to run) and the results table (axis values, state and metrics of every
 // point, from metrics.json and the training's metrics.jsonl) as CSV and Markdown
-// (see include/ilf/experiments/sweep/sweep.h).
-#include "ilf/experiments/sweep/sweep.h"
+// (see include/ilf/experiments/sweep/collect.h).
+#include "ilf/experiments/sweep/collect.h"
 
 #include <filesystem>
 #include <fstream>
@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "ilf/experiments/sweep/runner.h"
 #include "sweep_internal.h"
 
 namespace ilf {

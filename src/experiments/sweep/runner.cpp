@@ -3,8 +3,8 @@
 // leaves an atomic completion marker, so a stopped sweep resumes where it was; point and training
 // folders are locked while they run; SIGINT / SIGTERM are forwarded to the running stage. Everything
 // here touches processes and the output folder, unlike the parsing in spec.cpp
-// (see include/ilf/experiments/sweep/sweep.h).
-#include "ilf/experiments/sweep/sweep.h"
+// (see include/ilf/experiments/sweep/runner.h).
+#include "ilf/experiments/sweep/runner.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

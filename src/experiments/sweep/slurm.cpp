@@ -1,8 +1,8 @@
 // Slurm job arrays: the sbatch script that runs one point per array task (training through srun on all
 // the task's ranks, requeued when it stops at the time limit), the array specifications, and the split
 // of the incomplete points into a training wave and a sample/eval wave. Only text generation: `submit`
-// in tools/ilf_sweep.cpp calls sbatch (see include/ilf/experiments/sweep/sweep.h).
-#include "ilf/experiments/sweep/sweep.h"
+// in tools/ilf_sweep.cpp calls sbatch (see include/ilf/experiments/sweep/slurm.h).
+#include "ilf/experiments/sweep/slurm.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "ilf/experiments/sweep/runner.h"
 #include "sweep_internal.h"
 
 namespace ilf {

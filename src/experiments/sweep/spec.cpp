@@ -1,8 +1,8 @@
 // Sweep files: parsing and validating a sweep file (every key, the axes, stages, commands, metrics and
 // Slurm settings), the snapshot `submit` stores, and the expansion of the axes into points, each checked
 // the way the tools will read its run config. Kept apart from running and reporting so that a sweep can
-// be read and checked without touching its output folder (see include/ilf/experiments/sweep/sweep.h).
-#include "ilf/experiments/sweep/sweep.h"
+// be read and checked without touching its output folder (see include/ilf/experiments/sweep/spec.h).
+#include "ilf/experiments/sweep/spec.h"
 
 #include <algorithm>
 #include <cctype>
