@@ -343,7 +343,7 @@ def build_model(arch):
 
 
 # ---------------------------------------------------------------------------------------------
-# Presets (as include/ilf/bench/bench.h) and random inputs
+# Presets (as include/ilf/experiments/bench/bench.h) and random inputs
 
 def _dit(**kw):
     a = dict(family="dit", input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28, num_heads=16,

@@ -6,8 +6,8 @@
 
 #include <string>
 
-#include "ilf/bench/bench.h"
-#include "ilf/bench/cuda_support.h"
+#include "ilf/experiments/bench/bench.h"
+#include "ilf/experiments/bench/cuda_support.h"
 #include "ilf/error.h"
 #include "ilf/io/safetensors.h"
 #include "test_helpers.h"

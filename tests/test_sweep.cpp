@@ -1,4 +1,4 @@
-// Tests for ablation sweeps (include/ilf/sweep/sweep.h): sweep-file validation naming the bad axis or
+// Tests for ablation sweeps (include/ilf/experiments/sweep/sweep.h): sweep-file validation naming the bad axis or
 // key, grid and zip expansion, block-forward estimates (the paper's counts), shared trainings, sbatch
 // scripts, local runs with fake stage commands that resume after failures and interruptions, and the
 // collected tables.
@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "ilf/error.h"
-#include "ilf/sweep/sweep.h"
+#include "ilf/experiments/sweep/sweep.h"
 #include "test_helpers.h"
 
 namespace fs = std::filesystem;

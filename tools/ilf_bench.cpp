@@ -16,8 +16,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "ilf/bench/bench.h"
-#include "ilf/bench/cuda_support.h"
+#include "ilf/experiments/bench/bench.h"
+#include "ilf/experiments/bench/cuda_support.h"
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/models/weights.h"

@@ -1,4 +1,4 @@
-// ilf_sweep: config-driven ablation sweeps over the ILF tools (see include/ilf/sweep/sweep.h for the
+// ilf_sweep: config-driven ablation sweeps over the ILF tools (see include/ilf/experiments/sweep/sweep.h for the
 // sweep-file format and the output layout).
 //   ilf_sweep plan    SWEEP [--json]                 the points: overrides, folders, block forwards, state
 //   ilf_sweep run     SWEEP --local                  every incomplete point, one after another (resumes)
@@ -22,7 +22,7 @@
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/config.h"
-#include "ilf/sweep/sweep.h"
+#include "ilf/experiments/sweep/sweep.h"
 
 using namespace ilf;
 namespace fs = std::filesystem;

@@ -1,8 +1,8 @@
-// CUDA events and CUDA-graph capture for the fast path (see include/ilf/bench/cuda_support.h).
+// CUDA events and CUDA-graph capture for the fast path (see include/ilf/experiments/bench/cuda_support.h).
 // The CUDA code is compiled only when the LibTorch we link was built with CUDA (CMake defines
 // ILF_HAVE_CUDA from Torch's own configuration). Header presence is not enough: a CUDA toolkit next
 // to a CPU-only LibTorch (Debian's) has the CUDA runtime headers but not LibTorch's CUDA headers.
-#include "ilf/bench/cuda_support.h"
+#include "ilf/experiments/bench/cuda_support.h"
 
 #include <exception>
 #include <vector>

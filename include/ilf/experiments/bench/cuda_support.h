@@ -1,5 +1,5 @@
 // CUDA-only pieces of the fast path, behind an interface without CUDA types so that the project still
-// builds where no CUDA headers exist (the Debian CPU LibTorch). src/bench/cuda_support.cpp compiles
+// builds where no CUDA headers exist (the Debian CPU LibTorch). src/experiments/bench/cuda_support.cpp compiles
 // them when <cuda_runtime_api.h> and <ATen/cuda/CUDAGraph.h> are both visible (a CUDA LibTorch);
 // elsewhere cuda_support_compiled() is false and the functions throw ilf::Error.
 #pragma once

@@ -1,5 +1,5 @@
-// Benchmark models, methods, timing and the results table (see include/ilf/bench/bench.h).
-#include "ilf/bench/bench.h"
+// Benchmark models, methods, timing and the results table (see include/ilf/experiments/bench/bench.h).
+#include "ilf/experiments/bench/bench.h"
 
 #include <ATen/Context.h>
 
@@ -10,7 +10,7 @@
 #include <limits>
 #include <sstream>
 
-#include "ilf/bench/cuda_support.h"
+#include "ilf/experiments/bench/cuda_support.h"
 #include "ilf/error.h"
 #include "ilf/accel/registry.h"
 #include "ilf/io/safetensors.h"
