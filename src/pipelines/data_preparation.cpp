@@ -140,7 +140,7 @@ void prepare_shards(const DataPreparationOptions& args) {
     text_options.cache_capacity = 0;  // captions rarely repeat
     text = std::make_unique<TextEncoder>(args.text_encoder, args.tokenizer, text_options, device);
     const CaptionEmbeddings empty = text->encode({""});
-    write_safetensors((fs::path(args.out) / "null_caption.safetensors").string(),
+    write_safetensors((fs::path(args.out) / kNullCaptionFile).string(),
                       {{"caption", empty.features[0].cpu().contiguous()}, {"caption_mask", empty.mask[0].cpu().contiguous()}},
                       {{"format", "ilf.null_caption"}});
   }

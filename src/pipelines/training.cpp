@@ -32,7 +32,7 @@ Json resolved_config(const RunConfig& config) {
 void set_null_caption_from_shards(Backbone& backbone, const DataOptions& data) {
   if (backbone.condition_kind() != ConditionKind::kCaption || backbone.has_learned_null_condition() || data.kind != "shards")
     return;
-  const fs::path null_caption = fs::path(data.path) / "null_caption.safetensors";
+  const fs::path null_caption = fs::path(data.path) / kNullCaptionFile;
   if (!fs::exists(null_caption))
     throw Error(null_caption.string() + ": missing; this PixArt model has no built-in null caption for condition "
                 "dropout (ilf_prepare_data --captions writes the file)");

@@ -143,8 +143,11 @@ bool is_float_dtype(const nlohmann::json& header, const std::string& key) {
 ShardDataset::ShardDataset(const std::string& folder, int64_t cache_shards)
     : folder_(folder), cache_shards_(std::max<int64_t>(1, cache_shards)) {
   if (!fs::is_directory(folder)) throw Error(folder + ": shard folder does not exist");
+  // Every *.safetensors file but the null caption that ilf_prepare_data writes beside the shards.
   for (const auto& entry : fs::directory_iterator(folder))
-    if (entry.is_regular_file() && entry.path().extension() == ".safetensors") shards_.push_back(entry.path().string());
+    if (entry.is_regular_file() && entry.path().extension() == ".safetensors" &&
+        entry.path().filename() != kNullCaptionFile)
+      shards_.push_back(entry.path().string());
   std::sort(shards_.begin(), shards_.end());
   if (shards_.empty()) throw Error(folder + ": no *.safetensors shards in the folder");
 

@@ -69,7 +69,7 @@ class FashionMnistDataset : public Dataset {
 // Reads one idx file (gzip-compressed or plain) into a uint8 tensor of the shape its header gives.
 torch::Tensor read_idx_file(const std::string& path);
 
-// A folder of safetensors shards (*.safetensors, in name order). Each shard holds
+// A folder of safetensors shards (*.safetensors but kNullCaptionFile, in name order). Each shard holds
 //   "latents"        (N, C, H, W) F32/F16/BF16, already multiplied by the VAE's scale factor;
 //   and either "labels" (N,) I64/I32 (class-conditional)
 //   or "captions" (N, L, D) F32/F16/BF16 + "caption_masks" (N, L) (non-zero = valid token);
@@ -77,6 +77,10 @@ torch::Tensor read_idx_file(const std::string& path);
 // Only the shard headers are read at start; shards are loaded when needed and the `cache_shards` most
 // recently used stay in memory. The epoch order shuffles the shard order, then the samples inside each
 // shard, so reading stays sequential in shards.
+// The file beside the shards that holds the text encoder's features of the empty prompt ("caption"
+// (L, D), "caption_mask" (L)): the null caption for condition dropout of models without a learned one.
+inline constexpr const char* kNullCaptionFile = "null_caption.safetensors";
+
 class ShardDataset : public Dataset {
  public:
   explicit ShardDataset(const std::string& folder, int64_t cache_shards = 3);
