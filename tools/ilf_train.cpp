@@ -18,6 +18,7 @@
 #include "ilf/io/run_config.h"
 #include "ilf/training/distributed.h"
 #include "ilf/training/trainer.h"
+#include "ilf/util/stop_signal.h"
 
 using namespace ilf;
 namespace fs = std::filesystem;

@@ -1,6 +1,6 @@
 // The ILF / pretraining trainer (see include/ilf/training/trainer.h): options, the FAD and
 // pretraining losses, the optimizer step with accumulation, clipping, EMA and data-parallel gradient
-// averaging, checkpoints with exact resume, metrics, sample grids and stop signals.
+// averaging, checkpoints with exact resume, metrics and sample grids.
 #include "ilf/training/trainer.h"
 
 #include <ATen/autocast_mode.h>
@@ -10,7 +10,6 @@
 #include <torch/version.h>
 
 #include <cmath>
-#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -25,6 +24,7 @@
 #include "ilf/sampling/dpm_solver.h"
 #include "ilf/sampling/sampler.h"
 #include "ilf/training/checkpoint.h"
+#include "ilf/util/stop_signal.h"
 
 #ifdef ILF_HAVE_NCCL
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -227,23 +227,7 @@ ConditionInputs drop_condition(const Backbone& backbone, const ConditionInputs& 
   return out;
 }
 
-std::atomic<int> g_stop_signal{0};
-
-extern "C" void handle_stop_signal(int signal) { g_stop_signal.store(signal); }
-
 }  // namespace
-
-void install_stop_signal_handlers() {
-  struct sigaction action {};
-  action.sa_handler = handle_stop_signal;
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGUSR1, &action, nullptr);
-}
-
-bool stop_signal_received() { return g_stop_signal.load() != 0; }
-int last_stop_signal() { return g_stop_signal.load(); }
 
 BackbonePtr with_activation_checkpointing(BackbonePtr backbone) {
   return std::make_shared<CheckpointedBackbone>(std::move(backbone));

@@ -37,6 +37,7 @@
 #include "ilf/training/datasets.h"
 #include "ilf/training/distributed.h"
 #include "ilf/training/ema.h"
+#include "ilf/util/stop_signal.h"  // run() stops on its request; kept here for the callers of trainer.h
 
 namespace ilf {
 
@@ -176,10 +177,5 @@ class Trainer {
   std::chrono::steady_clock::time_point start_time_;
   int64_t start_step_ = 0;
 };
-
-// The process-wide stop request set by SIGTERM / SIGUSR1 once install_stop_signal_handlers() ran.
-void install_stop_signal_handlers();
-bool stop_signal_received();
-int last_stop_signal();
 
 }  // namespace ilf
