@@ -17,6 +17,7 @@
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/run_config.h"
 #include "ilf/training/distributed.h"
+#include "ilf/training/options.h"
 #include "ilf/training/trainer.h"
 #include "ilf/util/stop_signal.h"
 
