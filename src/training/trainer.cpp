@@ -3,11 +3,9 @@
 // averaging, checkpoints with exact resume, metrics and sample grids.
 #include "ilf/training/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
-#include <torch/version.h>
 
 #include <cmath>
 #include <filesystem>
@@ -23,7 +21,9 @@
 #include "ilf/models/weights.h"
 #include "ilf/sampling/dpm_solver.h"
 #include "ilf/sampling/sampler.h"
+#include "ilf/training/activation_checkpointing.h"
 #include "ilf/training/checkpoint.h"
+#include "ilf/training/torch_compat.h"
 #include "ilf/util/stop_signal.h"
 
 #ifdef ILF_HAVE_NCCL
@@ -37,147 +37,6 @@ namespace {
 // Seeds of the independent random streams (mixed with the run's seed and the sample id).
 constexpr uint64_t kNoiseStream = 0x6e6f697365ull;   // t, eps and condition dropout of each sample
 constexpr uint64_t kSampleStream = 0x73616d706cull;  // the fixed noise of the sample grids
-
-// ----- autocast (LibTorch 1.x and 2.x spell it differently) -----
-bool cuda_autocast_enabled() {
-#if TORCH_VERSION_MAJOR >= 2
-  return at::autocast::is_autocast_enabled(at::kCUDA);
-#else
-  return at::autocast::is_enabled();
-#endif
-}
-
-void set_cuda_autocast(bool enabled) {
-#if TORCH_VERSION_MAJOR >= 2
-  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
-#else
-  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-  at::autocast::set_enabled(enabled);
-#endif
-  if (!enabled) at::autocast::clear_cache();
-}
-
-// bf16 autocast on CUDA for the lifetime of the object (a no-op when `enabled` is false).
-class AutocastScope {
- public:
-  explicit AutocastScope(bool enabled) : enabled_(enabled) {
-    if (enabled_) set_cuda_autocast(true);
-  }
-  ~AutocastScope() {
-    if (enabled_) set_cuda_autocast(false);
-  }
-
- private:
-  bool enabled_;
-};
-
-// ----- activation checkpointing -----
-
-// Runs one backbone block without keeping its activations; backward recomputes the block with
-// gradients enabled and back-propagates through the recomputation (parameters of the block that
-// require grad accumulate their .grad there).
-class CheckpointedBlockFunction : public torch::autograd::Function<CheckpointedBlockFunction> {
- public:
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
-                                                const torch::Tensor& cond_block, const torch::Tensor& cond_head,
-                                                const torch::Tensor& caption_tokens, const torch::Tensor& caption_mask,
-                                                int64_t present, Backbone* backbone, int64_t j) {
-    // Undefined conditioning tensors arrive as empty placeholders (see CheckpointedBackbone::block);
-    // `present` says which are real.
-    const torch::Tensor inputs[] = {h, cond_block, cond_head, caption_tokens, caption_mask};
-    int64_t needs_grad = 0;
-    for (int i = 0; i < 5; ++i)
-      if (inputs[i].requires_grad()) needs_grad |= int64_t{1} << i;
-    ctx->save_for_backward({h, cond_block, cond_head, caption_tokens, caption_mask});
-    ctx->saved_data["needs_grad"] = needs_grad;
-    ctx->saved_data["present"] = present;
-    ctx->saved_data["backbone"] = reinterpret_cast<int64_t>(backbone);
-    ctx->saved_data["j"] = j;
-    ctx->saved_data["autocast"] = cuda_autocast_enabled();
-    auto real = [&](int i) { return (present & (int64_t{1} << i)) ? inputs[i] : torch::Tensor(); };
-    return {backbone->block(j, h, Conditioning{real(1), real(2), real(3), real(4)})};
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    const int64_t needs_grad = ctx->saved_data["needs_grad"].toInt();
-    const int64_t present = ctx->saved_data["present"].toInt();
-    auto* backbone = reinterpret_cast<Backbone*>(ctx->saved_data["backbone"].toInt());
-    const int64_t j = ctx->saved_data["j"].toInt();
-    const bool autocast = ctx->saved_data["autocast"].toBool();
-
-    std::vector<torch::Tensor> inputs(5);
-    for (int i = 0; i < 5; ++i) {
-      if (!(present & (int64_t{1} << i))) continue;
-      inputs[i] = saved[i].detach();
-      if (needs_grad & (int64_t{1} << i)) inputs[i].requires_grad_(true);
-    }
-    torch::Tensor out;
-    {
-      torch::AutoGradMode enable_grad(true);
-      const bool previous_autocast = cuda_autocast_enabled();
-      if (autocast != previous_autocast) set_cuda_autocast(autocast);
-      out = backbone->block(j, inputs[0], Conditioning{inputs[1], inputs[2], inputs[3], inputs[4]});
-      if (autocast != previous_autocast) set_cuda_autocast(previous_autocast);
-      if (out.requires_grad()) torch::autograd::backward({out}, {grad_outputs[0]});
-    }
-    torch::autograd::variable_list grads(8);
-    for (int i = 0; i < 5; ++i)
-      if (inputs[i].defined() && inputs[i].requires_grad()) grads[i] = inputs[i].grad();
-    return grads;
-  }
-};
-
-class CheckpointedBackbone : public Backbone {
- public:
-  explicit CheckpointedBackbone(BackbonePtr inner) : inner_(register_module("inner", std::move(inner))) {}
-
-  std::string family() const override { return inner_->family(); }
-  int64_t depth() const override { return inner_->depth(); }
-  int64_t hidden_size() const override { return inner_->hidden_size(); }
-  int64_t in_channels() const override { return inner_->in_channels(); }
-  int64_t out_channels() const override { return inner_->out_channels(); }
-  torch::Tensor embed(const torch::Tensor& x) override { return inner_->embed(x); }
-  Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override {
-    return inner_->condition(t, inputs);
-  }
-  torch::Tensor block(int64_t j, const torch::Tensor& h, const Conditioning& cond) override {
-    if (!torch::GradMode::is_enabled()) return inner_->block(j, h, cond);
-    // Custom autograd functions take only defined tensors: undefined ones travel as empty placeholders.
-    const torch::Tensor parts[] = {h, cond.block, cond.head, cond.caption_tokens, cond.caption_mask};
-    int64_t present = 0;
-    torch::Tensor args[5];
-    for (int i = 0; i < 5; ++i) {
-      if (parts[i].defined()) present |= int64_t{1} << i;
-      args[i] = parts[i].defined() ? parts[i] : torch::empty({0}, h.options());
-    }
-    return CheckpointedBlockFunction::apply(args[0], args[1], args[2], args[3], args[4], present, inner_.get(), j)[0];
-  }
-  torch::Tensor head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) override {
-    return inner_->head(h, cond, height, width);
-  }
-  BlockPtr make_block() const override { return inner_->make_block(); }
-  BlockPtr block_module(int64_t j) const override { return inner_->block_module(j); }
-  ConditionInputs null_condition(const ConditionInputs& like) const override { return inner_->null_condition(like); }
-
- private:
-  BackbonePtr inner_;
-};
-
-// ----- optimizer state (the key type of Optimizer::state() differs between LibTorch 1.x and 2.x) -----
-template <typename StateMap>
-typename StateMap::key_type optimizer_state_key(const StateMap&, const torch::Tensor& p) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream key;  // what LibTorch 1.x's c10::guts::to_string(TensorImpl*) gives
-    key << p.unsafeGetTensorImpl();
-    return key.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
 
 // ----- small helpers -----
 std::string format_duration(double seconds) {
@@ -228,10 +87,6 @@ ConditionInputs drop_condition(const Backbone& backbone, const ConditionInputs& 
 }
 
 }  // namespace
-
-BackbonePtr with_activation_checkpointing(BackbonePtr backbone) {
-  return std::make_shared<CheckpointedBackbone>(std::move(backbone));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Trainer

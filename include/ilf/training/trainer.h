@@ -59,11 +59,6 @@ class NonFiniteLossError : public Error {
   using Error::Error;
 };
 
-// A Backbone whose block() runs with activation checkpointing: the block's activations are not
-// kept for backward but recomputed there (gradients equal the plain backbone's). Every other call
-// goes to the wrapped backbone.
-BackbonePtr with_activation_checkpointing(BackbonePtr backbone);
-
 class Trainer {
  public:
   // Reads "model", "weights", "ilf" {loop_begin, loop_end, init}, "training" and "data" from
