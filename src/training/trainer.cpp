@@ -13,7 +13,6 @@
 #include <sstream>
 
 #include "ilf/error.h"
-#include "ilf/ilf/inner_loop.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/image.h"
 #include "ilf/io/run_config.h"
@@ -23,6 +22,7 @@
 #include "ilf/sampling/sampler.h"
 #include "ilf/training/activation_checkpointing.h"
 #include "ilf/training/checkpoint.h"
+#include "ilf/training/losses.h"
 #include "ilf/training/torch_compat.h"
 #include "ilf/util/stop_signal.h"
 
@@ -34,9 +34,8 @@ namespace ilf {
 namespace fs = std::filesystem;
 namespace {
 
-// Seeds of the independent random streams (mixed with the run's seed and the sample id).
-constexpr uint64_t kNoiseStream = 0x6e6f697365ull;   // t, eps and condition dropout of each sample
-constexpr uint64_t kSampleStream = 0x73616d706cull;  // the fixed noise of the sample grids
+// The seed of the sample grids' fixed noise (mixed with the run's seed).
+constexpr uint64_t kSampleStream = 0x73616d706cull;
 
 // ----- small helpers -----
 std::string format_duration(double seconds) {
@@ -58,32 +57,6 @@ double memory_mb(const torch::Device& device) {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
-
-ConditionInputs condition_to(const ConditionInputs& c, const torch::Device& device) {
-  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
-  return {move(c.class_labels), move(c.caption), move(c.caption_mask), move(c.image_hw), move(c.aspect_ratio)};
-}
-
-// Replaces the condition of the samples where drop (B,) is true by the backbone's null condition.
-ConditionInputs drop_condition(const Backbone& backbone, const ConditionInputs& c, const torch::Tensor& drop) {
-  const ConditionInputs null = backbone.null_condition(c);
-  ConditionInputs out = c;
-  if (c.class_labels.defined()) out.class_labels = torch::where(drop, null.class_labels, c.class_labels);
-  if (c.caption.defined()) {
-    if (null.caption.sizes() != c.caption.sizes())
-      throw Error("condition dropout: the null caption has shape " + c10::str(null.caption.sizes()) +
-                  " but the data's captions have shape " + c10::str(c.caption.sizes()));
-    std::vector<int64_t> shape(static_cast<size_t>(c.caption.dim()), 1);
-    shape[0] = -1;
-    out.caption = torch::where(drop.view(shape), null.caption.to(c.caption.dtype()), c.caption);
-    const torch::Tensor data_mask = c.caption_mask.defined() ? c.caption_mask.to(torch::kLong)
-                                                             : torch::ones(c.caption.sizes().slice(0, 2), drop.options().dtype(torch::kLong));
-    const torch::Tensor null_mask = null.caption_mask.defined() ? null.caption_mask.to(torch::kLong).expand_as(data_mask)
-                                                                : torch::ones_like(data_mask);
-    out.caption_mask = torch::where(drop.view({-1, 1}), null_mask, data_mask);
-  }
-  return out;
 }
 
 }  // namespace
@@ -264,81 +237,14 @@ void Trainer::restore_optimizer_state(const std::map<std::string, AdamState>& st
   }
 }
 
-torch::Tensor Trainer::model_eps(Backbone& model, const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& cond) {
-  return model.forward(x, t, cond).narrow(1, 0, backbone_->in_channels()).to(torch::kFloat32);
-}
-
 LossTerms Trainer::compute_loss(const TrainingBatch& batch) {
-  const int64_t B = batch.x0.size(0);
   const torch::Tensor x0 = batch.x0.to(device_, torch::kFloat32);  // (B, C, H, W)
-  const auto sample_shape = batch.x0.sizes().slice(1).vec();
-  const int64_t T = schedule_.num_train_timesteps();
-
-  // Per-sample t, eps and dropout from the sample's own stream: independent of the rank layout.
-  std::vector<torch::Tensor> eps_list, t_list, u_list;
-  for (int64_t i = 0; i < B; ++i) {
-    auto generator = make_cpu_generator(mix_seed(mix_seed(options_.seed, kNoiseStream), static_cast<uint64_t>(batch.sample_ids[i])));
-    t_list.push_back(torch::randint(0, T, {1}, generator, torch::kLong));
-    eps_list.push_back(torch::randn(sample_shape, generator, torch::kFloat32));
-    u_list.push_back(torch::rand({1}, generator, torch::kFloat64));
-  }
-  const torch::Tensor t = torch::cat(t_list).to(device_);       // (B,) int64 in [0, T)
-  const torch::Tensor eps = torch::stack(eps_list).to(device_);  // (B, C, H, W)
-  const torch::Tensor drop = (torch::cat(u_list) < options_.cond_dropout).to(device_);  // (B,) bool
-  const ConditionInputs cond = drop_condition(*backbone_, condition_to(batch.condition, device_), drop);
-  const torch::Tensor x_t = schedule_.add_noise(x0, eps, t);
-  const bool autocast = options_.precision == "bf16";
-
-  LossTerms terms;
-  if (options_.mode == TrainingMode::kPretrain) {
-    torch::Tensor pred;
-    {
-      AutocastScope scope(autocast);
-      pred = model_eps(*compute_backbone_, x_t, t, cond);
-    }
-    terms.rec = torch::mse_loss(pred, eps);
-    terms.total = terms.rec;
-    return terms;
-  }
-
-  const torch::Tensor t_teacher = (t.to(torch::kFloat64) * options_.t_ratio).floor().to(torch::kLong);  // (B,)
-  const torch::Tensor t_post = options_.t_post_train == TrainTPost::kNone ? t : t_teacher;
-  torch::Tensor student, teacher;
-  {
-    AutocastScope scope(autocast);
-    student = inner_loop_forward(*compute_backbone_, *feedback_, x_t, t, t_post, cond)
-                  .narrow(1, 0, backbone_->in_channels())
-                  .to(torch::kFloat32);
-    torch::NoGradGuard no_grad;
-    if (options_.teacher == TeacherKind::kFad) {
-      // Fast Approximate Distillation: re-noise the same x0 with the same eps at t'.
-      teacher = model_eps(*backbone_, schedule_.add_noise(x0, eps, t_teacher), t_teacher, cond);
-    } else {
-      // Standard distillation: teacher_steps DDIM steps of the frozen backbone from (x_t, t) to t',
-      // then the backbone's prediction there. Per-sample integer times tau_k = round(t + (t' - t) k / K).
-      const torch::Tensor abar = schedule_.alphas_cumprod.to(device_);  // (T,) float32
-      const int64_t K = options_.teacher_steps;
-      torch::Tensor x = x_t;
-      auto time_at = [&](int64_t k) {
-        return (t.to(torch::kFloat64) + (t_teacher - t).to(torch::kFloat64) * (static_cast<double>(k) / K))
-            .round()
-            .to(torch::kLong);
-      };
-      for (int64_t k = 0; k < K; ++k) {
-        const torch::Tensor tau = time_at(k), tau_next = time_at(k + 1);
-        const torch::Tensor e = model_eps(*backbone_, x, tau, cond);
-        const torch::Tensor a = abar.index_select(0, tau).view({-1, 1, 1, 1});
-        const torch::Tensor a_next = abar.index_select(0, tau_next).view({-1, 1, 1, 1});
-        const torch::Tensor x0_pred = (x - (1 - a).sqrt() * e) / a.sqrt();
-        x = a_next.sqrt() * x0_pred + (1 - a_next).sqrt() * e;
-      }
-      teacher = model_eps(*backbone_, x, t_teacher, cond);
-    }
-  }
-  terms.rec = torch::mse_loss(student, eps);
-  terms.dist = torch::mse_loss(student, teacher);
-  terms.total = options_.w_rec * terms.rec + options_.w_dist * terms.dist;
-  return terms;
+  const TrainingNoise noise =
+      draw_training_noise(batch, options_.seed, schedule_.num_train_timesteps(), options_.cond_dropout, device_);
+  const ConditionInputs cond = drop_condition(*backbone_, condition_to(batch.condition, device_), noise.drop);
+  if (options_.mode == TrainingMode::kPretrain)
+    return pretraining_loss(*compute_backbone_, schedule_, x0, noise.eps, noise.t, cond, options_.precision == "bf16");
+  return fad_loss(*compute_backbone_, *feedback_, *backbone_, schedule_, x0, noise.eps, noise.t, cond, options_);
 }
 
 StepMetrics Trainer::train_step() {

@@ -36,6 +36,7 @@
 #include "ilf/training/datasets.h"
 #include "ilf/training/distributed.h"
 #include "ilf/training/ema.h"
+#include "ilf/training/losses.h"
 #include "ilf/training/options.h"
 #include "ilf/util/stop_signal.h"  // run() stops on its request; kept here for the callers of trainer.h
 
@@ -46,11 +47,6 @@ struct StepMetrics {
   int64_t step = 0;  // 1-based: the number of optimizer steps done after this one
   double loss = 0, loss_rec = 0, loss_dist = 0;
   double lr = 0, grad_norm = 0;
-};
-
-// The loss of one micro-batch. Exposed for tests; the trainer calls it.
-struct LossTerms {
-  torch::Tensor total, rec, dist;  // 0-d; `dist` undefined in pretrain mode
 };
 
 // Thrown when a loss or gradient is NaN or Inf: the step is not applied and nothing is written.
@@ -76,6 +72,8 @@ class Trainer {
 
   // One optimizer step (all micro-batches); exposed for tests.
   StepMetrics train_step();
+  // The loss of one micro-batch (the losses of losses.h on this run's models, options and noise
+  // streams); exposed for tests.
   LossTerms compute_loss(const TrainingBatch& batch);
 
   // Writes the checkpoint and the feedback / backbone file for the current step (rank 0).
@@ -97,7 +95,6 @@ class Trainer {
   void write_metrics(const StepMetrics& metrics, double seconds_per_step);
   void write_sample_grid();
   void truncate_metrics(int64_t last_step);
-  torch::Tensor model_eps(Backbone& model, const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& cond);
 
   TrainingOptions options_;
   Json resolved_config_;
