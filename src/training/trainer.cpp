@@ -1,74 +1,37 @@
-// The ILF / pretraining trainer (see include/ilf/training/trainer.h): options, the FAD and
-// pretraining losses, the optimizer step with accumulation, clipping, EMA and data-parallel gradient
-// averaging, checkpoints with exact resume, metrics and sample grids.
+// The ILF / pretraining trainer (see include/ilf/training/trainer.h): set-up of models, data and
+// optimizer, the optimizer step with accumulation, clipping, EMA and data-parallel gradient averaging,
+// the run loop with stop requests, checkpoints with exact resume. The losses, options, activation
+// checkpointing, metrics and sample grids live in their own files (see trainer.h).
 #include "ilf/training/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
-#include "ilf/io/image.h"
 #include "ilf/io/run_config.h"
 #include "ilf/models/pixart.h"
 #include "ilf/models/weights.h"
-#include "ilf/sampling/dpm_solver.h"
-#include "ilf/sampling/sampler.h"
 #include "ilf/training/activation_checkpointing.h"
 #include "ilf/training/checkpoint.h"
 #include "ilf/training/losses.h"
+#include "ilf/training/run_output.h"
 #include "ilf/training/torch_compat.h"
 #include "ilf/util/stop_signal.h"
 
-#ifdef ILF_HAVE_NCCL
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
-
 namespace ilf {
 namespace fs = std::filesystem;
-namespace {
-
-// The seed of the sample grids' fixed noise (mixed with the run's seed).
-constexpr uint64_t kSampleStream = 0x73616d706cull;
-
-// ----- small helpers -----
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const auto s = static_cast<int64_t>(seconds + 0.5);
-  char text[32];
-  std::snprintf(text, sizeof(text), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
-  return text;
-}
-
-double memory_mb(const torch::Device& device) {
-#ifdef ILF_HAVE_NCCL
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
-  }
-#endif
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// Trainer
 
 Trainer::Trainer(ConfigReader& config, const Json& resolved_config, const std::string& out_dir, bool resume,
                  Distributed& distributed)
     : options_(training_options_from_config(config)),
       resolved_config_(resolved_config),
       out_dir_(out_dir),
+      output_(out_dir),
       dist_(distributed),
       device_(training_device(options_, distributed.local_rank())),
       schedule_(NoiseSchedule::create()) {
@@ -168,7 +131,7 @@ Trainer::Trainer(ConfigReader& config, const Json& resolved_config, const std::s
   }
   if (resume && !latest.empty()) resume_from(latest);
   if (dist_.is_main()) {
-    truncate_metrics(step_);  // a resumed run logs the steps after its checkpoint again
+    output_.truncate_metrics(step_);  // a resumed run logs the steps after its checkpoint again
     const int64_t trainable_count = [&] {
       int64_t n = 0;
       for (auto& [name, p] : trainable_) n += p.numel();
@@ -392,12 +355,10 @@ void Trainer::write_metrics(const StepMetrics& m, double seconds_per_step) {
                {"grad_norm", m.grad_norm},
                {"it_per_s", it_per_s},
                {"samples_per_s", it_per_s * global_batch},
-               {"memory_mb", memory_mb(device_)},
+               {"memory_mb", peak_memory_mb(device_)},
                {"time_s", elapsed}};
   if (options_.mode == TrainingMode::kIlf) line["loss_dist"] = m.loss_dist;
-  std::ofstream out((fs::path(out_dir_) / "metrics.jsonl").string(), std::ios::app);
-  out << line.dump() << "\n";
-  out.flush();
+  output_.append_metrics(line);
   if (options_.mode == TrainingMode::kIlf)
     spdlog::info("step {}/{} loss {:.5f} (rec {:.5f}, dist {:.5f}) lr {:.2e} grad {:.3f} | {:.2f} it/s, ETA {}", m.step,
                  options_.steps, m.loss, m.loss_rec, m.loss_dist, m.lr, m.grad_norm, it_per_s, format_duration(remaining));
@@ -406,68 +367,15 @@ void Trainer::write_metrics(const StepMetrics& m, double seconds_per_step) {
                  m.grad_norm, it_per_s, format_duration(remaining));
 }
 
-void Trainer::truncate_metrics(int64_t last_step) {
-  // Keeps the metrics of steps <= last_step (a resumed run logs the later steps again).
-  const std::string path = (fs::path(out_dir_) / "metrics.jsonl").string();
-  if (!fs::exists(path)) return;
-  std::vector<std::string> kept;
-  {
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty()) continue;
-      try {
-        if (Json::parse(line).at("step").get<int64_t>() <= last_step) kept.push_back(line);
-      } catch (const std::exception&) {
-        // A line cut short by a kill: drop it.
-      }
-    }
-  }
-  write_file_atomically(path, [&](std::ostream& out) {
-    for (const auto& line : kept) out << line << "\n";
-  });
-}
-
 void Trainer::write_sample_grid() {
   // All ranks take part only in the training collectives; the grid is rank 0's business.
   if (!dist_.is_main()) return;
-  const int64_t channels = backbone_->in_channels();
-  if (channels != 1 && channels != 3) {
-    static bool warned = false;
-    if (!warned) spdlog::info("sample grids need pixel-space data (1 or 3 channels); skipping them for latents");
-    warned = true;
-    return;
-  }
-  torch::NoGradGuard no_grad;
-  const int64_t n = std::min(options_.sample_images, dataset_->size());
-  std::vector<int64_t> indices(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) indices[i] = i;
-  const TrainingBatch reference = dataset_->load(indices);  // the conditions of the first n samples
-  const ConditionInputs inputs = condition_to(reference.condition, device_);
-  auto generator = make_cpu_generator(mix_seed(options_.seed, kSampleStream));
-  auto shape = reference.x0.sizes().vec();
-  const torch::Tensor x_T = torch::randn(shape, generator, torch::kFloat32).to(device_);
-
-  SamplingOptions sampling;
-  sampling.steps = options_.sample_steps;
-  sampling.guidance_scale = options_.sample_guidance;
-  if (feedback_) {
-    sampling.method = SamplingMethod::kIlf;
-    sampling.loop_begin = feedback_->loop_begin();
-    sampling.loop_end = feedback_->loop_end();
-  }
-  const DPMSolverOptions solver_options;
-  DPMSolverMultistep solver(solver_options);
-  ParameterEma::Swap swap(*ema_);
-  const bool was_training = backbone_->is_training();
-  backbone_->eval();
-  const SamplingResult result = sample(*backbone_, feedback(), solver, sampling, x_T, inputs, backbone_->null_condition(inputs));
-  if (was_training) backbone_->train();
-  fs::create_directories(fs::path(out_dir_) / "samples");
-  char name[64];
-  std::snprintf(name, sizeof(name), "step-%08lld.png", static_cast<long long>(step_));
-  write_png((fs::path(out_dir_) / "samples" / name).string(), make_image_grid(result.samples.clamp(-1, 1).cpu()),
-            {{"step", std::to_string(step_)}, {"sampler", "dpmpp2m"}, {"steps", std::to_string(options_.sample_steps)}});
+  SampleGridOptions grid;
+  grid.images = options_.sample_images;
+  grid.steps = options_.sample_steps;
+  grid.guidance = options_.sample_guidance;
+  grid.seed = options_.seed;
+  output_.write_sample_grid(step_, *backbone_, feedback(), *ema_, *dataset_, grid, device_);
 }
 
 }  // namespace ilf

@@ -20,14 +20,23 @@
 // Randomness is a function of (seed, sample id): sample id = step * G + position in the global batch,
 // so the loss of a step does not depend on how the global batch is split over ranks and micro-batches,
 // and a resumed run repeats an uninterrupted one exactly (on CPU).
+//
+// This file and trainer.cpp hold the Trainer and its loop (set-up, optimizer step, run, checkpoints
+// and resume); the pieces it is built from have their own files: options.h (the "training"
+// section), losses.h (the objectives above and their random draws), activation_checkpointing.h,
+// torch_compat.h (LibTorch 1.x / 2.x spellings), run_output.h (metrics.jsonl, sample grids) and
+// ilf/util/stop_signal.h (the SIGTERM / SIGUSR1 stop request).
 #pragma once
 #include <torch/torch.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "ilf/error.h"
 #include "ilf/ilf/feedback.h"
 #include "ilf/io/config.h"
 #include "ilf/models/backbone.h"
@@ -38,6 +47,7 @@
 #include "ilf/training/ema.h"
 #include "ilf/training/losses.h"
 #include "ilf/training/options.h"
+#include "ilf/training/run_output.h"
 #include "ilf/util/stop_signal.h"  // run() stops on its request; kept here for the callers of trainer.h
 
 namespace ilf {
@@ -94,11 +104,11 @@ class Trainer {
   void restore_optimizer_state(const std::map<std::string, AdamState>& state, const std::string& source);
   void write_metrics(const StepMetrics& metrics, double seconds_per_step);
   void write_sample_grid();
-  void truncate_metrics(int64_t last_step);
 
   TrainingOptions options_;
   Json resolved_config_;
   std::string out_dir_;
+  RunOutput output_;  // metrics.jsonl and sample grids under out_dir_
   Distributed& dist_;
   torch::Device device_;
   BackbonePtr backbone_;          // the model itself (names = official keys)
