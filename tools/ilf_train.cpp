@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "ilf/pipelines/training.h"
+#include "ilf/util/stop_signal.h"
 
 using namespace ilf;
 

@@ -1,4 +1,4 @@
-// The block-caching baseline (see include/ilf/ilf/caching.h).
+// The block-caching baseline (see include/ilf/accel/cache.h).
 #include "ilf/accel/cache.h"
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // The FeedbackModule: construction, weight copy from block e, and its own save/load format
-// (see include/ilf/ilf/feedback.h).
+// (see include/ilf/feedback/feedback.h).
 #include "ilf/feedback/feedback.h"
 
 #include "ilf/error.h"

@@ -1,4 +1,4 @@
-// t_post rules and the choice of feedback steps (see include/ilf/ilf/feedback_schedule.h).
+// t_post rules and the choice of feedback steps (see include/ilf/feedback/schedule.h).
 #include "ilf/feedback/schedule.h"
 
 #include <algorithm>

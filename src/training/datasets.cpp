@@ -25,6 +25,11 @@ uint64_t mix_seed(uint64_t a, uint64_t b) {
 
 torch::Generator make_cpu_generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
 
+ConditionInputs condition_to(const ConditionInputs& c, const torch::Device& device) {
+  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  return {move(c.class_labels), move(c.caption), move(c.caption_mask), move(c.image_hw), move(c.aspect_ratio)};
+}
+
 std::vector<int64_t> Dataset::epoch_order(uint64_t seed, int64_t epoch) const {
   auto generator = make_cpu_generator(mix_seed(seed, static_cast<uint64_t>(epoch)));
   const torch::Tensor perm = torch::randperm(size(), generator, torch::kLong);

@@ -1,384 +1,34 @@
-// The ILF / pretraining trainer (see include/ilf/training/trainer.h): options, the FAD and
-// pretraining losses, the optimizer step with accumulation, clipping, EMA and data-parallel gradient
-// averaging, checkpoints with exact resume, metrics, sample grids and stop signals.
+// The ILF / pretraining trainer (see include/ilf/training/trainer.h): set-up of models, data and
+// optimizer, the optimizer step with accumulation, clipping, EMA and data-parallel gradient averaging,
+// the run loop with stop requests, checkpoints with exact resume. The losses, options, activation
+// checkpointing, metrics and sample grids live in their own files (see trainer.h).
 #include "ilf/training/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
-#include <torch/version.h>
 
 #include <cmath>
-#include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "ilf/error.h"
-#include "ilf/feedback/inner_loop.h"
 #include "ilf/io/atomic_file.h"
-#include "ilf/io/image.h"
-#include "ilf/accel/baseline.h"
-#include "ilf/accel/ilf.h"
 #include "ilf/models/weights.h"
-#include "ilf/sampling/dpm_solver.h"
-#include "ilf/sampling/sampler.h"
+#include "ilf/training/activation_checkpointing.h"
 #include "ilf/training/checkpoint.h"
-
-#ifdef ILF_HAVE_NCCL
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
+#include "ilf/training/losses.h"
+#include "ilf/training/run_output.h"
+#include "ilf/training/torch_compat.h"
+#include "ilf/util/stop_signal.h"
 
 namespace ilf {
 namespace fs = std::filesystem;
-namespace {
-
-// Seeds of the independent random streams (mixed with the run's seed and the sample id).
-constexpr uint64_t kNoiseStream = 0x6e6f697365ull;   // t, eps and condition dropout of each sample
-constexpr uint64_t kSampleStream = 0x73616d706cull;  // the fixed noise of the sample grids
-
-// ----- autocast (LibTorch 1.x and 2.x spell it differently) -----
-bool cuda_autocast_enabled() {
-#if TORCH_VERSION_MAJOR >= 2
-  return at::autocast::is_autocast_enabled(at::kCUDA);
-#else
-  return at::autocast::is_enabled();
-#endif
-}
-
-void set_cuda_autocast(bool enabled) {
-#if TORCH_VERSION_MAJOR >= 2
-  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
-#else
-  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-  at::autocast::set_enabled(enabled);
-#endif
-  if (!enabled) at::autocast::clear_cache();
-}
-
-// bf16 autocast on CUDA for the lifetime of the object (a no-op when `enabled` is false).
-class AutocastScope {
- public:
-  explicit AutocastScope(bool enabled) : enabled_(enabled) {
-    if (enabled_) set_cuda_autocast(true);
-  }
-  ~AutocastScope() {
-    if (enabled_) set_cuda_autocast(false);
-  }
-
- private:
-  bool enabled_;
-};
-
-// ----- activation checkpointing -----
-
-// Runs one backbone block without keeping its activations; backward recomputes the block with
-// gradients enabled and back-propagates through the recomputation (parameters of the block that
-// require grad accumulate their .grad there).
-class CheckpointedBlockFunction : public torch::autograd::Function<CheckpointedBlockFunction> {
- public:
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
-                                                const torch::Tensor& cond_block, const torch::Tensor& cond_head,
-                                                const torch::Tensor& caption_tokens, const torch::Tensor& caption_mask,
-                                                int64_t present, Backbone* backbone, int64_t j) {
-    // Undefined conditioning tensors arrive as empty placeholders (see CheckpointedBackbone::block);
-    // `present` says which are real.
-    const torch::Tensor inputs[] = {h, cond_block, cond_head, caption_tokens, caption_mask};
-    int64_t needs_grad = 0;
-    for (int i = 0; i < 5; ++i)
-      if (inputs[i].requires_grad()) needs_grad |= int64_t{1} << i;
-    ctx->save_for_backward({h, cond_block, cond_head, caption_tokens, caption_mask});
-    ctx->saved_data["needs_grad"] = needs_grad;
-    ctx->saved_data["present"] = present;
-    ctx->saved_data["backbone"] = reinterpret_cast<int64_t>(backbone);
-    ctx->saved_data["j"] = j;
-    ctx->saved_data["autocast"] = cuda_autocast_enabled();
-    auto real = [&](int i) { return (present & (int64_t{1} << i)) ? inputs[i] : torch::Tensor(); };
-    return {backbone->block(j, h, Conditioning{real(1), real(2), real(3), real(4)})};
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    const int64_t needs_grad = ctx->saved_data["needs_grad"].toInt();
-    const int64_t present = ctx->saved_data["present"].toInt();
-    auto* backbone = reinterpret_cast<Backbone*>(ctx->saved_data["backbone"].toInt());
-    const int64_t j = ctx->saved_data["j"].toInt();
-    const bool autocast = ctx->saved_data["autocast"].toBool();
-
-    std::vector<torch::Tensor> inputs(5);
-    for (int i = 0; i < 5; ++i) {
-      if (!(present & (int64_t{1} << i))) continue;
-      inputs[i] = saved[i].detach();
-      if (needs_grad & (int64_t{1} << i)) inputs[i].requires_grad_(true);
-    }
-    torch::Tensor out;
-    {
-      torch::AutoGradMode enable_grad(true);
-      const bool previous_autocast = cuda_autocast_enabled();
-      if (autocast != previous_autocast) set_cuda_autocast(autocast);
-      out = backbone->block(j, inputs[0], Conditioning{inputs[1], inputs[2], inputs[3], inputs[4]});
-      if (autocast != previous_autocast) set_cuda_autocast(previous_autocast);
-      if (out.requires_grad()) torch::autograd::backward({out}, {grad_outputs[0]});
-    }
-    torch::autograd::variable_list grads(8);
-    for (int i = 0; i < 5; ++i)
-      if (inputs[i].defined() && inputs[i].requires_grad()) grads[i] = inputs[i].grad();
-    return grads;
-  }
-};
-
-class CheckpointedBackbone : public Backbone {
- public:
-  explicit CheckpointedBackbone(BackbonePtr inner) : inner_(register_module("inner", std::move(inner))) {}
-
-  std::string family() const override { return inner_->family(); }
-  std::string variant() const override { return inner_->variant(); }
-  int64_t depth() const override { return inner_->depth(); }
-  int64_t hidden_size() const override { return inner_->hidden_size(); }
-  int64_t in_channels() const override { return inner_->in_channels(); }
-  int64_t out_channels() const override { return inner_->out_channels(); }
-  int64_t patch_size() const override { return inner_->patch_size(); }
-  int64_t input_size() const override { return inner_->input_size(); }
-  bool accepts_any_size() const override { return inner_->accepts_any_size(); }
-  ConditionKind condition_kind() const override { return inner_->condition_kind(); }
-  int64_t num_classes() const override { return inner_->num_classes(); }
-  int64_t caption_channels() const override { return inner_->caption_channels(); }
-  int64_t caption_length() const override { return inner_->caption_length(); }
-  bool uses_size_conditioning() const override { return inner_->uses_size_conditioning(); }
-  bool has_learned_null_condition() const override { return inner_->has_learned_null_condition(); }
-  void set_null_condition(const ConditionInputs& null) override { inner_->set_null_condition(null); }
-  nlohmann::json architecture_json() const override { return inner_->architecture_json(); }
-  torch::Tensor embed(const torch::Tensor& x) override { return inner_->embed(x); }
-  Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override {
-    return inner_->condition(t, inputs);
-  }
-  torch::Tensor block(int64_t j, const torch::Tensor& h, const Conditioning& cond) override {
-    if (!torch::GradMode::is_enabled()) return inner_->block(j, h, cond);
-    // Custom autograd functions take only defined tensors: undefined ones travel as empty placeholders.
-    const torch::Tensor parts[] = {h, cond.block, cond.head, cond.caption_tokens, cond.caption_mask};
-    int64_t present = 0;
-    torch::Tensor args[5];
-    for (int i = 0; i < 5; ++i) {
-      if (parts[i].defined()) present |= int64_t{1} << i;
-      args[i] = parts[i].defined() ? parts[i] : torch::empty({0}, h.options());
-    }
-    return CheckpointedBlockFunction::apply(args[0], args[1], args[2], args[3], args[4], present, inner_.get(), j)[0];
-  }
-  torch::Tensor head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) override {
-    return inner_->head(h, cond, height, width);
-  }
-  BlockPtr make_block() const override { return inner_->make_block(); }
-  BlockPtr block_module(int64_t j) const override { return inner_->block_module(j); }
-  ConditionInputs null_condition(const ConditionInputs& like) const override { return inner_->null_condition(like); }
-
- private:
-  BackbonePtr inner_;
-};
-
-// ----- optimizer state (the key type of Optimizer::state() differs between LibTorch 1.x and 2.x) -----
-template <typename StateMap>
-typename StateMap::key_type optimizer_state_key(const StateMap&, const torch::Tensor& p) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream key;  // what LibTorch 1.x's c10::guts::to_string(TensorImpl*) gives
-    key << p.unsafeGetTensorImpl();
-    return key.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
-
-// ----- small helpers -----
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const auto s = static_cast<int64_t>(seconds + 0.5);
-  char text[32];
-  std::snprintf(text, sizeof(text), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
-  return text;
-}
-
-double memory_mb(const torch::Device& device) {
-#ifdef ILF_HAVE_NCCL
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
-  }
-#endif
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
-
-ConditionInputs condition_to(const ConditionInputs& c, const torch::Device& device) {
-  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
-  return {move(c.class_labels), move(c.caption), move(c.caption_mask), move(c.image_hw), move(c.aspect_ratio)};
-}
-
-// Replaces the condition of the samples where drop (B,) is true by the backbone's null condition.
-ConditionInputs drop_condition(const Backbone& backbone, const ConditionInputs& c, const torch::Tensor& drop) {
-  const ConditionInputs null = backbone.null_condition(c);
-  ConditionInputs out = c;
-  if (c.class_labels.defined()) out.class_labels = torch::where(drop, null.class_labels, c.class_labels);
-  if (c.caption.defined()) {
-    if (null.caption.sizes() != c.caption.sizes())
-      throw Error("condition dropout: the null caption has shape " + c10::str(null.caption.sizes()) +
-                  " but the data's captions have shape " + c10::str(c.caption.sizes()));
-    std::vector<int64_t> shape(static_cast<size_t>(c.caption.dim()), 1);
-    shape[0] = -1;
-    out.caption = torch::where(drop.view(shape), null.caption.to(c.caption.dtype()), c.caption);
-    const torch::Tensor data_mask = c.caption_mask.defined() ? c.caption_mask.to(torch::kLong)
-                                                             : torch::ones(c.caption.sizes().slice(0, 2), drop.options().dtype(torch::kLong));
-    const torch::Tensor null_mask = null.caption_mask.defined() ? null.caption_mask.to(torch::kLong).expand_as(data_mask)
-                                                                : torch::ones_like(data_mask);
-    out.caption_mask = torch::where(drop.view({-1, 1}), null_mask, data_mask);
-  }
-  return out;
-}
-
-std::atomic<int> g_stop_signal{0};
-
-extern "C" void handle_stop_signal(int signal) { g_stop_signal.store(signal); }
-
-}  // namespace
-
-void install_stop_signal_handlers() {
-  struct sigaction action {};
-  action.sa_handler = handle_stop_signal;
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGUSR1, &action, nullptr);
-}
-
-bool stop_signal_received() { return g_stop_signal.load() != 0; }
-int last_stop_signal() { return g_stop_signal.load(); }
-
-BackbonePtr with_activation_checkpointing(BackbonePtr backbone) {
-  return std::make_shared<CheckpointedBackbone>(std::move(backbone));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Options
-
-TrainingOptions training_options_from_config(ConfigReader& c) {
-  TrainingOptions o;
-  o.mode = c.choice("training.mode", "ilf", {"ilf", "pretrain"}) == "ilf" ? TrainingMode::kIlf : TrainingMode::kPretrain;
-  o.device = c.choice("training.device", o.device, {"auto", "cpu", "cuda"});
-  o.lr = c.get<double>("training.lr", o.lr);
-  if (!(o.lr > 0)) throw c.invalid("training.lr", "> 0");
-  const auto betas = c.get<std::vector<double>>("training.betas", {o.betas[0], o.betas[1]});
-  if (betas.size() != 2 || betas[0] < 0 || betas[0] >= 1 || betas[1] < 0 || betas[1] >= 1)
-    throw c.invalid("training.betas", "two numbers in [0, 1), e.g. [0.9, 0.999]");
-  o.betas = {betas[0], betas[1]};
-  o.weight_decay = c.get<double>("training.weight_decay", o.weight_decay);
-  if (o.weight_decay < 0) throw c.invalid("training.weight_decay", ">= 0");
-  o.adam_eps = c.get<double>("training.adam_eps", o.adam_eps);
-  if (!(o.adam_eps > 0)) throw c.invalid("training.adam_eps", "> 0");
-  o.warmup_steps = c.get<int64_t>("training.warmup_steps", o.warmup_steps);
-  if (o.warmup_steps < 0) throw c.invalid("training.warmup_steps", ">= 0");
-  o.grad_clip = c.get<double>("training.grad_clip", o.grad_clip);
-  if (o.grad_clip < 0) throw c.invalid("training.grad_clip", ">= 0 (0 = no clipping)");
-  o.batch_size = c.get<int64_t>("training.batch_size", o.batch_size);
-  if (o.batch_size < 1) throw c.invalid("training.batch_size", ">= 1 (the per-rank micro-batch)");
-  o.grad_accum = c.get<int64_t>("training.grad_accum", o.grad_accum);
-  if (o.grad_accum < 1) throw c.invalid("training.grad_accum", ">= 1");
-  o.steps = c.get<int64_t>("training.steps", o.steps);
-  if (o.steps < 1) throw c.invalid("training.steps", ">= 1");
-  o.ema_decay = c.get<double>("training.ema_decay", o.ema_decay);
-  if (o.ema_decay < 0 || o.ema_decay >= 1) throw c.invalid("training.ema_decay", "in [0, 1) (0 = no averaging)");
-  o.t_ratio = c.get<double>("training.t_ratio", o.t_ratio);
-  if (o.t_ratio < 0 || o.t_ratio > 1) throw c.invalid("training.t_ratio", "in [0, 1]");
-  o.w_rec = c.get<double>("training.w_rec", o.w_rec);
-  o.w_dist = c.get<double>("training.w_dist", o.w_dist);
-  if (o.w_rec < 0 || o.w_dist < 0 || o.w_rec + o.w_dist == 0)
-    throw c.invalid("training.w_rec", ">= 0, with w_dist >= 0 and not both 0");
-  o.cond_dropout = c.get<double>("training.cond_dropout", o.cond_dropout);
-  if (o.cond_dropout < 0 || o.cond_dropout > 1) throw c.invalid("training.cond_dropout", "in [0, 1]");
-  o.teacher = c.choice("training.teacher", "fad", {"fad", "multistep"}) == "fad" ? TeacherKind::kFad : TeacherKind::kMultistep;
-  o.teacher_steps = c.get<int64_t>("training.teacher_steps", o.teacher_steps);
-  if (o.teacher_steps < 1) throw c.invalid("training.teacher_steps", ">= 1");
-  o.t_post_train = c.choice("training.t_post_train", "none", {"none", "teacher"}) == "none" ? TrainTPost::kNone
-                                                                                             : TrainTPost::kTeacher;
-  o.checkpoint_every = c.get<int64_t>("training.checkpoint_every", o.checkpoint_every);
-  if (o.checkpoint_every < 0) throw c.invalid("training.checkpoint_every", ">= 0 (0 = only at the end)");
-  o.keep_checkpoints = c.get<int64_t>("training.keep_checkpoints", o.keep_checkpoints);
-  if (o.keep_checkpoints < 1) throw c.invalid("training.keep_checkpoints", ">= 1");
-  o.log_every = c.get<int64_t>("training.log_every", o.log_every);
-  if (o.log_every < 1) throw c.invalid("training.log_every", ">= 1");
-  o.sample_every = c.get<int64_t>("training.sample_every", o.sample_every);
-  if (o.sample_every < 0) throw c.invalid("training.sample_every", ">= 0 (0 = no sample grids)");
-  o.sample_images = c.get<int64_t>("training.sample_images", o.sample_images);
-  if (o.sample_images < 1) throw c.invalid("training.sample_images", ">= 1");
-  o.sample_steps = c.get<int64_t>("training.sample_steps", o.sample_steps);
-  if (o.sample_steps < 1) throw c.invalid("training.sample_steps", ">= 1");
-  o.sample_guidance = c.get<double>("training.sample_guidance", o.sample_guidance);
-  const int64_t seed = c.get<int64_t>("training.seed", 0);
-  if (seed < 0) throw c.invalid("training.seed", ">= 0");
-  o.seed = static_cast<uint64_t>(seed);
-  o.precision = c.choice("training.precision", o.precision, {"float32", "bf16"});
-  o.activation_checkpointing = c.get<bool>("training.activation_checkpointing", o.activation_checkpointing);
-  o.collective_timeout_s = c.get<double>("training.collective_timeout_s", o.collective_timeout_s);
-  if (!(o.collective_timeout_s > 0)) throw c.invalid("training.collective_timeout_s", "> 0");
-  return o;
-}
-
-Json training_options_to_json(const TrainingOptions& o) {
-  return Json{{"mode", o.mode == TrainingMode::kIlf ? "ilf" : "pretrain"},
-              {"device", o.device},
-              {"lr", o.lr},
-              {"betas", {o.betas[0], o.betas[1]}},
-              {"weight_decay", o.weight_decay},
-              {"adam_eps", o.adam_eps},
-              {"warmup_steps", o.warmup_steps},
-              {"grad_clip", o.grad_clip},
-              {"batch_size", o.batch_size},
-              {"grad_accum", o.grad_accum},
-              {"steps", o.steps},
-              {"ema_decay", o.ema_decay},
-              {"t_ratio", o.t_ratio},
-              {"w_rec", o.w_rec},
-              {"w_dist", o.w_dist},
-              {"cond_dropout", o.cond_dropout},
-              {"teacher", o.teacher == TeacherKind::kFad ? "fad" : "multistep"},
-              {"teacher_steps", o.teacher_steps},
-              {"t_post_train", o.t_post_train == TrainTPost::kNone ? "none" : "teacher"},
-              {"checkpoint_every", o.checkpoint_every},
-              {"keep_checkpoints", o.keep_checkpoints},
-              {"log_every", o.log_every},
-              {"sample_every", o.sample_every},
-              {"sample_images", o.sample_images},
-              {"sample_steps", o.sample_steps},
-              {"sample_guidance", o.sample_guidance},
-              {"seed", static_cast<int64_t>(o.seed)},
-              {"precision", o.precision},
-              {"activation_checkpointing", o.activation_checkpointing},
-              {"collective_timeout_s", o.collective_timeout_s}};
-}
-
-torch::Device training_device(const TrainingOptions& options, int64_t local_rank) {
-  if (options.device == "cuda" || (options.device == "auto" && torch::cuda::is_available())) {
-    if (!torch::cuda::is_available()) throw Error("training.device is \"cuda\" but no CUDA device is available");
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
-  }
-  return torch::Device(torch::kCPU);
-}
-
-double learning_rate_at(const TrainingOptions& options, int64_t step) {
-  if (options.warmup_steps <= 0) return options.lr;
-  return options.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(options.warmup_steps));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Trainer
 
 Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
     : options_(setup.options),
       resolved_config_(setup.resolved_config),
       out_dir_(setup.out_dir),
+      output_(setup.out_dir),
       dist_(distributed),
       device_(training_device(options_, distributed.local_rank())),
       schedule_(NoiseSchedule::create()) {
@@ -450,7 +100,7 @@ Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
   }
   if (resume && !latest.empty()) resume_from(latest);
   if (dist_.is_main()) {
-    truncate_metrics(step_);  // a resumed run logs the steps after its checkpoint again
+    output_.truncate_metrics(step_);  // a resumed run logs the steps after its checkpoint again
     const int64_t trainable_count = [&] {
       int64_t n = 0;
       for (auto& [name, p] : trainable_) n += p.numel();
@@ -519,81 +169,14 @@ void Trainer::restore_optimizer_state(const std::map<std::string, AdamState>& st
   }
 }
 
-torch::Tensor Trainer::model_eps(Backbone& model, const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& cond) {
-  return model.forward(x, t, cond).narrow(1, 0, backbone_->in_channels()).to(torch::kFloat32);
-}
-
 LossTerms Trainer::compute_loss(const TrainingBatch& batch) {
-  const int64_t B = batch.x0.size(0);
   const torch::Tensor x0 = batch.x0.to(device_, torch::kFloat32);  // (B, C, H, W)
-  const auto sample_shape = batch.x0.sizes().slice(1).vec();
-  const int64_t T = schedule_.num_train_timesteps();
-
-  // Per-sample t, eps and dropout from the sample's own stream: independent of the rank layout.
-  std::vector<torch::Tensor> eps_list, t_list, u_list;
-  for (int64_t i = 0; i < B; ++i) {
-    auto generator = make_cpu_generator(mix_seed(mix_seed(options_.seed, kNoiseStream), static_cast<uint64_t>(batch.sample_ids[i])));
-    t_list.push_back(torch::randint(0, T, {1}, generator, torch::kLong));
-    eps_list.push_back(torch::randn(sample_shape, generator, torch::kFloat32));
-    u_list.push_back(torch::rand({1}, generator, torch::kFloat64));
-  }
-  const torch::Tensor t = torch::cat(t_list).to(device_);       // (B,) int64 in [0, T)
-  const torch::Tensor eps = torch::stack(eps_list).to(device_);  // (B, C, H, W)
-  const torch::Tensor drop = (torch::cat(u_list) < options_.cond_dropout).to(device_);  // (B,) bool
-  const ConditionInputs cond = drop_condition(*backbone_, condition_to(batch.condition, device_), drop);
-  const torch::Tensor x_t = schedule_.add_noise(x0, eps, t);
-  const bool autocast = options_.precision == "bf16";
-
-  LossTerms terms;
-  if (options_.mode == TrainingMode::kPretrain) {
-    torch::Tensor pred;
-    {
-      AutocastScope scope(autocast);
-      pred = model_eps(*compute_backbone_, x_t, t, cond);
-    }
-    terms.rec = torch::mse_loss(pred, eps);
-    terms.total = terms.rec;
-    return terms;
-  }
-
-  const torch::Tensor t_teacher = (t.to(torch::kFloat64) * options_.t_ratio).floor().to(torch::kLong);  // (B,)
-  const torch::Tensor t_post = options_.t_post_train == TrainTPost::kNone ? t : t_teacher;
-  torch::Tensor student, teacher;
-  {
-    AutocastScope scope(autocast);
-    student = inner_loop_forward(*compute_backbone_, *feedback_, x_t, t, t_post, cond)
-                  .narrow(1, 0, backbone_->in_channels())
-                  .to(torch::kFloat32);
-    torch::NoGradGuard no_grad;
-    if (options_.teacher == TeacherKind::kFad) {
-      // Fast Approximate Distillation: re-noise the same x0 with the same eps at t'.
-      teacher = model_eps(*backbone_, schedule_.add_noise(x0, eps, t_teacher), t_teacher, cond);
-    } else {
-      // Standard distillation: teacher_steps DDIM steps of the frozen backbone from (x_t, t) to t',
-      // then the backbone's prediction there. Per-sample integer times tau_k = round(t + (t' - t) k / K).
-      const torch::Tensor abar = schedule_.alphas_cumprod.to(device_);  // (T,) float32
-      const int64_t K = options_.teacher_steps;
-      torch::Tensor x = x_t;
-      auto time_at = [&](int64_t k) {
-        return (t.to(torch::kFloat64) + (t_teacher - t).to(torch::kFloat64) * (static_cast<double>(k) / K))
-            .round()
-            .to(torch::kLong);
-      };
-      for (int64_t k = 0; k < K; ++k) {
-        const torch::Tensor tau = time_at(k), tau_next = time_at(k + 1);
-        const torch::Tensor e = model_eps(*backbone_, x, tau, cond);
-        const torch::Tensor a = abar.index_select(0, tau).view({-1, 1, 1, 1});
-        const torch::Tensor a_next = abar.index_select(0, tau_next).view({-1, 1, 1, 1});
-        const torch::Tensor x0_pred = (x - (1 - a).sqrt() * e) / a.sqrt();
-        x = a_next.sqrt() * x0_pred + (1 - a_next).sqrt() * e;
-      }
-      teacher = model_eps(*backbone_, x, t_teacher, cond);
-    }
-  }
-  terms.rec = torch::mse_loss(student, eps);
-  terms.dist = torch::mse_loss(student, teacher);
-  terms.total = options_.w_rec * terms.rec + options_.w_dist * terms.dist;
-  return terms;
+  const TrainingNoise noise =
+      draw_training_noise(batch, options_.seed, schedule_.num_train_timesteps(), options_.cond_dropout, device_);
+  const ConditionInputs cond = drop_condition(*backbone_, condition_to(batch.condition, device_), noise.drop);
+  if (options_.mode == TrainingMode::kPretrain)
+    return pretraining_loss(*compute_backbone_, schedule_, x0, noise.eps, noise.t, cond, options_.precision == "bf16");
+  return fad_loss(*compute_backbone_, *feedback_, *backbone_, schedule_, x0, noise.eps, noise.t, cond, options_);
 }
 
 StepMetrics Trainer::train_step() {
@@ -741,12 +324,10 @@ void Trainer::write_metrics(const StepMetrics& m, double seconds_per_step) {
                {"grad_norm", m.grad_norm},
                {"it_per_s", it_per_s},
                {"samples_per_s", it_per_s * global_batch},
-               {"memory_mb", memory_mb(device_)},
+               {"memory_mb", peak_memory_mb(device_)},
                {"time_s", elapsed}};
   if (options_.mode == TrainingMode::kIlf) line["loss_dist"] = m.loss_dist;
-  std::ofstream out((fs::path(out_dir_) / "metrics.jsonl").string(), std::ios::app);
-  out << line.dump() << "\n";
-  out.flush();
+  output_.append_metrics(line);
   if (options_.mode == TrainingMode::kIlf)
     spdlog::info("step {}/{} loss {:.5f} (rec {:.5f}, dist {:.5f}) lr {:.2e} grad {:.3f} | {:.2f} it/s, ETA {}", m.step,
                  options_.steps, m.loss, m.loss_rec, m.loss_dist, m.lr, m.grad_norm, it_per_s, format_duration(remaining));
@@ -755,69 +336,15 @@ void Trainer::write_metrics(const StepMetrics& m, double seconds_per_step) {
                  m.grad_norm, it_per_s, format_duration(remaining));
 }
 
-void Trainer::truncate_metrics(int64_t last_step) {
-  // Keeps the metrics of steps <= last_step (a resumed run logs the later steps again).
-  const std::string path = (fs::path(out_dir_) / "metrics.jsonl").string();
-  if (!fs::exists(path)) return;
-  std::vector<std::string> kept;
-  {
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty()) continue;
-      try {
-        if (Json::parse(line).at("step").get<int64_t>() <= last_step) kept.push_back(line);
-      } catch (const std::exception&) {
-        // A line cut short by a kill: drop it.
-      }
-    }
-  }
-  write_file_atomically(path, [&](std::ostream& out) {
-    for (const auto& line : kept) out << line << "\n";
-  });
-}
-
 void Trainer::write_sample_grid() {
   // All ranks take part only in the training collectives; the grid is rank 0's business.
   if (!dist_.is_main()) return;
-  const int64_t channels = backbone_->in_channels();
-  if (channels != 1 && channels != 3) {
-    static bool warned = false;
-    if (!warned) spdlog::info("sample grids need pixel-space data (1 or 3 channels); skipping them for latents");
-    warned = true;
-    return;
-  }
-  torch::NoGradGuard no_grad;
-  const int64_t n = std::min(options_.sample_images, dataset_->size());
-  std::vector<int64_t> indices(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) indices[i] = i;
-  const TrainingBatch reference = dataset_->load(indices);  // the conditions of the first n samples
-  const ConditionInputs inputs = condition_to(reference.condition, device_);
-  auto generator = make_cpu_generator(mix_seed(options_.seed, kSampleStream));
-  auto shape = reference.x0.sizes().vec();
-  const torch::Tensor x_T = torch::randn(shape, generator, torch::kFloat32).to(device_);
-
-  SamplingOptions sampling;
-  sampling.steps = options_.sample_steps;
-  sampling.guidance_scale = options_.sample_guidance;
-  // ILF runs feedback on every step with t_post = t (the training-time reading); pretraining the plain sampler.
-  std::unique_ptr<AccelerationMethod> method;
-  if (feedback_)
-    method = std::make_unique<IlfMethod>(IlfSettings{}, feedback_->loop_begin(), feedback_->loop_end(), feedback_.get());
-  else
-    method = std::make_unique<BaselineMethod>();
-  const DPMSolverOptions solver_options;
-  DPMSolverMultistep solver(solver_options);
-  ParameterEma::Swap swap(*ema_);
-  const bool was_training = backbone_->is_training();
-  backbone_->eval();
-  const SamplingResult result = sample(*backbone_, *method, solver, sampling, x_T, inputs, backbone_->null_condition(inputs));
-  if (was_training) backbone_->train();
-  fs::create_directories(fs::path(out_dir_) / "samples");
-  char name[64];
-  std::snprintf(name, sizeof(name), "step-%08lld.png", static_cast<long long>(step_));
-  write_png((fs::path(out_dir_) / "samples" / name).string(), make_image_grid(result.samples.clamp(-1, 1).cpu()),
-            {{"step", std::to_string(step_)}, {"sampler", "dpmpp2m"}, {"steps", std::to_string(options_.sample_steps)}});
+  SampleGridOptions grid;
+  grid.images = options_.sample_images;
+  grid.steps = options_.sample_steps;
+  grid.guidance = options_.sample_guidance;
+  grid.seed = options_.seed;
+  output_.write_sample_grid(step_, *backbone_, feedback(), *ema_, *dataset_, grid, device_);
 }
 
 }  // namespace ilf

@@ -182,4 +182,7 @@ class DataLoader {
 uint64_t mix_seed(uint64_t a, uint64_t b);
 torch::Generator make_cpu_generator(uint64_t seed);
 
+// A batch's condition on `device` (undefined tensors stay undefined).
+ConditionInputs condition_to(const ConditionInputs& condition, const torch::Device& device);
+
 }  // namespace ilf

@@ -20,16 +20,24 @@
 // Randomness is a function of (seed, sample id): sample id = step * G + position in the global batch,
 // so the loss of a step does not depend on how the global batch is split over ranks and micro-batches,
 // and a resumed run repeats an uninterrupted one exactly (on CPU).
+//
+// This file and trainer.cpp hold the Trainer and its loop (set-up, optimizer step, run, checkpoints
+// and resume); the pieces it is built from have their own files: options.h (the "training"
+// section), losses.h (the objectives above and their random draws), activation_checkpointing.h,
+// torch_compat.h (LibTorch 1.x / 2.x spellings), run_output.h (metrics.jsonl, sample grids) and
+// ilf/util/stop_signal.h (the SIGTERM / SIGUSR1 stop request).
 #pragma once
 #include <torch/torch.h>
 
-#include <array>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "ilf/error.h"
 #include "ilf/feedback/feedback.h"
 #include "ilf/io/config.h"
 #include "ilf/models/backbone.h"
@@ -38,63 +46,12 @@
 #include "ilf/training/datasets.h"
 #include "ilf/training/distributed.h"
 #include "ilf/training/ema.h"
+#include "ilf/training/losses.h"
+#include "ilf/training/options.h"
+#include "ilf/training/run_output.h"
+#include "ilf/util/stop_signal.h"  // run() stops on its request; kept here for the callers of trainer.h
 
 namespace ilf {
-
-enum class TrainingMode { kIlf, kPretrain };
-enum class TeacherKind { kFad, kMultistep };
-enum class TrainTPost { kNone, kTeacher };
-
-// The "training" section.
-struct TrainingOptions {
-  TrainingMode mode = TrainingMode::kIlf;
-  std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda"
-  // AdamW and the learning-rate schedule: linear warm-up from 0 over warmup_steps, then constant.
-  double lr = 1e-4;
-  std::array<double, 2> betas{0.9, 0.999};
-  double weight_decay = 0.0;
-  double adam_eps = 1e-8;
-  int64_t warmup_steps = 0;
-  double grad_clip = 0.0;  // max global gradient norm; 0 = no clipping (the norm is still logged)
-  // Batch: global batch = batch_size (per rank) x ranks x grad_accum.
-  int64_t batch_size = 8;
-  int64_t grad_accum = 1;
-  int64_t steps = 1000;  // optimizer steps in total
-  double ema_decay = 0.999;
-  // Objective.
-  double t_ratio = 0.5;
-  double w_rec = 1.0;
-  double w_dist = 1.0;
-  double cond_dropout = 0.1;
-  TeacherKind teacher = TeacherKind::kFad;
-  int64_t teacher_steps = 8;
-  TrainTPost t_post_train = TrainTPost::kNone;
-  // Output.
-  int64_t checkpoint_every = 500;  // 0: only at the end / on a stop request
-  int64_t keep_checkpoints = 3;
-  int64_t log_every = 10;
-  int64_t sample_every = 0;      // sample grids (pixel-space data only); 0 = off
-  int64_t sample_images = 16;
-  int64_t sample_steps = 20;     // DPM-Solver++(2M) steps
-  double sample_guidance = 1.0;  // classifier-free guidance scale of the sample grids
-  uint64_t seed = 0;
-  std::string precision = "float32";  // "float32", or "bf16" (autocast, CUDA only)
-  bool activation_checkpointing = false;
-  double collective_timeout_s = 600;  // rendezvous and collectives; a dead rank fails the others after this
-
-};
-
-// Reads "training"; every value is validated (errors name the key).
-TrainingOptions training_options_from_config(ConfigReader& config);
-
-// The effective options as a "training" JSON section (every key, defaults included).
-Json training_options_to_json(const TrainingOptions& options);
-
-// The device training runs on: CUDA device `local_rank` for "cuda" (or "auto" with CUDA), else CPU.
-torch::Device training_device(const TrainingOptions& options, int64_t local_rank);
-
-// The learning rate of optimizer step `step` (0-based): lr * min(1, (step + 1) / warmup_steps).
-double learning_rate_at(const TrainingOptions& options, int64_t step);
 
 // One step's numbers (averaged over ranks and micro-batches).
 struct StepMetrics {
@@ -103,21 +60,11 @@ struct StepMetrics {
   double lr = 0, grad_norm = 0;
 };
 
-// The loss of one micro-batch. Exposed for tests; the trainer calls it.
-struct LossTerms {
-  torch::Tensor total, rec, dist;  // 0-d; `dist` undefined in pretrain mode
-};
-
 // Thrown when a loss or gradient is NaN or Inf: the step is not applied and nothing is written.
 class NonFiniteLossError : public Error {
  public:
   using Error::Error;
 };
-
-// A Backbone whose block() runs with activation checkpointing: the block's activations are not
-// kept for backward but recomputed there (gradients equal the plain backbone's). Every other call
-// goes to the wrapped backbone.
-BackbonePtr with_activation_checkpointing(BackbonePtr backbone);
 
 // What a training run is made of (pipelines/training.h builds it from a run config).
 struct TrainerSetup {
@@ -150,6 +97,8 @@ class Trainer {
 
   // One optimizer step (all micro-batches); exposed for tests.
   StepMetrics train_step();
+  // The loss of one micro-batch (the losses of losses.h on this run's models, options and noise
+  // streams); exposed for tests.
   LossTerms compute_loss(const TrainingBatch& batch);
 
   // Writes the checkpoint and the feedback / backbone file for the current step (rank 0).
@@ -170,12 +119,11 @@ class Trainer {
   void restore_optimizer_state(const std::map<std::string, AdamState>& state, const std::string& source);
   void write_metrics(const StepMetrics& metrics, double seconds_per_step);
   void write_sample_grid();
-  void truncate_metrics(int64_t last_step);
-  torch::Tensor model_eps(Backbone& model, const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& cond);
 
   TrainingOptions options_;
   Json resolved_config_;
   std::string out_dir_;
+  RunOutput output_;  // metrics.jsonl and sample grids under out_dir_
   Distributed& dist_;
   torch::Device device_;
   BackbonePtr backbone_;          // the model itself (names = official keys)
@@ -191,10 +139,5 @@ class Trainer {
   std::chrono::steady_clock::time_point start_time_;
   int64_t start_step_ = 0;
 };
-
-// The process-wide stop request set by SIGTERM / SIGUSR1 once install_stop_signal_handlers() ran.
-void install_stop_signal_handlers();
-bool stop_signal_received();
-int last_stop_signal();
 
 }  // namespace ilf
