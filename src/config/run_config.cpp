@@ -88,6 +88,8 @@ VaeSection parse_vae(ConfigReader& r) {
     v.scale_factor = r.require<double>("vae.scale_factor");
     if (!(*v.scale_factor > 0)) throw r.invalid("vae.scale_factor", "a positive number");
   }
+  v.downsampling = r.get<int64_t>("vae.downsampling", v.downsampling);
+  if (v.downsampling < 1 || v.downsampling > 64) throw r.invalid("vae.downsampling", "an integer in [1, 64]");
   return v;
 }
 

@@ -27,8 +27,12 @@ torch::Dtype module_dtype(const torch::jit::script::Module& m) {
 }  // namespace
 
 TorchScriptVae::TorchScriptVae(const std::string& decoder_path, const std::string& encoder_path, double scale_factor,
-                               const torch::Device& device)
-    : decoder_path_(decoder_path), encoder_path_(encoder_path), scale_factor_(scale_factor), device_(device) {
+                               const torch::Device& device, int64_t downsampling)
+    : decoder_path_(decoder_path),
+      encoder_path_(encoder_path),
+      scale_factor_(scale_factor),
+      downsampling_(downsampling),
+      device_(device) {
   const std::string& name = decoder_path.empty() ? encoder_path : decoder_path;
   if (!(scale_factor > 0)) throw Error(name + ": the VAE latent scale factor must be > 0");
   if (decoder_path.empty() && encoder_path.empty()) throw Error("a VAE needs a decoder or an encoder file");

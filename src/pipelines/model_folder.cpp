@@ -91,7 +91,15 @@ ModelFolder read_model_folder(const std::string& folder) {
   if (reader.has("resolution") && m.resolution <= 0) problems.push_back("\"resolution\" must be > 0");
   if (reader.has("max_caption_length") && m.max_caption_length <= 0)
     problems.push_back("\"max_caption_length\" must be > 0");
-  if (family && reader.has("latent_scale") && std::abs(m.latent_scale - family->latent_scale) > 1e-9)
+  // A folder with its own VAE says so with "vae_downsampling" (and "image_channels"); then its latent
+  // scale is that VAE's. Otherwise the VAE is the family's (SD / SDXL) and so is the scale.
+  m.custom_vae = reader.has("vae_downsampling");
+  m.vae_downsampling = reader.get<int64_t>("vae_downsampling", kVaeDownsampling);
+  m.image_channels = reader.get<int64_t>("image_channels", 3);
+  if (m.vae_downsampling < 1) problems.push_back("\"vae_downsampling\" must be >= 1");
+  if (m.image_channels != 1 && m.image_channels != 3) problems.push_back("\"image_channels\" must be 1 or 3");
+  if (reader.has("latent_scale") && !(m.latent_scale > 0)) problems.push_back("\"latent_scale\" must be > 0");
+  if (family && !m.custom_vae && reader.has("latent_scale") && std::abs(m.latent_scale - family->latent_scale) > 1e-9)
     problems.push_back("\"latent_scale\" is " + number_text(m.latent_scale) + " but " + family->name + " latents use " +
                        number_text(family->latent_scale) +
                        (family->name == "pixart_alpha" ? " (SD VAE)" : " (SDXL VAE)"));
@@ -117,10 +125,10 @@ ModelFolder read_model_folder(const std::string& folder) {
                            ")");
     }
     if (m.model.contains("input_size") && m.model["input_size"].is_number_integer() && m.resolution > 0 &&
-        m.model["input_size"].get<int64_t>() * kVaeDownsampling != m.resolution)
+        m.model["input_size"].get<int64_t>() * m.vae_downsampling != m.resolution)
       problems.push_back("\"resolution\" " + std::to_string(m.resolution) + " is not " +
-                         std::to_string(kVaeDownsampling) + " x model.input_size (" + m.model["input_size"].dump() +
-                         ")");
+                         std::to_string(m.vae_downsampling) + " (vae_downsampling) x model.input_size (" +
+                         m.model["input_size"].dump() + ")");
   }
 
   const fs::path dir(folder);
@@ -203,6 +211,7 @@ std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& c
   set_file("vae", "decoder", m.vae_decoder);
   set_file("vae", "encoder", m.vae_encoder);
   set_value("vae", "scale_factor", m.latent_scale, "latent_scale");
+  if (m.custom_vae) set_value("vae", "downsampling", m.vae_downsampling, "vae_downsampling");
   return m;
 }
 

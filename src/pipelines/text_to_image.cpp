@@ -132,6 +132,10 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
     throw Error(weights_path + ": text-to-image needs a PixArt backbone; these weights are " + model.backbone->family());
   Backbone& backbone = *model.backbone;
   model.family = text_to_image_family_of_variant(backbone.variant()).name;
+  const double family_scale = text_to_image_family(model.family).latent_scale;
+  const double scale_factor = config.vae.scale_factor.value_or(family_scale);
+  const int64_t downsampling = config.vae.downsampling;
+  model.vae = std::make_shared<TorchScriptVae>(decoder_path, "", scale_factor, device, downsampling);
   if (folder) {
     if (folder->family != model.family)
       throw Error(folder->manifest + ": family " + folder->family + " but the backbone is a PixArt " + backbone.variant() +
@@ -145,9 +149,7 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
   if (text_options.max_length != backbone.caption_length())
     throw Error(config.source + ": \"text.max_length\" must be the backbone's caption length model.model_max_length = " +
                 std::to_string(backbone.caption_length()) + " (got " + std::to_string(text_options.max_length) + ")");
-  const double family_scale = text_to_image_family(model.family).latent_scale;
-  const double scale_factor = config.vae.scale_factor.value_or(family_scale);
-  if (std::abs(scale_factor - family_scale) > 1e-9)
+  if (std::abs(scale_factor - family_scale) > 1e-9 && downsampling == kVaeDownsampling)
     spdlog::warn("vae.scale_factor {} is not the {} latent scale {}", scale_factor, model.family, family_scale);
   load_backbone_weights(backbone, std::move(weights), weights_path);
   move_backbone(backbone, device, torch::kFloat32);
@@ -161,7 +163,6 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
                 " (text.encoder_device / the model folder's \"device\") but CUDA is not available; "
                 "re-export it for the CPU (scripts/export_pixart_model_folder.py --device cpu)");
   model.text_encoder = std::make_shared<TextEncoder>(encoder_path, tokenizer_path, text_options, text_device);
-  model.vae = std::make_shared<TorchScriptVae>(decoder_path, "", scale_factor, device);
   if (folder && !folder->tokenizer_check.empty()) {
     const std::vector<std::string> different = model.text_encoder->tokenizer().mismatches(folder->tokenizer_check);
     for (const auto& prompt : different)
@@ -186,10 +187,10 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
                  weights_path);
   const torch::Tensor probe =
       model.vae->decode(torch::zeros({1, backbone.in_channels(), 2, 2}, torch::TensorOptions().device(device)));
-  if (probe.size(2) != 2 * kVaeDownsampling || probe.size(3) != 2 * kVaeDownsampling)
+  if (probe.size(2) != 2 * downsampling || probe.size(3) != 2 * downsampling)
     throw Error(decoder_path + ": the VAE decoder turns a 2x2 latent into " + std::to_string(probe.size(3)) + "x" +
-                std::to_string(probe.size(2)) + " pixels; expected " + std::to_string(kVaeDownsampling) +
-                "x upsampling");
+                std::to_string(probe.size(2)) + " pixels; expected " + std::to_string(downsampling) +
+                "x upsampling (vae.downsampling)");
   return model;
 }
 
@@ -208,10 +209,11 @@ ImageSize generation_size(const TextToImageModel& model, ImageSize requested, bo
                 " pixels has a fixed positional embedding and makes only " + std::to_string(resolution) + "x" +
                 std::to_string(resolution) + " images (asked for " + size_text(requested) +
                 "); the multi-scale models (PixArt-alpha 1024-MS, PixArt-Sigma) make other sizes");
-  const int64_t step = kVaeDownsampling * backbone.patch_size();
+  const int64_t step = model.vae->downsampling() * backbone.patch_size();
   if (size.height % step != 0 || size.width % step != 0)
     throw Error("image size " + size_text(size) + ": height and width must be multiples of " + std::to_string(step) +
-                " (8 pixels per latent x patch size " + std::to_string(backbone.patch_size()) + ")");
+                " (" + std::to_string(model.vae->downsampling()) + " pixels per latent x patch size " +
+                std::to_string(backbone.patch_size()) + ")");
   return size;
 }
 
@@ -265,7 +267,8 @@ TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& re
 
   // Each image's noise from its own seed, so that an image does not depend on the batch it is in.
   const int64_t channels = model.backbone->in_channels();
-  const int64_t h = result.generated.height / kVaeDownsampling, w = result.generated.width / kVaeDownsampling;
+  const int64_t d = model.vae->downsampling();
+  const int64_t h = result.generated.height / d, w = result.generated.width / d;
   std::vector<torch::Tensor> noise;
   for (uint64_t seed : request.seeds) {
     auto generator = at::detail::createCPUGenerator(seed);

@@ -16,6 +16,7 @@
 #include "ilf/feedback/feedback.h"
 #include "ilf/io/config.h"
 #include "ilf/models/model_spec.h"
+#include "ilf/models/vae.h"
 #include "ilf/sampling/sampler.h"
 #include "ilf/sampling/solvers.h"
 #include "ilf/training/datasets.h"
@@ -47,6 +48,7 @@ struct SamplingSection {
 struct VaeSection {
   std::string decoder, encoder;       // resolved paths; "" = none
   std::optional<double> scale_factor;  // default: the text-to-image family's (pipelines/model_folder.h)
+  int64_t downsampling = kVaeDownsampling;  // pixels per latent along each side (the SD VAEs: 8)
 };
 
 // "text": the caption encoder of text-to-image models.

@@ -22,9 +22,10 @@ class TorchScriptVae {
  public:
   // Loads the decoder and the encoder ("" = none; at least one) on `device`. Errors name the file.
   TorchScriptVae(const std::string& decoder_path, const std::string& encoder_path, double scale_factor,
-                 const torch::Device& device);
+                 const torch::Device& device, int64_t downsampling = kVaeDownsampling);
 
-  // latents (B, C, h, w) as the sampler produces them -> images (B, 1 or 3, 8h, 8w) in [-1, 1] (clamped), float32.
+  // latents (B, C, h, w) as the sampler produces them -> images (B, 1 or 3, d*h, d*w) in [-1, 1] (clamped),
+  // float32, d = downsampling().
   torch::Tensor decode(const torch::Tensor& latents);
   // images (B, 3, H, W) in [-1, 1] -> latents (B, C, H/8, W/8) * scale_factor. The encoder returns the
   // latent mean (or a tuple whose first tensor it is).
@@ -36,6 +37,7 @@ class TorchScriptVae {
   bool has_encoder() const { return has_encoder_; }
   bool has_decoder() const { return has_decoder_; }
   double scale_factor() const { return scale_factor_; }
+  int64_t downsampling() const { return downsampling_; }  // pixels per latent along each side
   const std::string& decoder_path() const { return decoder_path_; }
 
  private:
@@ -44,6 +46,7 @@ class TorchScriptVae {
   torch::jit::script::Module decoder_, encoder_;
   std::string decoder_path_, encoder_path_;
   double scale_factor_;
+  int64_t downsampling_;
   torch::Device device_;
   bool has_encoder_ = false, has_decoder_ = false;
 };

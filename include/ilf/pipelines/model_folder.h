@@ -3,7 +3,10 @@
 //   {"format": "ilf.text_to_image_model",
 //    "family": "pixart_alpha" | "pixart_sigma",
 //    "resolution": 512,                 image size in pixels the backbone was trained for (8 x model.input_size)
-//    "latent_scale": 0.18215,           VAE latent scale factor (alpha: SD VAE 0.18215, sigma: SDXL VAE 0.13025)
+//    "latent_scale": 0.18215,           VAE latent scale factor (alpha: SD VAE 0.18215, sigma: SDXL VAE 0.13025;
+//                                       with a folder's own VAE (vae_downsampling set): that VAE's)
+//    "vae_downsampling": 4,             optional: pixels per latent of the folder's own VAE (default 8, the SD VAEs')
+//    "image_channels": 1,               optional: channels of the images the VAE makes (default 3)
 //    "max_caption_length": 120,         T5 tokens per caption (alpha 120, sigma 300)
 //    "model": {...},                    the backbone settings, as in a run config's "model" section
 //    "backbone": "backbone.safetensors",           backbone weights (any format read_weights reads)
@@ -34,6 +37,9 @@ struct ModelFolder {
   int64_t resolution = 0;
   double latent_scale = 0;
   int64_t max_caption_length = 0;
+  bool custom_vae = false;          // "vae_downsampling" given: the folder's own VAE, not the family's
+  int64_t vae_downsampling = 8;     // pixels per latent along each side
+  int64_t image_channels = 3;
   Json model = Json::object();  // backbone settings
   // Files, resolved against the folder; "" when an optional one is absent.
   std::string backbone, feedback, text_encoder, tokenizer, tokenizer_check, vae_decoder, vae_encoder;

@@ -59,8 +59,8 @@ struct TextToImageModel {
   std::shared_ptr<TorchScriptVae> vae;
   torch::Device device{torch::kCPU};  // where the backbone and the VAE run
 
-  // The image size the backbone was trained for (8 x input_size): the default height and width.
-  int64_t resolution() const { return backbone->input_size() * kVaeDownsampling; }
+  // The image size the backbone was trained for (VAE downsampling x input_size): the default height and width.
+  int64_t resolution() const { return backbone->input_size() * vae->downsampling(); }
   // Whether the null caption is the backbone's y_embedding (PixArt-alpha with it in the weights).
   bool uses_y_embedding_null_caption() const { return backbone->has_learned_null_condition(); }
 };
