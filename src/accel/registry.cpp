@@ -3,7 +3,12 @@
 
 #include "ilf/accel/baseline.h"
 #include "ilf/accel/cache.h"
+#include "ilf/accel/delta_dit.h"
+#include "ilf/accel/fora.h"
 #include "ilf/accel/ilf.h"
+#include "ilf/accel/ilf_cache.h"
+#include "ilf/accel/taylorseer.h"
+#include "ilf/accel/teacache.h"
 #include "ilf/error.h"
 
 namespace ilf {
@@ -34,6 +39,36 @@ std::vector<MethodEntry> make_entries() {
                      false, parse_cache_options,
                      [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
                        return std::make_unique<CacheMethod>(settings_as<CacheOptions>(s, "cache"));
+                     }});
+  entries.push_back({"fora", "fora", "FORA: every block's attention and MLP outputs reused between full steps", false,
+                     parse_fora_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+                       return std::make_unique<ForaMethod>(settings_as<ForaSettings>(s, "fora"));
+                     }});
+  entries.push_back({"delta_dit", "delta_dit",
+                     "Delta-DiT: the deviation of the rear (early steps) or front (late steps) blocks reused", false,
+                     parse_delta_dit_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+                       return std::make_unique<DeltaDitMethod>(settings_as<DeltaDitSettings>(s, "delta_dit"));
+                     }});
+  entries.push_back({"teacache", "teacache",
+                     "TeaCache: whole steps skipped while the modulated input's accumulated change stays small", false,
+                     parse_teacache_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+                       return std::make_unique<TeaCacheMethod>(settings_as<TeaCacheSettings>(s, "teacache"));
+                     }});
+  entries.push_back({"taylorseer", "taylorseer",
+                     "TaylorSeer: block features forecast by a Taylor expansion between full steps", false,
+                     parse_taylorseer_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+                       return std::make_unique<TaylorSeerMethod>(settings_as<TaylorSeerSettings>(s, "taylorseer"));
+                     }});
+  entries.push_back({"ilf_cache", "ilf_cache",
+                     "ILF on its feedback steps, caching on the others (or of the blocks outside the loop)", true,
+                     parse_ilf_cache_settings, [](const MethodSettings& s, const MethodContext& c) -> AccelerationMethodPtr {
+                       const FeedbackOptions& loop = required_loop(c, "ilf_cache");
+                       if (!c.all_settings) throw Error("ilf_cache needs the ilf and cache settings");
+                       return std::make_unique<IlfCacheMethod>(
+                           settings_as<IlfCacheSettings>(s, "ilf_cache"),
+                           settings_as<IlfSettings>(*c.all_settings->at("ilf"), "ilf"),
+                           settings_as<CacheOptions>(*c.all_settings->at("cache"), "cache"), loop.loop_begin,
+                           loop.loop_end, c.feedback);
                      }});
   return entries;
 }

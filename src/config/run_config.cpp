@@ -261,6 +261,7 @@ AccelerationMethodPtr make_acceleration_method(const RunConfig& config, Feedback
   context.source = config.source;
   context.loop = config.ilf.options();
   context.feedback = feedback;
+  context.all_settings = &config.methods;
   return entry.make(config.method_settings(), context);
 }
 

@@ -104,7 +104,9 @@ void ConfigReader::collect_unused(const Json& node, const std::string& prefix, s
   }
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string path = prefix.empty() ? it.key() : prefix + "." + it.key();
-    if (!used_.count(path) && !it->is_null()) {
+    // An unread top-level section is named by its keys ("fora.intervall", not "fora"): the section
+    // itself is known (run configs check top-level names first), its spelling mistakes are inside.
+    if (!used_.count(path) && !it->is_null() && !(prefix.empty() && it->is_object() && !it->empty())) {
       out.push_back(path);
       continue;
     }

@@ -92,6 +92,11 @@ torch::Tensor DiTBlockImpl::forward(const torch::Tensor& h, const Conditioning& 
   return x;
 }
 
+torch::Tensor DiTBlockImpl::modulated_input(const torch::Tensor& h, const Conditioning& cond) {
+  const std::vector<torch::Tensor> m = adaLN_modulation->forward(cond.block).unsqueeze(1).chunk(6, -1);
+  return modulate(layer_norm_no_affine(h), m[0], m[1]);  // (B, T, D)
+}
+
 LabelEmbedderImpl::LabelEmbedderImpl(int64_t num_classes, int64_t hidden_size) {
   embedding_table = register_module("embedding_table", torch::nn::Embedding(num_classes + 1, hidden_size));
 }

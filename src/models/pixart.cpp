@@ -108,6 +108,12 @@ torch::Tensor PixArtBlockImpl::forward(const torch::Tensor& h, const Conditionin
   return x;
 }
 
+torch::Tensor PixArtBlockImpl::modulated_input(const torch::Tensor& h, const Conditioning& cond) {
+  const int64_t batch = h.size(0), dim = h.size(2);
+  const std::vector<torch::Tensor> m = (scale_shift_table.unsqueeze(0) + cond.block.reshape({batch, 6, dim})).chunk(6, 1);
+  return modulate(layer_norm_no_affine(h), m[0], m[1]);  // (B, T, D)
+}
+
 CaptionEmbedderImpl::CaptionEmbedderImpl(int64_t caption_channels, int64_t hidden_size, int64_t max_length) {
   y_proj = register_module("y_proj", Mlp(caption_channels, hidden_size, hidden_size));
   y_embedding = register_buffer("y_embedding", torch::randn({max_length, caption_channels}) / std::sqrt(caption_channels));

@@ -3,6 +3,7 @@
 // builds it. Adding a method = one file in accel/ plus one entry in src/accel/registry.cpp.
 #pragma once
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,8 @@ struct MethodContext {
   std::string source = "config";          // the config file, for messages
   std::optional<FeedbackOptions> loop;     // the "ilf" section's inner loop, when the config sets it
   FeedbackModuleImpl* feedback = nullptr;  // the trained feedback module (absent when only planning)
+  // Every method's settings by name, for methods that combine others (ilf_cache).
+  const std::map<std::string, MethodSettingsPtr>* all_settings = nullptr;
 };
 
 struct MethodEntry {

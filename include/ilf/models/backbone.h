@@ -34,6 +34,9 @@ struct Conditioning {
 class TransformerBlock : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& h, const Conditioning& cond) = 0;
+  // The timestep-modulated input of the block's attention, modulate(LN(h), shift_msa, scale_msa)
+  // (B, T, D): the cheap signal TeaCache watches (one LayerNorm and one modulation, no attention).
+  virtual torch::Tensor modulated_input(const torch::Tensor& h, const Conditioning& cond) = 0;
 };
 using BlockPtr = std::shared_ptr<TransformerBlock>;
 

@@ -48,6 +48,7 @@ class DiTBlockImpl : public TransformerBlock {
   DiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio);
   // h (B, T, D), cond.block = c (B, D) -> (B, T, D)
   torch::Tensor forward(const torch::Tensor& h, const Conditioning& cond) override;
+  torch::Tensor modulated_input(const torch::Tensor& h, const Conditioning& cond) override;
 
   SelfAttention attn{nullptr};
   Mlp mlp{nullptr};

@@ -65,6 +65,7 @@ class PixArtBlockImpl : public TransformerBlock {
   PixArtBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio, bool qk_norm);
   // h (B, T, D); cond.block = t0 (B, 6D), cond.caption_tokens (B, L, D), cond.caption_mask (B, L) -> (B, T, D)
   torch::Tensor forward(const torch::Tensor& h, const Conditioning& cond) override;
+  torch::Tensor modulated_input(const torch::Tensor& h, const Conditioning& cond) override;
 
   torch::Tensor scale_shift_table;  // (6, D)
   SelfAttention attn{nullptr};

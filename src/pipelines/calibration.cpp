@@ -1,0 +1,82 @@
+// Calibration of the acceleration methods (see include/ilf/pipelines/calibration.h).
+#include "ilf/pipelines/calibration.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "ilf/accel/teacache.h"
+#include "ilf/error.h"
+#include "ilf/pipelines/class_to_image.h"
+#include "ilf/pipelines/text_to_image.h"
+
+namespace ilf {
+
+std::string default_teacache_calibration_path(const RunConfig& config) {
+  if (config.weights.empty()) throw Error(config.source + ": \"weights\" is not set (the calibration goes next to them)");
+  return (std::filesystem::path(config.weights).parent_path() / "teacache.json").string();
+}
+
+TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const CalibrationRequest& request) {
+  if (request.num_samples < 1) throw Error("--num-samples must be >= 1");
+  if (request.batch < 1) throw Error("--batch must be >= 1");
+  if (request.degree < 0 || request.degree > 8) throw Error("--degree must be in [0, 8]");
+  RunConfig config = loaded.config;
+  config.sampling.method = "baseline";  // the recorder replaces it; no feedback weights are needed
+  const torch::Device device(request.device);
+  const bool text = !request.prompts.empty();
+  TeaCacheCalibration c;
+  // The recorder is owned by the model (its sampling method): read it before the model goes.
+  const auto keep_pairs = [&](const AccelerationMethodPtr& method) {
+    const auto& recorder = dynamic_cast<const TeaCacheRecorder&>(*method);
+    c.input_changes = recorder.input_changes();
+    c.output_changes = recorder.output_changes();
+  };
+
+  if (text) {
+    TextToImageModel model = load_text_to_image_model(config, device, loaded.folder ? &*loaded.folder : nullptr);
+    model.sampling.method = std::make_unique<TeaCacheRecorder>();
+    for (int64_t i = 0; i < request.num_samples; i += request.batch) {
+      TextToImageRequest r;
+      for (int64_t j = i; j < std::min(i + request.batch, request.num_samples); ++j) {
+        r.prompts.push_back(request.prompts[static_cast<size_t>(j) % request.prompts.size()]);
+        r.seeds.push_back(request.seed + static_cast<uint64_t>(j));
+      }
+      generate(model, r);
+    }
+    keep_pairs(model.sampling.method);
+  } else {
+    ClassToImageModel model = load_class_to_image_model(config, device);
+    model.sampling.method = std::make_unique<TeaCacheRecorder>();
+    for (int64_t i = 0; i < request.num_samples; i += request.batch) {
+      std::vector<int64_t> labels;
+      for (int64_t j = i; j < std::min(i + request.batch, request.num_samples); ++j) labels.push_back(j % model.num_classes());
+      generate(model, labels, request.seed + static_cast<uint64_t>(i));
+    }
+    keep_pairs(model.sampling.method);
+  }
+
+  if (static_cast<int64_t>(c.input_changes.size()) <= request.degree)
+    throw Error("TeaCache calibration: " + std::to_string(c.input_changes.size()) + " step pairs recorded, a degree-" +
+                std::to_string(request.degree) + " fit needs more (raise sampling.steps or --num-samples)");
+  c.coefficients = fit_polynomial(c.input_changes, c.output_changes, request.degree);
+  double squared = 0;
+  for (size_t i = 0; i < c.input_changes.size(); ++i)
+    squared += std::pow(evaluate_polynomial(c.coefficients, c.input_changes[i]) - c.output_changes[i], 2);
+  c.rms_error = std::sqrt(squared / static_cast<double>(c.input_changes.size()));
+  c.file = {{"format", "ilf.teacache"},
+            {"coefficients", c.coefficients},
+            {"weights", config.weights},
+            {"kind", text ? "text-to-image" : "class-to-image"},
+            {"steps", config.sampling.options.steps},
+            {"guidance_scale", config.sampling.options.guidance_scale},
+            {"solver", config.sampling.solver.solver},
+            {"samples", request.num_samples},
+            {"seed", request.seed},
+            {"pairs", c.input_changes.size()},
+            {"rms_error", c.rms_error},
+            {"input_changes", c.input_changes},
+            {"output_changes", c.output_changes}};
+  return c;
+}
+
+}  // namespace ilf

@@ -1,0 +1,47 @@
+// ilf_calibrate: fits the per-model calibration of an acceleration method and writes it as a small JSON
+// file (see pipelines/calibration.h). Today: TeaCache's polynomial.
+//   ilf_calibrate --config configs/fashion_mnist.json --method teacache
+//   ilf_calibrate --model-folder models/fashion_mnist_t2i --prompts-file models/fashion_mnist_t2i/captions_eval.txt
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "ilf/io/atomic_file.h"
+#include "ilf/pipelines/calibration.h"
+#include "ilf/pipelines/text_to_image.h"
+
+using namespace ilf;
+
+int main(int argc, char** argv) {
+  CLI::App app{"ilf_calibrate: per-model calibration of an acceleration method (TeaCache's polynomial)"};
+  std::string config, method = "teacache", out, model_folder, prompts_file;
+  std::vector<std::string> overrides;
+  CalibrationRequest request;
+  app.add_option("--config", config, "run config (JSON); its sampling section (steps, solver, guidance) is calibrated");
+  app.add_option("--set", overrides, "override a config value: key.path=value (repeatable)");
+  app.add_option("--method", method, "the method to calibrate")->check(CLI::IsMember({"teacache"}))->capture_default_str();
+  app.add_option("--model-folder", model_folder, "text-to-image: model folder with model.json");
+  app.add_option("--prompts-file", prompts_file, "text-to-image: prompts, one per line (cycled over the samples)");
+  app.add_option("--num-samples", request.num_samples, "images sampled")->capture_default_str();
+  app.add_option("--batch", request.batch, "images per sampling run")->capture_default_str();
+  app.add_option("--seed", request.seed, "base seed of the initial noise")->capture_default_str();
+  app.add_option("--degree", request.degree, "degree of the fitted polynomial")->capture_default_str();
+  app.add_option("--out", out, "calibration file (default: teacache.json next to the backbone weights)");
+  app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (config.empty() && model_folder.empty()) throw Error("give --config or --model-folder");
+    if (!model_folder.empty() && prompts_file.empty()) throw Error("--model-folder needs --prompts-file (text-to-image)");
+    if (!prompts_file.empty()) request.prompts = read_prompts_file(prompts_file);
+    const LoadedRunConfig loaded = load_tool_config(config, overrides, model_folder, "ilf_calibrate");
+    const TeaCacheCalibration c = calibrate_teacache(loaded, request);
+    if (out.empty()) out = default_teacache_calibration_path(loaded.config);
+    write_file_atomically(out, [&](std::ostream& o) { o << c.file.dump(2) << "\n"; });
+    std::cout << "TeaCache calibration of " << loaded.config.weights << ": " << c.input_changes.size()
+              << " step pairs, rms error " << c.rms_error << "; wrote " << out << "\n"
+              << "use it with --set teacache.calibration=" << out << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "ilf_calibrate: error: " << e.what() << std::endl;
+    return 1;
+  }
+}
