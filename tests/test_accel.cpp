@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "ilf/accel/delta_dit.h"
+#include "ilf/accel/l2c.h"
 #include "ilf/accel/taylorseer.h"
 #include "ilf/accel/teacache.h"
 #include "ilf/config/run_config.h"
@@ -19,6 +20,7 @@
 #include "ilf/models/pixart.h"
 #include "ilf/sampling/dpm_solver.h"
 #include "ilf/sampling/sampler.h"
+#include "ilf/training/l2c_router.h"
 #include "test_helpers.h"
 
 using namespace ilf;
@@ -265,4 +267,90 @@ TEST(Accel, TeaCacheCalibrationFitsTheRecordedChangesAndItsFileIsAccepted) {
                                       {"sampling.method=teacache", "teacache.calibration=" + file})
                          .config;
   EXPECT_EQ(settings_as<TeaCacheSettings>(*config.methods.at("teacache"), "teacache").coefficients, c.coefficients);
+}
+
+namespace {
+
+// A router file for `steps` x 6 blocks with the given logits (row-major), as ilf_train writes it.
+std::string write_router(const std::vector<float>& logits, int64_t steps, const std::string& name) {
+  const std::string path = testing::TempDir() + "/" + name + ".safetensors";
+  write_l2c_router(path, torch::tensor(logits).reshape({steps, 6}), {});
+  return path;
+}
+
+// Class labels and nothing else: what the router training reads from a data set.
+class LabelsOnly : public Dataset {
+ public:
+  int64_t size() const override { return 100; }
+  std::vector<int64_t> sample_shape() const override { return {4, 8, 8}; }
+  std::string describe() const override { return "labels"; }
+  TrainingBatch load(const std::vector<int64_t>& indices) override {
+    TrainingBatch b;
+    b.x0 = torch::zeros({static_cast<int64_t>(indices.size()), 4, 8, 8});
+    b.condition.class_labels = torch::tensor(indices, torch::kInt64).remainder(10);
+    return b;
+  }
+};
+
+}  // namespace
+
+TEST(Accel, L2CScheduleReusesTheLowestLogitsAfterTheFirstStepUpToTheBudget) {
+  // 3 steps x 2 blocks, budget 0.5: 3 of 6 forwards remain, so the 3 lowest logits of steps 1 and 2
+  // (-1.0, 0.0, 0.5) are reused and the highest (2.0) computes.
+  const auto reuse = l2c_schedule(torch::tensor({-9.0f, -9.0f, 0.5f, -1.0f, 2.0f, 0.0f}).reshape({3, 2}), 0.5);
+  const std::vector<std::vector<bool>> expected = {{false, false}, {true, true}, {false, true}};
+  EXPECT_EQ(reuse, expected);
+  // Budget 1 reuses nothing; a tiny budget reuses everything after the first step.
+  const auto none = l2c_schedule(torch::zeros({3, 2}), 1.0);
+  for (const auto& row : none) EXPECT_EQ(row, std::vector<bool>(2, false));
+  const auto all = l2c_schedule(torch::zeros({3, 2}), 0.01);
+  EXPECT_EQ(all[0], std::vector<bool>(2, false));
+  EXPECT_EQ(all[2], std::vector<bool>(2, true));
+}
+
+TEST(Accel, L2CWithARouterThatReusesNothingIsThePlainSamplerAndItsCountsMatchThePlan) {
+  std::vector<float> logits(8 * 6);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>((i * 7) % 11) - 5.0f;
+  const std::string router = write_router(logits, 8, "router8");
+  for (const auto& family : kFamilies) {
+    BackbonePtr model = tiny_backbone(family);
+    const SamplingResult plain = run(*model, config_of("baseline", Json::object()), 8);
+    const SamplingResult same = run(*model, config_of("l2c", {{"l2c", {{"router", router}, {"budget", 1.0}}}}), 8);
+    EXPECT_TRUE(torch::equal(same.samples, plain.samples)) << family;
+    const SamplingResult half = run(*model, config_of("l2c", {{"l2c", {{"router", router}, {"budget", 0.5}}}}), 8);
+    expect_counts_match_plan(half, family + " l2c");
+    EXPECT_EQ(half.block_forwards, 24) << family;  // round(0.5 x 8 x 6)
+  }
+  // A router trained for 8 steps refuses 10, naming the key.
+  DPMSolverMultistep solver;
+  const RunConfig wrong = config_of("l2c", {{"l2c", {{"router", router}}}});
+  EXPECT_NE(error_of([&] { plan_sampling(*make_acceleration_method(wrong), solver, 10, 6); }).find("l2c.router"),
+            std::string::npos);
+}
+
+TEST(Accel, L2CTrainingLowersTheGatesOfABlockWhoseReuseCostsNothing) {
+  BackbonePtr model = tiny_backbone("dit");
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->block_module(3)->parameters()) p.zero_();  // adaLN gates 0: block 3 is the identity
+  }
+  DPMSolverMultistep solver;
+  LabelsOnly data;
+  SamplingOptions sampling;
+  sampling.steps = 5;
+  sampling.guidance_scale = 2.0;
+  L2CRouterOptions o;
+  o.iterations = 15;
+  o.batch = 2;
+  o.lr = 0.1;
+  o.sparsity = 0.01;
+  std::vector<double> losses;
+  const torch::Tensor theta = train_l2c_router(*model, solver, sampling, data, o, torch::kCPU,
+                                               [&](const L2CRouterStep& s) { losses.push_back(s.reconstruction); });
+  ASSERT_EQ(theta.sizes(), (std::vector<int64_t>{5, 6}));
+  const torch::Tensor after_first = theta.slice(0, 1);  // (4, 6)
+  const double identity_block = after_first.select(1, 3).mean().item<double>();
+  for (int64_t j : {0, 1, 2, 4, 5})
+    EXPECT_LT(identity_block, after_first.select(1, j).mean().item<double>()) << "block " << j;
+  EXPECT_TRUE(torch::isfinite(theta).all().item<bool>());
 }

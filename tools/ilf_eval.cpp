@@ -1,9 +1,14 @@
-// ilf_eval: evaluates one sampling setting of a class-conditional model (FID, class accuracy, fidelity to
-// same-seed reference samples, block forwards, seconds per image; see pipelines/evaluation.h). Writes
-// one JSON object to --out (atomically) and prints it.
+// ilf_eval: evaluates one sampling setting of a class-conditional model, or with --prompts-file of a
+// text-to-image model (FID, class accuracy, fidelity to same-seed reference samples, block forwards,
+// seconds per image; see pipelines/evaluation.h). Writes one JSON object to --out (atomically) and
+// prints it.
+//   ilf_eval --config configs/fashion_mnist.json --num-samples 5000
+//   ilf_eval --config configs/fashion_mnist_t2i.json --model-folder models/fashion_mnist_t2i \
+//            --prompts-file models/fashion_mnist_t2i/captions_eval.txt --num-samples 1000
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/pipelines/evaluation.h"
 #include "ilf/pipelines/loading.h"
@@ -12,7 +17,7 @@ using namespace ilf;
 
 int main(int argc, char** argv) {
   CLI::App app{"ilf_eval: FID, class accuracy, fidelity and cost of one sampling setting"};
-  std::string config = "configs/fashion_mnist.json", out;
+  std::string config = "configs/fashion_mnist.json", out, model_folder, prompts_file;
   std::vector<std::string> overrides;
   EvalRequest request;
   app.add_option("--config", config, "run config (JSON)")->capture_default_str();
@@ -25,10 +30,16 @@ int main(int argc, char** argv) {
   app.add_option("--label", request.label, "a name for this row in reports");
   app.add_option("--out", out, "metrics JSON file");
   app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--model-folder", model_folder, "text-to-image: model folder with model.json");
+  app.add_option("--prompts-file", prompts_file, "text-to-image: lines \"class<TAB>caption\" (the class judges accuracy)");
   CLI11_PARSE(app, argc, argv);
   try {
-    const RunConfig run = load_tool_config(config, overrides).config;
-    const std::string text = evaluate_class_to_image(run, request).dump(2);
+    if (!model_folder.empty() && prompts_file.empty()) throw Error("--model-folder needs --prompts-file (text-to-image)");
+    const LoadedRunConfig loaded = load_tool_config(config, overrides, model_folder);
+    const std::string text =
+        (prompts_file.empty() ? evaluate_class_to_image(loaded.config, request)
+                              : evaluate_text_to_image(loaded, read_labelled_prompts(prompts_file), request))
+            .dump(2);
     if (!out.empty()) write_file_atomically(out, [&](std::ostream& o) { o << text << "\n"; });
     std::cout << text << std::endl;
     return 0;

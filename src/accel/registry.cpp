@@ -7,6 +7,7 @@
 #include "ilf/accel/fora.h"
 #include "ilf/accel/ilf.h"
 #include "ilf/accel/ilf_cache.h"
+#include "ilf/accel/l2c.h"
 #include "ilf/accel/taylorseer.h"
 #include "ilf/accel/teacache.h"
 #include "ilf/error.h"
@@ -58,6 +59,11 @@ std::vector<MethodEntry> make_entries() {
                      "TaylorSeer: block features forecast by a Taylor expansion between full steps", false,
                      parse_taylorseer_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
                        return std::make_unique<TaylorSeerMethod>(settings_as<TaylorSeerSettings>(s, "taylorseer"));
+                     }});
+  entries.push_back({"l2c", "l2c",
+                     "Learning-to-Cache: a router trained by ilf_train, fixed to a static per-step, per-block reuse schedule", false,
+                     parse_l2c_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+                       return std::make_unique<L2CMethod>(settings_as<L2CSettings>(s, "l2c"));
                      }});
   entries.push_back({"ilf_cache", "ilf_cache",
                      "ILF on its feedback steps, caching on the others (or of the blocks outside the loop)", true,

@@ -110,7 +110,8 @@ TextSection parse_text(ConfigReader& r) {
 
 TrainingOptions parse_training(ConfigReader& c) {
   TrainingOptions o;
-  o.mode = c.choice("training.mode", "ilf", {"ilf", "pretrain"}) == "ilf" ? TrainingMode::kIlf : TrainingMode::kPretrain;
+  const std::string mode = c.choice("training.mode", "ilf", {"ilf", "pretrain", "l2c"});
+  o.mode = mode == "ilf" ? TrainingMode::kIlf : mode == "pretrain" ? TrainingMode::kPretrain : TrainingMode::kL2C;
   o.device = c.choice("training.device", o.device, {"auto", "cpu", "cuda"});
   o.lr = c.get<double>("training.lr", o.lr);
   if (!(o.lr > 0)) throw c.invalid("training.lr", "> 0");

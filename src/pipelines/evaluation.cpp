@@ -4,12 +4,14 @@
 #include <torch/script.h>
 
 #include <chrono>
+#include <map>
 #include <iostream>
 
 #include "ilf/error.h"
 #include "ilf/eval/metrics.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/pipelines/class_to_image.h"
+#include "ilf/pipelines/text_to_image.h"
 #include "ilf/training/datasets.h"
 
 namespace ilf {
@@ -48,64 +50,162 @@ torch::jit::script::Module load_extractor(const std::string& path, const torch::
   }
 }
 
+// The mean block forwards per image: an integer when every batch cost the same (all methods but those
+// that decide while sampling, such as TeaCache).
+nlohmann::json block_forwards_per_image(int64_t total, int64_t images) {
+  if (total % images == 0) return total / images;
+  return static_cast<double>(total) / static_cast<double>(images);
+}
+
 }  // namespace
 
-nlohmann::json evaluate_class_to_image(const RunConfig& config, const EvalRequest& request) {
-  if (request.num_samples < 2) throw Error("--num-samples must be >= 2 (FID needs a covariance)");
-  if (request.batch < 1) throw Error("--batch must be >= 1");
-  const torch::Device device(request.device);
-  ClassToImageModel model = load_class_to_image_model(config, device);
-  torch::jit::script::Module extractor = load_extractor(config.eval.feature_extractor, device);
+namespace {
 
-  std::vector<torch::Tensor> samples;
+// What the generation loops of both kinds hand to the scoring.
+struct Generated {
+  torch::Tensor images;  // (N, C, H, W) in [-1, 1], CPU
   std::vector<int64_t> labels;
-  int64_t block_forwards_per_image = 0;
-  double sampling_seconds = 0;
-  for (int64_t start = 0; start < request.num_samples; start += request.batch) {
-    const int64_t n = std::min(request.batch, request.num_samples - start);
-    std::vector<int64_t> ys;
-    for (int64_t i = start; i < start + n; ++i) ys.push_back(i % model.num_classes());
-    const auto t0 = std::chrono::steady_clock::now();
-    const ClassToImageResult result = generate(model, ys, request.seed + static_cast<uint64_t>(start));
-    sampling_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    block_forwards_per_image = result.sampling.block_forwards;
-    samples.push_back(result.images.clamp(-1, 1).to(torch::kCPU));
-    labels.insert(labels.end(), ys.begin(), ys.end());
-    std::cerr << "\rilf_eval: " << start + n << "/" << request.num_samples << " samples" << std::flush;
-  }
-  std::cerr << std::endl;
-  const torch::Tensor images = torch::cat(samples);  // (N, C, H, W) in [-1, 1]
+  int64_t block_forwards = 0;  // summed over the images
+  double seconds = 0;
+  nlohmann::json settings;
+};
+
+nlohmann::json score(const RunConfig& config, const EvalRequest& request, const torch::Device& device,
+                     const Generated& g) {
+  torch::jit::script::Module extractor = load_extractor(config.eval.feature_extractor, device);
   if (!request.write_samples.empty())
-    write_safetensors(request.write_samples, {{"samples", images}}, {{"config", config.source}});
+    write_safetensors(request.write_samples, {{"samples", g.images}}, {{"config", config.source}});
 
   // Quality: FID against the reference set, class accuracy.
-  const Judged generated = judge(extractor, crop(images, config.eval.crop).to(device), 1000);
+  const Judged generated = judge(extractor, crop(g.images, config.eval.crop).to(device), 1000);
   FashionMnistDataset test_set(config.eval.dataset_folder, "test");
   std::vector<int64_t> all(static_cast<size_t>(test_set.size()));
   for (int64_t i = 0; i < test_set.size(); ++i) all[static_cast<size_t>(i)] = i;
   const Judged reference = judge(extractor, crop(test_set.load(all).x0, config.eval.crop).to(device), 1000);
   const double fid = frechet_distance(feature_statistics(generated.features), feature_statistics(reference.features));
   const double accuracy =
-      generated.predicted.to(torch::kCPU).eq(torch::tensor(labels, torch::kInt64)).to(torch::kFloat64).mean().item<double>();
+      generated.predicted.to(torch::kCPU).eq(torch::tensor(g.labels, torch::kInt64)).to(torch::kFloat64).mean().item<double>();
 
   nlohmann::json metrics = {{"label", request.label},
                             {"fid", fid},
                             {"class_accuracy", accuracy},
-                            {"block_forwards", block_forwards_per_image},
-                            {"seconds_per_image", sampling_seconds / static_cast<double>(request.num_samples)},
+                            {"block_forwards", block_forwards_per_image(g.block_forwards, request.num_samples)},
+                            {"seconds_per_image", g.seconds / static_cast<double>(request.num_samples)},
                             {"num_samples", request.num_samples},
                             {"reference_set", config.eval.reference_set},
-                            {"settings", generation_settings(config, *model.sampling.method, *model.sampling.solver)}};
+                            {"settings", g.settings}};
   if (!request.reference_samples.empty()) {
     const TensorMap ref = read_safetensors(request.reference_samples).tensors;
     const torch::Tensor& r = require_tensor(ref, "samples", request.reference_samples);
-    if (r.sizes() != images.sizes())
+    if (r.sizes() != g.images.sizes())
       throw Error(request.reference_samples +
                   ": reference samples have another shape than this run's (same --num-samples and model needed)");
-    metrics["psnr_vs_reference"] = mean_psnr(images, r);
-    metrics["mse_vs_reference"] = mean_squared_error(images, r);
+    metrics["psnr_vs_reference"] = mean_psnr(g.images, r);
+    metrics["mse_vs_reference"] = mean_squared_error(g.images, r);
   }
   return metrics;
+}
+
+// The prompts round-robin over their classes (first caption of each class in class order, then the
+// second, ...), so that any number of samples is as balanced as the file allows.
+std::vector<LabelledPrompt> interleave_classes(const std::vector<LabelledPrompt>& prompts) {
+  std::map<int64_t, std::vector<LabelledPrompt>> by_class;
+  for (const auto& p : prompts) by_class[p.label].push_back(p);
+  std::vector<LabelledPrompt> order;
+  for (size_t round = 0; order.size() < prompts.size(); ++round)
+    for (const auto& [label, list] : by_class)
+      if (round < list.size()) order.push_back(list[round]);
+  return order;
+}
+
+void check_request(const EvalRequest& request) {
+  if (request.num_samples < 2) throw Error("--num-samples must be >= 2 (FID needs a covariance)");
+  if (request.batch < 1) throw Error("--batch must be >= 1");
+}
+
+}  // namespace
+
+nlohmann::json evaluate_class_to_image(const RunConfig& config, const EvalRequest& request) {
+  check_request(request);
+  const torch::Device device(request.device);
+  ClassToImageModel model = load_class_to_image_model(config, device);
+  load_extractor(config.eval.feature_extractor, device);  // a bad extractor fails before sampling
+
+  Generated g;
+  std::vector<torch::Tensor> samples;
+  for (int64_t start = 0; start < request.num_samples; start += request.batch) {
+    const int64_t n = std::min(request.batch, request.num_samples - start);
+    std::vector<int64_t> ys;
+    for (int64_t i = start; i < start + n; ++i) ys.push_back(i % model.num_classes());
+    const auto t0 = std::chrono::steady_clock::now();
+    const ClassToImageResult result = generate(model, ys, request.seed + static_cast<uint64_t>(start));
+    g.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    g.block_forwards += result.sampling.block_forwards * n;
+    samples.push_back(result.images.clamp(-1, 1).to(torch::kCPU));
+    g.labels.insert(g.labels.end(), ys.begin(), ys.end());
+    std::cerr << "\rilf_eval: " << start + n << "/" << request.num_samples << " samples" << std::flush;
+  }
+  std::cerr << std::endl;
+  g.images = torch::cat(samples);  // (N, C, H, W) in [-1, 1]
+  g.settings = generation_settings(config, *model.sampling.method, *model.sampling.solver);
+  return score(config, request, device, g);
+}
+
+std::vector<LabelledPrompt> read_labelled_prompts(const std::string& path) {
+  std::vector<LabelledPrompt> prompts;
+  const std::vector<std::string> lines = read_prompts_file(path);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto tab = lines[i].find('\t');
+    LabelledPrompt p;
+    try {
+      if (tab == std::string::npos) throw std::invalid_argument("no tab");
+      size_t used = 0;
+      p.label = std::stoll(lines[i].substr(0, tab), &used);
+      if (used != tab || p.label < 0) throw std::invalid_argument("not a class");
+    } catch (const std::exception&) {
+      throw Error(path + ": line " + std::to_string(i + 1) + " must be \"class<TAB>caption\" with a class index >= 0, got \"" +
+                  lines[i] + "\"");
+    }
+    p.prompt = lines[i].substr(tab + 1);
+    prompts.push_back(p);
+  }
+  if (prompts.empty()) throw Error(path + ": no prompts");
+  return prompts;
+}
+
+nlohmann::json evaluate_text_to_image(const LoadedRunConfig& loaded, const std::vector<LabelledPrompt>& prompts,
+                                      const EvalRequest& request) {
+  check_request(request);
+  if (prompts.empty()) throw Error("text-to-image evaluation: no prompts");
+  const RunConfig& config = loaded.config;
+  const torch::Device device(request.device);
+  TextToImageModel model = load_text_to_image_model(config, device, loaded.folder ? &*loaded.folder : nullptr);
+  load_extractor(config.eval.feature_extractor, device);  // a bad extractor fails before sampling
+
+  const std::vector<LabelledPrompt> order = interleave_classes(prompts);
+  Generated g;
+  std::vector<torch::Tensor> samples;
+  for (int64_t start = 0; start < request.num_samples; start += request.batch) {
+    const int64_t n = std::min(request.batch, request.num_samples - start);
+    TextToImageRequest r;
+    for (int64_t i = start; i < start + n; ++i) {
+      const LabelledPrompt& p = order[static_cast<size_t>(i) % order.size()];
+      r.prompts.push_back(p.prompt);
+      r.seeds.push_back(request.seed + static_cast<uint64_t>(i));
+      g.labels.push_back(p.label);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const TextToImageResult result = generate(model, r);
+    g.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    g.block_forwards += result.sampling.block_forwards * n;
+    samples.push_back(result.images.clamp(-1, 1).to(torch::kCPU));
+    std::cerr << "\rilf_eval: " << start + n << "/" << request.num_samples << " samples" << std::flush;
+  }
+  std::cerr << std::endl;
+  g.images = torch::cat(samples);
+  g.settings = generation_settings(config, *model.sampling.method, *model.sampling.solver);
+  if (loaded.folder) g.settings["model_folder"] = loaded.folder->path;
+  return score(config, request, device, g);
 }
 
 }  // namespace ilf

@@ -4,12 +4,15 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/weights.h"
 #include "ilf/pipelines/loading.h"
+#include "ilf/accel/l2c.h"
+#include "ilf/training/l2c_router.h"
 
 namespace ilf {
 
@@ -41,6 +44,53 @@ void set_null_caption_from_shards(Backbone& backbone, const DataOptions& data) {
   null.caption = require_tensor(file.tensors, "caption", null_caption.string());
   if (file.tensors.count("caption_mask")) null.caption_mask = file.tensors.at("caption_mask");
   backbone.set_null_condition(null);
+}
+
+// training.mode "l2c": the Learning-to-Cache router of the config's backbone, solver, steps and
+// guidance, on conditions from the training data; writes OUT/router.safetensors, OUT/metrics.jsonl.
+TrainingOutcome run_l2c_training(const RunConfig& config, const std::string& out_dir, bool resume) {
+  if (resume)
+    throw Error("training.mode l2c: --resume is not supported (a router trains in minutes; run again without --resume)");
+  if (topology_from_environment().world_size != 1)
+    throw Error("training.mode l2c runs on one process (it trains a few hundred numbers); launch it without torchrun");
+  const torch::Device device = training_device(config.training, 0);
+  fs::create_directories(out_dir);
+  torch::manual_seed(config.training.seed);
+  BackbonePtr backbone = load_backbone(config, device);
+  DatasetPtr data = make_dataset(config.data);
+  set_null_caption_from_shards(*backbone, config.data);
+  SolverPtr solver = make_solver(config.sampling.solver);
+  const auto& l2c = settings_as<L2CSettings>(*config.methods.at("l2c"), "l2c");
+  L2CRouterOptions o;
+  o.iterations = config.training.steps;
+  o.batch = config.training.batch_size;
+  o.lr = config.training.lr;
+  o.sparsity = l2c.sparsity;
+  o.seed = config.training.seed;
+  write_file_atomically((fs::path(out_dir) / "config.json").string(),
+                        [&](std::ostream& s) { s << resolved_config(config).dump(2) << "\n"; });
+  spdlog::info("Learning-to-Cache router: {} steps x {} blocks, {} iterations of {} trajectories, sparsity {}",
+               config.sampling.options.steps, backbone->depth(), o.iterations, o.batch, o.sparsity);
+  std::ofstream metrics(fs::path(out_dir) / "metrics.jsonl");
+  const torch::Tensor logits =
+      train_l2c_router(*backbone, *solver, config.sampling.options, *data, o, device, [&](const L2CRouterStep& s) {
+        metrics << Json{{"step", s.iteration}, {"loss", s.loss}, {"loss_rec", s.reconstruction}, {"mean_gate", s.mean_gate}}.dump()
+                << "\n" << std::flush;
+        if (s.iteration % config.training.log_every == 0 || s.iteration == o.iterations)
+          spdlog::info("step {}/{} loss {:.5f} (rec {:.5f}, mean gate {:.3f})", s.iteration, o.iterations, s.loss,
+                       s.reconstruction, s.mean_gate);
+      });
+  TrainingOutcome outcome;
+  outcome.finished = true;
+  outcome.step = o.iterations;
+  outcome.weights = (fs::path(out_dir) / "router.safetensors").string();
+  write_l2c_router(outcome.weights, logits,
+                   {{"solver", config.sampling.solver.solver},
+                    {"guidance_scale", std::to_string(config.sampling.options.guidance_scale)},
+                    {"sparsity", std::to_string(o.sparsity)},
+                    {"iterations", std::to_string(o.iterations)},
+                    {"weights", config.weights}});
+  return outcome;
 }
 
 }  // namespace
@@ -81,6 +131,13 @@ RunConfig load_training_config(const std::string& config_path, const std::vector
 }
 
 TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir, bool resume) {
+  if (config.training.mode == TrainingMode::kL2C) {
+    TrainingOutcome outcome = run_l2c_training(config, out_dir, resume);
+    const Json status = {{"finished", true}, {"step", outcome.step}, {"steps", config.training.steps}, {"weights", outcome.weights}};
+    write_file_atomically((fs::path(out_dir) / "status.json").string(), [&](std::ostream& s) { s << status.dump(1) << "\n"; });
+    spdlog::info("finished; router: {} (sample with --set sampling.method=l2c --set l2c.router=...)", outcome.weights);
+    return outcome;
+  }
   const ProcessTopology topology = topology_from_environment();
   if (topology.rank != 0) spdlog::set_level(spdlog::level::warn);
   const torch::Device device = training_device(config.training, topology.local_rank);

@@ -8,8 +8,17 @@
 
 namespace ilf {
 
+std::string training_mode_name(TrainingMode mode) {
+  switch (mode) {
+    case TrainingMode::kIlf: return "ilf";
+    case TrainingMode::kPretrain: return "pretrain";
+    case TrainingMode::kL2C: return "l2c";
+  }
+  return "ilf";
+}
+
 Json training_options_to_json(const TrainingOptions& o) {
-  return Json{{"mode", o.mode == TrainingMode::kIlf ? "ilf" : "pretrain"},
+  return Json{{"mode", training_mode_name(o.mode)},
               {"device", o.device},
               {"lr", o.lr},
               {"betas", {o.betas[0], o.betas[1]}},

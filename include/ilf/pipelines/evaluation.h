@@ -1,19 +1,24 @@
-// Evaluating one sampling setting of a class-conditional model against references, what ilf_eval,
-// the sweeps and the reports run:
+// Evaluating one sampling setting of a class-conditional or a text-to-image model against references,
+// what ilf_eval, the sweeps and the reports run:
 //   - FID between generated samples and a reference image set, in the feature space of a TorchScript
 //     feature extractor (its `features(x)` method; the standard Inception TorchScript works too);
 //   - class accuracy of the samples, judged by the same module's `forward(x)` logits;
 //   - fidelity to a reference sampler: MSE and PSNR against same-seed samples saved by an earlier run
 //     (typically the 20-step baseline);
 //   - block forwards and seconds per image, measured in the same run.
-// Samples are generated in batches with balanced classes (sample i has class i % num_classes); batch b
-// starts at sample s and draws its noise from seed + s, so every setting sees the same initial noise
-// for the same sample index.
+// Class-to-image: samples are generated in batches with balanced classes (sample i has class
+// i % num_classes); batch b starts at sample s and draws its noise from seed + s, so every setting sees
+// the same initial noise for the same sample index.
+// Text-to-image: the prompts of a labelled prompts file (lines "class<TAB>caption", e.g.
+// models/fashion_mnist_t2i/captions_eval.txt) are taken round-robin over the classes (the first caption
+// of every class, then the second, ...; cycled), sample i with the noise of seed + i; the class is what
+// the accuracy is judged against. The extractor sees the decoded images.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "ilf/config/run_config.h"
+#include "ilf/pipelines/loading.h"
 
 namespace ilf {
 
@@ -27,9 +32,22 @@ struct EvalRequest {
   std::string device = "cpu";
 };
 
-// The metrics as JSON: label, fid, class_accuracy, block_forwards, seconds_per_image, num_samples,
+// The metrics as JSON: label, fid, class_accuracy, block_forwards (mean per image), seconds_per_image, num_samples,
 // reference_set, settings (the generation settings) and, with reference samples, psnr_vs_reference and
 // mse_vs_reference. Throws ilf::Error naming the file or flag for bad inputs.
 nlohmann::json evaluate_class_to_image(const RunConfig& config, const EvalRequest& request);
+
+// A labelled prompt: the class its image should show, and the caption.
+struct LabelledPrompt {
+  int64_t label = 0;
+  std::string prompt;
+};
+// Lines "class<TAB>caption"; errors name the file and line.
+std::vector<LabelledPrompt> read_labelled_prompts(const std::string& path);
+
+// The same metrics for a text-to-image model (a model folder or a config that names its files), its
+// images generated from `prompts` as described at the top; settings also record the prompts file.
+nlohmann::json evaluate_text_to_image(const LoadedRunConfig& loaded, const std::vector<LabelledPrompt>& prompts,
+                                      const EvalRequest& request);
 
 }  // namespace ilf

@@ -14,7 +14,8 @@
 
 namespace ilf {
 
-enum class TrainingMode { kIlf, kPretrain };
+// kL2C trains a Learning-to-Cache router (training/l2c_router.h), not with the Trainer.
+enum class TrainingMode { kIlf, kPretrain, kL2C };
 enum class TeacherKind { kFad, kMultistep };
 enum class TrainTPost { kNone, kTeacher };
 
@@ -55,6 +56,9 @@ struct TrainingOptions {
   bool activation_checkpointing = false;
   double collective_timeout_s = 600;  // rendezvous and collectives; a dead rank fails the others after this
 };
+
+// "ilf", "pretrain" or "l2c".
+std::string training_mode_name(TrainingMode mode);
 
 // The effective options as a "training" JSON section (every key, defaults included).
 Json training_options_to_json(const TrainingOptions& options);
