@@ -3,8 +3,8 @@
 // seconds per image; see pipelines/evaluation.h). Writes one JSON object to --out (atomically) and
 // prints it.
 //   ilf_eval --config configs/fashion_mnist.json --num-samples 5000
-//   ilf_eval --config configs/fashion_mnist_t2i.json --model-folder models/fashion_mnist_t2i \
-//            --prompts-file models/fashion_mnist_t2i/captions_eval.txt --num-samples 1000
+//   ilf_eval --config configs/fashion_mnist_t2i.json --model-folder models/fashion_mnist_t2i
+//            --prompts-file models/fashion_mnist_t2i/captions_eval.txt --num-samples 1000   (one line)
 #include <CLI/CLI.hpp>
 #include <iostream>
 
