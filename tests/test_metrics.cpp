@@ -17,7 +17,7 @@ TEST(Frechet, MatchesTheClosedFormForCommutingCovariances) {
   // With S1 = Q diag(a) Q^T and S2 = Q diag(b) Q^T: d^2 = |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2.
   torch::manual_seed(1);
   const int64_t d = 8;
-  const auto q = std::get<0>(torch::linalg::qr(torch::randn({d, d}, torch::kFloat64), "reduced"));
+  const auto q = std::get<0>(at::linalg_qr(torch::randn({d, d}, torch::kFloat64), "reduced"));
   const auto a = torch::rand({d}, torch::kFloat64) + 0.1, b = torch::rand({d}, torch::kFloat64) * 3 + 0.1;
   FeatureStatistics s1{torch::randn({d}, torch::kFloat64), q.matmul(torch::diag(a)).matmul(q.t()), 100};
   FeatureStatistics s2{torch::randn({d}, torch::kFloat64), q.matmul(torch::diag(b)).matmul(q.t()), 100};

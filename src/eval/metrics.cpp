@@ -11,7 +11,7 @@ namespace {
 
 // The symmetric PSD square root of a symmetric matrix (negative round-off eigenvalues clamped to 0).
 torch::Tensor symmetric_sqrt(const torch::Tensor& m) {
-  auto [values, vectors] = torch::linalg::eigh(m, "L");
+  auto [values, vectors] = at::linalg_eigh(m, "L");
   return vectors.matmul(torch::diag(values.clamp_min(0).sqrt())).matmul(vectors.transpose(0, 1));
 }
 
@@ -35,7 +35,7 @@ double frechet_distance(const FeatureStatistics& a, const FeatureStatistics& b) 
   const torch::Tensor a_half = symmetric_sqrt(a.covariance);
   torch::Tensor middle = a_half.matmul(b.covariance).matmul(a_half);
   middle = (middle + middle.transpose(0, 1)) / 2;  // symmetric up to round-off
-  const double trace_sqrt = torch::linalg::eigvalsh(middle, "L").clamp_min(0).sqrt().sum().item<double>();
+  const double trace_sqrt = at::linalg_eigvalsh(middle, "L").clamp_min(0).sqrt().sum().item<double>();
   return mean_term + a.covariance.trace().item<double>() + b.covariance.trace().item<double>() - 2 * trace_sqrt;
 }
 
