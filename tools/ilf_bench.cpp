@@ -75,8 +75,22 @@ int run(const Args& args) {
     return ok ? 0 : 2;
   }
   if (args.capabilities) {
+#ifdef ILF_HAVE_NCCL
+    const bool nccl = true;
+#else
+    const bool nccl = false;
+#endif
+#ifdef ILF_HAVE_GLOO
+    const bool gloo = true;
+#else
+    const bool gloo = false;
+#endif
+    // Attention: at::scaled_dot_product_attention from LibTorch 2.0 on, a plain softmax before.
     std::cout << nlohmann::json({{"cuda_support_compiled", cuda_support_compiled()},
                                  {"cuda_available", torch::cuda::is_available()},
+                                 {"nccl_process_group_compiled", nccl},
+                                 {"gloo_process_group_compiled", gloo},
+                                 {"scaled_dot_product_attention", TORCH_VERSION_MAJOR >= 2},
                                  {"torch_version", TORCH_VERSION}})
                      .dump()
               << std::endl;
