@@ -8,14 +8,14 @@
 #   reference  the plain-PyTorch forward on the same presets (eager, CUDA graph; torch.compile last).
 # Everything is written under $OUT (summary.md collects the tables). Usage, from the repository root:
 #   bash scripts/gpu/run_gpu_checks.sh [all | build parity numerics agreement bench reference compile ...]
-# The .debs come from scripts/gpu/fetch_debs.sh (folder .deps/gpu-debs, passed in the run's carry).
+# The .debs come from scripts/gpu/fetch_debs.sh (folder third_party/debs, passed in the run's carry).
 # Each phase has its own time limit; a failing phase is recorded in $OUT/status.txt and the others run.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 OUT=${OUT:-$ROOT/out/gpu}
 mkdir -p "$OUT"
-DEB_DIR=${DEB_DIR:-$ROOT/.deps/gpu-debs}
+DEB_DIR=${DEB_DIR:-$ROOT/third_party/debs}
 BUILD=${BUILD:-$ROOT/build-gpu}
 PRESETS=(dit-xl-2-256 pixart-xl-2-512 pixart-xl-2-1024)
 REPEATS=${REPEATS:-7}
@@ -52,11 +52,11 @@ setup_environment() {
 }
 
 phase_build() {
-  ls "$DEB_DIR"/*.deb > /dev/null || { echo "no .debs in $DEB_DIR: run scripts/gpu/fetch_debs.sh and carry .deps/gpu-debs"; return 1; }
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;/tmp/deps/usr" -DILF_BUILD_TESTS=OFF > "$OUT/configure.log" 2>&1 ||
-    { tail -40 "$OUT/configure.log"; return 1; }
-  cmake --build "$BUILD" -j "$(nproc)" --target ilf_bench > "$OUT/build.log" 2>&1 || { grep -B2 -A12 -m5 "error" "$OUT/build.log" | head -80; return 1; }
+  ls "$DEB_DIR"/*.deb > /dev/null || { echo "no .debs in $DEB_DIR: run scripts/gpu/fetch_debs.sh and carry third_party/debs"; return 1; }
+  # The same script as CI's second build and the README's cluster build.
+  DEPS_DEBS="$DEB_DIR" BUILD_DIR="$BUILD" TORCH_PREFIX="$TORCH_PREFIX" TARGETS=ilf_bench \
+    bash "$ROOT/scripts/build_with_pip_torch.sh" -DILF_BUILD_TESTS=OFF > "$OUT/build.log" 2>&1 ||
+    { grep -B2 -A12 -m5 "error" "$OUT/build.log" | head -80; tail -40 "$OUT/build.log"; return 1; }
   tail -3 "$OUT/build.log"
   "$BENCH" --capabilities | tee "$OUT/capabilities.json"
 }

@@ -9,7 +9,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" > /dev/null
-cmake -S "$here" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/prefix" \
+# The prefixes the library was configured with (LibTorch, dependencies) when it was given any, e.g. by
+# scripts/build_with_pip_torch.sh; the Debian build has none.
+prefix_path="$work/prefix"
+configured=$(sed -n 's/^CMAKE_PREFIX_PATH:[A-Z]*=//p' "$build/CMakeCache.txt")
+[ -n "$configured" ] && prefix_path="$prefix_path;$configured"
+cmake -S "$here" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix_path" \
   ${CMAKE_CXX_COMPILER_LAUNCHER:+-DCMAKE_CXX_COMPILER_LAUNCHER=$CMAKE_CXX_COMPILER_LAUNCHER} > /dev/null
 cmake --build "$work/build" > /dev/null
 for n in 10 12 25; do "$work/build/solver_trajectory" dpmpp2m "$data/dpmpp2m_N$n.safetensors" "$n"; done
