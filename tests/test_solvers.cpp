@@ -3,6 +3,7 @@
 // diffusers and the official PixArt code with the README's fake model), plus properties for step
 // counts and options the references do not cover, the noise schedule and the factory/config reader.
 #include <gtest/gtest.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <cstdio>
@@ -37,6 +38,36 @@ TensorMap load(const std::string& name) { return read_safetensors(test::data_pat
 
 const torch::Tensor& ref(const TensorMap& tensors, const std::string& key) {
   return require_tensor(tensors, key, "reference");
+}
+
+// The references were written by diffusers / the official PixArt code on torch 1.13, and the schedules
+// are built with the same operations. torch 2.x rounds float32 torch.linspace differently (measured
+// with 2.11: 209 of the 1000 linear betas differ by one ulp, alphas_cumprod by <= 2.3e-7 relative), so
+// against 2.x (what diffusers on 2.x computes too) the schedule tables agree to float32 rounding, not
+// bit for bit; on 1.13 they stay bit-exact.
+#if TORCH_VERSION_MAJOR >= 2
+constexpr double kTableTolerance = 1e-6;  // relative
+#else
+constexpr double kTableTolerance = 0;
+#endif
+
+bool same_table(const torch::Tensor& ours, const torch::Tensor& reference) {
+  if (kTableTolerance == 0) return torch::equal(ours, reference);
+  return ours.sizes() == reference.sizes() &&
+         torch::allclose(ours.to(torch::kFloat64), reference.to(torch::kFloat64), kTableTolerance, 0);
+}
+
+template <typename T, typename U>
+void expect_same_values(const std::vector<T>& ours, const std::vector<U>& reference) {
+  ASSERT_EQ(ours.size(), reference.size());
+  for (size_t i = 0; i < ours.size(); ++i) {
+    const double a = static_cast<double>(ours[i]), b = static_cast<double>(reference[i]);
+    if (kTableTolerance == 0) {
+      EXPECT_EQ(a, b) << "entry " << i;
+    } else {
+      EXPECT_NEAR(a, b, kTableTolerance * std::abs(b)) << "entry " << i;
+    }
+  }
 }
 
 std::string message_of(const std::function<void()>& f) {
@@ -147,8 +178,8 @@ void run_and_check_layout(Solver& solver, int64_t n, bool integer_times) {
 TEST(NoiseSchedule, LinearAlphasCumprodEqualsReference) {
   const NoiseSchedule schedule = NoiseSchedule::create();
   EXPECT_EQ(schedule.num_train_timesteps(), 1000);
-  EXPECT_TRUE(torch::equal(schedule.alphas_cumprod, ref(load("dpmpp2m_N20.safetensors"), "alphas_cumprod")));
-  EXPECT_TRUE(torch::equal(schedule.alphas_cumprod, ref(load("ddim_N20.safetensors"), "alphas_cumprod")));
+  EXPECT_TRUE(same_table(schedule.alphas_cumprod, ref(load("dpmpp2m_N20.safetensors"), "alphas_cumprod")));
+  EXPECT_TRUE(same_table(schedule.alphas_cumprod, ref(load("ddim_N20.safetensors"), "alphas_cumprod")));
 }
 
 TEST(NoiseSchedule, ScaledLinearIsASquaredLinspace) {
@@ -208,8 +239,8 @@ TEST_P(DPMSolverReference, TimestepsSigmasAndTrajectoryMatch) {
   DPMSolverMultistep solver;
   solver.set_timesteps(n);
   EXPECT_EQ(solver.integer_timesteps(), int64_values(ref(r, "timesteps")));
-  EXPECT_EQ(solver.float_sigmas(), float_values(ref(r, "sigmas")));  // bit-exact float32
-  EXPECT_TRUE(torch::equal(solver.noise_schedule().alphas_cumprod, ref(r, "alphas_cumprod")));
+  expect_same_values(solver.float_sigmas(), float_values(ref(r, "sigmas")));  // bit-exact float32 on 1.13
+  EXPECT_TRUE(same_table(solver.noise_schedule().alphas_cumprod, ref(r, "alphas_cumprod")));
   // Solver order per step (the reference cases' "solver_order_per_step"): first and last step first order.
   for (int64_t k = 0; k < n; ++k) {
     EXPECT_EQ(solver.next_step_order(), (k == 0 || k == n - 1) ? 1 : 2) << "step " << k;
@@ -316,7 +347,7 @@ TEST(DDIM, TimestepsAndTrajectoryMatchReference) {
   solver.set_timesteps(20);
   EXPECT_EQ(solver.integer_timesteps(), int64_values(ref(r, "timesteps")));
   EXPECT_EQ(solver.final_alpha_cumprod(), ref(r, "final_alpha_cumprod")[0].item<float>());
-  EXPECT_TRUE(torch::equal(solver.noise_schedule().alphas_cumprod, ref(r, "alphas_cumprod")));
+  EXPECT_TRUE(same_table(solver.noise_schedule().alphas_cumprod, ref(r, "alphas_cumprod")));
   check_trajectory(solver, r, 20, "pred_x0").print("ddim_N20");
 }
 
@@ -367,14 +398,14 @@ TEST(DDIM, RejectsBadStepCountsAndOffsets) {
 TEST(PixArtDPMSolver, TablesGridAndTrajectoryMatchReference) {
   const TensorMap r = load("pixart_dpms_N20.safetensors");
   PixArtDPMSolver solver;
-  EXPECT_TRUE(torch::equal(solver.t_array(), ref(r, "t_array")));
-  EXPECT_TRUE(torch::equal(solver.log_alpha_array(), ref(r, "log_alpha_array")));
+  EXPECT_TRUE(same_table(solver.t_array(), ref(r, "t_array")));
+  EXPECT_TRUE(same_table(solver.log_alpha_array(), ref(r, "log_alpha_array")));
   solver.set_timesteps(20);
-  EXPECT_EQ(solver.time_grid(), float_values(ref(r, "t_grid")));
+  expect_same_values(solver.time_grid(), float_values(ref(r, "t_grid")));
   const std::vector<float> t_input = float_values(ref(r, "model_t_input"));
   const std::vector<double> times = solver.timesteps();
   ASSERT_EQ(times.size(), t_input.size());
-  for (size_t k = 0; k < times.size(); ++k) EXPECT_EQ(times[k], static_cast<double>(t_input[k])) << "step " << k;
+  expect_same_values(times, t_input);
   for (int64_t k = 0; k < 20; ++k) {
     EXPECT_EQ(solver.next_step_order(), k == 0 ? 1 : 2) << "step " << k;
     solver.step(torch::zeros({1}), torch::ones({1}));
