@@ -1,7 +1,10 @@
 // Config reading: defaults, overrides, type errors and unknown keys, each naming the JSON path.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "ilf/io/config.h"
+#include "test_helpers.h"
 
 using namespace ilf;
 
@@ -55,4 +58,48 @@ TEST(Config, OverridesParseJsonOrStrings) {
   EXPECT_EQ(j["ilf"]["t_post"], "anneal");
   EXPECT_EQ(j["ilf"]["feedback_steps"].size(), 4u);
   EXPECT_THROW(apply_override(j, "novalue"), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 18: nesting depth and duplicate keys.
+
+namespace {
+std::string write_text(const std::string& name, const std::string& text) {
+  const std::string path = test::scratch_dir("config_" + name) + "/" + name + ".json";
+  std::ofstream(path) << text;
+  return path;
+}
+}  // namespace
+
+TEST(ConfigLimits, DeeplyNestedConfigIsRefusedNotAStackOverflow) {
+  // 80,000 levels overflowed the stack (SIGSEGV) in the recursive code that walks the tree.
+  const int levels = 80000;
+  std::string text;
+  for (int i = 0; i < levels; ++i) text += "{\"a\":";
+  text += "1";
+  for (int i = 0; i < levels; ++i) text += "}";
+  const std::string path = write_text("deep", text);
+  const auto msg = message_of([&] { load_json_file(path); });
+  EXPECT_NE(msg.find("deep.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("nested deeper than 64"), std::string::npos) << msg;
+  // Arrays count too, and so do --set values.
+  const auto arrays = message_of([&] { load_json_file(write_text("deep_arrays", "{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}")); });
+  EXPECT_NE(arrays.find("nested deeper"), std::string::npos) << arrays;
+  Json config = Json::object();
+  const auto set = message_of([&] { apply_override(config, "model.x=" + std::string(100, '[') + std::string(100, ']')); });
+  EXPECT_NE(set.find("--set model.x"), std::string::npos) << set;
+  // 64 levels are fine.
+  std::string ok;
+  for (int i = 0; i < 63; ++i) ok += "{\"a\":";
+  ok += "1" + std::string(63, '}');
+  EXPECT_NO_THROW(load_json_file(write_text("ok_depth", ok)));
+}
+
+TEST(ConfigLimits, DuplicateKeysAreRefusedNamingTheirPath) {
+  const std::string path = write_text("dup", R"({"model": {"depth": 2, "depth": 3}})");
+  const auto msg = message_of([&] { load_json_file(path); });
+  EXPECT_NE(msg.find("dup.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("duplicate key \"model.depth\""), std::string::npos) << msg;
+  // The same name in different objects is fine.
+  EXPECT_NO_THROW(load_json_file(write_text("nodup", R"({"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 1}, {"x": 2}]})")));
 }

@@ -21,6 +21,7 @@
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/models/weights.h"
+#include "tool_common.h"
 
 using namespace ilf;
 
@@ -211,7 +212,7 @@ int main(int argc, char** argv) {
   app.add_option("--preset", args.presets, "dit-xl-2-256, pixart-xl-2-512, pixart-xl-2-1024 (random weights); dit-tiny, pixart-tiny, pixart-tiny-ms (test size); repeatable");
   app.add_option("--config", args.configs, "a run config with \"weights\" (e.g. configs/fashion_mnist.json); repeatable");
   app.add_option("--set", args.overrides, "override a config value: key.path=value (repeatable)");
-  app.add_option("--batch", args.batches, "backbone forward batch (with guidance: 2 x images); repeatable")->capture_default_str();
+  app.add_option("--batch", args.batches, "backbone forward batch (with guidance: 2 x images); repeatable")->capture_default_str()->check(cli::Count);
   app.add_option("--dtype", args.dtypes, "float32, bfloat16 / bf16, float16 / fp16 (the last two on CUDA); repeatable")->capture_default_str();
   app.add_option("--method", args.methods, "<baseline|cache|ilf>-<steps>; default baseline-20 baseline-12 cache-20 ilf-10 ilf-12");
   app.add_option("--device", args.device, "cpu or cuda[:i]")->capture_default_str();
@@ -219,8 +220,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-eager", args.no_eager, "with --cuda-graph: skip the eager rows");
   app.add_flag("--tf32", args.tf32, "allow TF32 for float32 matmuls / convolutions on CUDA");
   app.add_option("--warmup", args.warmup, "untimed runs before timing")->capture_default_str();
-  app.add_option("--repeats", args.repeats, "timed runs (the median is reported)")->capture_default_str();
-  app.add_option("--seed", args.seed, "seed of the random weights, inputs and noise")->capture_default_str();
+  app.add_option("--repeats", args.repeats, "timed runs (the median is reported)")->capture_default_str()->check(cli::Count);
+  app.add_option("--seed", args.seed, "seed of the random weights, inputs and noise")->capture_default_str()->check(cli::Seed);
   app.add_option("--vae", args.vae, "TorchScript VAE decoder: adds seconds per image with decoding");
   app.add_option("--vae-scale", args.vae_scale, "latent scale factor of the VAE")->capture_default_str();
   app.add_option("--out", args.out, "also write the Markdown table here (atomically)");
@@ -232,11 +233,10 @@ int main(int argc, char** argv) {
                  "WEIGHTS IO pairs of reference cases (e.g. tests/data/dit_tiny.{weights,io}.safetensors with --set "
                  "model.num_heads=4): our float32 forward on --device against the reference \"out\"; exit 2 above 1e-5");
   app.add_flag("--capabilities", args.capabilities, "print whether CUDA events / graphs are compiled in, and exit");
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = cli::parse(app, argc, argv, "ilf_bench"); code >= 0) return code;
   try {
     return run(args);
-  } catch (const std::exception& e) {
-    std::cerr << "ilf_bench: error: " << e.what() << std::endl;
-    return 1;
+  } catch (...) {
+    return cli::report_error("ilf_bench");
   }
 }

@@ -8,6 +8,7 @@
 #include "ilf/io/atomic_file.h"
 #include "ilf/pipelines/calibration.h"
 #include "ilf/pipelines/text_to_image.h"
+#include "tool_common.h"
 
 using namespace ilf;
 
@@ -21,13 +22,13 @@ int main(int argc, char** argv) {
   app.add_option("--method", method, "the method to calibrate")->check(CLI::IsMember({"teacache"}))->capture_default_str();
   app.add_option("--model-folder", model_folder, "text-to-image: model folder with model.json");
   app.add_option("--prompts-file", prompts_file, "text-to-image: prompts, one per line (cycled over the samples)");
-  app.add_option("--num-samples", request.num_samples, "images sampled")->capture_default_str();
-  app.add_option("--batch", request.batch, "images per sampling run")->capture_default_str();
-  app.add_option("--seed", request.seed, "base seed of the initial noise")->capture_default_str();
+  app.add_option("--num-samples", request.num_samples, "images sampled")->capture_default_str()->check(cli::Count);
+  app.add_option("--batch", request.batch, "images per sampling run")->capture_default_str()->check(cli::Count);
+  app.add_option("--seed", request.seed, "base seed of the initial noise")->capture_default_str()->check(cli::Seed);
   app.add_option("--degree", request.degree, "degree of the fitted polynomial")->capture_default_str();
   app.add_option("--out", out, "calibration file (default: teacache.json next to the backbone weights)");
   app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = cli::parse(app, argc, argv, "ilf_calibrate"); code >= 0) return code;
   try {
     if (config.empty() && model_folder.empty()) throw Error("give --config or --model-folder");
     if (!model_folder.empty() && prompts_file.empty()) throw Error("--model-folder needs --prompts-file (text-to-image)");
@@ -40,8 +41,7 @@ int main(int argc, char** argv) {
               << " step pairs, rms error " << c.rms_error << "; wrote " << out << "\n"
               << "use it with --set teacache.calibration=" << out << std::endl;
     return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "ilf_calibrate: error: " << e.what() << std::endl;
-    return 1;
+  } catch (...) {
+    return cli::report_error("ilf_calibrate");
   }
 }

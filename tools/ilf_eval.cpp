@@ -12,6 +12,7 @@
 #include "ilf/io/atomic_file.h"
 #include "ilf/pipelines/evaluation.h"
 #include "ilf/pipelines/loading.h"
+#include "tool_common.h"
 
 using namespace ilf;
 
@@ -22,9 +23,9 @@ int main(int argc, char** argv) {
   EvalRequest request;
   app.add_option("--config", config, "run config (JSON)")->capture_default_str();
   app.add_option("--set", overrides, "override a config value: key.path=value (repeatable)");
-  app.add_option("--num-samples", request.num_samples, "samples to generate")->capture_default_str();
-  app.add_option("--batch", request.batch, "samples per sampling batch")->capture_default_str();
-  app.add_option("--seed", request.seed, "base seed of the initial noise")->capture_default_str();
+  app.add_option("--num-samples", request.num_samples, "samples to generate")->capture_default_str()->check(cli::Count);
+  app.add_option("--batch", request.batch, "samples per sampling batch")->capture_default_str()->check(cli::Count);
+  app.add_option("--seed", request.seed, "base seed of the initial noise")->capture_default_str()->check(cli::Seed);
   app.add_option("--write-samples", request.write_samples, "save the generated samples (safetensors) for later fidelity runs");
   app.add_option("--reference-samples", request.reference_samples, "same-seed reference samples for MSE/PSNR");
   app.add_option("--label", request.label, "a name for this row in reports");
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
   app.add_option("--model-folder", model_folder, "text-to-image: model folder with model.json");
   app.add_option("--prompts-file", prompts_file, "text-to-image: lines \"class<TAB>caption\" (the class judges accuracy)");
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = cli::parse(app, argc, argv, "ilf_eval"); code >= 0) return code;
   try {
     if (!model_folder.empty() && prompts_file.empty()) throw Error("--model-folder needs --prompts-file (text-to-image)");
     const LoadedRunConfig loaded = load_tool_config(config, overrides, model_folder);
@@ -43,8 +44,7 @@ int main(int argc, char** argv) {
     if (!out.empty()) write_file_atomically(out, [&](std::ostream& o) { o << text << "\n"; });
     std::cout << text << std::endl;
     return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "ilf_eval: error: " << e.what() << std::endl;
-    return 1;
+  } catch (...) {
+    return cli::report_error("ilf_eval");
   }
 }

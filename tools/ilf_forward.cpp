@@ -16,6 +16,7 @@
 #include "ilf/config/run_config.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/weights.h"
+#include "tool_common.h"
 
 using namespace ilf;
 
@@ -95,15 +96,10 @@ int main(int argc, char** argv) {
   app.add_option("--set", args.overrides, "override a config key, e.g. --set model.num_heads=16 (repeatable)");
   app.add_option("--dtype", args.dtype, "float32 (default), or bfloat16 / float16 on CUDA");
   app.add_option("--device", args.device, "cpu (default) or cuda[:N]");
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = cli::parse(app, argc, argv, "ilf_forward"); code >= 0) return code;
   try {
     return run(args);
-  } catch (const Error& e) {
-    std::cerr << "ilf_forward: " << e.what() << std::endl;
-  } catch (const c10::Error& e) {
-    std::cerr << "ilf_forward: " << e.what_without_backtrace() << std::endl;
-  } catch (const std::exception& e) {
-    std::cerr << "ilf_forward: " << e.what() << std::endl;
+  } catch (...) {
+    return cli::report_error("ilf_forward");
   }
-  return 1;
 }

@@ -23,6 +23,7 @@
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/config.h"
 #include "ilf/experiments/sweep/sweep.h"
+#include "tool_common.h"
 
 using namespace ilf;
 namespace fs = std::filesystem;
@@ -280,15 +281,14 @@ int main(int argc, char** argv) {
   collect->add_option("--markdown", markdown_path, "also write the Markdown table here (e.g. docs/results/NAME.md)");
   collect->add_flag("--require-complete", require_complete, "exit with status 1 when a point is incomplete");
 
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = cli::parse(app, argc, argv, "ilf_sweep"); code >= 0) return code;
   try {
     if (plan->parsed()) return plan_command(common, as_json);
     if (run->parsed()) return run_command(common, local, point, fail_fast, launcher, tools_dir);
     if (submit->parsed()) return submit_command(common, flags, dry_run, sbatch);
     if (collect->parsed()) return collect_command(common, csv_path, markdown_path, require_complete);
-  } catch (const std::exception& e) {
-    std::cerr << "ilf_sweep: error: " << e.what() << std::endl;
-    return 1;
+  } catch (...) {
+    return cli::report_error("ilf_sweep");
   }
   return 1;
 }

@@ -12,6 +12,7 @@
 
 #include "ilf/pipelines/training.h"
 #include "ilf/util/stop_signal.h"
+#include "tool_common.h"
 
 using namespace ilf;
 
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--set", overrides, "override a config key, key=value (repeatable)");
   app.add_flag("--resume", resume, "continue from the newest checkpoint in OUT/checkpoints");
   app.add_option("--out", out, "output folder (checkpoints, metrics.jsonl, feedback.safetensors, samples/)")->required();
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = cli::parse(app, argc, argv, "ilf_train"); code >= 0) return code;
 
   install_stop_signal_handlers();
   try {
@@ -33,8 +34,7 @@ int main(int argc, char** argv) {
   } catch (const NonFiniteLossError& e) {
     std::cerr << "ilf_train: " << e.what() << std::endl;
     return 3;
-  } catch (const std::exception& e) {
-    std::cerr << "ilf_train: error: " << e.what() << std::endl;
-    return 1;
+  } catch (...) {
+    return cli::report_error("ilf_train");
   }
 }

@@ -26,11 +26,13 @@ IlfMethod::IlfMethod(const IlfSettings& settings, int64_t loop_begin, int64_t lo
 }
 
 nlohmann::json IlfMethod::settings() const {
-  return {{"loop_begin", loop_begin_},
-          {"loop_end", loop_end_},
-          {"t_post", to_string(settings_.t_post)},
-          {"feedback_steps", to_string(settings_.feedback_steps.mode)},
-          {"feedback_count", settings_.feedback_steps.count}};
+  nlohmann::json j = {{"loop_begin", loop_begin_},
+                      {"loop_end", loop_end_},
+                      {"t_post", to_string(settings_.t_post)},
+                      {"feedback_steps", to_string(settings_.feedback_steps.mode)},
+                      {"feedback_count", settings_.feedback_steps.count}};
+  if (settings_.feedback_steps.mode == FeedbackSteps::Mode::kList) j["feedback_step_list"] = settings_.feedback_steps.steps;
+  return j;
 }
 
 void IlfMethod::validate(int64_t depth, int64_t num_steps) const {

@@ -3,6 +3,7 @@
 #include "ilf/config/run_config.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "ilf/error.h"
 
@@ -29,8 +30,14 @@ ModelSpec parse_model(ConfigReader& r) {
   if (r.has("model.folder"))
     throw r.invalid("model.folder", "applied before the config is read (use ilf_sample --model-folder or a tool of "
                                     "pipelines/, which complete the config from the folder's model.json)");
-  auto opt_int = [&](const char* key, std::optional<int64_t>& out) {
-    if (r.has(std::string("model.") + key)) out = r.require<int64_t>(std::string("model.") + key);
+  // Sizes are bounded before anything is allocated (model.depth = 1e9 allocated 7.5 GB, then failed
+  // with a bare std::bad_alloc); the bounds are far above every published DiT / PixArt.
+  auto opt_int = [&](const char* key, std::optional<int64_t>& out, int64_t max) {
+    const std::string path = std::string("model.") + key;
+    if (!r.has(path)) return;
+    out = r.require<int64_t>(path);
+    if (*out < 1 || *out > max)
+      throw r.invalid(path, "an integer from 1 to " + std::to_string(max) + " (got " + std::to_string(*out) + ")");
   };
   auto opt_double = [&](const char* key, std::optional<double>& out) {
     if (r.has(std::string("model.") + key)) out = r.require<double>(std::string("model.") + key);
@@ -40,18 +47,20 @@ ModelSpec parse_model(ConfigReader& r) {
   };
   if (r.has("model.family")) m.family = r.choice("model.family", "", {"dit", "pixart"});
   if (r.has("model.variant")) m.variant = r.choice("model.variant", "", {"alpha", "alpha_ms", "sigma"});
-  opt_int("input_size", m.input_size);
-  opt_int("patch_size", m.patch_size);
-  opt_int("in_channels", m.in_channels);
-  opt_int("hidden_size", m.hidden_size);
-  opt_int("depth", m.depth);
-  opt_int("num_heads", m.num_heads);
+  opt_int("input_size", m.input_size, kMaxModelInputSize);
+  opt_int("patch_size", m.patch_size, kMaxModelPatchSize);
+  opt_int("in_channels", m.in_channels, kMaxModelChannels);
+  opt_int("hidden_size", m.hidden_size, kMaxModelHiddenSize);
+  opt_int("depth", m.depth, kMaxModelDepth);
+  opt_int("num_heads", m.num_heads, kMaxModelHiddenSize);
   opt_double("mlp_ratio", m.mlp_ratio);
-  opt_int("num_classes", m.num_classes);
+  if (m.mlp_ratio && !(*m.mlp_ratio > 0 && *m.mlp_ratio <= 64))
+    throw r.invalid("model.mlp_ratio", "a number in (0, 64] (got " + std::to_string(*m.mlp_ratio) + ")");
+  opt_int("num_classes", m.num_classes, kMaxModelClasses);
   opt_bool("learn_sigma", m.learn_sigma);
   opt_bool("pred_sigma", m.pred_sigma);
-  opt_int("caption_channels", m.caption_channels);
-  opt_int("model_max_length", m.model_max_length);
+  opt_int("caption_channels", m.caption_channels, kMaxModelHiddenSize);
+  opt_int("model_max_length", m.model_max_length, kMaxModelTokens);
   opt_double("lewei_scale", m.lewei_scale);
   opt_double("pe_interpolation", m.pe_interpolation);
   opt_bool("qk_norm", m.qk_norm);
@@ -74,7 +83,10 @@ SamplingSection parse_sampling(ConfigReader& r) {
   s.options.steps = r.get<int64_t>("sampling.steps", s.options.steps);
   s.options.guidance_scale = r.get<double>("sampling.guidance_scale", s.options.guidance_scale);
   s.options.guided_channels = r.get<int64_t>("sampling.guided_channels", s.options.guided_channels);
-  if (s.options.steps < 1) throw r.invalid("sampling.steps", "an integer >= 1 (got " + std::to_string(s.options.steps) + ")");
+  if (s.options.steps < 1 || s.options.steps > kMaxSamplingSteps)
+    throw r.invalid("sampling.steps", "an integer from 1 to " + std::to_string(kMaxSamplingSteps) + " (got " +
+                                          std::to_string(s.options.steps) + ")");
+  if (!std::isfinite(s.options.guidance_scale)) throw r.invalid("sampling.guidance_scale", "a finite number");
   if (s.options.guided_channels < 0) throw r.invalid("sampling.guided_channels", "an integer >= 0 (0 = all eps channels)");
   s.solver = parse_solver_options(r, "sampling");
   return s;
@@ -132,7 +144,9 @@ TrainingOptions parse_training(ConfigReader& c) {
   o.grad_accum = c.get<int64_t>("training.grad_accum", o.grad_accum);
   if (o.grad_accum < 1) throw c.invalid("training.grad_accum", ">= 1");
   o.steps = c.get<int64_t>("training.steps", o.steps);
-  if (o.steps < 1) throw c.invalid("training.steps", ">= 1");
+  if (o.steps < 1 || o.steps > kMaxTrainingSteps)
+    throw c.invalid("training.steps", "an integer from 1 to " + std::to_string(kMaxTrainingSteps) + " (got " +
+                                          std::to_string(o.steps) + ")");
   o.ema_decay = c.get<double>("training.ema_decay", o.ema_decay);
   if (o.ema_decay < 0 || o.ema_decay >= 1) throw c.invalid("training.ema_decay", "in [0, 1) (0 = no averaging)");
   o.t_ratio = c.get<double>("training.t_ratio", o.t_ratio);
@@ -289,8 +303,9 @@ SolverOptions parse_solver_options(ConfigReader& reader, const std::string& pref
     if (!(schedule.beta_end > 0 && schedule.beta_end < 1))
       throw reader.invalid(path("beta_end"), "in (0, 1) (got " + std::to_string(schedule.beta_end) + ")");
     schedule.num_train_timesteps = reader.get<int64_t>(path("num_train_timesteps"), schedule.num_train_timesteps);
-    if (schedule.num_train_timesteps < 2)
-      throw reader.invalid(path("num_train_timesteps"), ">= 2 (got " + std::to_string(schedule.num_train_timesteps) + ")");
+    if (schedule.num_train_timesteps < 2 || schedule.num_train_timesteps > kMaxTrainTimesteps)
+      throw reader.invalid(path("num_train_timesteps"), "an integer from 2 to " + std::to_string(kMaxTrainTimesteps) +
+                                                            " (got " + std::to_string(schedule.num_train_timesteps) + ")");
 
     const std::string default_spacing = solver == "dpmpp2m" ? "linspace" : "leading";
     const TimestepSpacing spacing =

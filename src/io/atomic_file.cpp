@@ -2,23 +2,64 @@
 #include "ilf/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "ilf/error.h"
 
 namespace ilf {
+namespace fs = std::filesystem;
+namespace {
+
+std::string kind_of(fs::file_type type) {
+  switch (type) {
+    case fs::file_type::directory: return "a directory";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::character: return "a character device";
+    case fs::file_type::fifo: return "a named pipe (fifo)";
+    case fs::file_type::socket: return "a socket";
+    case fs::file_type::symlink: return "a symbolic link";
+    default: return "not a regular file";
+  }
+}
+
+}  // namespace
+
+std::string resolve_output_path(const std::string& path) {
+  fs::path target(path);
+  // Follow symbolic links (a chain, bounded) to the file they name; a dangling link names a file to create.
+  for (int hops = 0;; ++hops) {
+    std::error_code ec;
+    const fs::file_status status = fs::symlink_status(target, ec);
+    if (ec || !fs::exists(status)) break;
+    if (fs::is_symlink(status)) {
+      if (hops == 40) throw Error(path + ": too many levels of symbolic links");
+      const fs::path link = fs::read_symlink(target);
+      target = link.is_absolute() ? link : target.parent_path() / link;
+      continue;
+    }
+    if (!fs::is_regular_file(status))
+      throw Error(path + (target.string() == path ? std::string() : " (-> " + target.string() + ")") + " is " +
+                  kind_of(status.type()) + ": refusing to replace it; name a regular file");
+    break;
+  }
+  return target.string();
+}
 
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
+  // Through a symbolic link the link's target is replaced (atomically, in the target's folder); the link stays.
+  const std::string resolved = resolve_output_path(path);
+  const fs::path target(resolved);
   if (target.has_parent_path() && !fs::exists(target.parent_path())) {
     throw Error(path + ": the folder " + target.parent_path().string() + " does not exist");
   }
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = resolved + ".tmp." + std::to_string(::getpid());
   try {
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -32,11 +73,30 @@ void write_file_atomically(const std::string& path, const std::function<void(std
       ::fsync(fd);
       ::close(fd);
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error(path + ": cannot rename " + tmp + " into place");
+    if (std::rename(tmp.c_str(), resolved.c_str()) != 0) throw Error(path + ": cannot rename " + tmp + " into place");
   } catch (...) {
     std::remove(tmp.c_str());
     throw;
   }
+}
+
+std::vector<std::string> remove_stale_temporary_files(const std::string& folder) {
+  static const std::regex kTemporary(R"(.+\.tmp\.(\d+))");
+  std::vector<std::string> removed;
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) return removed;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    std::smatch match;
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file(ec) || !std::regex_match(name, match, kTemporary)) continue;
+    const std::string digits = match[1].str();
+    if (digits.size() > 9) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    // A writer that is still running (or this process) keeps its file.
+    if (pid == ::getpid() || (pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH))) continue;
+    if (fs::remove(entry.path(), ec)) removed.push_back(entry.path().string());
+  }
+  return removed;
 }
 
 }  // namespace ilf

@@ -3,7 +3,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
+
+#include "ilf/io/json.h"
 
 namespace ilf {
 namespace {
@@ -21,8 +24,9 @@ std::vector<std::string> split_path(const std::string& path) {
 Json load_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open config file");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   try {
-    return Json::parse(in, nullptr, true, /*ignore_comments=*/true);
+    return parse_json_strict(text, path, /*ignore_comments=*/true);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(path + ": invalid JSON (" + e.what() + ")");
   }
@@ -36,7 +40,7 @@ void apply_override(Json& config, const std::string& assignment) {
   const std::string text = assignment.substr(eq + 1);
   Json value;
   try {
-    value = Json::parse(text);
+    value = parse_json_strict(text, "--set " + key);
   } catch (const nlohmann::json::parse_error&) {
     value = text;
   }
@@ -118,8 +122,11 @@ void ConfigReader::check_all_used() const {
   std::vector<std::string> unused;
   collect_unused(config_, "", unused);
   if (unused.empty()) return;
+  // At most 10 names: one message listed 20,000 keys (149 KB).
+  constexpr size_t kShown = 10;
   std::string list;
-  for (const auto& u : unused) list += (list.empty() ? "" : ", ") + std::string("\"") + u + "\"";
+  for (size_t i = 0; i < unused.size() && i < kShown; ++i) list += (list.empty() ? "" : ", ") + std::string("\"") + unused[i] + "\"";
+  if (unused.size() > kShown) list += " and " + std::to_string(unused.size() - kShown) + " more";
   throw Error(source_ + ": unknown key" + (unused.size() > 1 ? "s " : " ") + list + " (check the spelling; see configs/ for the accepted keys)");
 }
 

@@ -1,12 +1,14 @@
 // safetensors reader and writer (see include/ilf/io/safetensors.h).
 #include "ilf/io/safetensors.h"
 
-#include <cstring>
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
+#include "ilf/io/json.h"
 
 namespace ilf {
 namespace {
@@ -48,26 +50,34 @@ SafetensorsFile read_safetensors(const std::string& path) {
   in.read(reinterpret_cast<char*>(len_bytes), 8);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
-  if (header_len > file_size - 8 || header_len > (uint64_t{100} << 20)) {
+  if (header_len > kMaxSafetensorsHeaderBytes)
+    throw Error(path + ": header length " + std::to_string(header_len) + " exceeds the limit of " +
+                std::to_string(kMaxSafetensorsHeaderBytes) + " bytes: corrupt or not a safetensors file");
+  if (header_len > file_size - 8) {
     throw Error(path + ": header length " + std::to_string(header_len) + " exceeds the file (" + std::to_string(file_size) +
                 " bytes): truncated or not a safetensors file");
   }
   std::string header_text(header_len, '\0');
   in.read(header_text.data(), static_cast<std::streamsize>(header_len));
+  if (!in) throw Error(path + ": could not read the " + std::to_string(header_len) + "-byte header");
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(header_text);
-  } catch (const std::exception& e) {
+    header = parse_json_strict(header_text, path + ": header");
+  } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": header is not valid JSON (" + e.what() + ")");
   }
   if (!header.is_object()) throw Error(path + ": header is not a JSON object");
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = file_size - data_start;
 
-  std::vector<char> data(data_size);
-  in.read(data.data(), static_cast<std::streamsize>(data_size));
-  if (!in) throw Error(path + ": could not read " + std::to_string(data_size) + " data bytes");
-
+  // Validate every entry before reading any data: dtype, shape, offsets and byte length.
+  struct Entry {
+    std::string name;
+    const DtypeInfo* dtype;
+    std::vector<int64_t> shape;
+    uint64_t begin, end;
+  };
+  std::vector<Entry> entries;
   SafetensorsFile result;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
@@ -87,12 +97,16 @@ SafetensorsFile read_safetensors(const std::string& path) {
     const DtypeInfo& dt = dtype_by_name(entry["dtype"].get<std::string>(), where);
     std::vector<int64_t> shape;
     uint64_t numel = 1;
+    bool overflow = false;
     if (!entry["shape"].is_array()) throw Error(where + ": shape must be an array of non-negative integers");
     for (const auto& d : entry["shape"]) {
-      if (!d.is_number_unsigned()) throw Error(where + ": shape must be an array of non-negative integers");
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+        throw Error(where + ": shape must be an array of non-negative integers, got " + entry["shape"].dump());
       shape.push_back(d.get<int64_t>());
-      numel *= d.get<uint64_t>();
+      overflow = overflow || __builtin_mul_overflow(numel, d.get<uint64_t>(), &numel);
     }
+    uint64_t expected_bytes = 0;
+    overflow = overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(dt.bytes), &expected_bytes);
     const auto& offsets = entry["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
       throw Error(where + ": data_offsets must be [begin, end]");
@@ -100,12 +114,44 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (begin > end || end > data_size)
       throw Error(where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "] lie outside the " +
                   std::to_string(data_size) + " data bytes (truncated file?)");
-    if (end - begin != numel * dt.bytes)
-      throw Error(where + ": " + std::to_string(end - begin) + " bytes do not match shape and dtype (" +
-                  std::to_string(numel * dt.bytes) + " expected)");
-    torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt.type));
-    if (numel > 0) std::memcpy(t.data_ptr(), data.data() + begin, end - begin);
-    result.tensors.emplace(name, std::move(t));
+    if (overflow || end - begin != expected_bytes)
+      throw Error(where + ": " + std::to_string(end - begin) + " bytes do not match shape " + entry["shape"].dump() +
+                  " and dtype " + dt.name + " (" + (overflow ? std::string("the size overflows") : std::to_string(expected_bytes)) +
+                  " expected)");
+    entries.push_back(Entry{name, &dt, std::move(shape), begin, end});
+  }
+
+  // The format: the tensors' bytes are contiguous, do not overlap and exactly fill the data after the
+  // header (the entries may be listed in any order).
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t covered = 0;
+  const Entry* previous = nullptr;
+  auto span = [](const Entry& e) { return "[" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "]"; };
+  for (const Entry& e : entries) {
+    const std::string where = path + ": tensor \"" + e.name + "\"";
+    if (e.begin < covered)
+      throw Error(where + ": data_offsets " + span(e) + " overlap tensor \"" + previous->name + "\" " + span(*previous));
+    if (e.begin > covered)
+      throw Error(where + ": data_offsets " + span(e) + " leave a gap of " + std::to_string(e.begin - covered) + " bytes " +
+                  (previous ? "after tensor \"" + previous->name + "\" " + span(*previous) : std::string("at the start")) +
+                  " (the data must be contiguous)");
+    covered = e.end;
+    previous = &e;
+  }
+  if (covered != data_size)
+    throw Error(path + ": " + std::to_string(data_size - covered) + " trailing bytes after " +
+                (previous ? "the last tensor \"" + previous->name + "\" " + span(*previous) : std::string("the header (no tensors)")) +
+                " (the data must exactly fill the file)");
+
+  for (const Entry& e : entries) {
+    torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype->type));
+    if (e.end > e.begin) {
+      in.seekg(static_cast<std::streamoff>(data_start + e.begin));
+      in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin));
+      if (!in) throw Error(path + ": tensor \"" + e.name + "\": could not read its " + std::to_string(e.end - e.begin) + " bytes");
+    }
+    result.tensors.emplace(e.name, std::move(t));
   }
   return result;
 }

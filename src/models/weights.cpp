@@ -157,8 +157,32 @@ const torch::Tensor& need(const TensorMap& w, const std::string& name, const std
   return it->second;
 }
 
+// need() for a tensor whose sizes give the architecture: it must have `dims` dimensions, each >= 1
+// (a 0x0 patch kernel divided by zero when the output channels were inferred: SIGFPE).
+const torch::Tensor& need_sized(const TensorMap& w, const std::string& name, int64_t dims, const std::string& what,
+                                const std::string& source) {
+  const torch::Tensor& t = need(w, name, what, source);
+  bool ok = t.dim() == dims;
+  for (int64_t i = 0; ok && i < t.dim(); ++i) ok = t.size(i) >= 1;
+  if (!ok)
+    throw Error(source + ": \"" + name + "\" has shape " + c10::str(t.sizes()) + ", expected " + std::to_string(dims) +
+                " dimensions of size >= 1 (needed to infer " + what + ")");
+  return t;
+}
+
+// The patch embedding's kernel (D, C, p, p): square and non-empty.
+const torch::Tensor& need_patch_kernel(const TensorMap& w, const std::string& source) {
+  const std::string name = "x_embedder.proj.weight";
+  const torch::Tensor& patch = need_sized(w, name, 4, "hidden_size, in_channels and patch_size", source);
+  if (patch.size(2) != patch.size(3))
+    throw Error(source + ": \"" + name + "\" has shape " + c10::str(patch.sizes()) +
+                ", expected a square patch kernel (hidden_size, in_channels, p, p)");
+  return patch;
+}
+
 // Grid side of a (1, T, D) pos_embed with T a square; 0 if not square.
 int64_t square_grid(const torch::Tensor& pos_embed) {
+  if (pos_embed.dim() < 2) return 0;
   const int64_t tokens = pos_embed.size(pos_embed.dim() - 2);
   const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
   return side * side == tokens ? side : 0;
@@ -242,19 +266,19 @@ std::string detect_family(const TensorMap& weights, const std::string& source) {
 DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source) {
   const TensorMap w = to_official_layout(weights, source);
   DiTConfig c;
-  const torch::Tensor& patch = need(w, "x_embedder.proj.weight", "hidden_size, in_channels and patch_size", source);  // (D, C, p, p)
+  const torch::Tensor& patch = need_patch_kernel(w, source);  // (D, C, p, p)
   c.hidden_size = patch.size(0);
   c.in_channels = patch.size(1);
   c.patch_size = patch.size(2);
   c.depth = count_blocks(w, "blocks", source);
-  const int64_t out_rows = need(w, "final_layer.linear.weight", "the output channels", source).size(0);
+  const int64_t out_rows = need_sized(w, "final_layer.linear.weight", 2, "the output channels", source).size(0);
   const int64_t out_channels = out_rows / (c.patch_size * c.patch_size);
   c.learn_sigma = out_channels == 2 * c.in_channels;
   if (!c.learn_sigma && out_channels != c.in_channels)
     throw Error(source + ": final_layer.linear.weight has " + std::to_string(out_rows) + " rows, expected p*p*" +
                 std::to_string(c.in_channels) + " or p*p*" + std::to_string(2 * c.in_channels));
-  c.num_classes = need(w, "y_embedder.embedding_table.weight", "num_classes", source).size(0) - 1;
-  c.mlp_ratio = static_cast<double>(need(w, "blocks.0.mlp.fc1.weight", "mlp_ratio", source).size(0)) / c.hidden_size;
+  c.num_classes = need_sized(w, "y_embedder.embedding_table.weight", 2, "num_classes", source).size(0) - 1;
+  c.mlp_ratio = static_cast<double>(need_sized(w, "blocks.0.mlp.fc1.weight", 2, "mlp_ratio", source).size(0)) / c.hidden_size;
   c.input_size = 0;
   if (auto it = w.find("pos_embed"); it != w.end()) c.input_size = square_grid(it->second) * c.patch_size;
   c.num_heads = 0;
@@ -264,20 +288,21 @@ DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source) 
 PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source) {
   const TensorMap w = to_official_layout(weights, source);
   PixArtConfig c;
-  const torch::Tensor& patch = need(w, "x_embedder.proj.weight", "hidden_size, in_channels and patch_size", source);
+  const torch::Tensor& patch = need_patch_kernel(w, source);
   c.hidden_size = patch.size(0);
   c.in_channels = patch.size(1);
   c.patch_size = patch.size(2);
   c.depth = count_blocks(w, "blocks", source);
-  const int64_t out_rows = need(w, "final_layer.linear.weight", "the output channels", source).size(0);
+  const int64_t out_rows = need_sized(w, "final_layer.linear.weight", 2, "the output channels", source).size(0);
   const int64_t out_channels = out_rows / (c.patch_size * c.patch_size);
   c.pred_sigma = out_channels == 2 * c.in_channels;
   if (!c.pred_sigma && out_channels != c.in_channels)
     throw Error(source + ": final_layer.linear.weight has " + std::to_string(out_rows) + " rows, expected p*p*" +
                 std::to_string(c.in_channels) + " or p*p*" + std::to_string(2 * c.in_channels));
-  c.caption_channels = need(w, "y_embedder.y_proj.fc1.weight", "caption_channels", source).size(1);
-  c.mlp_ratio = static_cast<double>(need(w, "blocks.0.mlp.fc1.weight", "mlp_ratio", source).size(0)) / c.hidden_size;
-  if (auto it = w.find("y_embedder.y_embedding"); it != w.end()) c.model_max_length = it->second.size(0);
+  c.caption_channels = need_sized(w, "y_embedder.y_proj.fc1.weight", 2, "caption_channels", source).size(1);
+  c.mlp_ratio = static_cast<double>(need_sized(w, "blocks.0.mlp.fc1.weight", 2, "mlp_ratio", source).size(0)) / c.hidden_size;
+  if (w.count("y_embedder.y_embedding"))
+    c.model_max_length = need_sized(w, "y_embedder.y_embedding", 2, "model_max_length", source).size(0);
   c.qk_norm = w.count("blocks.0.attn.q_norm.weight") > 0;
   c.kv_compress = false;
   for (const auto& [name, tensor] : w)

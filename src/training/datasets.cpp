@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "ilf/error.h"
+#include "ilf/io/json.h"
+#include "ilf/io/safetensors.h"
 
 namespace ilf {
 namespace fs = std::filesystem;
@@ -42,38 +44,53 @@ std::vector<int64_t> Dataset::epoch_order(uint64_t seed, int64_t epoch) const {
 torch::Tensor read_idx_file(const std::string& path) {
   gzFile file = gzopen(path.c_str(), "rb");  // also reads uncompressed files
   if (!file) throw Error(path + ": cannot open idx file (install the Debian package dataset-fashion-mnist?)");
-  std::vector<uint8_t> bytes;
-  std::vector<uint8_t> chunk(1 << 20);
-  while (true) {
-    const int n = gzread(file, chunk.data(), static_cast<unsigned>(chunk.size()));
-    if (n < 0) {
-      gzclose(file);
-      throw Error(path + ": corrupt gzip data");
+  struct Closer {
+    gzFile& f;
+    ~Closer() {
+      if (f) gzclose(f);
     }
-    if (n == 0) break;
-    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + n);
-  }
-  gzclose(file);
+  } closer{file};
+  // Reads exactly n bytes (fewer only at the end of the data); a gzip error throws.
+  auto read = [&](void* into, size_t n) -> size_t {
+    size_t got = 0;
+    while (got < n) {
+      const auto want = static_cast<unsigned>(std::min<size_t>(n - got, size_t{1} << 30));
+      const int r = gzread(file, static_cast<char*>(into) + got, want);
+      if (r < 0) throw Error(path + ": corrupt gzip data");
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    return got;
+  };
   // Header: two zero bytes, a type byte (0x08 = unsigned byte), the number of dimensions, then each
-  // dimension as a big-endian u32.
-  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] == 0)
+  // dimension as a big-endian u32. The data are read into a tensor of the declared size, never more:
+  // a small file that inflates to gigabytes is refused after the declared bytes.
+  uint8_t magic[4] = {0, 0, 0, 0};
+  if (read(magic, 4) < 4 || magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] == 0)
     throw Error(path + ": not an unsigned-byte idx file (bad magic number)");
-  const size_t ndim = bytes[3];
-  if (bytes.size() < 4 + 4 * ndim) throw Error(path + ": truncated idx header");
+  const size_t ndim = magic[3];
+  std::vector<uint8_t> dims(4 * ndim);
+  if (read(dims.data(), dims.size()) < dims.size()) throw Error(path + ": truncated idx header");
   std::vector<int64_t> shape;
-  int64_t count = 1;
+  uint64_t count = 1;
   for (size_t d = 0; d < ndim; ++d) {
-    const uint8_t* p = bytes.data() + 4 + 4 * d;
+    const uint8_t* p = dims.data() + 4 * d;
     const int64_t dim = (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | int64_t{p[3]};
     shape.push_back(dim);
-    count *= dim;
+    if (__builtin_mul_overflow(count, static_cast<uint64_t>(dim), &count) || count > kMaxIdxBytes)
+      throw Error(path + ": the idx header declares more than the limit of " + std::to_string(kMaxIdxBytes) +
+                  " bytes (dimension " + std::to_string(d) + " is " + std::to_string(dim) + ")");
   }
-  const size_t header = 4 + 4 * ndim;
-  if (bytes.size() != header + static_cast<size_t>(count))
-    throw Error(path + ": idx data holds " + std::to_string(bytes.size() - header) + " bytes, the header promises " +
-                std::to_string(count));
   torch::Tensor out = torch::empty(shape, torch::kUInt8);
-  std::memcpy(out.data_ptr<uint8_t>(), bytes.data() + header, static_cast<size_t>(count));
+  const size_t got = read(out.data_ptr<uint8_t>(), static_cast<size_t>(count));
+  uint8_t extra = 0;
+  if (got < count || read(&extra, 1) != 0)
+    throw Error(path + ": idx data holds " + (got < count ? std::to_string(got) : "more than " + std::to_string(count)) +
+                " bytes, the header promises " + std::to_string(count));
+  const int closed = gzclose(file);
+  file = nullptr;
+  if (closed == Z_BUF_ERROR) throw Error(path + ": truncated gzip file (the stream ends without its trailer)");
+  if (closed != Z_OK) throw Error(path + ": corrupt gzip data");
   return out;
 }
 
@@ -123,12 +140,12 @@ nlohmann::json read_safetensors_header(const std::string& path) {
   if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) throw Error(path + ": not a safetensors file (too short)");
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
-  if (header_len > (uint64_t{100} << 20)) throw Error(path + ": implausible safetensors header length");
+  if (header_len > kMaxSafetensorsHeaderBytes) throw Error(path + ": implausible safetensors header length");
   std::string text(header_len, '\0');
   if (!in.read(text.data(), static_cast<std::streamsize>(header_len))) throw Error(path + ": truncated safetensors header");
   try {
-    return nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
+    return parse_json_strict(text, path + ": header");
+  } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": invalid safetensors header (" + e.what() + ")");
   }
 }

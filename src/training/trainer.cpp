@@ -95,10 +95,14 @@ Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
     spdlog::info("--resume: no checkpoint in {} yet, starting from step 0", checkpoint_folder());
   if (dist_.is_main()) {
     fs::create_directories(out_dir_);
+    // Temporary files of a killed writer (config.json.tmp.<pid>, metrics.jsonl.tmp.<pid>, ...) go first.
+    for (const std::string& folder : {out_dir_, checkpoint_folder(), (fs::path(out_dir_) / "samples").string()})
+      for (const std::string& removed : remove_stale_temporary_files(folder))
+        spdlog::info("removed {}, left by an interrupted run", removed);
     write_file_atomically((fs::path(out_dir_) / "config.json").string(),
                           [&](std::ostream& out) { out << resolved_config_.dump(2) << "\n"; });
   }
-  if (resume && !latest.empty()) resume_from(latest);
+  if (resume && !latest.empty()) resume_from_newest_usable();
   if (dist_.is_main()) {
     output_.truncate_metrics(step_);  // a resumed run logs the steps after its checkpoint again
     const int64_t trainable_count = [&] {
@@ -124,8 +128,42 @@ std::string Trainer::weights_output_path() const {
       .string();
 }
 
-void Trainer::resume_from(const std::string& path) {
-  const TrainingCheckpoint ck = load_checkpoint(path);
+void Trainer::resume_from_newest_usable() {
+  const std::vector<std::string> all = list_checkpoints(checkpoint_folder());
+  std::string failures;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    TrainingCheckpoint ck;
+    try {
+      ck = load_checkpoint(*it);  // checksum and metadata: a corrupt file falls back to the previous one
+    } catch (const Error& e) {
+      failures += std::string("\n  ") + e.what();
+      const auto previous = std::next(it);
+      if (dist_.is_main()) {
+        spdlog::warn("{}; {}", e.what(),
+                     previous != all.rend() ? "falling back to the previous checkpoint " + *previous
+                                            : std::string("no older checkpoint to fall back to"));
+        std::error_code ec;
+        fs::rename(*it, *it + ".corrupt", ec);  // kept for inspection, out of the checkpoint list
+      }
+      continue;
+    }
+    // The metadata must also make sense for this run (not corruption: the checksum held). A step past
+    // training.steps used to mark the run finished; a negative one (refused by load_checkpoint)
+    // trained with a negative learning rate and read outside the data.
+    if (ck.step > options_.steps)
+      throw Error(*it + ": checkpoint metadata \"step\" is " + std::to_string(ck.step) + ", past training.steps (" +
+                  std::to_string(options_.steps) + "); raise training.steps to continue this run");
+    const double lr = learning_rate_at(options_, ck.step);
+    if (!std::isfinite(lr) || !(lr > 0))
+      throw Error(*it + ": the learning rate at checkpoint step " + std::to_string(ck.step) + " is " + std::to_string(lr) +
+                  " (expected a finite number > 0; check training.lr and training.warmup_steps)");
+    resume_from(ck, *it);
+    return;
+  }
+  throw Error(checkpoint_folder() + ": no usable checkpoint to resume from (bad ones renamed *.corrupt):" + failures);
+}
+
+void Trainer::resume_from(const TrainingCheckpoint& ck, const std::string& path) {
   const std::string mode = options_.mode == TrainingMode::kIlf ? "ilf" : "pretrain";
   if (ck.mode != mode) throw Error(path + ": a \"" + ck.mode + "\" checkpoint cannot resume a \"" + mode + "\" run");
   torch::NoGradGuard no_grad;
@@ -214,7 +252,7 @@ StepMetrics Trainer::train_step() {
     std::ostringstream message;
     message << "step " << step_ + 1 << ": non-finite " << (std::isfinite(m.loss) ? "gradient norm" : "loss")
             << " (loss " << m.loss << ", rec " << m.loss_rec << ", dist " << m.loss_dist << ", grad norm " << m.grad_norm
-            << "); stopping without applying the step. The last good checkpoint is "
+            << "); stopping without applying the step. The newest checkpoint is "
             << (latest.empty() ? std::string("(none written yet)") : latest)
             << ". Lower training.lr, set training.grad_clip or check the data.";
     throw NonFiniteLossError(message.str());

@@ -24,6 +24,19 @@
 
 namespace ilf {
 
+// Upper bounds of sizes read from a config, checked before anything is allocated (far above every
+// published DiT / PixArt; a typo such as depth = 1e9 is an error naming the key, not a bad_alloc).
+constexpr int64_t kMaxModelDepth = 1024;
+constexpr int64_t kMaxModelHiddenSize = 65536;  // also num_heads and caption_channels
+constexpr int64_t kMaxModelInputSize = 16384;   // latent side
+constexpr int64_t kMaxModelPatchSize = 256;
+constexpr int64_t kMaxModelChannels = 4096;
+constexpr int64_t kMaxModelClasses = 10000000;
+constexpr int64_t kMaxModelTokens = 65536;      // model_max_length
+constexpr int64_t kMaxSamplingSteps = 100000;
+constexpr int64_t kMaxTrainingSteps = 1000000000;
+constexpr int64_t kMaxTrainTimesteps = 100000;  // num_train_timesteps
+
 // "ilf": the feedback module, shared by training and sampling (its sampling-time schedule, t_post and
 // feedback_steps, is the ILF method's own settings).
 struct FeedbackSection {

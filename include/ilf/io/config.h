@@ -4,6 +4,8 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -95,7 +97,22 @@ template <typename T>
 void ConfigReader::check_kind(const Json& v, const std::string& path) const {
   bool ok = true;
   if constexpr (std::is_same_v<T, bool>) ok = v.is_boolean();
-  else if constexpr (std::is_integral_v<T>) ok = v.is_number_integer() || (v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>())));
+  else if constexpr (std::is_integral_v<T>) {
+    // In T's range: 2^64-1 read as an int64 used to wrap to -1, 1e300 to an undefined value.
+    if (v.is_number_unsigned()) ok = v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+    else if (v.is_number_integer())
+      ok = v.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+           (std::is_unsigned_v<T> || v.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max()));
+    else if (v.is_number_float()) {
+      const double d = v.get<double>();
+      ok = std::isfinite(d) && d == std::floor(d) && d >= -9.2e18 && d <= 9.2e18 &&
+           static_cast<int64_t>(d) >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+           (std::is_unsigned_v<T> || static_cast<int64_t>(d) <= static_cast<int64_t>(std::numeric_limits<T>::max()));
+    } else ok = false;
+    if (!ok && v.is_number())
+      throw type_error(path, "an integer from " + std::to_string(std::numeric_limits<T>::min()) + " to " +
+                                 std::to_string(std::numeric_limits<T>::max()), v);
+  }
   else if constexpr (std::is_floating_point_v<T>) ok = v.is_number();
   else if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
   if (!ok) throw type_error(path, type_name<T>(), v);

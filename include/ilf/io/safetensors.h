@@ -1,7 +1,11 @@
 // safetensors reading and writing (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL).
 // The format: u64-LE header length, a JSON header {name: {dtype, shape, data_offsets}, __metadata__},
 // then the raw little-endian row-major data. The reader validates the header, every offset and
-// every size against the file length, so truncated or corrupt files give a clear ilf::Error.
+// every size against the file length, so truncated or corrupt files give a clear ilf::Error. Reading is
+// strict, as the format specifies: a header of at most kMaxSafetensorsHeaderBytes, no duplicate keys,
+// each tensor's byte length equal to its shape times its dtype's size, and the tensors' data
+// contiguous, non-overlapping and exactly filling the file after the header (no gaps, no trailing
+// bytes). Errors name the file and the tensor key. The writer produces exactly such files.
 #pragma once
 #include <torch/torch.h>
 
@@ -9,6 +13,9 @@
 #include <string>
 
 namespace ilf {
+
+// The largest JSON header accepted (the format's own limit).
+constexpr uint64_t kMaxSafetensorsHeaderBytes = uint64_t{100} << 20;
 
 // Tensors by name, ordered by name (the order safetensors writers use).
 using TensorMap = std::map<std::string, torch::Tensor>;

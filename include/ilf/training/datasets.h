@@ -66,7 +66,12 @@ class FashionMnistDataset : public Dataset {
   torch::Tensor labels_;  // (N,) int64
 };
 
+// The largest idx data read (Fashion-MNIST's training images are 47 MB).
+constexpr uint64_t kMaxIdxBytes = uint64_t{1} << 30;
+
 // Reads one idx file (gzip-compressed or plain) into a uint8 tensor of the shape its header gives.
+// The data must be exactly the declared size (at most kMaxIdxBytes, never inflated further), and a
+// gzip stream must end with its trailer.
 torch::Tensor read_idx_file(const std::string& path);
 
 // A folder of safetensors shards (*.safetensors but kNullCaptionFile, in name order). Each shard holds

@@ -115,7 +115,10 @@ class Trainer {
   std::string weights_output_path() const;  // out/feedback.safetensors or out/backbone.safetensors
 
  private:
-  void resume_from(const std::string& path);
+  // Resumes from the newest checkpoint that loads (checksum, metadata) and fits this run; a bad
+  // newest checkpoint is renamed *.corrupt with a warning and the previous one is used.
+  void resume_from_newest_usable();
+  void resume_from(const TrainingCheckpoint& checkpoint, const std::string& path);
   void restore_optimizer_state(const std::map<std::string, AdamState>& state, const std::string& source);
   void write_metrics(const StepMetrics& metrics, double seconds_per_step);
   void write_sample_grid();

@@ -1,0 +1,146 @@
+// Schedule search (ilf_search): the best ILF sampling schedule for a trained feedback module under a
+// budget of block forwards per image. A schedule is the step count, the set of steps that run the
+// inner loop with feedback and the t_post rule (docs/design.md, "Schedule search"). Every candidate is
+// priced by the sampler's own plan arithmetic before anything is sampled, so nothing over the budget is
+// ever evaluated; candidates are evaluated on a search seed set, proposed by a small evolutionary
+// search (a parent among the best so far, one to three mutations) with a fixed number of evaluations, and the best
+// few re-evaluated on a held-out seed set. The state is saved after every evaluation, so a killed
+// search resumes where it stopped and proposes exactly what an uninterrupted one would have.
+//
+// The search itself knows nothing about models: it takes a cost function (the plan) and an evaluator
+// (metrics JSON for a schedule). make_plan_cost / make_sampling_evaluator build those from a run config
+// for ilf_search; the tests plant a known best in a toy objective.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ilf/feedback/schedule.h"
+#include "ilf/pipelines/evaluation.h"
+
+namespace ilf {
+
+// One candidate ILF schedule. Without feedback steps it is the plain sampler (method "baseline").
+struct Schedule {
+  int64_t steps = 10;
+  std::vector<int64_t> feedback_steps;  // sorted, unique, in [0, steps)
+  TPostRule t_post = TPostRule::kAnneal;  // ignored (kept kNone) without feedback steps
+
+  // Sorts and deduplicates the steps and drops the rule of a plain schedule.
+  Schedule normalized() const;
+  // "10 steps, feedback 0,1,8,9, anneal" (unique per normalized schedule; the state file's key).
+  std::string key() const;
+  // The run-config overrides that select it: sampling.method, sampling.steps, ilf.t_post, ilf.feedback_steps.
+  std::vector<std::string> overrides() const;
+  nlohmann::json to_json() const;
+  static Schedule from_json(const nlohmann::json& j);  // throws ilf::Error on malformed entries
+};
+
+// What a candidate may be.
+struct SearchSpace {
+  int64_t min_steps = 4, max_steps = 24;
+  std::vector<TPostRule> t_post_rules = {TPostRule::kNone, TPostRule::kUniform, TPostRule::kRescale, TPostRule::kAnneal};
+};
+
+// The score to minimise: fid * FID - accuracy * (class accuracy in percent) - psnr * (PSNR in dB to the
+// reference samples). Parsed from "fid", "accuracy", "psnr" or weights "fid=1,accuracy=0.5".
+struct Objective {
+  double fid = 1, accuracy = 0, psnr = 0;
+
+  static Objective parse(const std::string& text);  // throws ilf::Error naming the bad term
+  double score(const nlohmann::json& metrics) const;  // throws ilf::Error naming a missing metric
+  std::string describe() const;                       // "1*fid - 0.5*accuracy%"
+  bool needs_reference() const { return psnr != 0; }
+};
+
+struct SearchOptions {
+  int64_t budget = 144;      // block forwards per image, at most
+  int64_t evaluations = 24;  // candidates evaluated on the search seeds (the fixed evaluation budget)
+  int64_t initial = 8;       // the first ones are the structured seeds (see seed_schedules), then mutations
+  int64_t finalists = 3;     // the best re-evaluated on the held-out seeds
+  uint64_t seed = 0;         // the search's own random choices
+};
+
+// Block forwards per image of a schedule (the sampler's plan).
+using CostFunction = std::function<int64_t(const Schedule&)>;
+// The metrics JSON of a schedule (fid, class_accuracy, psnr_vs_reference, ...).
+using Evaluator = std::function<nlohmann::json(const Schedule&)>;
+
+struct EvaluatedSchedule {
+  Schedule schedule;
+  int64_t block_forwards = 0;
+  double score = 0;
+  nlohmann::json metrics;
+};
+
+struct SearchResult {
+  std::vector<EvaluatedSchedule> candidates;  // in evaluation order, on the search seeds
+  std::vector<EvaluatedSchedule> finalists;   // best first, re-evaluated on the held-out seeds
+};
+
+// The structured starting points within the budget: for each pattern (feedback on the first and last
+// two steps, on the first and last, on the first two, on the last two, on alternate steps, none) the
+// largest step count that fits, with the paper's anneal rule (and rescale for the first pattern).
+std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, const CostFunction& cost);
+
+// Runs or resumes the search whose state lives in `state_file` (JSON, written atomically after every
+// evaluation). A state file written for other settings (space, options, objective) is refused with a
+// message naming it. `on_search_seeds` evaluates candidates, `on_heldout_seeds` the finalists.
+SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& options, const Objective& objective,
+                                 const CostFunction& cost, const Evaluator& on_search_seeds,
+                                 const Evaluator& on_heldout_seeds, const std::string& state_file);
+
+// The candidates no other one beats in both block forwards and score (equal counts: the better
+// score), sorted by block forwards.
+std::vector<EvaluatedSchedule> pareto_front(const std::vector<EvaluatedSchedule>& candidates);
+
+// The report of a result: the Pareto front and the finalists as Markdown tables.
+std::string search_report_markdown(const SearchResult& result, const Objective& objective, const SearchOptions& options);
+
+}  // namespace ilf
+
+// --- The search over a run config (what ilf_search runs) ---
+
+namespace ilf {
+
+// The model the schedules are for, as the tools load it: a run config file with --set overrides, and
+// for text-to-image a model folder and a labelled prompts file (see pipelines/evaluation.h).
+struct SearchTarget {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string model_folder, prompts_file;
+};
+
+// The schedule's block forwards per image from the sampler's plan (plan_run; needs "model.depth").
+CostFunction make_plan_cost(const SearchTarget& target);
+// ilf_eval's metrics for the schedule, with `request`'s samples, batch and seed.
+Evaluator make_sampling_evaluator(const SearchTarget& target, const EvalRequest& request);
+// Writes the target's config with the schedule applied to `path` (atomically), every relative file path
+// in it rewritten relative to the new file's folder, so that `ilf_sample --config path` runs it anywhere.
+void write_schedule_config(const SearchTarget& target, const Schedule& schedule, const std::string& path);
+
+}  // namespace ilf
+
+namespace ilf {
+
+// Everything ilf_search runs, in OUT:
+//   reference_search.json / reference_heldout.json (+ .safetensors): the plain sampler with
+//     `reference_steps` steps on both seed sets (the PSNR reference and the baseline row of the report);
+//   state.json: the search state (resumable); report.md: the Pareto front and the finalists;
+//   best.json: the run config with the best finalist's schedule, ready for ilf_sample --config.
+struct SearchRun {
+  SearchTarget target;
+  SearchSpace space;
+  SearchOptions options;          // options.budget is replaced when budget_fraction > 0
+  double budget_fraction = 0;     // > 0: budget = floor(fraction * the reference sampler's block forwards)
+  Objective objective;
+  EvalRequest search_seeds;       // num_samples, batch, seed, device of the candidates' evaluations
+  EvalRequest heldout_seeds;      // the same for the finalists (another seed, more samples)
+  int64_t reference_steps = 20;   // 0 = no reference (then the objective cannot use PSNR)
+  std::string out;                // the output folder
+};
+SearchResult run_search(SearchRun run);
+
+}  // namespace ilf

@@ -1,0 +1,20 @@
+// Strict JSON parsing shared by every reader of untrusted JSON (configs, --set values, model.json,
+// sweep files, safetensors headers, checkpoint metadata): duplicate keys in an object are refused
+// (nlohmann keeps the last one silently) and nesting is bounded, so that a hostile file cannot
+// overflow the stack of the recursive code that walks the tree later (dump, copy, key checks).
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace ilf {
+
+// The deepest nesting of objects and arrays accepted (the deepest config in configs/ uses 4).
+constexpr int kMaxJsonDepth = 64;
+
+// Parses `text`. Syntax errors propagate as nlohmann::json::parse_error (callers word them);
+// a duplicate key or nesting deeper than kMaxJsonDepth throws ilf::Error naming `source` and the
+// key's path ("a.b.c").
+nlohmann::json parse_json_strict(const std::string& text, const std::string& source, bool ignore_comments = false);
+
+}  // namespace ilf

@@ -1,0 +1,216 @@
+// Schedule search (ilf_search): the budget is priced exactly by the sampler's plan, a killed search
+// resumes into the same result, the search finds a best planted in a toy objective, and the written
+// config runs from anywhere. The toy objectives stand in for sampling so the tests take milliseconds.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "ilf/error.h"
+#include "ilf/experiments/search/search.h"
+#include "ilf/feedback/feedback.h"
+#include "ilf/models/dit.h"
+#include "ilf/pipelines/loading.h"
+#include "ilf/sampling/dpm_solver.h"
+#include "ilf/sampling/sampler.h"
+#include "test_helpers.h"
+
+using namespace ilf;
+
+namespace {
+
+// A toy problem: schedules cost 6 per step and 4 per feedback step; the score is the distance from a
+// planted schedule (9 steps, feedback on 0, 4 and 8, rescale), reported as "fid".
+Schedule planted() {
+  Schedule s;
+  s.steps = 9;
+  s.feedback_steps = {0, 4, 8};
+  s.t_post = TPostRule::kRescale;
+  return s;
+}
+int64_t toy_cost(const Schedule& s) { return 6 * s.steps + 4 * static_cast<int64_t>(s.feedback_steps.size()); }
+nlohmann::json toy_metrics(const Schedule& s) {
+  const Schedule p = planted();
+  const std::set<int64_t> a(s.feedback_steps.begin(), s.feedback_steps.end()), b(p.feedback_steps.begin(), p.feedback_steps.end());
+  int64_t differ = 0;
+  for (int64_t k : a) differ += !b.count(k);
+  for (int64_t k : b) differ += !a.count(k);
+  const double d = 3.0 * static_cast<double>(std::abs(s.steps - p.steps)) + 2.0 * static_cast<double>(differ) +
+                   (s.t_post != p.t_post ? 1.0 : 0.0);
+  return {{"fid", d}, {"class_accuracy", 0.5}, {"num_samples", 1}};
+}
+
+SearchSpace toy_space() {
+  SearchSpace space;
+  space.min_steps = 4;
+  space.max_steps = 16;
+  return space;
+}
+
+SearchOptions toy_options(int64_t evaluations) {
+  SearchOptions o;
+  o.budget = 70;
+  o.evaluations = evaluations;
+  o.initial = 4;
+  o.finalists = 2;
+  o.seed = 7;
+  return o;
+}
+
+std::vector<std::string> keys(const std::vector<EvaluatedSchedule>& v) {
+  std::vector<std::string> k;
+  for (const auto& e : v) k.push_back(e.schedule.key());
+  return k;
+}
+
+// A run config with a tiny DiT (depth 6, loop 2..3) written to `dir`, for the plan and for sampling.
+Json tiny_config() {
+  return {{"model", {{"family", "dit"}, {"input_size", 8}, {"patch_size", 2}, {"in_channels", 4}, {"hidden_size", 32},
+                     {"depth", 6}, {"num_heads", 4}, {"num_classes", 10}, {"learn_sigma", false}}},
+          {"ilf", {{"loop_begin", 2}, {"loop_end", 3}}},
+          {"sampling", {{"guidance_scale", 2.0}}}};
+}
+
+}  // namespace
+
+TEST(Search, BudgetPricesEveryScheduleByTheBlockForwardsTheSamplerCounts) {
+  const std::string dir = test::scratch_dir("search_plan");
+  const std::string config = dir + "/tiny.json";
+  std::ofstream(config) << tiny_config().dump();
+  const CostFunction cost = make_plan_cost({config, {}, "", ""});
+
+  torch::manual_seed(3);
+  DiTConfig c;
+  c.input_size = 8, c.patch_size = 2, c.in_channels = 4, c.hidden_size = 32, c.depth = 6, c.num_heads = 4, c.num_classes = 10;
+  auto model = std::make_shared<DiTImpl>(c);
+  model->eval();
+  FeedbackModule feedback(*model, FeedbackOptions{2, 3, FeedbackInit::kCopyLoopEnd});
+  const torch::Tensor x_T = torch::randn({2, 4, 8, 8});
+  ConditionInputs in;
+  in.class_labels = torch::tensor({1, 5}, torch::kInt64);
+  const ConditionInputs null = model->null_condition(in);
+
+  std::vector<Schedule> schedules(4);
+  schedules[0].steps = 5;                                             // plain
+  schedules[1].steps = 7, schedules[1].feedback_steps = {0, 3, 6};    // 3 feedback steps
+  schedules[2].steps = 4, schedules[2].feedback_steps = {0, 1, 2, 3}, schedules[2].t_post = TPostRule::kUniform;
+  schedules[3].steps = 9, schedules[3].feedback_steps = {8};
+  for (const Schedule& s : schedules) {
+    const RunConfig rc = load_tool_config(config, s.overrides()).config;
+    const AccelerationMethodPtr method = make_acceleration_method(rc, feedback.get());
+    DPMSolverMultistep solver;
+    const SamplingResult r = sample(*model, *method, solver, rc.sampling.options, x_T, in, null);
+    EXPECT_EQ(cost(s), r.block_forwards) << s.key();
+    // N per plain step, N + m + 1 per feedback step (m = 2).
+    EXPECT_EQ(cost(s), 6 * s.steps + 3 * static_cast<int64_t>(s.feedback_steps.size())) << s.key();
+  }
+
+  // Nothing over the budget is ever evaluated, and a budget below every schedule evaluates nothing.
+  SearchOptions o = toy_options(30);
+  o.budget = 50;
+  const SearchResult r = run_schedule_search(toy_space(), o, Objective{}, cost, toy_metrics, toy_metrics, dir + "/state.json");
+  ASSERT_EQ(r.candidates.size(), 30u);
+  for (const auto& e : r.candidates) {
+    EXPECT_LE(e.block_forwards, 50) << e.schedule.key();
+    EXPECT_EQ(e.block_forwards, cost(e.schedule)) << e.schedule.key();
+  }
+  o.budget = 6 * 4 - 1;  // less than 4 plain steps
+  int evaluated = 0;
+  auto counting = [&](const Schedule& s) { ++evaluated; return toy_metrics(s); };
+  EXPECT_THROW(run_schedule_search(toy_space(), o, Objective{}, cost, counting, counting, dir + "/none.json"), Error);
+  EXPECT_EQ(evaluated, 0);
+}
+
+TEST(Search, FindsTheBestPlantedInAToyObjective) {
+  const std::string dir = test::scratch_dir("search_planted");
+  // The planted schedule is not one of the structured starting points: the mutations must find it.
+  for (const Schedule& s : seed_schedules(toy_space(), 70, toy_cost)) EXPECT_NE(s.key(), planted().key());
+  SearchResult r;
+  for (uint64_t seed = 0; seed < 6; ++seed) {  // with 80 of the space's thousands of schedules, for every seed
+    SearchOptions o = toy_options(80);
+    o.seed = seed;
+    r = run_schedule_search(toy_space(), o, Objective{}, toy_cost, toy_metrics, toy_metrics,
+                            dir + "/state" + std::to_string(seed) + ".json");
+    ASSERT_FALSE(r.finalists.empty());
+    EXPECT_EQ(r.finalists.front().schedule.key(), planted().key()) << "seed " << seed;
+    EXPECT_EQ(r.finalists.front().score, 0) << "seed " << seed;
+  }
+  // The front is sorted by cost and strictly improving.
+  const auto front = pareto_front(r.candidates);
+  for (size_t i = 1; i < front.size(); ++i) {
+    EXPECT_GT(front[i].block_forwards, front[i - 1].block_forwards);
+    EXPECT_LT(front[i].score, front[i - 1].score);
+  }
+}
+
+TEST(Search, AKilledSearchResumesIntoTheSameResult) {
+  const std::string dir = test::scratch_dir("search_resume");
+  const SearchResult whole = run_schedule_search(toy_space(), toy_options(25), Objective{}, toy_cost, toy_metrics, toy_metrics,
+                                                 dir + "/whole.json");
+  // A child process is killed (SIGKILL) in its 11th evaluation; its state holds the first 10.
+  const std::string state = dir + "/killed.json";
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int calls = 0;
+    auto dies = [&](const Schedule& s) {
+      if (++calls == 11) raise(SIGKILL);
+      return toy_metrics(s);
+    };
+    run_schedule_search(toy_space(), toy_options(25), Objective{}, toy_cost, dies, dies, state);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  int calls = 0;
+  auto counting = [&](const Schedule& s) { ++calls; return toy_metrics(s); };
+  const SearchResult resumed = run_schedule_search(toy_space(), toy_options(25), Objective{}, toy_cost, counting, counting, state);
+  EXPECT_EQ(keys(resumed.candidates), keys(whole.candidates));
+  EXPECT_EQ(keys(resumed.finalists), keys(whole.finalists));
+  EXPECT_EQ(calls, 15 + 2);  // the 15 candidates left and the 2 finalists
+  // Run again: everything is done, nothing is evaluated.
+  calls = 0;
+  run_schedule_search(toy_space(), toy_options(25), Objective{}, toy_cost, counting, counting, state);
+  EXPECT_EQ(calls, 0);
+  // Other settings refuse the state file, naming it.
+  SearchOptions other = toy_options(25);
+  other.budget = 60;
+  try {
+    run_schedule_search(toy_space(), other, Objective{}, toy_cost, counting, counting, state);
+    FAIL() << "a state of other settings was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("killed.json"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Search, ObjectivesParseAndScoreAndBadOnesAreNamed) {
+  const nlohmann::json m = {{"fid", 40.0}, {"class_accuracy", 0.85}, {"psnr_vs_reference", 30.0}};
+  EXPECT_DOUBLE_EQ(Objective::parse("fid").score(m), 40.0);
+  EXPECT_DOUBLE_EQ(Objective::parse("accuracy").score(m), -85.0);
+  EXPECT_DOUBLE_EQ(Objective::parse("fid=1,accuracy=0.5,psnr=0.1").score(m), 40.0 - 42.5 - 3.0);
+  EXPECT_EQ(Objective::parse("fid=1,accuracy=0.5").describe(), "FID - 0.5*accuracy%");
+  EXPECT_THROW(Objective::parse("fid=x"), Error);
+  EXPECT_THROW(Objective::parse("speed=1"), Error);
+  EXPECT_THROW(Objective::parse("fid=0"), Error);
+  EXPECT_THROW(Objective::parse("psnr").score({{"fid", 1.0}}), Error);
+}
+
+TEST(Search, TheBestConfigRunsFromAnotherFolderWithTheSchedule) {
+  const std::string dir = test::scratch_dir("search_best_config");
+  Schedule s;
+  s.steps = 11;
+  s.feedback_steps = {0, 10};
+  const SearchTarget target{std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json", {}, "", ""};
+  write_schedule_config(target, s, dir + "/nested/best.json");
+  const RunConfig rc = load_run_config(dir + "/nested/best.json", {});
+  EXPECT_TRUE(std::filesystem::exists(rc.weights)) << rc.weights;
+  EXPECT_TRUE(std::filesystem::exists(rc.ilf.weights)) << rc.ilf.weights;
+  EXPECT_EQ(rc.sampling.method, "ilf");
+  EXPECT_EQ(rc.sampling.options.steps, 11);
+  EXPECT_EQ(plan_run(rc).at("total_block_forwards").get<int64_t>(), 9 * 12 + 2 * (12 + 4 + 1));
+}

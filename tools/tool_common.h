@@ -1,0 +1,124 @@
+// What every command-line tool shares: the checks of its numeric flags, the parsing of the command
+// line and the one-line error report. One place, so that `--steps 0`, `--seed -1` or `--cfg nan` are
+// refused the same way by every tool (issue 18) instead of wrapping or falling back silently.
+//
+//   app.add_option("--steps", steps, "...")->check(ilf::cli::Count);
+//   app.add_option("--seed", seed, "...")->check(ilf::cli::Seed);
+//   if (const int code = ilf::cli::parse(app, argc, argv, "ilf_sample"); code >= 0) return code;
+//   try { ... } catch (...) { return ilf::cli::report_error("ilf_sample"); }
+//
+// Usage errors exit with status 2, run-time errors with status 1; both print one line, never a
+// LibTorch backtrace.
+#pragma once
+#include <c10/util/Exception.h>
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <iostream>
+#include <limits>
+#include <string>
+
+namespace ilf::cli {
+
+// Exit status of a command line that does not parse or fails a flag's check.
+constexpr int kUsageError = 2;
+// Exit status of an error while running.
+constexpr int kRunError = 1;
+
+namespace detail {
+
+inline std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+
+// A decimal integer (optional leading '-' for signed types) filling all of `text`; false on anything
+// else, including overflow.
+template <typename T>
+bool parse_integer(const std::string& text, T& value) {
+  if (text.empty()) return false;
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  if (*begin == '+') ++begin;
+  const auto [ptr, ec] = std::from_chars(begin, end, value, 10);
+  return ec == std::errc() && ptr == end && begin != end;
+}
+
+}  // namespace detail
+
+// A count (steps, images, batch size): an integer from 1 to 2^63-1.
+inline const CLI::Validator Count(
+    [](std::string& text) -> std::string {
+      int64_t value = 0;
+      if (!detail::parse_integer(text, value) || value < 1)
+        return "expected an integer >= 1, got " + detail::quoted(text);
+      return "";
+    },
+    "INT>=1", "Count");
+
+// A seed: an integer from 0 to 2^64-1 (18446744073709551615), no sign, no wrap, no clamp.
+inline const CLI::Validator Seed(
+    [](std::string& text) -> std::string {
+      uint64_t value = 0;
+      if (text.empty() || text[0] == '-' || text[0] == '+' || !detail::parse_integer(text, value))
+        return "expected an integer from 0 to 18446744073709551615, got " + detail::quoted(text);
+      return "";
+    },
+    "UINT64", "Seed");
+
+// A finite number >= 0 (guidance scales, factors): nan, inf and negative values are refused.
+inline const CLI::Validator FiniteNonNegative(
+    [](std::string& text) -> std::string {
+      double value = 0;
+      size_t used = 0;
+      try {
+        value = std::stod(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != text.size() || !std::isfinite(value) || value < 0)
+        return "expected a finite number >= 0, got " + detail::quoted(text);
+      return "";
+    },
+    "FLOAT>=0", "FiniteNonNegative");
+
+// Parses the command line. Returns -1 to go on; otherwise the status to exit with: 0 after --help,
+// kUsageError after a usage error (printed as one line "tool: error: ...").
+inline int parse(CLI::App& app, int argc, char** argv, const std::string& tool) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << tool << ": error: " << e.what() << " (see " << tool << " --help)" << std::endl;
+    return kUsageError;
+  }
+  return -1;
+}
+
+// The message of an exception in one line: a c10::Error without LibTorch's backtrace.
+inline std::string one_line(const std::exception& e) {
+  std::string text;
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) text = c10->what_without_backtrace();
+  else text = e.what();
+  for (char& c : text)
+    if (c == '\n' || c == '\r') c = ' ';
+  return text;
+}
+
+// Prints the exception being handled as "tool: error: <one line>" and returns kRunError. Call it
+// inside a catch block.
+inline int report_error(const std::string& tool) {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    std::cerr << tool << ": error: out of memory (a size in the config or the flags is too large?)" << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << tool << ": error: " << one_line(e) << std::endl;
+  } catch (...) {
+    std::cerr << tool << ": error: unknown exception" << std::endl;
+  }
+  return kRunError;
+}
+
+}  // namespace ilf::cli
