@@ -19,6 +19,8 @@
 #include "ilf/config/run_config.h"
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
+#include "ilf/io/config.h"
+#include "ilf/io/json.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/weights.h"
 #include "ilf/training/checkpoint.h"
@@ -93,7 +95,7 @@ TEST(HardeningFlags, SeedTakesTheWholeUint64RangeInDecimal) {
   auto parse_seed = [](const std::string& value) {
     CLI::App app;
     uint64_t seed = 0;
-    app.add_option("--seed", seed)->check(cli::Seed);
+    app.add_option("--seed", seed)->transform(cli::Seed);
     std::vector<std::string> args = {"--seed", value};
     std::reverse(args.begin(), args.end());
     app.parse(args);
@@ -104,6 +106,7 @@ TEST(HardeningFlags, SeedTakesTheWholeUint64RangeInDecimal) {
   EXPECT_THROW(parse_seed("18446744073709551616"), CLI::ValidationError);
   EXPECT_THROW(parse_seed("-1"), CLI::ValidationError);
   EXPECT_THROW(parse_seed("0x10"), CLI::ValidationError);
+  EXPECT_EQ(parse_seed("010"), 10u);  // decimal, not octal
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -138,6 +141,36 @@ TEST(HardeningMessages, ALongListOfUnknownKeysIsCut) {
   const std::string message = error_of([&] { reader.check_all_used(); });
   EXPECT_NE(message.find("and 20 more"), std::string::npos) << message;
   EXPECT_LT(message.size(), 400u) << message;
+}
+
+TEST(HardeningMessages, ASectionOfTheWrongTypeIsATypeErrorNotAnUnknownKey) {
+  // `--set sampling=3` once said: unknown key "sampling".
+  const std::string message = error_of([] { parse_run_config(Json{{"sampling", 3}}, "run.json"); });
+  EXPECT_NE(message.find("run.json: \"sampling\" must be an object"), std::string::npos) << message;
+  EXPECT_EQ(message.find("unknown key"), std::string::npos) << message;
+  const std::string training = error_of([] { parse_run_config(Json{{"training", "fast"}}, "run.json"); });
+  EXPECT_NE(training.find("run.json: \"training\" must be an object"), std::string::npos) << training;
+}
+
+// Found by fuzzing (tests/fuzz/corpus/*/regression-*): an exception without a file or key escaped.
+TEST(HardeningFuzzFindings, AnIdxZeroDimensionBeforeHugeOnesIsRefusedNotAStrideOverflow) {
+  // 6 dimensions: 0, then five of about 2^32: no data, but strides beyond int64 (a LibTorch error).
+  const std::string path = test::scratch_dir("fuzz_idx") + "/zero-dim.idx";
+  const unsigned char bytes[] = {0, 0, 8, 6, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff,
+                                 0xff, 0xff, 0xff, 0xff, 0xbd, 0, 0, 8, 3, 0, 0, 0xff};
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes), sizeof bytes);
+  const std::string message = error_of([&] { read_idx_file(path); });
+  EXPECT_NE(message.find(path + ": the idx header declares more than the limit"), std::string::npos) << message;
+}
+
+TEST(HardeningFuzzFindings, AnOverrideThatIsNotUtf8IsRefusedNamingSet) {
+  // Taken as a plain string, it made every later message that quotes it throw nlohmann's type_error.316.
+  Json config = Json::object();
+  const std::string message = error_of([&] { apply_override(config, "model.depth=2\xf7\xf7"); });
+  EXPECT_NE(message.find("--set"), std::string::npos) << message;
+  EXPECT_NE(message.find("UTF-8"), std::string::npos) << message;
+  EXPECT_TRUE(is_valid_utf8("plain \xc3\xa9t\xc3\xa9 \xe2\x98\x83 \xf0\x9f\x91\x9f"));
+  for (const char* bad : {"\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff"}) EXPECT_FALSE(is_valid_utf8(bad)) << bad;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,12 +415,16 @@ TEST_F(HardeningTraining, ACheckpointStepPastTrainingStepsIsRefused) {
     test::InProcessRun run(data(), out, {"training.steps=4", "training.checkpoint_every=0"});
     ASSERT_TRUE(run.trainer->run());
   }
+  const std::string config_before = slurp(out + "/config.json");
+  ASSERT_NE(config_before.find("\"steps\": 4"), std::string::npos);
   const std::string message = error_of([&] {
     test::InProcessRun resumed(data(), out, {"training.steps=2"}, /*resume=*/true);
   });
   EXPECT_NE(message.find("checkpoint-00000004.safetensors"), std::string::npos) << message;
   EXPECT_NE(message.find("\"step\""), std::string::npos) << message;
   EXPECT_NE(message.find("training.steps"), std::string::npos) << message;
+  // The refused resume left the run's config as it was (it used to be rewritten with steps 2 first).
+  EXPECT_EQ(slurp(out + "/config.json"), config_before);
 }
 
 }  // namespace

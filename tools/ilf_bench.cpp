@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
   app.add_option("--preset", args.presets, "dit-xl-2-256, pixart-xl-2-512, pixart-xl-2-1024 (random weights); dit-tiny, pixart-tiny, pixart-tiny-ms (test size); repeatable");
   app.add_option("--config", args.configs, "a run config with \"weights\" (e.g. configs/fashion_mnist.json); repeatable");
   app.add_option("--set", args.overrides, "override a config value: key.path=value (repeatable)");
-  app.add_option("--batch", args.batches, "backbone forward batch (with guidance: 2 x images); repeatable")->capture_default_str()->check(cli::Count);
+  app.add_option("--batch", args.batches, "backbone forward batch (with guidance: 2 x images); repeatable")->capture_default_str()->transform(cli::Count);
   app.add_option("--dtype", args.dtypes, "float32, bfloat16 / bf16, float16 / fp16 (the last two on CUDA); repeatable")->capture_default_str();
   app.add_option("--method", args.methods, "<baseline|cache|ilf>-<steps>; default baseline-20 baseline-12 cache-20 ilf-10 ilf-12");
   app.add_option("--device", args.device, "cpu or cuda[:i]")->capture_default_str();
@@ -220,8 +220,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-eager", args.no_eager, "with --cuda-graph: skip the eager rows");
   app.add_flag("--tf32", args.tf32, "allow TF32 for float32 matmuls / convolutions on CUDA");
   app.add_option("--warmup", args.warmup, "untimed runs before timing")->capture_default_str();
-  app.add_option("--repeats", args.repeats, "timed runs (the median is reported)")->capture_default_str()->check(cli::Count);
-  app.add_option("--seed", args.seed, "seed of the random weights, inputs and noise")->capture_default_str()->check(cli::Seed);
+  app.add_option("--repeats", args.repeats, "timed runs (the median is reported)")->capture_default_str()->transform(cli::Count);
+  app.add_option("--seed", args.seed, "seed of the random weights, inputs and noise")->capture_default_str()->transform(cli::Seed);
   app.add_option("--vae", args.vae, "TorchScript VAE decoder: adds seconds per image with decoding");
   app.add_option("--vae-scale", args.vae_scale, "latent scale factor of the VAE")->capture_default_str();
   app.add_option("--out", args.out, "also write the Markdown table here (atomically)");

@@ -25,19 +25,19 @@ int main(int argc, char** argv) {
   app.add_option("--encoder-output", args.encoder_output, "what the encoder returns: mean or moments")
       ->check(CLI::IsMember({"mean", "moments"}));
   app.add_option("--latent-scale", args.latent_scale, "latent scale factor (SD VAE 0.18215, SDXL VAE 0.13025)");
-  app.add_option("--resolution", args.resolution, "image size after resize + centre crop")->check(cli::Count);
+  app.add_option("--resolution", args.resolution, "image size after resize + centre crop")->transform(cli::Count);
   app.add_option("--channels", args.channels, "image channels: 3 (RGB) or 1 (grey)");
   app.add_flag("--labels-from-folders", args.labels_from_folders, "class label = index of the first-level sub-folder (sorted)");
   app.add_flag("--captions", args.captions, "caption = the .txt file beside each image");
   app.add_option("--text-encoder", args.text_encoder, "TorchScript text encoder: (input_ids, attention_mask) -> (B, L, D)");
   app.add_option("--tokenizer", args.tokenizer, "sentencepiece model of the text encoder (T5 spiece.model)");
-  app.add_option("--max-tokens", args.max_tokens, "caption length L (PixArt-alpha 120, PixArt-Sigma 300)")->check(cli::Count);
+  app.add_option("--max-tokens", args.max_tokens, "caption length L (PixArt-alpha 120, PixArt-Sigma 300)")->transform(cli::Count);
   app.add_flag("--micro-conditions", args.micro_conditions, "store image_hw and aspect_ratio (PixArt-alpha 1024 MS)");
-  app.add_option("--shard-size", args.shard_size, "samples per shard")->check(cli::Count);
-  app.add_option("--batch", args.batch, "images per encoder call")->check(cli::Count);
+  app.add_option("--shard-size", args.shard_size, "samples per shard")->transform(cli::Count);
+  app.add_option("--batch", args.batch, "images per encoder call")->transform(cli::Count);
   app.add_option("--dtype", args.dtype, "stored dtype: f16, bf16 or f32")->check(CLI::IsMember({"f16", "bf16", "f32"}));
   app.add_option("--device", args.device, "cpu or cuda");
-  app.add_option("--seed", args.seed, "shuffle and posterior-sampling seed")->check(cli::Seed);
+  app.add_option("--seed", args.seed, "shuffle and posterior-sampling seed")->transform(cli::Seed);
   if (const int code = cli::parse(app, argc, argv, "ilf_prepare_data"); code >= 0) return code;
   try {
     prepare_shards(args);

@@ -25,26 +25,26 @@ int main(int argc, char** argv) {
   app.add_option("--model-folder", run.target.model_folder, "text-to-image: model folder with model.json");
   app.add_option("--prompts-file", run.target.prompts_file, "text-to-image: lines \"class<TAB>caption\"");
   app.add_option("--out", run.out, "output folder (state.json, report.md, best.json)")->required();
-  auto* budget = app.add_option("--budget", run.options.budget, "block forwards per image, at most")->check(cli::Count);
+  auto* budget = app.add_option("--budget", run.options.budget, "block forwards per image, at most")->transform(cli::Count);
   app.add_option("--budget-fraction", run.budget_fraction, "budget as a fraction of the reference sampler's block forwards")
       ->excludes(budget)
       ->check(cli::FiniteNonNegative);
   app.add_option("--objective", objective, "fid, accuracy, psnr, or weights like fid=1,accuracy=0.5")->capture_default_str();
-  app.add_option("--evaluations", run.options.evaluations, "candidates evaluated on the search seeds")->capture_default_str()->check(cli::Count);
+  app.add_option("--evaluations", run.options.evaluations, "candidates evaluated on the search seeds")->capture_default_str()->transform(cli::Count);
   app.add_option("--initial", run.options.initial, "of which structured starting points")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--finalists", run.options.finalists, "best candidates re-evaluated on the held-out seeds")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--min-steps", run.space.min_steps, "fewest sampling steps")->capture_default_str()->check(cli::Count);
-  app.add_option("--max-steps", run.space.max_steps, "most sampling steps")->capture_default_str()->check(cli::Count);
+  app.add_option("--min-steps", run.space.min_steps, "fewest sampling steps")->capture_default_str()->transform(cli::Count);
+  app.add_option("--max-steps", run.space.max_steps, "most sampling steps")->capture_default_str()->transform(cli::Count);
   app.add_option("--t-post", t_post_rules, "t_post rules to choose from, comma-separated (default: all)");
-  app.add_option("--seed", run.options.seed, "seed of the search's own choices")->capture_default_str()->check(cli::Seed);
-  app.add_option("--search-samples", run.search_seeds.num_samples, "samples per candidate")->capture_default_str()->check(cli::Count);
-  app.add_option("--search-seed", run.search_seeds.seed, "noise seed of the search set")->capture_default_str()->check(cli::Seed);
-  app.add_option("--heldout-samples", run.heldout_seeds.num_samples, "samples per finalist")->capture_default_str()->check(cli::Count);
-  app.add_option("--heldout-seed", run.heldout_seeds.seed, "noise seed of the held-out set")->capture_default_str()->check(cli::Seed);
+  app.add_option("--seed", run.options.seed, "seed of the search's own choices")->capture_default_str()->transform(cli::Seed);
+  app.add_option("--search-samples", run.search_seeds.num_samples, "samples per candidate")->capture_default_str()->transform(cli::Count);
+  app.add_option("--search-seed", run.search_seeds.seed, "noise seed of the search set")->capture_default_str()->transform(cli::Seed);
+  app.add_option("--heldout-samples", run.heldout_seeds.num_samples, "samples per finalist")->capture_default_str()->transform(cli::Count);
+  app.add_option("--heldout-seed", run.heldout_seeds.seed, "noise seed of the held-out set")->capture_default_str()->transform(cli::Seed);
   app.add_option("--reference-steps", run.reference_steps, "plain steps of the reference sampler (PSNR, --budget-fraction)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--batch", run.search_seeds.batch, "samples per sampling batch")->capture_default_str()->check(cli::Count);
+  app.add_option("--batch", run.search_seeds.batch, "samples per sampling batch")->capture_default_str()->transform(cli::Count);
   app.add_option("--device", run.search_seeds.device, "cpu or cuda")->capture_default_str();
   if (const int code = cli::parse(app, argc, argv, "ilf_search"); code >= 0) return code;
   try {

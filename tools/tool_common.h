@@ -2,11 +2,13 @@
 // line and the one-line error report. One place, so that `--steps 0`, `--seed -1` or `--cfg nan` are
 // refused the same way by every tool (issue 18) instead of wrapping or falling back silently.
 //
-//   app.add_option("--steps", steps, "...")->check(ilf::cli::Count);
-//   app.add_option("--seed", seed, "...")->check(ilf::cli::Seed);
+//   app.add_option("--steps", steps, "...")->transform(ilf::cli::Count);
+//   app.add_option("--seed", seed, "...")->transform(ilf::cli::Seed);
 //   if (const int code = ilf::cli::parse(app, argc, argv, "ilf_sample"); code >= 0) return code;
 //   try { ... } catch (...) { return ilf::cli::report_error("ilf_sample"); }
 //
+// Count and Seed go in with transform(), not check(): they hand CLI11 the decimal number they parsed
+// (check() would discard it, and CLI11 alone reads "010" as octal 8).
 // Usage errors exit with status 2, run-time errors with status 1; both print one line, never a
 // LibTorch backtrace.
 #pragma once
@@ -52,6 +54,7 @@ inline const CLI::Validator Count(
       int64_t value = 0;
       if (!detail::parse_integer(text, value) || value < 1)
         return "expected an integer >= 1, got " + detail::quoted(text);
+      text = std::to_string(value);  // CLI11 would read a leading zero as octal ("010" -> 8)
       return "";
     },
     "INT>=1", "Count");
@@ -62,6 +65,7 @@ inline const CLI::Validator Seed(
       uint64_t value = 0;
       if (text.empty() || text[0] == '-' || text[0] == '+' || !detail::parse_integer(text, value))
         return "expected an integer from 0 to 18446744073709551615, got " + detail::quoted(text);
+      text = std::to_string(value);  // CLI11 would read a leading zero as octal ("010" -> 8)
       return "";
     },
     "UINT64", "Seed");

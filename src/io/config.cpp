@@ -36,6 +36,7 @@ void apply_override(Json& config, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
     throw Error("--set " + assignment + ": expected key=value, e.g. sampling.steps=10");
+  if (!is_valid_utf8(assignment)) throw Error("--set: the override is not valid UTF-8 text (config keys and values must be)");
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   Json value;
@@ -61,21 +62,27 @@ ConfigReader::ConfigReader(Json config, std::string source) : config_(std::move(
   if (!config_.is_object()) throw Error(source_ + ": the top level must be a JSON object");
 }
 
-bool ConfigReader::has(const std::string& path) const {
+// The node at `path`, or null when it (or an object above it) is absent or null. An object above it
+// that holds something else is a type error naming that key ("sampling": 3 -> "sampling" must be an
+// object), not an unknown key.
+const Json* ConfigReader::find(const std::string& path) const {
   const Json* node = &config_;
+  std::string prefix;
   for (const auto& part : split_path(path)) {
-    if (!node->is_object() || !node->contains(part)) return false;
+    if (node->is_null()) return nullptr;
+    if (!node->is_object()) throw type_error(prefix, "an object (of settings such as \"" + path + "\")", *node);
+    if (!node->contains(part)) return nullptr;
     node = &(*node)[part];
+    prefix = prefix.empty() ? part : prefix + "." + part;
   }
-  return !node->is_null();
+  return node->is_null() ? nullptr : node;
 }
 
+bool ConfigReader::has(const std::string& path) const { return find(path) != nullptr; }
+
 const Json& ConfigReader::at(const std::string& path) const {
-  const Json* node = &config_;
-  for (const auto& part : split_path(path)) {
-    if (!node->is_object() || !node->contains(part)) throw Error(source_ + ": missing required key \"" + path + "\"");
-    node = &(*node)[part];
-  }
+  const Json* node = find(path);
+  if (!node) throw Error(source_ + ": missing required key \"" + path + "\"");
   return *node;
 }
 

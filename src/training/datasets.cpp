@@ -72,12 +72,15 @@ torch::Tensor read_idx_file(const std::string& path) {
   std::vector<uint8_t> dims(4 * ndim);
   if (read(dims.data(), dims.size()) < dims.size()) throw Error(path + ": truncated idx header");
   std::vector<int64_t> shape;
-  uint64_t count = 1;
+  // `bound` is the product with zero dimensions counted as 1: it bounds the strides too (a zero in
+  // front of huge dimensions holds no data, but its strides would overflow int64; found by fuzzing).
+  uint64_t count = 1, bound = 1;
   for (size_t d = 0; d < ndim; ++d) {
     const uint8_t* p = dims.data() + 4 * d;
     const int64_t dim = (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | int64_t{p[3]};
     shape.push_back(dim);
-    if (__builtin_mul_overflow(count, static_cast<uint64_t>(dim), &count) || count > kMaxIdxBytes)
+    count *= static_cast<uint64_t>(dim);  // <= bound, so it cannot overflow
+    if (__builtin_mul_overflow(bound, static_cast<uint64_t>(std::max<int64_t>(dim, 1)), &bound) || bound > kMaxIdxBytes)
       throw Error(path + ": the idx header declares more than the limit of " + std::to_string(kMaxIdxBytes) +
                   " bytes (dimension " + std::to_string(d) + " is " + std::to_string(dim) + ")");
   }

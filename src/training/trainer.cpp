@@ -99,11 +99,12 @@ Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
     for (const std::string& folder : {out_dir_, checkpoint_folder(), (fs::path(out_dir_) / "samples").string()})
       for (const std::string& removed : remove_stale_temporary_files(folder))
         spdlog::info("removed {}, left by an interrupted run", removed);
-    write_file_atomically((fs::path(out_dir_) / "config.json").string(),
-                          [&](std::ostream& out) { out << resolved_config_.dump(2) << "\n"; });
   }
   if (resume && !latest.empty()) resume_from_newest_usable();
   if (dist_.is_main()) {
+    // Only now, after every check a resume makes: a refused resume leaves the run's config.json as it was.
+    write_file_atomically((fs::path(out_dir_) / "config.json").string(),
+                          [&](std::ostream& out) { out << resolved_config_.dump(2) << "\n"; });
     output_.truncate_metrics(step_);  // a resumed run logs the steps after its checkpoint again
     const int64_t trainable_count = [&] {
       int64_t n = 0;

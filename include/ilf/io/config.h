@@ -69,6 +69,7 @@ class ConfigReader {
  private:
   const Json& at(const std::string& path) const;
   Error type_error(const std::string& path, const std::string& expected, const Json& found) const;
+  const Json* find(const std::string& path) const;
   template <typename T>
   static std::string type_name();
   template <typename T>

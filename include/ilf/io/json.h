@@ -17,4 +17,9 @@ constexpr int kMaxJsonDepth = 64;
 // key's path ("a.b.c").
 nlohmann::json parse_json_strict(const std::string& text, const std::string& source, bool ignore_comments = false);
 
+// Whether `text` is valid UTF-8 (what JSON strings must be: nlohmann's parser refuses anything else,
+// and dump() throws on it). Text that does not come through the parser (--set values taken as plain
+// strings) is checked with this before it enters a config.
+bool is_valid_utf8(const std::string& text);
+
 }  // namespace ilf
