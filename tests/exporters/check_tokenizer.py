@@ -14,8 +14,8 @@ tests/data/t2i/ (trained by spm_train). For every prompt:
   cut).
 Where two segmentations score exactly the same (runs such as "!!!" = "!" "!!" or "!!" "!"), the
 implementations break the tie differently: ours as sentencepiece up to 0.2.1 (float best-path scores
-compared in double; PixArt's captions were tokenized with such versions), sentencepiece >= 0.2.2 in
-float, and transformers 5's T5Tokenizer (a tokenizers Unigram, double) its own way. A difference is
+compared in double; PixArt's captions were tokenized with such versions), sentencepiece >= 0.2.2 as if
+compared in float, and transformers 5's T5Tokenizer (a tokenizers Unigram, double) its own way. A difference is
 therefore accepted only when both segmentations have the same total score, and never against
 sentencepiece <= 0.2.1 (scripts/ci/exporter_check_requirements.txt pins 0.2.1); the counts are printed.
 """
