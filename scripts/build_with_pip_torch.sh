@@ -7,7 +7,10 @@
 #
 # Settings (environment variables, all optional):
 #   TORCH_PYTHON      the Python whose torch to use (default python3); its
-#                     torch.utils.cmake_prefix_path is LibTorch's CMake prefix
+#                     torch.utils.cmake_prefix_path is LibTorch's CMake prefix. Also the Python of the
+#                     exporter checks (tests/exporters/, CMake's ILF_TEST_PYTHON): with diffusers,
+#                     transformers, safetensors and sentencepiece installed there they run, else ctest
+#                     shows them skipped
 #   TORCH_PREFIX      that CMake prefix directly (skips Python)
 #   CUDA_HOME         CUDA toolkit (default /usr/local/cuda when it has bin/nvcc); needed when the
 #                     wheel is CUDA-enabled (the default PyPI wheel is); nothing CUDA runs at build time
@@ -39,12 +42,14 @@ say() { echo "build_with_pip_torch: $*"; }
 die() { echo "build_with_pip_torch: error: $*" >&2; exit 1; }
 
 # LibTorch.
+test_python=()
 if [ -z "${TORCH_PREFIX:-}" ]; then
   TORCH_PYTHON=${TORCH_PYTHON:-python3}
-  info=$("$TORCH_PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path); print(torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null) ||
+  info=$("$TORCH_PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path); print(torch.__version__, "cuda", torch.version.cuda); import sys; print(sys.executable)' 2>/dev/null) ||
     die "$TORCH_PYTHON cannot import torch: pip install torch (or set TORCH_PYTHON / TORCH_PREFIX)"
   TORCH_PREFIX=$(echo "$info" | sed -n 1p)
   say "torch $(echo "$info" | sed -n 2p) from $TORCH_PREFIX"
+  test_python=(-DILF_TEST_PYTHON="$(echo "$info" | sed -n 3p)")
 fi
 [ -f "$TORCH_PREFIX/Torch/TorchConfig.cmake" ] || die "no Torch/TorchConfig.cmake under $TORCH_PREFIX"
 # torch's own folder (site-packages/torch: lib/, include/) goes on CMAKE_PREFIX_PATH too: TorchConfig's
@@ -102,7 +107,7 @@ generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 # shellcheck disable=SC2086
 cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix_path" \
-      "${cuda_args[@]}" ${ILF_CMAKE_ARGS:-} "$@"
+      "${cuda_args[@]}" "${test_python[@]}" ${ILF_CMAKE_ARGS:-} "$@"
 targets=()
 for t in ${TARGETS:-}; do targets+=(--target "$t"); done
 cmake --build "$BUILD_DIR" -j "$JOBS" "${targets[@]}"

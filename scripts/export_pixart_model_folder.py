@@ -116,7 +116,11 @@ def export_tokenizer_and_text_encoder(source, out, max_length, device, dtype):
                    "input_ids": [ids[:int(m.sum())] for ids, m in zip(tokens.input_ids.tolist(), tokens.attention_mask)]}, f)
 
     log(f"loading the T5 encoder ({dtype}, {device})")
-    encoder = T5EncoderModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype).to(device).eval()
+    try:  # plain attention (matmul + softmax): transformers >= 5 traces scaled_dot_product_attention, which LibTorch 1.13 lacks
+        encoder = T5EncoderModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype, attn_implementation="eager")
+    except (TypeError, ValueError):  # transformers before attn_implementation
+        encoder = T5EncoderModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype)
+    encoder = encoder.to(device).eval()
     wrapper = TextEncoderForIlf(encoder).eval()
     ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
     with torch.no_grad():

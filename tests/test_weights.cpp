@@ -80,6 +80,71 @@ TEST(Weights, DiffusersLayoutConvertsToTheOfficialKeys) {
   expect_same_tensors(converted, official);
 }
 
+// The official tiny DiT in diffusers' DiTTransformer2DModel layout (the inverse of the conversion, as
+// diffusers' conversion script writes it): q, k, v split, and every block holding a copy of the timestep
+// and class embedders. tests/exporters/check_backbones.py checks the real diffusers model.
+TensorMap dit_tiny_in_diffusers_layout() {
+  TensorMap official = tensors_of("dit_tiny.weights.safetensors"), d;
+  const int64_t depth = infer_dit_config(official).depth;
+  auto rename = [&](const std::string& from, const std::string& to) {
+    for (const std::string p : {".weight", ".bias"})
+      if (official.count(from + p)) d[to + p] = official.at(from + p);
+  };
+  rename("x_embedder.proj", "pos_embed.proj");
+  rename("final_layer.adaLN_modulation.1", "proj_out_1");
+  rename("final_layer.linear", "proj_out_2");
+  for (int64_t i = 0; i < depth; ++i) {
+    const std::string o = "blocks." + std::to_string(i) + ".", b = "transformer_blocks." + std::to_string(i) + ".";
+    rename(o + "adaLN_modulation.1", b + "norm1.linear");
+    rename(o + "attn.proj", b + "attn1.to_out.0");
+    rename(o + "mlp.fc1", b + "ff.net.0.proj");
+    rename(o + "mlp.fc2", b + "ff.net.2");
+    rename("t_embedder.mlp.0", b + "norm1.emb.timestep_embedder.linear_1");
+    rename("t_embedder.mlp.2", b + "norm1.emb.timestep_embedder.linear_2");
+    d[b + "norm1.emb.class_embedder.embedding_table.weight"] = official.at("y_embedder.embedding_table.weight");
+    for (const std::string p : {".weight", ".bias"}) {
+      const std::vector<torch::Tensor> qkv = official.at(o + "attn.qkv" + p).chunk(3, 0);
+      d[b + "attn1.to_q" + p] = qkv[0];
+      d[b + "attn1.to_k" + p] = qkv[1];
+      d[b + "attn1.to_v" + p] = qkv[2];
+    }
+  }
+  return d;
+}
+
+TEST(Weights, DiffusersDiTLayoutConvertsToTheOfficialKeysWithDiffusersNumerics) {
+  WeightLayout layout = WeightLayout::kOfficial;
+  const TensorMap diffusers = dit_tiny_in_diffusers_layout();
+  const TensorMap converted = to_official_layout(diffusers, "diffusers", &layout);
+  EXPECT_EQ(layout, WeightLayout::kDiffusersDiT);
+  TensorMap official = tensors_of("dit_tiny.weights.safetensors");
+  official.erase("pos_embed");  // diffusers does not store it
+  expect_same_tensors(converted, official);
+  EXPECT_EQ(detect_family(diffusers), "dit");
+
+  // diffusers' DiT forward: timestep frequencies / (half - 1), LayerNorm eps 1e-5 before the MLP.
+  const DiTConfig inferred = infer_dit_config(diffusers);
+  EXPECT_EQ(inferred.timestep_freq_shift, 1);
+  EXPECT_EQ(inferred.mlp_norm_eps, 1e-5);
+  EXPECT_EQ(infer_dit_config(tensors_of("dit_tiny.weights.safetensors")).timestep_freq_shift, 0);
+  BackbonePtr model = build(diffusers, R"({"num_heads": 4, "input_size": 8})");
+  EXPECT_NO_THROW(load_backbone_weights(*model, diffusers, "diffusers"));
+  EXPECT_EQ(model->architecture_json().at("timestep_freq_shift"), 1);
+  const torch::Tensor t = torch::tensor({0.0, 17.0, 999.0});
+  const torch::Tensor k = torch::arange(128, torch::kFloat64);
+  const torch::Tensor args = t.to(torch::kFloat64).unsqueeze(1) * torch::exp(-std::log(10000.0) * k / 127).unsqueeze(0);
+  const torch::Tensor expected = torch::cat({args.cos(), args.sin()}, 1);  // float64; ours is float32 (args up to 999)
+  EXPECT_LT(test::relative_error(timestep_embedding(t, 256, 10000.0, 1), expected), 1e-4);
+  EXPECT_GT(test::relative_error(timestep_embedding(t, 256, 10000.0, 0), expected), 1e-2);
+
+  // Blocks with different embedder copies cannot be one official DiT.
+  TensorMap different = diffusers;
+  const std::string key = "transformer_blocks.1.norm1.emb.timestep_embedder.linear_1.bias";
+  different[key] = different[key] + 1;
+  const std::string error = error_of([&] { to_official_layout(different, "dit.safetensors"); });
+  EXPECT_TRUE(contains(error, "dit.safetensors") && contains(error, key) && contains(error, "block 0")) << error;
+}
+
 TEST(Weights, OfficialTorchScriptAndDiffusersLayoutsGiveIdenticalOutputs) {
   const TensorMap official = tensors_of("pixart_tiny.weights.safetensors");
   BackbonePtr a = build(official, kPixArtAlpha);

@@ -74,9 +74,13 @@ void DiTConfig::validate(const std::string& where) const {
   if (!(mlp_ratio > 0) || static_cast<int64_t>(hidden_size * mlp_ratio) < 1)
     fail("mlp_ratio", "positive, got " + std::to_string(mlp_ratio));
   if (num_classes < 1) fail("num_classes", ">= 1, got " + std::to_string(num_classes));
+  if (timestep_freq_shift != 0 && timestep_freq_shift != 1)
+    fail("timestep_freq_shift", "0 (official) or 1 (diffusers), got " + std::to_string(timestep_freq_shift));
+  if (!(mlp_norm_eps > 0)) fail("mlp_norm_eps", "positive, got " + std::to_string(mlp_norm_eps));
 }
 
-DiTBlockImpl::DiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio) {
+DiTBlockImpl::DiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio, double mlp_norm_eps)
+    : mlp_norm_eps(mlp_norm_eps) {
   attn = register_module("attn", SelfAttention(hidden_size, num_heads));
   const auto mlp_hidden = static_cast<int64_t>(hidden_size * mlp_ratio);
   mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden, hidden_size));
@@ -88,7 +92,7 @@ torch::Tensor DiTBlockImpl::forward(const torch::Tensor& h, const Conditioning& 
   // 6 x (B, 1, D): shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
   const std::vector<torch::Tensor> m = adaLN_modulation->forward(cond.block).unsqueeze(1).chunk(6, -1);
   torch::Tensor x = h + m[2] * attn(modulate(layer_norm_no_affine(h), m[0], m[1]));
-  x = x + m[5] * mlp(modulate(layer_norm_no_affine(x), m[3], m[4]));
+  x = x + m[5] * mlp(modulate(layer_norm_no_affine(x, mlp_norm_eps), m[3], m[4]));
   return x;
 }
 
@@ -115,13 +119,13 @@ torch::Tensor DiTFinalLayerImpl::forward(const torch::Tensor& h, const torch::Te
 DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
   config_.validate("DiTConfig");
   x_embedder = register_module("x_embedder", PatchEmbed(config_.patch_size, config_.in_channels, config_.hidden_size));
-  t_embedder = register_module("t_embedder", TimestepEmbedder(config_.hidden_size));
+  t_embedder = register_module("t_embedder", TimestepEmbedder(config_.hidden_size, 256, config_.timestep_freq_shift));
   y_embedder = register_module("y_embedder", LabelEmbedder(config_.num_classes, config_.hidden_size));
   const int64_t grid = config_.grid_size();
   pos_embed = register_buffer("pos_embed", sincos_pos_embed_2d(config_.hidden_size, grid, grid, grid).unsqueeze(0));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.depth; ++i) {
-    auto block = std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio);
+    auto block = std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio, config_.mlp_norm_eps);
     blocks->push_back(block);
     block_list_.push_back(block);
   }
@@ -183,7 +187,7 @@ torch::Tensor DiTImpl::head(const torch::Tensor& h, const Conditioning& cond, in
 }
 
 BlockPtr DiTImpl::make_block() const {
-  auto block = std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio);
+  auto block = std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio, config_.mlp_norm_eps);
   const torch::Tensor& like = x_embedder->proj->weight;
   block->to(like.device(), like.scalar_type());
   return block;
@@ -212,10 +216,15 @@ void DiTImpl::set_null_condition(const ConditionInputs&) {
 
 nlohmann::json DiTImpl::architecture_json() const {
   const DiTConfig& c = config_;
-  return {{"family", "dit"},          {"input_size", c.input_size}, {"patch_size", c.patch_size},
-          {"in_channels", c.in_channels}, {"hidden_size", c.hidden_size}, {"depth", c.depth},
-          {"num_heads", c.num_heads},  {"mlp_ratio", c.mlp_ratio},   {"num_classes", c.num_classes},
-          {"learn_sigma", c.learn_sigma}};
+  nlohmann::json j = {{"family", "dit"},          {"input_size", c.input_size}, {"patch_size", c.patch_size},
+                      {"in_channels", c.in_channels}, {"hidden_size", c.hidden_size}, {"depth", c.depth},
+                      {"num_heads", c.num_heads},  {"mlp_ratio", c.mlp_ratio},   {"num_classes", c.num_classes},
+                      {"learn_sigma", c.learn_sigma}};
+  if (c.timestep_freq_shift != 0 || c.mlp_norm_eps != 1e-6) {  // diffusers' numerics (weights in its layout)
+    j["timestep_freq_shift"] = c.timestep_freq_shift;
+    j["mlp_norm_eps"] = c.mlp_norm_eps;
+  }
+  return j;
 }
 
 std::shared_ptr<DiTImpl> as_dit(const BackbonePtr& backbone) {

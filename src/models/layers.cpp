@@ -11,11 +11,11 @@
 
 namespace ilf {
 
-torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, double max_period) {
+torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, double max_period, int64_t freq_shift) {
   const int64_t half = dim / 2;
   const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(t.device());
   // (half,) float32, evaluated like the official torch expression (scalar factors applied in float32).
-  const torch::Tensor freqs = torch::exp(-std::log(max_period) * torch::arange(0, half, options) / half);
+  const torch::Tensor freqs = torch::exp(-std::log(max_period) * torch::arange(0, half, options) / (half - freq_shift));
   const torch::Tensor args = t.reshape({-1, 1}).to(torch::kFloat32) * freqs.unsqueeze(0);  // (B, half)
   torch::Tensor embedding = torch::cat({torch::cos(args), torch::sin(args)}, -1);           // (B, 2*half)
   if (dim % 2) embedding = torch::cat({embedding, torch::zeros_like(embedding.narrow(1, 0, 1))}, -1);
@@ -64,8 +64,8 @@ torch::Tensor modulate(const torch::Tensor& x, const torch::Tensor& shift, const
   return x * (1 + scale) + shift;
 }
 
-torch::Tensor layer_norm_no_affine(const torch::Tensor& x) {
-  return torch::layer_norm(x, {x.size(-1)}, /*weight=*/{}, /*bias=*/{}, /*eps=*/1e-6);
+torch::Tensor layer_norm_no_affine(const torch::Tensor& x, double eps) {
+  return torch::layer_norm(x, {x.size(-1)}, /*weight=*/{}, /*bias=*/{}, eps);
 }
 
 torch::Tensor unpatchify(const torch::Tensor& tokens, int64_t grid_h, int64_t grid_w, int64_t patch_size, int64_t channels) {
@@ -105,14 +105,16 @@ torch::Tensor scaled_attention(const torch::Tensor& q, const torch::Tensor& k, c
   return out;
 }
 
-TimestepEmbedderImpl::TimestepEmbedderImpl(int64_t hidden_size, int64_t frequency_size) : frequency_size(frequency_size) {
+TimestepEmbedderImpl::TimestepEmbedderImpl(int64_t hidden_size, int64_t frequency_size, int64_t freq_shift)
+    : frequency_size(frequency_size), freq_shift(freq_shift) {
   mlp = register_module("mlp", torch::nn::Sequential(torch::nn::Linear(frequency_size, hidden_size), torch::nn::SiLU(),
                                                      torch::nn::Linear(hidden_size, hidden_size)));
 }
 
 torch::Tensor TimestepEmbedderImpl::forward(const torch::Tensor& t) {
   const torch::Tensor& weight = mlp->ptr<torch::nn::LinearImpl>(0)->weight;
-  return mlp->forward(timestep_embedding(t.to(weight.device()), frequency_size).to(weight.scalar_type()));
+  return mlp->forward(
+      timestep_embedding(t.to(weight.device()), frequency_size, 10000.0, freq_shift).to(weight.scalar_type()));
 }
 
 MlpImpl::MlpImpl(int64_t in_features, int64_t hidden_features, int64_t out_features) {

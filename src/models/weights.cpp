@@ -71,6 +71,10 @@ TensorMap read_weights_folder(const std::string& path) {
 
 bool has_official_keys(const TensorMap& w) { return w.count("x_embedder.proj.weight") > 0; }
 bool has_diffusers_keys(const TensorMap& w) { return w.count("pos_embed.proj.weight") > 0; }
+// diffusers' DiT keeps the class embedder inside each block's adaLN-Zero norm.
+bool has_diffusers_dit_keys(const TensorMap& w) {
+  return has_diffusers_keys(w) && w.count("transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight") > 0;
+}
 
 // diffusers PixArtTransformer2DModel -> official key names (mapping of the reference README, case 5).
 TensorMap convert_diffusers_pixart(TensorMap w) {
@@ -134,6 +138,82 @@ TensorMap convert_diffusers_pixart(TensorMap w) {
   }
   for (auto& [name, tensor] : w) out[name] = tensor;  // unmapped keys stay and are reported on load
   return out;
+}
+
+// diffusers DiTTransformer2DModel -> official DiT key names. Each diffusers block holds its own copy of
+// the timestep and class embedders (norm1.emb) and the final layer uses block 0's; the official DiT has
+// one t_embedder and y_embedder, so every block's copy must equal block 0's (as in checkpoints converted
+// from the official ones) and is dropped. The adaLN chunk orders (shift, scale, gate for attention then
+// MLP; shift, scale for the final layer) are the same in both.
+TensorMap convert_diffusers_dit(TensorMap w, const std::string& source) {
+  TensorMap out;
+  auto move = [&](const std::string& from, const std::string& to) {
+    auto it = w.find(from);
+    if (it == w.end()) return;
+    out[to] = it->second;
+    w.erase(it);
+  };
+  std::set<int64_t> block_ids;
+  const std::regex block_key(R"(transformer_blocks\.(\d+)\..*)");
+  for (const auto& [name, tensor] : w) {
+    std::smatch m;
+    if (std::regex_match(name, m, block_key)) block_ids.insert(std::stoll(m[1].str()));
+  }
+  const std::string emb = "transformer_blocks.0.norm1.emb.";
+  const std::vector<std::pair<std::string, std::string>> embedders = {
+      {"timestep_embedder.linear_1.weight", "t_embedder.mlp.0.weight"},
+      {"timestep_embedder.linear_1.bias", "t_embedder.mlp.0.bias"},
+      {"timestep_embedder.linear_2.weight", "t_embedder.mlp.2.weight"},
+      {"timestep_embedder.linear_2.bias", "t_embedder.mlp.2.bias"},
+      {"class_embedder.embedding_table.weight", "y_embedder.embedding_table.weight"}};
+  for (const int64_t i : block_ids) {
+    if (i == 0) continue;
+    const std::string copy = "transformer_blocks." + std::to_string(i) + ".norm1.emb.";
+    for (const auto& [part, official] : embedders) {
+      auto it = w.find(copy + part), first = w.find(emb + part);
+      if (it == w.end() || first == w.end()) continue;  // left to the strict loading's missing / unexpected keys
+      if (!it->second.sizes().equals(first->second.sizes()) || !torch::equal(it->second, first->second))
+        throw Error(source + ": \"" + copy + part + "\" differs from block 0's: the diffusers DiT's blocks carry "
+                    "different timestep / class embedders, which the official DiT (one shared embedder) cannot represent");
+      w.erase(it);
+    }
+  }
+  for (const auto& [part, official] : embedders) move(emb + part, official);
+  const std::vector<std::pair<std::string, std::string>> renames = {
+      {"pos_embed.proj", "x_embedder.proj"},
+      {"proj_out_1", "final_layer.adaLN_modulation.1"},
+      {"proj_out_2", "final_layer.linear"},
+  };
+  for (const auto& [from, to] : renames) {
+    move(from + ".weight", to + ".weight");
+    move(from + ".bias", to + ".bias");
+  }
+  for (const int64_t i : block_ids) {
+    const std::string d = "transformer_blocks." + std::to_string(i) + ".";
+    const std::string o = "blocks." + std::to_string(i) + ".";
+    for (const std::string p : {".weight", ".bias"}) {
+      std::vector<torch::Tensor> qkv;
+      for (const char* part : {"to_q", "to_k", "to_v"})
+        if (auto it = w.find(d + "attn1." + part + p); it != w.end()) qkv.push_back(it->second);
+      if (qkv.size() == 3) {
+        out[o + "attn.qkv" + p] = torch::cat(qkv, 0);
+        for (const char* part : {"to_q", "to_k", "to_v"}) w.erase(d + "attn1." + part + p);
+      }
+      move(d + "norm1.linear" + p, o + "adaLN_modulation.1" + p);
+      move(d + "attn1.to_out.0" + p, o + "attn.proj" + p);
+      move(d + "ff.net.0.proj" + p, o + "mlp.fc1" + p);
+      move(d + "ff.net.2" + p, o + "mlp.fc2" + p);
+    }
+  }
+  for (auto& [name, tensor] : w) out[name] = tensor;  // unmapped keys stay and are reported on load
+  return out;
+}
+
+// Weights in diffusers' DiT layout run with diffusers' DiT forward (see DiTConfig).
+void use_numerics_of_layout(DiTConfig& c, WeightLayout layout) {
+  const bool diffusers = layout == WeightLayout::kDiffusersDiT;
+  c.timestep_freq_shift = diffusers ? 1 : 0;
+  c.mlp_norm_eps = diffusers ? 1e-5 : 1e-6;
 }
 
 int64_t count_blocks(const TensorMap& w, const std::string& prefix, const std::string& source) {
@@ -240,6 +320,10 @@ TensorMap to_official_layout(TensorMap weights, const std::string& source, Weigh
     if (layout) *layout = WeightLayout::kOfficial;
     return weights;
   }
+  if (has_diffusers_dit_keys(weights)) {
+    if (layout) *layout = WeightLayout::kDiffusersDiT;
+    return convert_diffusers_dit(std::move(weights), source);
+  }
   if (has_diffusers_keys(weights)) {
     if (layout) *layout = WeightLayout::kDiffusersPixArt;
     return convert_diffusers_pixart(std::move(weights));
@@ -264,8 +348,10 @@ std::string detect_family(const TensorMap& weights, const std::string& source) {
 }
 
 DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source) {
-  const TensorMap w = to_official_layout(weights, source);
+  WeightLayout layout = WeightLayout::kOfficial;
+  const TensorMap w = to_official_layout(weights, source, &layout);
   DiTConfig c;
+  use_numerics_of_layout(c, layout);
   const torch::Tensor& patch = need_patch_kernel(w, source);  // (D, C, p, p)
   c.hidden_size = patch.size(0);
   c.in_channels = patch.size(1);
@@ -322,7 +408,8 @@ BackbonePtr make_backbone(const ModelSpec& spec) {
 }
 
 BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec& spec, const std::string& source) {
-  const TensorMap w = to_official_layout(weights, source);
+  WeightLayout layout = WeightLayout::kOfficial;
+  const TensorMap w = to_official_layout(weights, source, &layout);
   const std::string family = detect_family(w, source);
   if (spec.family && *spec.family != family)
     throw spec.invalid("family", "\"" + family + "\" for these weights (got \"" + *spec.family + "\")");
@@ -347,7 +434,8 @@ BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec&
   };
 
   if (family == "dit") {
-    const DiTConfig inferred = infer_dit_config(w, source);
+    DiTConfig inferred = infer_dit_config(w, source);  // w is in the official layout now
+    use_numerics_of_layout(inferred, layout);
     DiTConfig base = inferred;
     base.num_heads = heads_for(inferred.hidden_size);
     if (inferred.input_size == 0) {
@@ -456,7 +544,8 @@ void load_backbone_weights(Backbone& model, TensorMap weights, const std::string
     if (it != w.end()) target.copy_(it->second);
   }
   if (auto* pixart = dynamic_cast<PixArtImpl*>(&model)) pixart->set_builtin_null_caption_available(w.count("y_embedder.y_embedding") > 0);
-  spdlog::debug("{}: loaded {} tensors ({} layout)", source, w.size(), layout == WeightLayout::kOfficial ? "official" : "diffusers");
+  spdlog::debug("{}: loaded {} tensors ({} layout)", source, w.size(),
+                layout == WeightLayout::kOfficial ? "official" : (layout == WeightLayout::kDiffusersDiT ? "diffusers DiT" : "diffusers PixArt"));
 }
 
 void move_backbone(Backbone& model, const torch::Device& device, torch::Dtype dtype) {

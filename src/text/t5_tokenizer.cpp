@@ -226,7 +226,11 @@ struct T5Tokenizer::Model {
 
   // The best-scoring segmentation of normalized text under the unigram model (SentencePiece's
   // optimized Viterbi: best path ending at each byte position), as piece ids; consecutive unknown
-  // characters become one <unk> (or, with byte fallback, one <0xXX> piece per byte).
+  // characters become one <unk> (or, with byte fallback, one <0xXX> piece per byte). Best-path scores
+  // are kept in float and candidates compared in double, as in sentencepiece up to 0.2.1: that decides
+  // exact score ties (e.g. "!!!" = "!" "!!", not "!!" "!"), which sentencepiece >= 0.2.2 (its results
+  // match float comparisons) and Hugging Face tokenizers (double) break differently
+  // (tests/exporters/check_tokenizer.py).
   std::vector<int64_t> encode_normalized(std::string_view text) const {
     struct BestPath {
       int id = -1;

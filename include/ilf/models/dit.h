@@ -24,6 +24,13 @@ struct DiTConfig {
   double mlp_ratio = 4.0;
   int64_t num_classes = 1000;  // the label table has num_classes + 1 rows; row num_classes is the null class
   bool learn_sigma = true;     // output 2 * in_channels (eps and variance)
+  // diffusers' DiTTransformer2DModel computes two things differently from the official DiT: the timestep
+  // sinusoid's frequencies exp(-ln(10000) k / (128 - 1)) instead of / 128 (timestep_freq_shift 1, its
+  // downscale_freq_shift) and the LayerNorm before the MLP with eps 1e-5 (its norm_eps default) instead
+  // of 1e-6. Weights in the diffusers layout get diffusers' values (infer_dit_config), so that the
+  // forward equals diffusers' (tests/exporters/check_backbones.py); official weights the official ones.
+  int64_t timestep_freq_shift = 0;
+  double mlp_norm_eps = 1e-6;
 
   int64_t out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int64_t grid_size() const { return input_size / patch_size; }
@@ -45,7 +52,7 @@ struct DiTConfig {
 // adaLN_modulation(c) = Linear(SiLU(c)) chunked as shift/scale/gate for msa then mlp.
 class DiTBlockImpl : public TransformerBlock {
  public:
-  DiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio);
+  DiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio, double mlp_norm_eps = 1e-6);
   // h (B, T, D), cond.block = c (B, D) -> (B, T, D)
   torch::Tensor forward(const torch::Tensor& h, const Conditioning& cond) override;
   torch::Tensor modulated_input(const torch::Tensor& h, const Conditioning& cond) override;
@@ -53,6 +60,7 @@ class DiTBlockImpl : public TransformerBlock {
   SelfAttention attn{nullptr};
   Mlp mlp{nullptr};
   torch::nn::Sequential adaLN_modulation{nullptr};
+  double mlp_norm_eps;  // eps of the LayerNorm before the MLP (DiTConfig::mlp_norm_eps)
 };
 TORCH_MODULE(DiTBlock);
 

@@ -11,8 +11,11 @@
 namespace ilf {
 
 // Sinusoidal timestep embedding (GLIDE order [cos | sin]), computed in float32 whatever t's dtype:
-// freqs = exp(-ln(max_period) * arange(dim/2) / (dim/2)); t (B,) -> (B, dim).
-torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim = 256, double max_period = 10000.0);
+// freqs = exp(-ln(max_period) * arange(dim/2) / (dim/2 - freq_shift)); t (B,) -> (B, dim). freq_shift
+// is 0 in the official DiT and PixArt; diffusers' DiTTransformer2DModel uses 1 (its
+// downscale_freq_shift).
+torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim = 256, double max_period = 10000.0,
+                                 int64_t freq_shift = 0);
 
 // How the pos-embed grid coordinates are divided by `scale`. PixArt-alpha stores lewei_scale as a
 // 1-tuple, so numpy divides the float32 grid by it in float64; PixArt-Sigma's pe_interpolation is a
@@ -30,8 +33,9 @@ torch::Tensor sincos_pos_embed_2d(int64_t embed_dim, int64_t grid_h, int64_t gri
 // adaLN modulation: x * (1 + scale) + shift (shift/scale broadcast against x, e.g. (B, 1, D)).
 torch::Tensor modulate(const torch::Tensor& x, const torch::Tensor& shift, const torch::Tensor& scale);
 
-// LayerNorm over the last dim without affine parameters, eps 1e-6 (the blocks' norm1 / norm2 / norm_final).
-torch::Tensor layer_norm_no_affine(const torch::Tensor& x);
+// LayerNorm over the last dim without affine parameters, eps 1e-6 by default (the blocks' norm1 / norm2 /
+// norm_final).
+torch::Tensor layer_norm_no_affine(const torch::Tensor& x, double eps = 1e-6);
 
 // Tokens (B, h*w, p*p*c), last dim ordered (p_row, p_col, channel) -> image (B, c, h*p, w*p).
 torch::Tensor unpatchify(const torch::Tensor& tokens, int64_t grid_h, int64_t grid_w, int64_t patch_size, int64_t channels);
@@ -48,12 +52,13 @@ torch::Tensor scaled_attention(const torch::Tensor& q, const torch::Tensor& k, c
 // weights' dtype only at the MLP input.
 class TimestepEmbedderImpl : public torch::nn::Module {
  public:
-  explicit TimestepEmbedderImpl(int64_t hidden_size, int64_t frequency_size = 256);
+  explicit TimestepEmbedderImpl(int64_t hidden_size, int64_t frequency_size = 256, int64_t freq_shift = 0);
   // t (B,) -> (B, hidden_size)
   torch::Tensor forward(const torch::Tensor& t);
 
   torch::nn::Sequential mlp{nullptr};
   int64_t frequency_size;
+  int64_t freq_shift;  // of timestep_embedding
 };
 TORCH_MODULE(TimestepEmbedder);
 

@@ -1,5 +1,5 @@
 // Backbone weights: reading them (safetensors, TorchScript archives, torch.save zip files, diffusers
-// folders), converting the diffusers PixArt layout to the official key names, inferring the
+// folders), converting the diffusers PixArt and DiT layouts to the official key names, inferring the
 // architecture from the tensors, building a backbone from a JSON "model" section (optionally on top of
 // what the weights tell), and loading strictly: every missing, unexpected or mis-shaped key is reported
 // in one error and nothing half-loaded ever runs. Also the mixed-precision move to bf16 / fp16.
@@ -26,12 +26,15 @@ namespace ilf {
 // Errors name the file.
 TensorMap read_weights(const std::string& path);
 
-enum class WeightLayout { kOfficial, kDiffusersPixArt };
+enum class WeightLayout { kOfficial, kDiffusersPixArt, kDiffusersDiT };
 
-// Recognises the layout of `weights` (official keys, diffusers PixArtTransformer2DModel keys, or
-// either of them under a "state_dict." / "ema." / "model." / "module." prefix: the first prefix that
-// holds them wins and other tensors are dropped) and returns the tensors under the official key
-// names. `layout` receives the layout found. Throws for unrecognised tensor sets.
+// Recognises the layout of `weights` (official keys, diffusers PixArtTransformer2DModel or
+// DiTTransformer2DModel keys, or any of them under a "state_dict." / "ema." / "model." / "module."
+// prefix: the first prefix that holds them wins and other tensors are dropped) and returns the tensors
+// under the official key names. `layout` receives the layout found. Throws for unrecognised tensor
+// sets, and for a diffusers DiT whose blocks carry different timestep / class embedders (each diffusers
+// block has its own copy; the official DiT has one, so the copies must be equal, as in converted
+// checkpoints).
 TensorMap to_official_layout(TensorMap weights, const std::string& source, WeightLayout* layout = nullptr);
 
 // "dit" or "pixart", from the key names (official or diffusers layout). Throws if neither. `source`
@@ -40,7 +43,8 @@ std::string detect_family(const TensorMap& weights, const std::string& source = 
 
 // What the tensors tell about the architecture (official or diffusers layout accepted):
 // DiT: depth, hidden_size, patch_size, in_channels, learn_sigma, num_classes, mlp_ratio, and
-// input_size from pos_embed (0 when absent). num_heads cannot be inferred and is left 0.
+// input_size from pos_embed (0 when absent); for the diffusers layout diffusers' numerics
+// (timestep_freq_shift 1, mlp_norm_eps 1e-5, see DiTConfig). num_heads cannot be inferred and is left 0.
 DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source = "weights");
 // PixArt: depth, hidden_size, patch_size, in_channels, pred_sigma, caption_channels, mlp_ratio,
 // qk_norm, model_max_length (from y_embedding), input_size (from pos_embed; 0 when absent), and a
