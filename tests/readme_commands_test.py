@@ -22,7 +22,10 @@ import time
 # (pattern searched in the command, what to do): "skip: reason", or a list of (regex, replacement)
 # applied in order. The first matching rule wins.
 RULES = [
+    (r"build-pip/", "skip: needs the pip-torch build; CI's pip-torch-cuda-check and pip-torch-tests stages run these"),
     (r"^ctest ", "skip: the test suite itself (it runs this test)"),
+    (r"^pip install torch", "skip: a 2.6 GB download; CI's pip-torch-install stage installs it (scripts/ci/install_pip_torch.sh)"),
+    (r"^bash scripts/build_with_pip_torch.sh", "skip: CI's pip-torch-build stage runs it (a second full build)"),
     (r"--device cuda", "skip: needs a CUDA GPU (docs/results/gpu.md has the GPU runs)"),
     (r"configs/(train/)?pixart_(alpha|sigma)_\d+\.json", "skip: needs the real PixArt weights, which cannot be downloaded here"),
     (r"^bash scripts/setup.sh && ", [(r"^bash scripts/setup.sh && ", "")]),  # CI's first stage runs setup.sh
