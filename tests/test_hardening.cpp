@@ -163,6 +163,13 @@ TEST(HardeningFuzzFindings, AnIdxZeroDimensionBeforeHugeOnesIsRefusedNotAStrideO
   EXPECT_NE(message.find(path + ": the idx header declares more than the limit"), std::string::npos) << message;
 }
 
+TEST(HardeningFuzzFindings, AnOverrideOnAConfigThatIsNotAnObjectIsRefusedWithoutReadingOutOfBounds) {
+  // A config file holding just `3`, then --set: the message read the key before the first (UBSan).
+  Json config = 3;
+  const std::string message = error_of([&] { apply_override(config, "sampling.steps=5"); });
+  EXPECT_NE(message.find("--set sampling.steps=5: the config's top level is not an object"), std::string::npos) << message;
+}
+
 TEST(HardeningFuzzFindings, AnOverrideThatIsNotUtf8IsRefusedNamingSet) {
   // Taken as a plain string, it made every later message that quotes it throw nlohmann's type_error.316.
   Json config = Json::object();

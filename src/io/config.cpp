@@ -48,7 +48,9 @@ void apply_override(Json& config, const std::string& assignment) {
   Json* node = &config;
   const auto parts = split_path(key);
   for (size_t i = 0; i < parts.size(); ++i) {
-    if (!node->is_object()) throw Error("--set " + assignment + ": " + parts[i - 1] + " is not an object");
+    if (!node->is_object())  // i == 0: the config itself is not an object (fuzzing found parts[-1] read here)
+      throw Error("--set " + assignment + ": " + (i == 0 ? std::string("the config's top level") : parts[i - 1]) +
+                  " is not an object");
     if (i + 1 == parts.size()) {
       (*node)[parts[i]] = value;
     } else {
