@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <map>
 
 #include "ilf/error.h"
 #include "ilf/io/config.h"
@@ -451,6 +452,95 @@ TEST(PixArtDPMSolver, RejectsBadStepCounts) {
   EXPECT_NE(message_of([&] { solver.set_timesteps(0); }).find(">= 1"), std::string::npos);
   EXPECT_THROW(solver.set_timesteps(-2), Error);
   EXPECT_THROW(solver.step(torch::zeros({1}), torch::zeros({1})), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps as tensors (the CUDA-graph interface): every per-step number is in step_tensors(), and update()
+// reads nothing else from the solver.
+
+// Runs `solver` for n steps with step() and, alongside, replays each step the way a captured CUDA graph
+// would: one static input buffer per kind, the step's timestep and coefficients copied into it, and the
+// update computed by `replayer`, a second solver of the same options set for one step only (so it has
+// no per-step state to read). Both trajectories must agree bit for bit.
+void expect_graph_style_replay_is_bit_identical(Solver& solver, Solver& replayer, int64_t n) {
+  SCOPED_TRACE(solver.name() + " with " + std::to_string(n) + " steps");
+  torch::manual_seed(3);
+  const torch::Tensor x_T = torch::randn({2, 4, 6, 6}) * 2;
+  solver.set_timesteps(n);
+  replayer.set_timesteps(1);
+  const std::vector<double> times = solver.timesteps();
+  std::map<int64_t, SolverStep> graphs;  // kind -> static inputs
+  torch::Tensor x = x_T, y = x_T, previous_x0;
+  for (int64_t k = 0; k < n; ++k) {
+    const SolverStep step = solver.step_tensors(k, x.device());
+    EXPECT_EQ(step.index, k);
+    EXPECT_EQ(step.timestep.dim(), 0);
+    EXPECT_EQ(step.timestep.scalar_type(), torch::kFloat32);
+    EXPECT_EQ(static_cast<double>(step.timestep.item<float>()), times[k]) << "step " << k;
+    auto found = graphs.find(step.kind);
+    if (found == graphs.end())
+      found = graphs
+                  .emplace(step.kind, SolverStep{-1, step.kind, torch::empty_like(step.timestep),
+                                                 torch::empty_like(step.coefficients)})
+                  .first;
+    SolverStep& captured = found->second;
+    captured.timestep.copy_(step.timestep);
+    captured.coefficients.copy_(step.coefficients);
+
+    x = solver.step(fake_eps(x, times[k]), x);
+    const SolverUpdate next = replayer.update(captured, fake_eps(y, captured.timestep.item<float>()), y, previous_x0);
+    previous_x0 = next.x0;
+    y = next.sample;
+    ASSERT_TRUE(torch::equal(x, y)) << "step " << k;
+  }
+  EXPECT_LE(graphs.size(), 2u) << "one update formula per solver order";
+}
+
+TEST(SolverSteps, EveryStepReplaysFromItsTensorsBitIdenticallyToStep) {
+  for (const int64_t n : {1, 2, 9, 10, 20, 25}) {
+    DPMSolverMultistep dpm, dpm_replayer;
+    expect_graph_style_replay_is_bit_identical(dpm, dpm_replayer, n);
+    DPMSolverOptions sigma_min;
+    sigma_min.final_sigmas_type = "sigma_min";
+    sigma_min.lower_order_final = false;
+    DPMSolverMultistep dpm2(sigma_min), dpm2_replayer(sigma_min);
+    expect_graph_style_replay_is_bit_identical(dpm2, dpm2_replayer, n);
+    DDIMSolver ddim, ddim_replayer;
+    expect_graph_style_replay_is_bit_identical(ddim, ddim_replayer, n);
+    PixArtDPMSolver pixart, pixart_replayer;
+    expect_graph_style_replay_is_bit_identical(pixart, pixart_replayer, n);
+  }
+}
+
+TEST(SolverSteps, TwentyStepsNeedTwoUpdateKindsAndTheReferenceCoefficients) {
+  // 20 DPM-Solver++(2M) steps: the first and last first order, the rest second order, so two graphs.
+  DPMSolverMultistep dpm;
+  dpm.set_timesteps(20);
+  std::vector<int64_t> kinds;
+  for (int64_t k = 0; k < 20; ++k) kinds.push_back(dpm.step_tensors(k, torch::kCPU).kind);
+  std::vector<int64_t> expected(20, 2);
+  expected.front() = expected.back() = 1;
+  EXPECT_EQ(kinds, expected);
+  // Step 0's x0 coefficients from the reference's sigma: alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t.
+  const TensorMap r = load("dpmpp2m_N20.safetensors");
+  const float sigma = ref(r, "sigmas")[0].item<float>();
+  const torch::Tensor c = dpm.step_tensors(0, torch::kCPU).coefficients;
+  const float alpha = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+  EXPECT_EQ(c[1].item<float>(), alpha);
+  EXPECT_EQ(c[0].item<float>(), sigma * alpha);
+  EXPECT_EQ(c[4].item<float>(), 0.0f) << "1 / r0 is unused (0) on a first-order step";
+}
+
+TEST(SolverSteps, StepTensorsOutsideTheScheduleNameTheSolverAndTheStep) {
+  DPMSolverMultistep dpm;
+  EXPECT_NE(message_of([&] { dpm.step_tensors(0, torch::kCPU); }).find("dpmpp2m: step 0 does not exist"),
+            std::string::npos);
+  DDIMSolver ddim;
+  ddim.set_timesteps(5);
+  EXPECT_NE(message_of([&] { ddim.step_tensors(5, torch::kCPU); }).find("ddim: step 5"), std::string::npos);
+  PixArtDPMSolver pixart;
+  pixart.set_timesteps(5);
+  EXPECT_NE(message_of([&] { pixart.step_tensors(-1, torch::kCPU); }).find("pixart_dpm: step -1"), std::string::npos);
 }
 
 // ---------------------------------------------------------------------------------------------

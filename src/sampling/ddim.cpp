@@ -83,6 +83,18 @@ void DDIMSolver::set_timesteps(int64_t num_steps) {
                   to_string(options_.timestep_spacing) + " give repeated timesteps; use fewer steps");
   }
   timesteps_ = std::move(timesteps);
+
+  // Per step: sqrt(1 - abar_t), sqrt(abar_t), sqrt(abar_prev), sqrt(1 - abar_prev), in float32.
+  std::vector<float> rows, timestep_values;
+  for (int64_t k = 0; k < num_steps; ++k) {
+    const float alpha_t = alphas_cumprod_[timesteps_[k]];
+    const float alpha_prev = prev_alpha_cumprod(k);
+    const float beta_t = 1.0f - alpha_t;
+    rows.insert(rows.end(), {std::sqrt(beta_t), std::sqrt(alpha_t), std::sqrt(alpha_prev), std::sqrt(1.0f - alpha_prev)});
+    timestep_values.push_back(static_cast<float>(timesteps_[k]));  // integers, exact in float32
+  }
+  coefficients_ = torch::tensor(rows, torch::kFloat32).view({num_steps, 4});
+  timestep_table_ = torch::tensor(timestep_values, torch::kFloat32);
   x0_ = torch::Tensor();
   step_index_ = 0;
 }
@@ -102,22 +114,30 @@ std::vector<double> DDIMSolver::sigmas() const {
   return sigmas;
 }
 
-torch::Tensor DDIMSolver::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
-  detail::check_step_arguments("ddim", !timesteps_.empty(), step_index_, num_steps(), model_output, sample);
-  const int64_t k = step_index_;
-  const float alpha_t = alphas_cumprod_[timesteps_[k]];
-  const float alpha_prev = prev_alpha_cumprod(k);
-  const float beta_t = 1.0f - alpha_t;
+SolverStep DDIMSolver::step_tensors(int64_t k, const torch::Device& device) const {
+  detail::check_step_index("ddim", k, num_steps());
+  return {k, 0, timestep_table_[k].to(device), coefficients_[k].to(device)};
+}
+
+SolverUpdate DDIMSolver::update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
+                                const torch::Tensor& /*previous_x0*/) const {
+  const torch::Tensor& c = step.coefficients;          // (4,)
   const torch::Tensor x = sample.to(torch::kFloat32);  // (B, C, H, W)
   const torch::Tensor eps = model_output.to(torch::kFloat32);
-
-  torch::Tensor x0 = (x - eps * std::sqrt(beta_t)) / std::sqrt(alpha_t);
-  if (options_.clip_sample) x0 = x0.clamp(-options_.clip_sample_range, options_.clip_sample_range);
+  SolverUpdate out;
+  out.x0 = (x - eps * c[0]) / c[1];
+  if (options_.clip_sample) out.x0 = out.x0.clamp(-options_.clip_sample_range, options_.clip_sample_range);
   // eta = 0: no noise term, and the direction uses the raw model eps (use_clipped_model_output=False).
-  const torch::Tensor prev = x0 * std::sqrt(alpha_prev) + eps * std::sqrt(1.0f - alpha_prev);
-  x0_ = x0;
+  out.sample = out.x0 * c[2] + eps * c[3];
+  return out;
+}
+
+torch::Tensor DDIMSolver::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
+  detail::check_step_arguments("ddim", !timesteps_.empty(), step_index_, num_steps(), model_output, sample);
+  const SolverUpdate next = update(step_tensors(step_index_, sample.device()), model_output, sample, x0_);
+  x0_ = next.x0;
   ++step_index_;
-  return prev.to(sample.scalar_type());
+  return next.sample.to(sample.scalar_type());
 }
 
 }  // namespace ilf

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "dpm_update.h"
 #include "float32_math.h"
 #include "ilf/error.h"
 #include "solver_checks.h"
@@ -106,15 +107,21 @@ void DPMSolverMultistep::set_timesteps(int64_t num_steps) {
   std::vector<float> exp_neg_h = detail::float32_exp(neg_h);
   for (float& v : exp_neg_h) v = v - 1.0f;
 
+  // diffusers: the first step is first order (no history); so is the final step with euler_at_final,
+  // with lower_order_final below 15 steps, and always when the final sigma is zero (lambda = +inf).
+  std::vector<int64_t> orders(num_steps, options_.solver_order);
+  orders[0] = 1;
+  if (options_.euler_at_final || (options_.lower_order_final && num_steps < 15) || options_.final_sigmas_type == "zero")
+    orders[num_steps - 1] = 1;
+
+  std::vector<float> timestep_values(timesteps.begin(), timesteps.end());  // integers, exact in float32
+  timestep_table_ = detail::to_float_tensor(timestep_values);
+  coefficients_ = detail::dpm_coefficient_table(orders, sigma_t, alpha, lambda, exp_neg_h);
   timesteps_ = std::move(timesteps);
   sigmas_ = std::move(sigmas);
-  alpha_ = std::move(alpha);
-  sigma_t_ = std::move(sigma_t);
-  lambda_ = std::move(lambda);
-  exp_neg_h_minus_1_ = std::move(exp_neg_h);
+  orders_ = std::move(orders);
   x0_history_[0] = torch::Tensor();
   x0_history_[1] = torch::Tensor();
-  lower_order_nums_ = 0;
   step_index_ = 0;
 }
 
@@ -122,46 +129,23 @@ std::vector<double> DPMSolverMultistep::timesteps() const { return {timesteps_.b
 
 std::vector<double> DPMSolverMultistep::sigmas() const { return {sigmas_.begin(), sigmas_.end()}; }
 
-int64_t DPMSolverMultistep::next_step_order() const {
-  const int64_t n = num_steps();
-  const bool last = step_index_ == n - 1;
-  // diffusers: the final step is first order with euler_at_final, with lower_order_final below 15
-  // steps, and always when the final sigma is zero (lambda = +inf there).
-  const bool lower_order_final = last && (options_.euler_at_final || (options_.lower_order_final && n < 15) ||
-                                          options_.final_sigmas_type == "zero");
-  if (options_.solver_order == 1 || lower_order_nums_ < 1 || lower_order_final) return 1;
-  return 2;
+SolverStep DPMSolverMultistep::step_tensors(int64_t k, const torch::Device& device) const {
+  detail::check_step_index("dpmpp2m", k, num_steps());
+  return {k, orders_[k], timestep_table_[k].to(device), coefficients_[k].to(device)};
+}
+
+SolverUpdate DPMSolverMultistep::update(const SolverStep& step, const torch::Tensor& model_output,
+                                        const torch::Tensor& sample, const torch::Tensor& previous_x0) const {
+  return detail::dpm_update(step, model_output, sample, previous_x0);
 }
 
 torch::Tensor DPMSolverMultistep::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
   detail::check_step_arguments("dpmpp2m", !timesteps_.empty(), step_index_, num_steps(), model_output, sample);
-  const int64_t k = step_index_;
-  const int64_t order = next_step_order();
-  const torch::Tensor x = sample.to(torch::kFloat32);    // (B, C, H, W)
-  const torch::Tensor eps = model_output.to(torch::kFloat32);
-
-  // Data prediction at the current boundary: x0 = (x - sigma_t eps) / alpha_t.
+  const SolverUpdate next = update(step_tensors(step_index_, sample.device()), model_output, sample, x0_history_[1]);
   x0_history_[0] = x0_history_[1];
-  x0_history_[1] = (x - eps * sigma_t_[k]) / alpha_[k];
-  const torch::Tensor& m0 = x0_history_[1];
-
-  const float sigma_ratio = sigma_t_[k + 1] / sigma_t_[k];
-  const float c0 = alpha_[k + 1] * exp_neg_h_minus_1_[k];  // alpha_t (e^-h - 1)
-  torch::Tensor prev;
-  if (order == 1) {
-    prev = x * sigma_ratio - m0 * c0;
-  } else {
-    // 2M midpoint: r0 = h_0 / h, D1 = (m0 - m1) / r0.
-    const torch::Tensor& m1 = x0_history_[0];
-    const float h = lambda_[k + 1] - lambda_[k];
-    const float h_0 = lambda_[k] - lambda_[k - 1];
-    const float r0 = h_0 / h;
-    const torch::Tensor d1 = (m0 - m1) * (1.0f / r0);
-    prev = x * sigma_ratio - m0 * c0 - d1 * (0.5f * c0);
-  }
-  if (lower_order_nums_ < options_.solver_order) ++lower_order_nums_;
+  x0_history_[1] = next.x0;
   ++step_index_;
-  return prev.to(sample.scalar_type());
+  return next.sample.to(sample.scalar_type());
 }
 
 }  // namespace ilf

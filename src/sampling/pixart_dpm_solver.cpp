@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dpm_update.h"
 #include "float32_math.h"
 #include "ilf/error.h"
 #include "solver_checks.h"
@@ -92,23 +93,31 @@ void PixArtDPMSolver::set_timesteps(int64_t num_steps) {
   std::vector<float> neg_h(num_steps);
   for (int64_t k = 0; k < num_steps; ++k) neg_h[k] = -(lambda[k + 1] - lambda[k]);
 
+  // The official loop: the first step is order 1; below 10 steps with lower_order_final the last
+  // steps use min(order, steps remaining).
+  std::vector<int64_t> orders(num_steps, options_.solver_order);
+  orders[0] = 1;
+  if (options_.lower_order_final && num_steps < 10)
+    for (int64_t k = 1; k < num_steps; ++k) orders[k] = std::min(options_.solver_order, num_steps - k);
+
+  // The official model_wrapper's model time: t_input = (t - 1/total_N) * 1000, in float32.
+  const float offset = static_cast<float>(1.0 / static_cast<double>(t_table_.size()));
+  std::vector<float> model_times(num_steps);
+  for (int64_t k = 0; k < num_steps; ++k) model_times[k] = (times[k] - offset) * 1000.0f;
+
+  timestep_table_ = detail::to_float_tensor(model_times);
+  coefficients_ = detail::dpm_coefficient_table(orders, sigma, alpha, lambda, detail::float32_expm1(neg_h));
   time_grid_ = std::move(times);
+  model_times_ = std::move(model_times);
   alpha_ = alpha;
   sigma_ = std::move(sigma);
-  lambda_ = std::move(lambda);
-  expm1_neg_h_ = detail::float32_expm1(neg_h);
+  orders_ = std::move(orders);
   x0_history_[0] = torch::Tensor();
   x0_history_[1] = torch::Tensor();
   step_index_ = 0;
 }
 
-std::vector<double> PixArtDPMSolver::timesteps() const {
-  // The official model_wrapper: t_input = (t - 1/total_N) * 1000, in float32.
-  const float offset = static_cast<float>(1.0 / static_cast<double>(t_table_.size()));
-  std::vector<double> times;
-  for (int64_t k = 0; k < num_steps(); ++k) times.push_back((time_grid_[k] - offset) * 1000.0f);
-  return times;
-}
+std::vector<double> PixArtDPMSolver::timesteps() const { return {model_times_.begin(), model_times_.end()}; }
 
 std::vector<double> PixArtDPMSolver::sigmas() const {
   std::vector<double> sigmas;
@@ -117,43 +126,23 @@ std::vector<double> PixArtDPMSolver::sigmas() const {
   return sigmas;
 }
 
-int64_t PixArtDPMSolver::next_step_order() const {
-  // The official loop: the first step is order 1; below 10 steps with lower_order_final the last
-  // steps use min(order, steps remaining).
-  if (step_index_ == 0) return 1;
-  const int64_t remaining = num_steps() - step_index_;
-  if (options_.lower_order_final && num_steps() < 10) return std::min(options_.solver_order, remaining);
-  return options_.solver_order;
+SolverStep PixArtDPMSolver::step_tensors(int64_t k, const torch::Device& device) const {
+  detail::check_step_index("pixart_dpm", k, num_steps());
+  return {k, orders_[k], timestep_table_[k].to(device), coefficients_[k].to(device)};
+}
+
+SolverUpdate PixArtDPMSolver::update(const SolverStep& step, const torch::Tensor& model_output,
+                                     const torch::Tensor& sample, const torch::Tensor& previous_x0) const {
+  return detail::dpm_update(step, model_output, sample, previous_x0);
 }
 
 torch::Tensor PixArtDPMSolver::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
   detail::check_step_arguments("pixart_dpm", !time_grid_.empty(), step_index_, num_steps(), model_output, sample);
-  const int64_t k = step_index_;
-  const int64_t order = next_step_order();
-  const torch::Tensor x = sample.to(torch::kFloat32);  // (B, C, H, W)
-  const torch::Tensor eps = model_output.to(torch::kFloat32);
-
-  // Data prediction at grid time k: x0 = (x - sigma_t eps) / alpha_t.
+  const SolverUpdate next = update(step_tensors(step_index_, sample.device()), model_output, sample, x0_history_[1]);
   x0_history_[0] = x0_history_[1];
-  x0_history_[1] = (x - eps * sigma_[k]) / alpha_[k];
-  const torch::Tensor& m0 = x0_history_[1];
-
-  const float sigma_ratio = sigma_[k + 1] / sigma_[k];
-  const float c0 = alpha_[k + 1] * expm1_neg_h_[k];  // alpha_t * expm1(-h)
-  torch::Tensor prev;
-  if (order == 1) {
-    prev = x * sigma_ratio - m0 * c0;  // DPM-Solver-1 (DDIM)
-  } else {
-    // Multistep second order ("dpmsolver" type): r0 = h_0 / h, D1 = (m0 - m1) / r0.
-    const torch::Tensor& m1 = x0_history_[0];
-    const float h = lambda_[k + 1] - lambda_[k];
-    const float h_0 = lambda_[k] - lambda_[k - 1];
-    const float r0 = h_0 / h;
-    const torch::Tensor d1 = (m0 - m1) * (1.0f / r0);
-    prev = x * sigma_ratio - m0 * c0 - d1 * (0.5f * c0);
-  }
+  x0_history_[1] = next.x0;
   ++step_index_;
-  return prev.to(sample.scalar_type());
+  return next.sample.to(sample.scalar_type());
 }
 
 }  // namespace ilf

@@ -103,8 +103,8 @@ SamplingResult sample(Backbone& backbone, AccelerationMethod& method, Solver& so
   result.plan.total_block_forwards = 0;
   for (StepPlan& step : result.plan.steps) {
     const torch::Tensor x_in = guided ? torch::cat({x, x}, 0) : x;  // (B', C, H, W)
-    const auto time_options = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
-    const torch::Tensor t = torch::full({x_in.size(0)}, step.timestep, time_options);  // (B',)
+    // The model time from the solver's step tensors (step.timestep's value, already on the device).
+    const torch::Tensor t = solver.step_tensors(step.index, x.device()).timestep.expand({x_in.size(0)}).contiguous();  // (B',)
     const int64_t before = runner.block_forwards();
     const torch::Tensor out =
         method.forward(runner, x_in, t, model_inputs, step_info(timesteps, step.index, backbone.depth()), step.action);

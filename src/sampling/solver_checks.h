@@ -26,4 +26,11 @@ inline void check_step_arguments(const std::string& solver, bool has_timesteps, 
                 c10::str(sample.sizes()) + " differ in shape (pass only the eps channels)");
 }
 
+// Throws ilf::Error naming the solver when step k does not exist (before set_timesteps() or out of range).
+inline void check_step_index(const std::string& solver, int64_t k, int64_t num_steps) {
+  if (k < 0 || k >= num_steps)
+    throw Error(solver + ": step " + std::to_string(k) + " does not exist (" + std::to_string(num_steps) +
+                " steps set; call set_timesteps() first)");
+}
+
 }  // namespace ilf::detail

@@ -40,6 +40,11 @@ class DDIMSolver : public Solver {
   std::vector<double> sigmas() const override;
   torch::Tensor step(const torch::Tensor& model_output, const torch::Tensor& sample) override;
   int64_t step_index() const override { return step_index_; }
+  // kind 0 (one formula); coefficients (4,): sqrt(1 - abar_t), sqrt(abar_t), sqrt(abar_prev),
+  // sqrt(1 - abar_prev). The clipping range is an option, the same for every step.
+  SolverStep step_tensors(int64_t k, const torch::Device& device) const override;
+  SolverUpdate update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
+                      const torch::Tensor& previous_x0) const override;
 
   const std::vector<int64_t>& integer_timesteps() const { return timesteps_; }
   // diffusers' pred_original_sample of the latest step (after clipping; undefined before one).
@@ -58,6 +63,8 @@ class DDIMSolver : public Solver {
   std::vector<float> alphas_cumprod_;  // (T,) float32
   float final_alpha_cumprod_ = 1.0f;
   std::vector<int64_t> timesteps_;  // (N,)
+  torch::Tensor timestep_table_;    // (N,) float32
+  torch::Tensor coefficients_;      // (N, 4) float32, see step_tensors()
   torch::Tensor x0_;
   int64_t step_index_ = 0;
 };

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,11 @@ class DPMSolverMultistep : public Solver {
   std::vector<double> sigmas() const override;
   torch::Tensor step(const torch::Tensor& model_output, const torch::Tensor& sample) override;
   int64_t step_index() const override { return step_index_; }
+  // kind = the step's order (1 or 2); coefficients (6,): sigma_t, alpha_t, sigma_{t+1} / sigma_t,
+  // c0 = alpha_{t+1} (e^-h - 1), 1 / r0 (0 on first-order steps), 0.5 c0.
+  SolverStep step_tensors(int64_t k, const torch::Device& device) const override;
+  SolverUpdate update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
+                      const torch::Tensor& previous_x0) const override;
 
   // The integer timesteps (diffusers' `scheduler.timesteps`) and float32 sigmas (`scheduler.sigmas`).
   const std::vector<int64_t>& integer_timesteps() const { return timesteps_; }
@@ -50,7 +56,7 @@ class DPMSolverMultistep : public Solver {
   // The data prediction x0 = (x - sigma_t eps) / alpha_t of the latest step (undefined before one).
   const torch::Tensor& x0_prediction() const { return x0_history_[1]; }
   // Solver order the next step() will use (1 or 2).
-  int64_t next_step_order() const;
+  int64_t next_step_order() const { return orders_.empty() ? 1 : orders_[std::min(step_index_, num_steps() - 1)]; }
 
   const DPMSolverOptions& options() const { return options_; }
   const NoiseSchedule& noise_schedule() const { return schedule_; }
@@ -60,13 +66,10 @@ class DPMSolverMultistep : public Solver {
   NoiseSchedule schedule_;
   std::vector<int64_t> timesteps_;  // (N,)
   std::vector<float> sigmas_;       // (N + 1,) float32 as diffusers stores them
-  // Per step boundary i = 0..N (float32, as the reference's 0-dim tensors): alpha_i = 1/sqrt(sigma^2+1),
-  // sigma_t_i = sigma_i * alpha_i, lambda_i = log(alpha_i) - log(sigma_t_i).
-  std::vector<float> alpha_, sigma_t_, lambda_;
-  // Per step k = 0..N-1: exp(-h_k) - 1 with h_k = lambda_{k+1} - lambda_k.
-  std::vector<float> exp_neg_h_minus_1_;
-  torch::Tensor x0_history_[2];  // [previous, latest] data predictions
-  int64_t lower_order_nums_ = 0;
+  std::vector<int64_t> orders_;     // (N,) the order of each step
+  torch::Tensor timestep_table_;    // (N,) float32
+  torch::Tensor coefficients_;      // (N, 6) float32, see step_tensors()
+  torch::Tensor x0_history_[2];     // [previous, latest] data predictions
   int64_t step_index_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,11 @@ class PixArtDPMSolver : public Solver {
   std::vector<double> sigmas() const override;
   torch::Tensor step(const torch::Tensor& model_output, const torch::Tensor& sample) override;
   int64_t step_index() const override { return step_index_; }
+  // kind = the step's order (1 or 2); coefficients (6,): sigma_t, alpha_t, sigma_{t+1} / sigma_t,
+  // c0 = alpha_{t+1} expm1(-h), 1 / r0 (0 on first-order steps), 0.5 c0.
+  SolverStep step_tensors(int64_t k, const torch::Device& device) const override;
+  SolverUpdate update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
+                      const torch::Tensor& previous_x0) const override;
 
   // The continuous time grid linspace(1, 1/1000, N + 1) in float32.
   const std::vector<float>& time_grid() const { return time_grid_; }
@@ -47,7 +53,7 @@ class PixArtDPMSolver : public Solver {
   // The data prediction x0 = (x - sigma_t eps) / alpha_t of the latest step (undefined before one).
   const torch::Tensor& x0_prediction() const { return x0_history_[1]; }
   // Solver order the next step() will use (1 or 2).
-  int64_t next_step_order() const;
+  int64_t next_step_order() const { return orders_.empty() ? 1 : orders_[std::min(step_index_, num_steps() - 1)]; }
 
   const PixArtDPMSolverOptions& options() const { return options_; }
 
@@ -55,11 +61,14 @@ class PixArtDPMSolver : public Solver {
   PixArtDPMSolverOptions options_;
   torch::Tensor t_array_, log_alpha_array_;  // (K,) float32, K = 1000 for the linear schedule
   std::vector<float> t_table_, log_alpha_table_;
-  std::vector<float> time_grid_;  // (N + 1,)
-  // Per grid time i = 0..N (float32): alpha_i, sigma_i = sqrt(1 - alpha_i^2), lambda_i = log alpha - log sigma.
-  std::vector<float> alpha_, sigma_, lambda_;
-  std::vector<float> expm1_neg_h_;  // per step k: expm1(-(lambda_{k+1} - lambda_k))
-  torch::Tensor x0_history_[2];     // [previous, latest] data predictions
+  std::vector<float> time_grid_;    // (N + 1,)
+  std::vector<float> model_times_;  // (N,) the model input times
+  // Per grid time i = 0..N (float32): alpha_i and sigma_i = sqrt(1 - alpha_i^2).
+  std::vector<float> alpha_, sigma_;
+  std::vector<int64_t> orders_;   // (N,) the order of each step
+  torch::Tensor timestep_table_;  // (N,) float32, model_times_
+  torch::Tensor coefficients_;    // (N, 6) float32, see step_tensors()
+  torch::Tensor x0_history_[2];   // [previous, latest] data predictions
   int64_t step_index_ = 0;
 };
 
