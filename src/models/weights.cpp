@@ -76,15 +76,27 @@ bool has_diffusers_dit_keys(const TensorMap& w) {
   return has_diffusers_keys(w) && w.count("transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight") > 0;
 }
 
+// Moves tensor `from` of `w` to `to` in `out`. A missing key is left alone: the strict loading reports
+// it as a missing official key next to the unexpected diffusers ones.
+void move_key(TensorMap& w, TensorMap& out, const std::string& from, const std::string& to) {
+  auto it = w.find(from);
+  if (it == w.end()) return;
+  out[to] = it->second;
+  w.erase(it);
+}
+
+// Renames modules: the ".weight" and ".bias" of each (diffusers name, official name) pair.
+void move_modules(TensorMap& w, TensorMap& out, const std::vector<std::pair<std::string, std::string>>& renames) {
+  for (const auto& [from, to] : renames) {
+    move_key(w, out, from + ".weight", to + ".weight");
+    move_key(w, out, from + ".bias", to + ".bias");
+  }
+}
+
 // diffusers PixArtTransformer2DModel -> official key names (mapping of the reference README, case 5).
 TensorMap convert_diffusers_pixart(TensorMap w) {
   TensorMap out;
-  auto move = [&](const std::string& from, const std::string& to) {
-    auto it = w.find(from);
-    if (it == w.end()) return;
-    out[to] = it->second;
-    w.erase(it);
-  };
+  auto move = [&](const std::string& from, const std::string& to) { move_key(w, out, from, to); };
   // Concatenates the pieces along dim 0 when all of them exist (otherwise they stay, and surface as
   // unexpected keys next to the missing official key).
   auto concat = [&](const std::vector<std::string>& from, const std::string& to) {
@@ -110,10 +122,7 @@ TensorMap convert_diffusers_pixart(TensorMap w) {
       {"adaln_single.linear", "t_block.1"},
       {"proj_out", "final_layer.linear"},
   };
-  for (const auto& [from, to] : renames) {
-    move(from + ".weight", to + ".weight");
-    move(from + ".bias", to + ".bias");
-  }
+  move_modules(w, out, renames);
   move("scale_shift_table", "final_layer.scale_shift_table");
 
   std::set<int64_t> block_ids;
@@ -147,12 +156,7 @@ TensorMap convert_diffusers_pixart(TensorMap w) {
 // MLP; shift, scale for the final layer) are the same in both.
 TensorMap convert_diffusers_dit(TensorMap w, const std::string& source) {
   TensorMap out;
-  auto move = [&](const std::string& from, const std::string& to) {
-    auto it = w.find(from);
-    if (it == w.end()) return;
-    out[to] = it->second;
-    w.erase(it);
-  };
+  auto move = [&](const std::string& from, const std::string& to) { move_key(w, out, from, to); };
   std::set<int64_t> block_ids;
   const std::regex block_key(R"(transformer_blocks\.(\d+)\..*)");
   for (const auto& [name, tensor] : w) {
@@ -184,10 +188,7 @@ TensorMap convert_diffusers_dit(TensorMap w, const std::string& source) {
       {"proj_out_1", "final_layer.adaLN_modulation.1"},
       {"proj_out_2", "final_layer.linear"},
   };
-  for (const auto& [from, to] : renames) {
-    move(from + ".weight", to + ".weight");
-    move(from + ".bias", to + ".bias");
-  }
+  move_modules(w, out, renames);
   for (const int64_t i : block_ids) {
     const std::string d = "transformer_blocks." + std::to_string(i) + ".";
     const std::string o = "blocks." + std::to_string(i) + ".";

@@ -11,8 +11,8 @@ error), on square and, where the model takes them, non-square latents.
 import json
 import os
 
-from common import (PIXART_CASES, TINY_T5_WIDTH, Check, export_model_folder, python_script, randomize, relative_error,
-                    run, save_tiny_pixart_pipeline)
+from common import (PIXART_CASES, TINY_T5_WIDTH, Check, python_script, randomize, relative_error, run,
+                    tiny_model_folder)
 
 TOLERANCE = 1e-5
 
@@ -76,16 +76,13 @@ def check_pixart(check, case, work):
     from diffusers import PixArtTransformer2DModel
     from safetensors.torch import save_file
     c = PIXART_CASES[case]
-    pipeline_folder = os.path.join(work, "pipeline")
-    save_tiny_pixart_pipeline(case, pipeline_folder)
+    pipeline_folder, folder, manifest = tiny_model_folder(work, case, keep=["backbone"])
     transformer_folder = os.path.join(pipeline_folder, "transformer")
     model = PixArtTransformer2DModel.from_pretrained(transformer_folder).eval()
 
     # The exporters.
     run(python_script("export_weights.py") + [pipeline_folder, "--safetensors", os.path.join(work, "w.safetensors"),
                                               "--torchscript", os.path.join(work, "w.pt")], "export_weights.py")
-    folder = os.path.join(work, "model_folder")
-    manifest = export_model_folder(pipeline_folder, folder, ["--skip", "text_encoder", "vae"])
     with open(os.path.join(work, "model_folder_run.json"), "w") as f:
         json.dump({"model": manifest["model"]}, f)
 

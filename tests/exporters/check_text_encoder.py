@@ -11,7 +11,7 @@ The exporter's tokenizer_check.json must also hold the ids our tokenizer gives.
 import json
 import os
 
-from common import Check, export_model_folder, run, save_tiny_pixart_pipeline
+from common import Check, run, tiny_model_folder
 
 TOLERANCE = 1e-5
 PROMPTS = ["a corgi wearing a red scarf", "", "An Astronaut riding a horse on the Moon, oil painting (1984)!",
@@ -26,10 +26,7 @@ def main():
     from transformers import T5EncoderModel, T5Tokenizer
     for case in ("pixart_alpha_512", "pixart_sigma"):
         work = check.work_dir(f"text_encoder_{case}")
-        pipeline_folder = os.path.join(work, "pipeline")
-        save_tiny_pixart_pipeline(case, pipeline_folder)
-        folder = os.path.join(work, "model_folder")
-        manifest = export_model_folder(pipeline_folder, folder, ["--skip", "vae", "backbone"])
+        pipeline_folder, folder, manifest = tiny_model_folder(work, case, keep=["text_encoder"])
         max_length = manifest["max_caption_length"]
 
         tokenizer = T5Tokenizer.from_pretrained(pipeline_folder, subfolder="tokenizer")

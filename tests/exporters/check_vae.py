@@ -10,7 +10,7 @@ within 1e-5 (max relative error).
 """
 import os
 
-from common import PIXART_CASES, Check, export_model_folder, run, save_tiny_pixart_pipeline
+from common import PIXART_CASES, Check, run, tiny_model_folder
 
 TOLERANCE = 1e-5
 
@@ -23,10 +23,7 @@ def main():
     from safetensors.torch import load_file, save_file
     for case in ("pixart_alpha_512", "pixart_sigma"):
         work = check.work_dir(f"vae_{case}")
-        pipeline_folder = os.path.join(work, "pipeline")
-        save_tiny_pixart_pipeline(case, pipeline_folder)
-        folder = os.path.join(work, "model_folder")
-        manifest = export_model_folder(pipeline_folder, folder, ["--skip", "text_encoder", "backbone"])
+        pipeline_folder, folder, manifest = tiny_model_folder(work, case, keep=["vae"])
         scale = manifest["latent_scale"]
         check.expect(f"{case}: model.json latent_scale", scale == PIXART_CASES[case]["latent_scale"], str(scale))
 

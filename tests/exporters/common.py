@@ -248,3 +248,14 @@ def export_model_folder(pipeline_folder, out, extra=()):
         "export_pixart_model_folder.py")
     with open(os.path.join(out, "model.json")) as f:
         return json.load(f)
+
+
+def tiny_model_folder(work, case, keep):
+    """A tiny random `case` pipeline saved by diffusers into work/pipeline and exported into
+    work/model_folder with only the parts in `keep` (of "backbone", "text_encoder", "vae");
+    returns (pipeline folder, model folder, its model.json)."""
+    pipeline_folder = os.path.join(work, "pipeline")
+    save_tiny_pixart_pipeline(case, pipeline_folder)
+    folder = os.path.join(work, "model_folder")
+    skip = [part for part in ("backbone", "text_encoder", "vae") if part not in keep]
+    return pipeline_folder, folder, export_model_folder(pipeline_folder, folder, ["--skip", *skip] if skip else [])
