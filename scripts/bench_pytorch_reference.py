@@ -368,6 +368,8 @@ PRESETS = {
     "pixart-tiny": _pixart(input_size=8, hidden_size=96, depth=4, num_heads=4, caption_channels=32, model_max_length=8),
     "pixart-tiny-ms": _pixart(variant="alpha_ms", input_size=8, hidden_size=96, depth=4, num_heads=4,
                               caption_channels=32, model_max_length=8, lewei_scale=2.0),
+    "pixart-sigma-tiny": _pixart(variant="sigma", input_size=8, hidden_size=96, depth=4, num_heads=4,
+                                 caption_channels=32, model_max_length=8, pe_interpolation=2.0, qk_norm=True),
 }
 
 

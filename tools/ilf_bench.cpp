@@ -209,7 +209,7 @@ int run(const Args& args) {
 int main(int argc, char** argv) {
   CLI::App app{"ilf_bench: speed of baseline, caching and ILF sampling (Markdown table)"};
   Args args;
-  app.add_option("--preset", args.presets, "dit-xl-2-256, pixart-xl-2-512, pixart-xl-2-1024 (random weights); dit-tiny, pixart-tiny, pixart-tiny-ms (test size); repeatable");
+  app.add_option("--preset", args.presets, "dit-xl-2-256, pixart-xl-2-512, pixart-xl-2-1024 (random weights); dit-tiny, pixart-tiny, pixart-tiny-ms, pixart-sigma-tiny (test size); repeatable");
   app.add_option("--config", args.configs, "a run config with \"weights\" (e.g. configs/fashion_mnist.json); repeatable");
   app.add_option("--set", args.overrides, "override a config value: key.path=value (repeatable)");
   app.add_option("--batch", args.batches, "backbone forward batch (with guidance: 2 x images); repeatable")->capture_default_str()->transform(cli::Count);

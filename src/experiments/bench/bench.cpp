@@ -52,8 +52,8 @@ FeedbackModule make_copied_feedback(const Backbone& backbone, const RunConfig& c
 }  // namespace
 
 const std::vector<std::string>& bench_preset_names() {
-  static const std::vector<std::string> names = {"dit-xl-2-256", "pixart-xl-2-512", "pixart-xl-2-1024",
-                                                 "dit-tiny",     "pixart-tiny",     "pixart-tiny-ms"};
+  static const std::vector<std::string> names = {"dit-xl-2-256", "pixart-xl-2-512", "pixart-xl-2-1024", "dit-tiny",
+                                                 "pixart-tiny",  "pixart-tiny-ms",  "pixart-sigma-tiny"};
   return names;
 }
 
@@ -61,7 +61,8 @@ BenchModel make_preset_model(const std::string& preset, const torch::Device& dev
   BenchModel m;
   m.name = preset;
   torch::manual_seed(seed);
-  const bool tiny = preset == "dit-tiny" || preset == "pixart-tiny" || preset == "pixart-tiny-ms";
+  const bool tiny =
+      preset == "dit-tiny" || preset == "pixart-tiny" || preset == "pixart-tiny-ms" || preset == "pixart-sigma-tiny";
   if (preset == "dit-xl-2-256" || preset == "dit-tiny") {
     DiTConfig c = DiTConfig::preset("DiT-XL/2");
     c.input_size = 32;
@@ -75,7 +76,7 @@ BenchModel make_preset_model(const std::string& preset, const torch::Device& dev
     m.backbone = std::make_shared<DiTImpl>(c);
     m.latent_shape = {c.in_channels, c.input_size, c.input_size};
   } else if (preset == "pixart-xl-2-512" || preset == "pixart-xl-2-1024" || preset == "pixart-tiny" ||
-             preset == "pixart-tiny-ms") {
+             preset == "pixart-tiny-ms" || preset == "pixart-sigma-tiny") {
     PixArtConfig c;  // XL/2: hidden 1152, depth 28, 16 heads, T5 width 4096, 120 tokens
     const bool multi_scale = preset == "pixart-xl-2-1024" || preset == "pixart-tiny-ms";
     c.variant = multi_scale ? "alpha_ms" : "alpha";
@@ -89,7 +90,19 @@ BenchModel make_preset_model(const std::string& preset, const torch::Device& dev
       c.caption_channels = 32;
       c.model_max_length = 8;
     }
-    m.backbone = std::make_shared<PixArtImpl>(c);
+    if (preset == "pixart-sigma-tiny") {  // sigma: float32 pos-embed division at scale 2, q/k LayerNorm
+      c.variant = "sigma";
+      c.pe_interpolation = 2.0;
+      c.qk_norm = true;
+    }
+    auto pixart = std::make_shared<PixArtImpl>(c);
+    if (c.variant == "sigma") {  // Sigma's null caption is T5(""): one valid token (EOS); random features here
+      auto generator = at::detail::createCPUGenerator(seed + 3);
+      torch::Tensor mask = torch::zeros({c.model_max_length}, torch::kInt64);  // (L,)
+      mask[0] = 1;
+      pixart->set_null_caption(torch::randn({c.model_max_length, c.caption_channels}, generator), mask);
+    }
+    m.backbone = pixart;
     m.latent_shape = {c.in_channels, c.input_size, c.input_size};
     m.caption_length = c.model_max_length;
   } else {

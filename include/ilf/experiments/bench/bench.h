@@ -23,7 +23,8 @@ namespace ilf {
 // Preset names: "dit-xl-2-256" (DiT-XL/2, 32x32x4 latents, 1000 classes), "pixart-xl-2-512"
 // (PixArt-alpha XL/2, 64x64 latents), "pixart-xl-2-1024" (PixArt-alpha MS XL/2, 128x128 latents,
 // lewei_scale 2), all with 120-token T5-sized captions (PixArt); and the test-size "dit-tiny",
-// "pixart-tiny", "pixart-tiny-ms" (4 blocks, 8x8 latents). Guidance 4.5, DPM-Solver++(2M); 28-block
+// "pixart-tiny", "pixart-tiny-ms", "pixart-sigma-tiny" (4 blocks, 8x8 latents; the sigma one with
+// pe_interpolation 2 and q/k LayerNorm). Guidance 4.5, DPM-Solver++(2M); 28-block
 // models: ILF loop 8..19 with annealed t_post on the outer 2+2 steps, caching of the inner 18 blocks
 // every 3rd step (4-block models: loop 1..2, the inner 2 blocks cached).
 const std::vector<std::string>& bench_preset_names();
