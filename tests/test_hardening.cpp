@@ -170,6 +170,21 @@ TEST(HardeningFuzzFindings, AnOverrideOnAConfigThatIsNotAnObjectIsRefusedWithout
   EXPECT_NE(message.find("--set sampling.steps=5: the config's top level is not an object"), std::string::npos) << message;
 }
 
+TEST(HardeningFuzzFindings, ANumberBeyondDoubleIsAnErrorNamingTheFileNotAnEscapedJsonException) {
+  // 4444...e424444444444 overflows a double: nlohmann throws out_of_range.406, which no caller caught.
+  const std::string path = test::scratch_dir("fuzz_number") + "/config.json";
+  std::ofstream(path) << R"({"sampling": {"guidance_scale": 4444444444e424444444444}})";
+  const std::string message = error_of([&] { load_json_file(path); });
+  EXPECT_NE(message.find(path + ": invalid JSON"), std::string::npos) << message;
+  EXPECT_NE(message.find("number overflow"), std::string::npos) << message;
+  Json config = Json::object();
+  const std::string set = error_of([&] { apply_override(config, "sampling.guidance_scale=1e999"); });
+  EXPECT_NE(set.find("--set sampling.guidance_scale"), std::string::npos) << set;
+  EXPECT_NE(set.find("number overflow"), std::string::npos) << set;
+  const std::string header = error_of([] { parse_json_strict(R"({"a": -1e400})", "x.safetensors: header"); });
+  EXPECT_NE(header.find("x.safetensors: header: invalid JSON"), std::string::npos) << header;
+}
+
 TEST(HardeningFuzzFindings, AnOverrideThatIsNotUtf8IsRefusedNamingSet) {
   // Taken as a plain string, it made every later message that quotes it throw nlohmann's type_error.316.
   Json config = Json::object();

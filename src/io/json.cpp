@@ -47,7 +47,11 @@ nlohmann::json parse_json_strict(const std::string& text, const std::string& sou
     }
     return true;
   };
-  return Json::parse(text, check, /*allow_exceptions=*/true, ignore_comments);
+  try {
+    return Json::parse(text, check, /*allow_exceptions=*/true, ignore_comments);
+  } catch (const Json::out_of_range& e) {  // a number beyond double (406), found by fuzz_run_config
+    throw Error(source + ": invalid JSON (" + e.what() + ")");
+  }
 }
 
 bool is_valid_utf8(const std::string& text) {

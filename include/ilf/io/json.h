@@ -13,8 +13,8 @@ namespace ilf {
 constexpr int kMaxJsonDepth = 64;
 
 // Parses `text`. Syntax errors propagate as nlohmann::json::parse_error (callers word them);
-// a duplicate key or nesting deeper than kMaxJsonDepth throws ilf::Error naming `source` and the
-// key's path ("a.b.c").
+// a number beyond double, a duplicate key or nesting deeper than kMaxJsonDepth throws ilf::Error
+// naming `source` (and the key's path "a.b.c" for the last two).
 nlohmann::json parse_json_strict(const std::string& text, const std::string& source, bool ignore_comments = false);
 
 // Whether `text` is valid UTF-8 (what JSON strings must be: nlohmann's parser refuses anything else,
