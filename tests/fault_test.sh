@@ -26,28 +26,50 @@ finished() { grep -q '"finished": *true' "$1/status.json" 2> /dev/null; }
 
 train "$WORK/reference" > "$WORK/reference.log" 2>&1 || { cat "$WORK/reference.log"; fail "the reference run"; }
 [ -s "$WORK/reference/feedback.safetensors" ] || fail "the reference run wrote no feedback.safetensors"
+# A second uninterrupted run, timed (the first may pay one-time costs): the same weights, and the
+# duration the kill moments are drawn from.
+start=$(date +%s.%N)
+train "$WORK/again" > "$WORK/again.log" 2>&1 || { cat "$WORK/again.log"; fail "the second uninterrupted run"; }
+reference_seconds=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+cmp -s "$WORK/reference/feedback.safetensors" "$WORK/again/feedback.safetensors" || fail "two uninterrupted runs differ"
 
-# 1. Killed at random moments (many fall inside a checkpoint write: one per step), resumed each time.
+# 1. Killed at random moments (many fall inside a checkpoint write: one per step), resumed each time,
+#    until $KILLS kills have landed. The moments are drawn from the reference run's duration (start-up
+#    included), so the test means the same on a fast machine as on a slow one. When a resumed run
+#    finishes before its kill, its weights must equal the reference's and the run starts over.
 out=$WORK/killed
-kills=0 runs=0
-while ! finished "$out"; do
+kills=0 runs=0 completions=0
+while [ $kills -lt "$KILLS" ]; do
   runs=$((runs + 1))
-  [ $runs -le $((KILLS + 20)) ] || fail "the killed run did not finish after $runs starts"
+  [ $runs -le $((4 * KILLS)) ] || fail "only $kills of $KILLS kills landed in $runs starts: the test proves nothing"
   args "$out" --resume
   "$BUILD/ilf_train" "${ARGS[@]}" > "$WORK/killed.$runs.log" 2>&1 &  # $! is ilf_train itself
   pid=$!
-  if [ $kills -lt "$KILLS" ]; then
-    sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.2 + rand() * 1.5 }')"
-    if kill -9 $pid 2> /dev/null; then kills=$((kills + 1)); fi
+  sleep "$(awk -v s="$RANDOM" -v t="$reference_seconds" 'BEGIN { srand(s); printf "%.3f", 0.05 + rand() * 0.9 * t }')"
+  kill -9 $pid 2> /dev/null || true  # succeeds on a run that already exited too: its status tells
+  status=0
+  wait $pid 2> /dev/null || status=$?
+  if [ $status -eq 137 ]; then kills=$((kills + 1)); fi
+  if [ $status -ne 137 ] && [ $status -ne 0 ]; then cat "$WORK/killed.$runs.log"; fail "a resumed run exited with $status"; fi
+  if [ $status -eq 0 ] && finished "$out"; then
+    cmp -s "$WORK/reference/feedback.safetensors" "$out/feedback.safetensors" ||
+      fail "after $kills kills the trained weights differ from the uninterrupted run's"
+    completions=$((completions + 1))
+    rm -rf "$out"
   fi
-  wait $pid 2> /dev/null || true
 done
-[ $kills -ge $((KILLS / 2)) ] || fail "only $kills of $KILLS kills landed (the run finished first): the test proves nothing"
+while ! finished "$out"; do  # the last killed run, resumed to the end
+  runs=$((runs + 1))
+  [ $runs -le $((4 * KILLS + 3)) ] || fail "the killed run did not finish after $runs starts"
+  args "$out" --resume
+  "$BUILD/ilf_train" "${ARGS[@]}" > "$WORK/killed.$runs.log" 2>&1 || true
+done
 cmp -s "$WORK/reference/feedback.safetensors" "$out/feedback.safetensors" ||
   fail "after $kills kills the trained weights differ from the uninterrupted run's"
+completions=$((completions + 1))
 leftovers=$(find "$out" -name '*.tmp.*' | wc -l)
-echo "killed: $kills kills (SIGKILL at random moments), $runs starts, weights bit-identical to the reference," \
-     "$leftovers temporary files left"
+echo "killed: $kills kills (SIGKILL at random moments within the reference run's ${reference_seconds} s), $runs starts," \
+     "$completions completed runs, each with weights bit-identical to the reference; $leftovers temporary files left"
 [ "$leftovers" -eq 0 ] || fail "temporary files left: $(find "$out" -name '*.tmp.*')"
 
 # 2. Disk full while a checkpoint is written: the run stops with an error naming the file, the
