@@ -12,16 +12,11 @@
 // stopped before its last step (run again to continue), 128 + signal when interrupted.
 #include <CLI/CLI.hpp>
 
-#include <csignal>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "ilf/error.h"
-#include "ilf/io/atomic_file.h"
-#include "ilf/io/config.h"
 #include "ilf/experiments/sweep/sweep.h"
 #include "tool_common.h"
 
@@ -29,8 +24,6 @@ using namespace ilf;
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr int kExitTrainingStopped = 75;
 
 struct CommonArgs {
   std::string sweep_file;
@@ -40,23 +33,23 @@ struct CommonArgs {
 struct SlurmFlags {
   std::string partition, time, account;
   int64_t gpus_per_task = -1, nodes = -1, cpus_per_task = -1, max_parallel = -1;
+
+  // The flags given, as replacements of the sweep file's "slurm" keys.
+  Json replacements() const {
+    Json slurm = Json::object();
+    if (!partition.empty()) slurm["partition"] = partition;
+    if (!time.empty()) slurm["time"] = time;
+    if (!account.empty()) slurm["account"] = account;
+    if (gpus_per_task >= 0) slurm["gpus_per_task"] = gpus_per_task;
+    if (nodes >= 0) slurm["nodes"] = nodes;
+    if (cpus_per_task >= 0) slurm["cpus_per_task"] = cpus_per_task;
+    if (max_parallel >= 0) slurm["max_parallel"] = max_parallel;
+    return slurm;
+  }
 };
 
-// The sweep file with the command-line replacements applied (validated together by parse_sweep).
-Json sweep_json(const CommonArgs& common, const SlurmFlags* slurm) {
-  Json json = load_json_file(common.sweep_file);
-  if (!json.is_object()) throw Error(common.sweep_file + ": the top level must be a JSON object");
-  if (!common.out.empty()) json["output"] = common.out;
-  if (slurm) {
-    if (!slurm->partition.empty()) json["slurm"]["partition"] = slurm->partition;
-    if (!slurm->time.empty()) json["slurm"]["time"] = slurm->time;
-    if (!slurm->account.empty()) json["slurm"]["account"] = slurm->account;
-    if (slurm->gpus_per_task >= 0) json["slurm"]["gpus_per_task"] = slurm->gpus_per_task;
-    if (slurm->nodes >= 0) json["slurm"]["nodes"] = slurm->nodes;
-    if (slurm->cpus_per_task >= 0) json["slurm"]["cpus_per_task"] = slurm->cpus_per_task;
-    if (slurm->max_parallel >= 0) json["slurm"]["max_parallel"] = slurm->max_parallel;
-  }
-  return json;
+SweepSpec read_spec(const CommonArgs& common) {
+  return parse_sweep(read_sweep_json(common.sweep_file, common.out), common.sweep_file);
 }
 
 std::vector<std::string> split_words(const std::string& text) {
@@ -67,29 +60,8 @@ std::vector<std::string> split_words(const std::string& text) {
   return words;
 }
 
-std::string quoted(const std::string& word) {
-  std::string out = "'";
-  for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// Runs a command through the shell and returns its standard output; throws on a non-zero exit.
-std::string capture(const std::vector<std::string>& argv) {
-  std::string command;
-  for (const auto& a : argv) command += (command.empty() ? "" : " ") + quoted(a);
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) throw Error("cannot run " + command);
-  std::string output;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = pclose(pipe);
-  if (status != 0) throw Error(command + " failed (status " + std::to_string(status) + "): " + output);
-  return output;
-}
-
 int plan_command(const CommonArgs& common, bool as_json) {
-  const SweepSpec spec = parse_sweep(sweep_json(common, nullptr), common.sweep_file);
+  const SweepSpec spec = read_spec(common);
   const auto points = expand_sweep(spec);
   if (as_json)
     std::cout << plan_json(spec, points).dump(2) << std::endl;
@@ -101,128 +73,47 @@ int plan_command(const CommonArgs& common, bool as_json) {
 int run_command(const CommonArgs& common, bool local, int64_t point_index, bool fail_fast, const std::string& launcher,
                 const std::string& tools_dir) {
   if (local == (point_index >= 0)) throw Error("run: give either --local (all points here) or --point N (one point)");
-  const SweepSpec spec = parse_sweep(sweep_json(common, nullptr), common.sweep_file);
+  const SweepSpec spec = read_spec(common);
   const auto points = expand_sweep(spec);
   SweepRunOptions options;
   options.tools_dir = tools_dir.empty() ? executable_dir() : tools_dir;
   options.train_launcher = split_words(launcher);
   options.fail_fast = fail_fast;
   install_sweep_signal_handlers();
-
   if (point_index >= 0) {
     if (point_index >= static_cast<int64_t>(points.size()))
       throw Error("--point " + std::to_string(point_index) + ": the sweep has points 0.." + std::to_string(points.size() - 1));
-    const PointOutcome outcome = run_sweep_point(spec, points[point_index], options);
-    switch (outcome) {
-      case PointOutcome::kAlreadyComplete:
-      case PointOutcome::kCompleted: return 0;
-      case PointOutcome::kFailed: return 1;
-      case PointOutcome::kTrainingStopped: return kExitTrainingStopped;
-      case PointOutcome::kInterrupted: return 128 + (sweep_stop_signal() ? sweep_stop_signal() : SIGTERM);
-    }
-    return 1;
+    return exit_status(run_sweep_point(spec, points[point_index], options));
   }
   std::cout << "sweep " << spec.name << ": " << points.size() << " points in " << spec.output << std::endl;
   const SweepRunSummary summary = run_sweep_locally(spec, points, options);
   std::cout << "sweep " << spec.name << ": " << summary.already_complete << " already complete, " << summary.completed
             << " completed now, " << summary.failed << " failed, " << summary.stopped << " stopped early"
             << (summary.interrupted ? "; interrupted (run again to finish the missing points)" : "") << std::endl;
-  if (summary.interrupted) return 128 + (sweep_stop_signal() ? sweep_stop_signal() : SIGINT);
-  if (summary.failed > 0) return 1;
-  if (summary.stopped > 0) return kExitTrainingStopped;
-  return 0;
+  return exit_status(summary);
 }
 
 int submit_command(const CommonArgs& common, const SlurmFlags& flags, bool dry_run, const std::string& sbatch) {
-  const Json json = sweep_json(common, &flags);
+  const Json json = read_sweep_json(common.sweep_file, common.out, flags.replacements());
   const SweepSpec spec = parse_sweep(json, common.sweep_file);
-  const auto points = expand_sweep(spec);
-
-  const fs::path out = fs::absolute(spec.output).lexically_normal();
-  fs::create_directories(out / "slurm");
-  const std::string snapshot_path = (out / "sweep.json").string();
-  write_file_atomically(snapshot_path, [&](std::ostream& o) { o << sweep_snapshot(spec, json).dump(2) << "\n"; });
-  SbatchPaths paths;
-  paths.ilf_sweep = (fs::path(executable_dir()) / "ilf_sweep").string();
-  paths.sweep_file = snapshot_path;
-  paths.work_dir = fs::current_path().string();
-  const std::string script = make_sbatch_script(spec, points, paths);
-  const std::string script_path = (out / "slurm" / (spec.name + ".sbatch")).string();
-  write_file_atomically(script_path, [&](std::ostream& o) { o << script; });
-  fs::permissions(script_path, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
-  std::cout << "wrote " << script_path << " (" << points.size() << " array tasks) and " << snapshot_path << std::endl;
-
-  const SlurmWaves waves = slurm_waves(spec, points);
-  if (waves.trainers.empty() && waves.others.empty()) {
-    std::cout << "all " << points.size() << " points are complete; nothing to submit" << std::endl;
-    return 0;
-  }
-  // The trainers with the script's resources; the others need one GPU (they sample and evaluate).
-  std::vector<std::vector<std::string>> commands;
-  if (!waves.trainers.empty())
-    commands.push_back({sbatch, "--parsable", "--array=" + slurm_array_spec(waves.trainers, spec.slurm.max_parallel), script_path});
-  if (!waves.others.empty()) {
-    std::vector<std::string> command = {sbatch, "--parsable", "--array=" + slurm_array_spec(waves.others, spec.slurm.max_parallel)};
-    if (spec.slurm.gpus_per_task > 1 || spec.slurm.nodes > 1)
-      for (const char* option : {"--nodes=1", "--ntasks-per-node=1", "--gpus-per-node=1"}) command.push_back(option);
-    if (!waves.trainers.empty()) {
-      command.push_back("--dependency=afterok:{trainers}");
-      command.push_back("--kill-on-invalid-dep=yes");
-    }
-    command.push_back(script_path);
-    commands.push_back(command);
-  }
-  if (dry_run) {
-    std::cout << "\n" << script << "\nwould run:\n";
-    for (const auto& command : commands) {
-      std::cout << " ";
-      for (const auto& a : command) std::cout << " " << a;
-      std::cout << "\n";
-    }
-    std::cout << "(" << waves.trainers.size() << " points that train, " << waves.others.size() << " that sample/evaluate)"
-              << std::endl;
-    return 0;
-  }
-  auto job_id = [](const std::string& output) {
-    std::string id = output.substr(0, output.find_first_of(";\n"));
-    if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos)
-      throw Error("sbatch printed no job id: \"" + output + "\"");
-    return id;
-  };
-  std::ofstream jobs((out / "slurm" / "jobs.txt").string(), std::ios::app);
-  std::string trainers_job;
-  for (auto command : commands) {
-    const bool trainers = !waves.trainers.empty() && trainers_job.empty();
-    for (auto& a : command)
-      if (a == "--dependency=afterok:{trainers}") a = "--dependency=afterok:" + trainers_job;
-    const std::string id = job_id(capture(command));
-    std::cout << "submitted job array " << id << " (points " << slurm_array_spec(trainers ? waves.trainers : waves.others, 0)
-              << (trainers ? ", which train" : trainers_job.empty() ? "" : ", after " + trainers_job) << ")" << std::endl;
-    jobs << id << "\n";
-    if (trainers) trainers_job = id;
-  }
+  SlurmSubmitOptions options;
+  options.ilf_sweep = (fs::path(executable_dir()) / "ilf_sweep").string();
+  options.work_dir = fs::current_path().string();
+  options.sbatch = sbatch;
+  options.dry_run = dry_run;
+  submit_sweep(spec, json, expand_sweep(spec), options, std::cout);
   return 0;
 }
 
 int collect_command(const CommonArgs& common, const std::string& csv_path, const std::string& markdown_path,
                     bool require_complete) {
-  const SweepSpec spec = parse_sweep(sweep_json(common, nullptr), common.sweep_file);
+  const SweepSpec spec = read_spec(common);
   const auto points = expand_sweep(spec);
   const SweepTable table = collect_sweep(spec, points);
-  const std::string csv = table_to_csv(table);
-  const std::string markdown = table_to_markdown(spec, table);
-  fs::create_directories(spec.output);
-  std::vector<std::pair<std::string, const std::string*>> outputs = {
-      {(fs::path(spec.output) / "results.csv").string(), &csv}, {(fs::path(spec.output) / "results.md").string(), &markdown}};
-  if (!csv_path.empty()) outputs.emplace_back(csv_path, &csv);
-  if (!markdown_path.empty()) outputs.emplace_back(markdown_path, &markdown);
-  for (const auto& [path, text] : outputs) {
-    if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
-    write_file_atomically(path, [&](std::ostream& o) { o << *text; });
-  }
-  std::cout << markdown;
+  const std::vector<std::string> written = write_sweep_results(spec, table, csv_path, markdown_path);
+  std::cout << table_to_markdown(spec, table);
   std::cerr << "ilf_sweep: " << table.complete_points << " of " << points.size() << " points complete; wrote";
-  for (const auto& [path, text] : outputs) std::cerr << " " << path;
+  for (const auto& path : written) std::cerr << " " << path;
   std::cerr << std::endl;
   if (require_complete && table.complete_points != static_cast<int64_t>(points.size())) {
     std::cerr << "ilf_sweep: error: " << points.size() - table.complete_points << " points are incomplete" << std::endl;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "ilf/experiments/sweep/runner.h"
+#include "ilf/io/atomic_file.h"
 #include "sweep_internal.h"
 
 namespace ilf {
@@ -207,6 +208,24 @@ std::string table_to_markdown(const SweepSpec& spec, const SweepTable& table) {
     o << "\n";
   }
   return o.str();
+}
+
+std::vector<std::string> write_sweep_results(const SweepSpec& spec, const SweepTable& table, const std::string& csv_path,
+                                             const std::string& markdown_path) {
+  const std::string csv = table_to_csv(table);
+  const std::string markdown = table_to_markdown(spec, table);
+  fs::create_directories(spec.output);
+  std::vector<std::pair<std::string, const std::string*>> outputs = {
+      {(fs::path(spec.output) / "results.csv").string(), &csv}, {(fs::path(spec.output) / "results.md").string(), &markdown}};
+  if (!csv_path.empty()) outputs.emplace_back(csv_path, &csv);
+  if (!markdown_path.empty()) outputs.emplace_back(markdown_path, &markdown);
+  std::vector<std::string> written;
+  for (const auto& [path, text] : outputs) {
+    if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
+    write_file_atomically(path, [&](std::ostream& o) { o << *text; });
+    written.push_back(path);
+  }
+  return written;
 }
 
 }  // namespace ilf

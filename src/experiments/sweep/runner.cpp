@@ -476,4 +476,22 @@ SweepRunSummary run_sweep_locally(const SweepSpec& spec, const std::vector<Sweep
   return summary;
 }
 
+int exit_status(PointOutcome outcome) {
+  switch (outcome) {
+    case PointOutcome::kAlreadyComplete:
+    case PointOutcome::kCompleted: return 0;
+    case PointOutcome::kFailed: return 1;
+    case PointOutcome::kTrainingStopped: return kExitTrainingStopped;
+    case PointOutcome::kInterrupted: return 128 + (sweep_stop_signal() ? sweep_stop_signal() : SIGTERM);
+  }
+  return 1;
+}
+
+int exit_status(const SweepRunSummary& summary) {
+  if (summary.interrupted) return 128 + (sweep_stop_signal() ? sweep_stop_signal() : SIGINT);
+  if (summary.failed > 0) return 1;
+  if (summary.stopped > 0) return kExitTrainingStopped;
+  return 0;
+}
+
 }  // namespace ilf

@@ -1,16 +1,21 @@
 // Slurm job arrays: the sbatch script that runs one point per array task (training through srun on all
 // the task's ranks, requeued when it stops at the time limit), the array specifications, and the split
-// of the incomplete points into a training wave and a sample/eval wave. Only text generation: `submit`
-// in tools/ilf_sweep.cpp calls sbatch (see include/ilf/experiments/sweep/slurm.h).
+// of the incomplete points into a training wave and a sample/eval wave, and their submission with sbatch
+// (see include/ilf/experiments/sweep/slurm.h).
 #include "ilf/experiments/sweep/slurm.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <ostream>
 #include <filesystem>
 #include <optional>
 #include <set>
 #include <sstream>
 
+#include "ilf/error.h"
 #include "ilf/experiments/sweep/runner.h"
+#include "ilf/io/atomic_file.h"
 #include "sweep_internal.h"
 
 namespace ilf {
@@ -144,6 +149,94 @@ std::string make_sbatch_script(const SweepSpec& spec, const std::vector<SweepPoi
     << "fi\n"
     << "exit $status\n";
   return o.str();
+}
+
+namespace {
+
+// Runs a command through the shell and returns its standard output; throws on a non-zero exit.
+std::string capture(const std::vector<std::string>& argv) {
+  std::string command;
+  for (const auto& a : argv) command += (command.empty() ? "" : " ") + shell_quote(a);
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) throw Error("cannot run " + command);
+  std::string output;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  const int status = pclose(pipe);
+  if (status != 0) throw Error(command + " failed (status " + std::to_string(status) + "): " + output);
+  return output;
+}
+
+std::string job_id(const std::string& sbatch_output) {
+  std::string id = sbatch_output.substr(0, sbatch_output.find_first_of(";\n"));
+  if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos)
+    throw Error("sbatch printed no job id: \"" + sbatch_output + "\"");
+  return id;
+}
+
+}  // namespace
+
+void submit_sweep(const SweepSpec& spec, const Json& sweep_json, const std::vector<SweepPoint>& points,
+                  const SlurmSubmitOptions& options, std::ostream& log) {
+  const fs::path out = fs::absolute(spec.output).lexically_normal();
+  fs::create_directories(out / "slurm");
+  const std::string snapshot_path = (out / "sweep.json").string();
+  write_file_atomically(snapshot_path, [&](std::ostream& o) { o << sweep_snapshot(spec, sweep_json).dump(2) << "\n"; });
+  SbatchPaths paths;
+  paths.ilf_sweep = options.ilf_sweep;
+  paths.sweep_file = snapshot_path;
+  paths.work_dir = options.work_dir;
+  const std::string script = make_sbatch_script(spec, points, paths);
+  const std::string script_path = (out / "slurm" / (spec.name + ".sbatch")).string();
+  write_file_atomically(script_path, [&](std::ostream& o) { o << script; });
+  fs::permissions(script_path, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
+  log << "wrote " << script_path << " (" << points.size() << " array tasks) and " << snapshot_path << std::endl;
+
+  const SlurmWaves waves = slurm_waves(spec, points);
+  if (waves.trainers.empty() && waves.others.empty()) {
+    log << "all " << points.size() << " points are complete; nothing to submit" << std::endl;
+    return;
+  }
+  // The trainers with the script's resources; the others need one GPU (they sample and evaluate).
+  const std::string sbatch = options.sbatch;
+  std::vector<std::vector<std::string>> commands;
+  if (!waves.trainers.empty())
+    commands.push_back({sbatch, "--parsable", "--array=" + slurm_array_spec(waves.trainers, spec.slurm.max_parallel), script_path});
+  if (!waves.others.empty()) {
+    std::vector<std::string> command = {sbatch, "--parsable", "--array=" + slurm_array_spec(waves.others, spec.slurm.max_parallel)};
+    if (spec.slurm.gpus_per_task > 1 || spec.slurm.nodes > 1)
+      for (const char* option : {"--nodes=1", "--ntasks-per-node=1", "--gpus-per-node=1"}) command.push_back(option);
+    if (!waves.trainers.empty()) {
+      command.push_back("--dependency=afterok:{trainers}");
+      command.push_back("--kill-on-invalid-dep=yes");
+    }
+    command.push_back(script_path);
+    commands.push_back(command);
+  }
+  if (options.dry_run) {
+    log << "\n" << script << "\nwould run:\n";
+    for (const auto& command : commands) {
+      log << " ";
+      for (const auto& a : command) log << " " << a;
+      log << "\n";
+    }
+    log << "(" << waves.trainers.size() << " points that train, " << waves.others.size() << " that sample/evaluate)"
+        << std::endl;
+    return;
+  }
+  std::ofstream jobs((out / "slurm" / "jobs.txt").string(), std::ios::app);
+  std::string trainers_job;
+  for (auto command : commands) {
+    const bool trainers = !waves.trainers.empty() && trainers_job.empty();
+    for (auto& a : command)
+      if (a == "--dependency=afterok:{trainers}") a = "--dependency=afterok:" + trainers_job;
+    const std::string id = job_id(capture(command));
+    log << "submitted job array " << id << " (points " << slurm_array_spec(trainers ? waves.trainers : waves.others, 0)
+        << (trainers ? ", which train" : trainers_job.empty() ? "" : ", after " + trainers_job) << ")" << std::endl;
+    jobs << id << "\n";
+    if (trainers) trainers_job = id;
+  }
 }
 
 }  // namespace ilf

@@ -160,6 +160,14 @@ bool SweepSpec::has_stage(SweepStage stage) const { return std::find(stages.begi
 
 SweepSpec load_sweep(const std::string& path) { return parse_sweep(load_json_file(path), path); }
 
+Json read_sweep_json(const std::string& path, const std::string& output, const Json& slurm_replacements) {
+  Json json = load_json_file(path);
+  if (!json.is_object()) throw Error(path + ": the top level must be a JSON object");
+  if (!output.empty()) json["output"] = output;
+  for (const auto& [key, value] : slurm_replacements.items()) json["slurm"][key] = value;
+  return json;
+}
+
 SweepSpec parse_sweep(const Json& sweep, const std::string& source) {
   ConfigReader r(sweep, source);
   SweepSpec spec;

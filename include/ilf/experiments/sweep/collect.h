@@ -24,5 +24,10 @@ struct SweepTable {
 SweepTable collect_sweep(const SweepSpec& spec, const std::vector<SweepPoint>& points);
 std::string table_to_csv(const SweepTable& table);
 std::string table_to_markdown(const SweepSpec& spec, const SweepTable& table);
+// Writes the table as OUT/results.csv and OUT/results.md (OUT = the sweep's output folder), and also to
+// `csv_path` / `markdown_path` when they are not empty (folders created, each file atomically).
+// Returns the paths written.
+std::vector<std::string> write_sweep_results(const SweepSpec& spec, const SweepTable& table, const std::string& csv_path,
+                                             const std::string& markdown_path);
 
 }  // namespace ilf

@@ -42,6 +42,9 @@ enum class PointOutcome {
 };
 std::string to_string(PointOutcome outcome);
 
+// Exit status of `ilf_sweep run` for training that stopped before its last step (run again to continue).
+constexpr int kExitTrainingStopped = 75;
+
 // Runs the missing stages of one point. A point folder is locked while it runs (flock), so two
 // runners never work on the same point or training at once (the second waits).
 PointOutcome run_sweep_point(const SweepSpec& spec, const SweepPoint& point, const SweepRunOptions& options);
@@ -50,6 +53,11 @@ struct SweepRunSummary {
   int64_t already_complete = 0, completed = 0, failed = 0, stopped = 0;
   bool interrupted = false;
 };
+// Exit status of `ilf_sweep run`: 0 done (or already complete), 1 a stage failed, kExitTrainingStopped
+// when training stopped early, 128 + the signal received when interrupted.
+int exit_status(PointOutcome outcome);
+int exit_status(const SweepRunSummary& summary);
+
 // Runs the points one after another (skipping complete ones) until all ran or a stop was requested.
 SweepRunSummary run_sweep_locally(const SweepSpec& spec, const std::vector<SweepPoint>& points,
                                   const SweepRunOptions& options);

@@ -2,6 +2,7 @@
 // incomplete points into arrays.
 #pragma once
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -29,5 +30,19 @@ struct SlurmWaves {
 SlurmWaves slurm_waves(const SweepSpec& spec, const std::vector<SweepPoint>& points);
 // "0-3,5,7" (+ "%K" when max_parallel > 0).
 std::string slurm_array_spec(const std::vector<int64_t>& indices, int64_t max_parallel);
+
+struct SlurmSubmitOptions {
+  std::string ilf_sweep;          // absolute path of the ilf_sweep executable the tasks run
+  std::string work_dir;           // where the tasks run
+  std::string sbatch = "sbatch";  // the sbatch program
+  bool dry_run = false;           // write and print the script and the sbatch commands; submit nothing
+};
+
+// `ilf_sweep submit`: writes OUT/sweep.json (sweep_snapshot of `sweep_json`) and
+// OUT/slurm/<name>.sbatch, then submits the incomplete points as up to two job arrays (the trainers,
+// then the others with afterok on them) and appends the job ids to OUT/slurm/jobs.txt. Progress and,
+// for a dry run, the script and commands go to `log`. Throws ilf::Error when sbatch fails.
+void submit_sweep(const SweepSpec& spec, const Json& sweep_json, const std::vector<SweepPoint>& points,
+                  const SlurmSubmitOptions& options, std::ostream& log);
 
 }  // namespace ilf

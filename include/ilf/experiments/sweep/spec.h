@@ -59,6 +59,9 @@ struct SweepSpec {
 // twice), stages, commands, metrics, Slurm settings. Throws ilf::Error naming the file and the bad
 // axis or key. The points themselves are checked by expand_sweep.
 SweepSpec load_sweep(const std::string& path);
+// The sweep file's JSON with the command line's replacements: "output" (when `output` is not empty) and
+// the "slurm" keys of `slurm_replacements` (an object); parse_sweep validates them with the file.
+Json read_sweep_json(const std::string& path, const std::string& output, const Json& slurm_replacements = Json::object());
 SweepSpec parse_sweep(const Json& sweep, const std::string& source);
 
 // The same sweep as JSON with absolute base_config and output: what `submit` stores beside the
