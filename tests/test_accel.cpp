@@ -70,8 +70,10 @@ SamplingResult run(Backbone& model, const RunConfig& config, int64_t steps, Feed
   const torch::Tensor x_T = torch::randn({2, 4, 8, 8}, gen);
   const ConditionInputs in = inputs_for(model);
   ConditionInputs null = in;
-  if (model.condition_kind() == ConditionKind::kClassLabel) null = model.null_condition(in);
-  else null.caption = torch::zeros_like(in.caption);
+  if (model.condition_kind() == ConditionKind::kClassLabel)
+    null = model.null_condition(in);
+  else
+    null.caption = torch::zeros_like(in.caption);
   SamplingOptions o;
   o.steps = steps;
   o.guidance_scale = 2.5;
@@ -227,7 +229,8 @@ TEST(Accel, IlfWithCachingCountsItsPlanAndWithoutReuseOrFeedbackEqualsThePlainSa
   for (const auto& family : kFamilies) {
     BackbonePtr model = tiny_backbone(family);
     FeedbackModule untrained(*model, FeedbackOptions{2, 3, FeedbackInit::kCopyLoopEnd});  // zero scales
-    const Json loop = {{"loop_begin", 2}, {"loop_end", 3}, {"t_post", "none"}, {"feedback_steps", {{"mode", "outer"}, {"count", 2}}}};
+    const Json loop = {
+        {"loop_begin", 2}, {"loop_end", 3}, {"t_post", "none"}, {"feedback_steps", {{"mode", "outer"}, {"count", 2}}}};
     // Zero scales, t_post = t and a cache that recomputes every step: the plain sampler exactly.
     const SamplingResult plain = run(*model, config_of("baseline", Json::object()), 7);
     const SamplingResult same =
@@ -247,8 +250,8 @@ TEST(Accel, IlfWithCachingCountsItsPlanAndWithoutReuseOrFeedbackEqualsThePlainSa
 }
 
 TEST(Accel, TeaCacheCalibrationFitsTheRecordedChangesAndItsFileIsAccepted) {
-  const LoadedRunConfig loaded = load_tool_config(std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json",
-                                                  {"sampling.steps=8"});
+  const LoadedRunConfig loaded =
+      load_tool_config(std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json", {"sampling.steps=8"});
   CalibrationRequest request;
   request.num_samples = 6;
   request.batch = 3;
@@ -350,7 +353,6 @@ TEST(Accel, L2CTrainingLowersTheGatesOfABlockWhoseReuseCostsNothing) {
   ASSERT_EQ(theta.sizes(), (std::vector<int64_t>{5, 6}));
   const torch::Tensor after_first = theta.slice(0, 1);  // (4, 6)
   const double identity_block = after_first.select(1, 3).mean().item<double>();
-  for (int64_t j : {0, 1, 2, 4, 5})
-    EXPECT_LT(identity_block, after_first.select(1, j).mean().item<double>()) << "block " << j;
+  for (int64_t j : {0, 1, 2, 4, 5}) EXPECT_LT(identity_block, after_first.select(1, j).mean().item<double>()) << "block " << j;
   EXPECT_TRUE(torch::isfinite(theta).all().item<bool>());
 }

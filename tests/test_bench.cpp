@@ -127,8 +127,7 @@ TEST(Bench, ForwardDumpHoldsWeightsInputsAndTheForwardOfThoseInputs) {
   const nlohmann::json arch = nlohmann::json::parse(file.metadata.at("architecture"));
   EXPECT_EQ(arch["family"], "pixart");
   EXPECT_EQ(arch["depth"].get<int64_t>(), model.backbone->depth());
-  for (const auto& p : model.backbone->named_parameters(true))
-    EXPECT_TRUE(file.tensors.count("weight." + p.key())) << p.key();
+  for (const auto& p : model.backbone->named_parameters(true)) EXPECT_TRUE(file.tensors.count("weight." + p.key())) << p.key();
   const TensorMap& t = file.tensors;
   ConditionInputs inputs;
   inputs.caption = require_tensor(t, "input.caption", path);

@@ -83,7 +83,8 @@ TEST(ConfigLimits, DeeplyNestedConfigIsRefusedNotAStackOverflow) {
   EXPECT_NE(msg.find("deep.json"), std::string::npos) << msg;
   EXPECT_NE(msg.find("nested deeper than 64"), std::string::npos) << msg;
   // Arrays count too, and so do --set values.
-  const auto arrays = message_of([&] { load_json_file(write_text("deep_arrays", "{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}")); });
+  const auto arrays = message_of(
+      [&] { load_json_file(write_text("deep_arrays", "{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}")); });
   EXPECT_NE(arrays.find("nested deeper"), std::string::npos) << arrays;
   Json config = Json::object();
   const auto set = message_of([&] { apply_override(config, "model.x=" + std::string(100, '[') + std::string(100, ']')); });

@@ -210,11 +210,11 @@ TEST(Datasets, PrepareDataBuildsLabelledLatentShardsFromAnImageFolder) {
     }
     ++label;
   }
-  const auto child = test::spawn_process(
-      {std::string(ILF_BINARY_DIR) + "/ilf_prepare_data", "--images", root + "/images", "--labels-from-folders",
-       "--vae-encoder", test::data_path("tiny_vae_encoder.pt"), "--resolution", "16", "--latent-scale", "0.5",
-       "--shard-size", "2", "--dtype", "f32", "--out", root + "/shards"},
-      {}, root + "/prepare.log");
+  const auto child =
+      test::spawn_process({std::string(ILF_BINARY_DIR) + "/ilf_prepare_data", "--images", root + "/images",
+                           "--labels-from-folders", "--vae-encoder", test::data_path("tiny_vae_encoder.pt"), "--resolution", "16",
+                           "--latent-scale", "0.5", "--shard-size", "2", "--dtype", "f32", "--out", root + "/shards"},
+                          {}, root + "/prepare.log");
   ASSERT_EQ(test::wait_process(child), 0) << test::read_text(root + "/prepare.log");
 
   ShardDataset data(root + "/shards");

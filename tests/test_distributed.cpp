@@ -32,8 +32,8 @@ TEST(Distributed, NoLauncherVariablesMeansOneProcess) {
 }
 
 TEST(Distributed, TorchrunVariablesGiveTheTopology) {
-  const ProcessTopology t = topology_from_environment(lookup_in(
-      {{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}}));
+  const ProcessTopology t = topology_from_environment(
+      lookup_in({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}}));
   EXPECT_EQ(t.launcher, "torchrun");
   EXPECT_EQ(t.rank, 5);
   EXPECT_EQ(t.world_size, 8);
@@ -139,8 +139,11 @@ TEST_F(DistributedTraining, TwoRanksWithBatchBMatchOneRankWithBatch2B) {
   std::vector<test::ChildProcess> ranks;
   for (int rank = 0; rank < 2; ++rank)
     ranks.push_back(test::spawn_train(data(), root + "/two_ranks", pair_settings, false,
-                                      {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", std::to_string(rank)},
-                                       {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},
+                                      {{"RANK", std::to_string(rank)},
+                                       {"WORLD_SIZE", "2"},
+                                       {"LOCAL_RANK", std::to_string(rank)},
+                                       {"MASTER_ADDR", "127.0.0.1"},
+                                       {"MASTER_PORT", port}},
                                       "rank" + std::to_string(rank) + ".log"));
   ASSERT_EQ(test::wait_process(single), 0) << test::read_text(single.log);
   for (const auto& r : ranks) ASSERT_EQ(test::wait_process(r), 0) << test::read_text(r.log);

@@ -161,7 +161,7 @@ TEST(DiTConfig, PresetsHaveTheOfficialSizes) {
 TEST(DiTConfig, FromConfigReadsEveryKeyAndNamesTheJsonPathOnErrors) {
   BackbonePtr model = make_backbone(test::model_spec(R"({"family": "dit", "input_size": 16, "patch_size": 4, "in_channels": 3,
       "hidden_size": 96, "depth": 2, "num_heads": 6, "mlp_ratio": 2.0, "num_classes": 7, "learn_sigma": false})",
-                                                      "run.json"));
+                                                     "run.json"));
   const DiTConfig& c = as_dit(model)->config();
   EXPECT_EQ(c.input_size, 16);
   EXPECT_EQ(c.patch_size, 4);

@@ -93,9 +93,13 @@ TEST(FeedbackModule, CopyInitialisationTakesTheWeightsOfBlockE) {
 
 TEST(FeedbackModule, LoopOutsideTheDepthIsRejected) {
   DiT model = tiny_dit(6);
-  EXPECT_NE(error_of([&] { FeedbackModule(*model, FeedbackOptions{2, 6, FeedbackInit::kRandom}); }).find("depth 6"),
+  EXPECT_NE(error_of([&] {
+              FeedbackModule(*model, FeedbackOptions{2, 6, FeedbackInit::kRandom});
+            }).find("depth 6"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { FeedbackModule(*model, FeedbackOptions{4, 2, FeedbackInit::kRandom}); }).find("loop_begin"),
+  EXPECT_NE(error_of([&] {
+              FeedbackModule(*model, FeedbackOptions{4, 2, FeedbackInit::kRandom});
+            }).find("loop_begin"),
             std::string::npos);
   EXPECT_THROW(FeedbackModule(*model, FeedbackOptions{-1, 2, FeedbackInit::kRandom}), Error);
 }

@@ -21,8 +21,7 @@ TEST(Frechet, MatchesTheClosedFormForCommutingCovariances) {
   const auto a = torch::rand({d}, torch::kFloat64) + 0.1, b = torch::rand({d}, torch::kFloat64) * 3 + 0.1;
   FeatureStatistics s1{torch::randn({d}, torch::kFloat64), q.matmul(torch::diag(a)).matmul(q.t()), 100};
   FeatureStatistics s2{torch::randn({d}, torch::kFloat64), q.matmul(torch::diag(b)).matmul(q.t()), 100};
-  const double expected =
-      (s1.mean - s2.mean).pow(2).sum().item<double>() + (a.sqrt() - b.sqrt()).pow(2).sum().item<double>();
+  const double expected = (s1.mean - s2.mean).pow(2).sum().item<double>() + (a.sqrt() - b.sqrt()).pow(2).sum().item<double>();
   EXPECT_NEAR(frechet_distance(s1, s2), expected, 1e-9);
   EXPECT_NEAR(frechet_distance(s2, s1), expected, 1e-9);
 }
@@ -31,7 +30,8 @@ TEST(Frechet, StatisticsUseTheUnbiasedCovariance) {
   const auto f = torch::tensor({1.0, 2.0, 4.0}, torch::kFloat64).reshape({3, 1});
   const auto s = feature_statistics(f);
   EXPECT_NEAR(s.mean.item<double>(), 7.0 / 3.0, 1e-12);
-  EXPECT_NEAR(s.covariance.item<double>(), ((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) + (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2, 1e-12);
+  EXPECT_NEAR(s.covariance.item<double>(),
+              ((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) + (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2, 1e-12);
 }
 
 TEST(Fidelity, PsnrAndMseFollowTheirDefinitions) {

@@ -37,8 +37,8 @@ PixArtCase load_pixart_case(const std::string& name, const std::string& model_js
 }
 
 void expect_parity(const PixArtCase& c, const std::string& name, const torch::Tensor& ours, const torch::Tensor& ref) {
-  ASSERT_TRUE(ours.sizes().equals(ref.sizes())) << c.name << " " << name << ": shape " << ours.sizes() << " vs reference "
-                                                << ref.sizes();
+  ASSERT_TRUE(ours.sizes().equals(ref.sizes()))
+      << c.name << " " << name << ": shape " << ours.sizes() << " vs reference " << ref.sizes();
   const double err = test::relative_error(ours, ref);
   std::cout << "[parity] " << c.name << " " << name << ": " << err << std::endl;
   EXPECT_LT(err, kTolerance) << c.name << " " << name;
@@ -71,7 +71,8 @@ void check_every_stage(const PixArtCase& c) {
   expect_parity(c, "t0", cond.block, c.io.at("t0"));
   expect_parity(c, "y_proj_full", cond.caption_tokens.unsqueeze(1), c.io.at("y_proj_full"));
   // The official code packs the valid caption tokens of all images into one sequence.
-  const torch::Tensor packed = cond.caption_tokens.masked_select(cond.caption_mask.unsqueeze(-1)).view({1, -1, cond.caption_tokens.size(2)});
+  const torch::Tensor packed =
+      cond.caption_tokens.masked_select(cond.caption_mask.unsqueeze(-1)).view({1, -1, cond.caption_tokens.size(2)});
   expect_parity(c, "y_proj", packed, c.io.at("y_proj"));
   EXPECT_TRUE(torch::equal(cond.caption_mask.sum(1), c.io.at("y_lens")));
 
@@ -169,7 +170,8 @@ TEST(PixArt, AlphaNullConditionIsTheYEmbeddingBufferWithAFullMask) {
   const ConditionInputs like = inputs_of(c);
   const ConditionInputs null = c.model->null_condition(like);
   EXPECT_TRUE(null.caption.sizes().equals(like.caption.sizes()));
-  const torch::Tensor buffer = read_safetensors(test::data_path("pixart_tiny.weights.safetensors")).tensors.at("y_embedder.y_embedding");
+  const torch::Tensor buffer =
+      read_safetensors(test::data_path("pixart_tiny.weights.safetensors")).tensors.at("y_embedder.y_embedding");
   EXPECT_TRUE(torch::equal(null.caption[0][0], buffer));
   EXPECT_TRUE(torch::equal(null.caption[1][0], buffer));
   EXPECT_TRUE(torch::equal(null.caption_mask, torch::ones({2, 6}, torch::kInt64)));
@@ -225,7 +227,8 @@ TEST(PixArt, AlphaRejectsOtherSizesAndSigmaAcceptsThem) {
   const PixArtCase alpha = load_pixart_case("pixart_tiny", R"({"num_heads": 4, "variant": "alpha"})");
   EXPECT_THROW(alpha.model->embed(torch::zeros({1, 4, 8, 12})), Error);
   EXPECT_THROW(alpha.model->embed(torch::zeros({1, 4, 8, 7})), Error);
-  const PixArtCase sigma = load_pixart_case("pixart_sigma_tiny", R"({"num_heads": 4, "variant": "sigma", "pe_interpolation": 2.0})");
+  const PixArtCase sigma =
+      load_pixart_case("pixart_sigma_tiny", R"({"num_heads": 4, "variant": "sigma", "pe_interpolation": 2.0})");
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(sigma.model->embed(torch::zeros({1, 4, 6, 10})).sizes().equals({1, 15, 64}));
 }
@@ -239,15 +242,19 @@ TEST(PixArtConfig, RefusesKvCompressionAndMisplacedOptions) {
     }
     return std::string();
   };
-  EXPECT_NE(message(R"({"family": "pixart", "variant": "sigma", "kv_compress": true})").find("model.kv_compress"), std::string::npos);
+  EXPECT_NE(message(R"({"family": "pixart", "variant": "sigma", "kv_compress": true})").find("model.kv_compress"),
+            std::string::npos);
   EXPECT_NE(message(R"({"family": "pixart", "variant": "alpha", "qk_norm": true})").find("model.qk_norm"), std::string::npos);
   EXPECT_NE(message(R"({"family": "pixart", "variant": "alpha", "pe_interpolation": 2})").find("model.pe_interpolation"),
             std::string::npos);
-  EXPECT_NE(message(R"({"family": "pixart", "variant": "sigma", "lewei_scale": 2})").find("model.lewei_scale"), std::string::npos);
-  EXPECT_NE(message(R"({"family": "pixart", "variant": "beta"})").find("model.variant"), std::string::npos);
-  EXPECT_NE(message(R"({"family": "pixart", "variant": "alpha_ms", "hidden_size": 64, "num_heads": 4})").find("model.hidden_size"),
+  EXPECT_NE(message(R"({"family": "pixart", "variant": "sigma", "lewei_scale": 2})").find("model.lewei_scale"),
             std::string::npos);
-  EXPECT_EQ(message(R"({"family": "pixart", "variant": "sigma", "qk_norm": true, "hidden_size": 64, "num_heads": 4, "depth": 1})"), "");
+  EXPECT_NE(message(R"({"family": "pixart", "variant": "beta"})").find("model.variant"), std::string::npos);
+  EXPECT_NE(
+      message(R"({"family": "pixart", "variant": "alpha_ms", "hidden_size": 64, "num_heads": 4})").find("model.hidden_size"),
+      std::string::npos);
+  EXPECT_EQ(
+      message(R"({"family": "pixart", "variant": "sigma", "qk_norm": true, "hidden_size": 64, "num_heads": 4, "depth": 1})"), "");
 }
 
 TEST(PixArt, SigmaQkNormAddsTheOfficialKeys) {
@@ -259,8 +266,8 @@ TEST(PixArt, SigmaQkNormAddsTheOfficialKeys) {
   config.qk_norm = true;
   PixArtImpl model(config);
   const auto params = model.named_parameters();
-  for (const std::string key : {"blocks.0.attn.q_norm.weight", "blocks.0.attn.q_norm.bias", "blocks.0.attn.k_norm.weight",
-                                "blocks.0.attn.k_norm.bias"})
+  for (const std::string key :
+       {"blocks.0.attn.q_norm.weight", "blocks.0.attn.q_norm.bias", "blocks.0.attn.k_norm.weight", "blocks.0.attn.k_norm.bias"})
     EXPECT_NE(params.find(key), nullptr) << key;
   torch::NoGradGuard no_grad;
   ConditionInputs inputs;

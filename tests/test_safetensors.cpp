@@ -115,22 +115,27 @@ void expect_refused(const std::string& path, const std::vector<std::string>& wor
 
 TEST(SafetensorsStrict, GapBetweenTensorsIsRefused) {
   const std::string dir = test::scratch_dir("safetensors_strict_gap");
-  expect_refused(write_raw_safetensors(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                            R"("b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})", 20),
+  expect_refused(write_raw_safetensors(dir,
+                                       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})",
+                                       20),
                  {"\"b\"", "gap", "\"a\""});
   // A gap before the first tensor.
-  expect_refused(write_raw_safetensors(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
-                 {"\"a\"", "gap"});
+  expect_refused(write_raw_safetensors(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12), {"\"a\"", "gap"});
 }
 
 TEST(SafetensorsStrict, OverlappingTensorsAreRefused) {
   const std::string dir = test::scratch_dir("safetensors_strict_overlap");
-  expect_refused(write_raw_safetensors(dir, R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
-                                            R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", 16),
+  expect_refused(write_raw_safetensors(dir,
+                                       R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                                       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                                       16),
                  {"overlap", "\"a\"", "\"b\""});
   // Two names for the same bytes.
-  expect_refused(write_raw_safetensors(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                            R"("b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8),
+  expect_refused(write_raw_safetensors(dir,
+                                       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                                       8),
                  {"overlap"});
 }
 
@@ -160,9 +165,11 @@ TEST(SafetensorsStrict, HeaderLengthOffByOneIsRefused) {
 TEST(SafetensorsStrict, ListingOrderDoesNotMatterWhenCoverageIsExact) {
   // JSON objects are unordered: "b" may come first in the data while "a" comes first by name.
   const std::string dir = test::scratch_dir("safetensors_strict_order");
-  const auto path = write_raw_safetensors(dir, R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[3,5]},)"
-                                               R"("b":{"dtype":"U8","shape":[3],"data_offsets":[0,3]},)"
-                                               R"("z":{"dtype":"U8","shape":[0],"data_offsets":[5,5]}})", 5);
+  const auto path = write_raw_safetensors(dir,
+                                          R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[3,5]},)"
+                                          R"("b":{"dtype":"U8","shape":[3],"data_offsets":[0,3]},)"
+                                          R"("z":{"dtype":"U8","shape":[0],"data_offsets":[5,5]}})",
+                                          5);
   const auto file = read_safetensors(path);
   EXPECT_EQ(file.tensors.at("a").numel(), 2);
   EXPECT_EQ(file.tensors.at("b").numel(), 3);
@@ -171,11 +178,15 @@ TEST(SafetensorsStrict, ListingOrderDoesNotMatterWhenCoverageIsExact) {
 
 TEST(SafetensorsStrict, DuplicateKeysInTheHeaderAreRefused) {
   const std::string dir = test::scratch_dir("safetensors_strict_duplicate");
-  expect_refused(write_raw_safetensors(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                            R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8),
+  expect_refused(write_raw_safetensors(dir,
+                                       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                       R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                                       8),
                  {"duplicate", "\"a\""});
-  expect_refused(write_raw_safetensors(dir, R"({"__metadata__":{"k":"1","k":"2"},)"
-                                            R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8),
+  expect_refused(write_raw_safetensors(dir,
+                                       R"({"__metadata__":{"k":"1","k":"2"},)"
+                                       R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                                       8),
                  {"duplicate", "__metadata__.k"});
 }
 
@@ -186,10 +197,8 @@ TEST(SafetensorsStrict, HeaderAboveTheLimitIsRefusedBeforeReading) {
 
 TEST(SafetensorsStrict, DtypeShapeAndByteLengthMismatchesNameTheTensor) {
   const std::string dir = test::scratch_dir("safetensors_strict_mismatch");
-  expect_refused(write_raw_safetensors(dir, R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,8]}})", 8),
-                 {"\"w\"", "F16"});
-  expect_refused(write_raw_safetensors(dir, R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8),
-                 {"\"w\"", "shape"});
+  expect_refused(write_raw_safetensors(dir, R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,8]}})", 8), {"\"w\"", "F16"});
+  expect_refused(write_raw_safetensors(dir, R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8), {"\"w\"", "shape"});
   expect_refused(write_raw_safetensors(dir, R"({"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", 8),
                  {"\"w\"", "shape"});
   // A shape whose size overflows 64 bits.
@@ -201,7 +210,9 @@ TEST(SafetensorsStrict, DtypeShapeAndByteLengthMismatchesNameTheTensor) {
 
 TEST(SafetensorsStrict, WrittenFilesExactlyFillTheirData) {
   const std::string dir = test::scratch_dir("safetensors_strict_writer");
-  TensorMap in{{"b", torch::randn({3, 5})}, {"a", torch::arange(7, torch::kInt16)}, {"e", torch::zeros({0})},
+  TensorMap in{{"b", torch::randn({3, 5})},
+               {"a", torch::arange(7, torch::kInt16)},
+               {"e", torch::zeros({0})},
                {"c", torch::ones({2}, torch::kBool)}};
   write_safetensors(dir + "/w.safetensors", in, {{"k", "v"}});
   std::ifstream f(dir + "/w.safetensors", std::ios::binary);
@@ -212,7 +223,8 @@ TEST(SafetensorsStrict, WrittenFilesExactlyFillTheirData) {
   const auto header = nlohmann::json::parse(bytes.substr(8, n));
   uint64_t total = 0;
   for (auto it = header.begin(); it != header.end(); ++it)
-    if (it.key() != "__metadata__") total += it->at("data_offsets")[1].get<uint64_t>() - it->at("data_offsets")[0].get<uint64_t>();
+    if (it.key() != "__metadata__")
+      total += it->at("data_offsets")[1].get<uint64_t>() - it->at("data_offsets")[0].get<uint64_t>();
   EXPECT_EQ(8 + n + total, bytes.size());
   EXPECT_NO_THROW(read_safetensors(dir + "/w.safetensors"));
 }

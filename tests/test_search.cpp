@@ -35,7 +35,8 @@ Schedule planted() {
 int64_t toy_cost(const Schedule& s) { return 6 * s.steps + 4 * static_cast<int64_t>(s.feedback_steps.size()); }
 nlohmann::json toy_metrics(const Schedule& s) {
   const Schedule p = planted();
-  const std::set<int64_t> a(s.feedback_steps.begin(), s.feedback_steps.end()), b(p.feedback_steps.begin(), p.feedback_steps.end());
+  const std::set<int64_t> a(s.feedback_steps.begin(), s.feedback_steps.end()),
+      b(p.feedback_steps.begin(), p.feedback_steps.end());
   int64_t differ = 0;
   for (int64_t k : a) differ += !b.count(k);
   for (int64_t k : b) differ += !a.count(k);
@@ -69,8 +70,16 @@ std::vector<std::string> keys(const std::vector<EvaluatedSchedule>& v) {
 
 // A run config with a tiny DiT (depth 6, loop 2..3) written to `dir`, for the plan and for sampling.
 Json tiny_config() {
-  return {{"model", {{"family", "dit"}, {"input_size", 8}, {"patch_size", 2}, {"in_channels", 4}, {"hidden_size", 32},
-                     {"depth", 6}, {"num_heads", 4}, {"num_classes", 10}, {"learn_sigma", false}}},
+  return {{"model",
+           {{"family", "dit"},
+            {"input_size", 8},
+            {"patch_size", 2},
+            {"in_channels", 4},
+            {"hidden_size", 32},
+            {"depth", 6},
+            {"num_heads", 4},
+            {"num_classes", 10},
+            {"learn_sigma", false}}},
           {"ilf", {{"loop_begin", 2}, {"loop_end", 3}}},
           {"sampling", {{"guidance_scale", 2.0}}}};
 }
@@ -95,8 +104,8 @@ TEST(Search, BudgetPricesEveryScheduleByTheBlockForwardsTheSamplerCounts) {
   const ConditionInputs null = model->null_condition(in);
 
   std::vector<Schedule> schedules(4);
-  schedules[0].steps = 5;                                             // plain
-  schedules[1].steps = 7, schedules[1].feedback_steps = {0, 3, 6};    // 3 feedback steps
+  schedules[0].steps = 5;                                           // plain
+  schedules[1].steps = 7, schedules[1].feedback_steps = {0, 3, 6};  // 3 feedback steps
   schedules[2].steps = 4, schedules[2].feedback_steps = {0, 1, 2, 3}, schedules[2].t_post = TPostRule::kUniform;
   schedules[3].steps = 9, schedules[3].feedback_steps = {8};
   for (const Schedule& s : schedules) {
@@ -120,7 +129,10 @@ TEST(Search, BudgetPricesEveryScheduleByTheBlockForwardsTheSamplerCounts) {
   }
   o.budget = 6 * 4 - 1;  // less than 4 plain steps
   int evaluated = 0;
-  auto counting = [&](const Schedule& s) { ++evaluated; return toy_metrics(s); };
+  auto counting = [&](const Schedule& s) {
+    ++evaluated;
+    return toy_metrics(s);
+  };
   EXPECT_THROW(run_schedule_search(toy_space(), o, Objective{}, cost, counting, counting, dir + "/none.json"), Error);
   EXPECT_EQ(evaluated, 0);
 }
@@ -149,8 +161,8 @@ TEST(Search, FindsTheBestPlantedInAToyObjective) {
 
 TEST(Search, AKilledSearchResumesIntoTheSameResult) {
   const std::string dir = test::scratch_dir("search_resume");
-  const SearchResult whole = run_schedule_search(toy_space(), toy_options(25), Objective{}, toy_cost, toy_metrics, toy_metrics,
-                                                 dir + "/whole.json");
+  const SearchResult whole =
+      run_schedule_search(toy_space(), toy_options(25), Objective{}, toy_cost, toy_metrics, toy_metrics, dir + "/whole.json");
   // A child process is killed (SIGKILL) in its 11th evaluation; its state holds the first 10.
   const std::string state = dir + "/killed.json";
   const pid_t child = fork();
@@ -168,8 +180,12 @@ TEST(Search, AKilledSearchResumesIntoTheSameResult) {
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   int calls = 0;
-  auto counting = [&](const Schedule& s) { ++calls; return toy_metrics(s); };
-  const SearchResult resumed = run_schedule_search(toy_space(), toy_options(25), Objective{}, toy_cost, counting, counting, state);
+  auto counting = [&](const Schedule& s) {
+    ++calls;
+    return toy_metrics(s);
+  };
+  const SearchResult resumed =
+      run_schedule_search(toy_space(), toy_options(25), Objective{}, toy_cost, counting, counting, state);
   EXPECT_EQ(keys(resumed.candidates), keys(whole.candidates));
   EXPECT_EQ(keys(resumed.finalists), keys(whole.finalists));
   EXPECT_EQ(calls, 15 + 2);  // the 15 candidates left and the 2 finalists

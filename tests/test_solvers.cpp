@@ -37,9 +37,7 @@ torch::Tensor fake_eps(const torch::Tensor& x, double t) {
 
 TensorMap load(const std::string& name) { return read_safetensors(test::data_path(name)).tensors; }
 
-const torch::Tensor& ref(const TensorMap& tensors, const std::string& key) {
-  return require_tensor(tensors, key, "reference");
-}
+const torch::Tensor& ref(const TensorMap& tensors, const std::string& key) { return require_tensor(tensors, key, "reference"); }
 
 // The references were written by diffusers / the official PixArt code on torch 1.13, and the schedules
 // are built with the same operations. torch 2.x rounds float32 torch.linspace differently (measured
@@ -84,8 +82,8 @@ std::string message_of(const std::function<void()>& f) {
 struct ErrorLog {
   double chained_x = 0, chained_x0 = 0, chained_eps = 0, forced_x = 0, forced_eps = 0;
   void print(const std::string& name) const {
-    std::printf("[ measured ] %s: chained x %.3g, x0 %.3g, eps %.3g | from reference x.k/eps.k: x %.3g, eps %.3g\n",
-                name.c_str(), chained_x, chained_x0, chained_eps, forced_x, forced_eps);
+    std::printf("[ measured ] %s: chained x %.3g, x0 %.3g, eps %.3g | from reference x.k/eps.k: x %.3g, eps %.3g\n", name.c_str(),
+                chained_x, chained_x0, chained_eps, forced_x, forced_eps);
   }
 };
 
@@ -217,7 +215,9 @@ TEST(NoiseSchedule, AddNoiseMatchesSigmaParametrisation) {
 TEST(NoiseSchedule, RejectsBadTimestepsAndOptions) {
   const NoiseSchedule schedule = NoiseSchedule::create();
   const torch::Tensor x0 = torch::zeros({2, 4});
-  EXPECT_NE(message_of([&] { schedule.add_noise(x0, x0, torch::tensor({0, 1000}, torch::kLong)); }).find("[0, 1000)"),
+  EXPECT_NE(message_of([&] {
+              schedule.add_noise(x0, x0, torch::tensor({0, 1000}, torch::kLong));
+            }).find("[0, 1000)"),
             std::string::npos);
   EXPECT_THROW(schedule.add_noise(x0, x0, torch::tensor({0}, torch::kLong)), Error);
   EXPECT_THROW(schedule.add_noise(x0, x0, torch::tensor({0.5, 1.0})), Error);
@@ -480,8 +480,8 @@ void expect_graph_style_replay_is_bit_identical(Solver& solver, Solver& replayer
     auto found = graphs.find(step.kind);
     if (found == graphs.end())
       found = graphs
-                  .emplace(step.kind, SolverStep{-1, step.kind, torch::empty_like(step.timestep),
-                                                 torch::empty_like(step.coefficients)})
+                  .emplace(step.kind,
+                           SolverStep{-1, step.kind, torch::empty_like(step.timestep), torch::empty_like(step.coefficients)})
                   .first;
     SolverStep& captured = found->second;
     captured.timestep.copy_(step.timestep);
@@ -533,8 +533,7 @@ TEST(SolverSteps, TwentyStepsNeedTwoUpdateKindsAndTheReferenceCoefficients) {
 
 TEST(SolverSteps, StepTensorsOutsideTheScheduleNameTheSolverAndTheStep) {
   DPMSolverMultistep dpm;
-  EXPECT_NE(message_of([&] { dpm.step_tensors(0, torch::kCPU); }).find("dpmpp2m: step 0 does not exist"),
-            std::string::npos);
+  EXPECT_NE(message_of([&] { dpm.step_tensors(0, torch::kCPU); }).find("dpmpp2m: step 0 does not exist"), std::string::npos);
   DDIMSolver ddim;
   ddim.set_timesteps(5);
   EXPECT_NE(message_of([&] { ddim.step_tensors(5, torch::kCPU); }).find("ddim: step 5"), std::string::npos);

@@ -200,9 +200,15 @@ TEST(SweepFile, StructuralMistakesAreRejectedNamingTheKey) {
   EXPECT_NE(m.find("axes[0]"), std::string::npos) << m;
   m = message_for([](Json& s) { s["axes"][1]["values"] = Json::array(); });
   EXPECT_NE(m.find("axes[1]"), std::string::npos) << m;
-  m = message_for([](Json& s) { s["stages"] = {"train"}; s["metrics"] = {"fid"}; });
+  m = message_for([](Json& s) {
+    s["stages"] = {"train"};
+    s["metrics"] = {"fid"};
+  });
   EXPECT_NE(m.find("metrics[0]"), std::string::npos) << m;
-  m = message_for([](Json& s) { s["axes"][0]["train"] = false; s["axes"][0]["zip"] = {{"training.steps", {1, 2}}}; });
+  m = message_for([](Json& s) {
+    s["axes"][0]["train"] = false;
+    s["axes"][0]["zip"] = {{"training.steps", {1, 2}}};
+  });
   EXPECT_NE(m.find("training.steps"), std::string::npos) << m;
   m = message_for([](Json& s) { s["slurm"] = {{"time", "four hours"}}; });
   EXPECT_NE(m.find("slurm.time"), std::string::npos) << m;
@@ -259,8 +265,8 @@ TEST(SweepSlurm, ScriptRunsOnePointPerArrayTaskWithSrunForTraining) {
        {"#SBATCH --array=0-5\n", "#SBATCH --partition=h100\n", "#SBATCH --time=12:00:00\n", "#SBATCH --gpus-per-node=8\n",
         "#SBATCH --ntasks-per-node=8\n", "#SBATCH --cpus-per-task=12\n", "#SBATCH --constraint=h100\n",
         "#SBATCH --signal=USR1@600\n", "module load cuda\n", "--point \"$SLURM_ARRAY_TASK_ID\"",
-        "srun --kill-on-bad-exit=1 --ntasks=$SLURM_NTASKS", "export MASTER_ADDR=", "export MASTER_PORT=",
-        "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\""})
+        "srun --kill-on-bad-exit=1 --ntasks=$SLURM_NTASKS",
+        "export MASTER_ADDR=", "export MASTER_PORT=", "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\""})
     EXPECT_NE(script.find(expected), std::string::npos) << "missing " << expected << " in\n" << script;
   // Short time limits get a proportionally short warning, none below 5 minutes or without a limit.
   auto script_with_time = [&](const std::string& time) {
@@ -367,8 +373,8 @@ TEST(SweepRun, StagesGetThePointsOverridesAndTheTrainedWeights) {
   const auto calls = read_lines(dir + "/calls.txt");
   ASSERT_EQ(calls.size(), 2u);
   const std::string feedback = (fs::path(ilf::train_dir(spec, points[3])) / "feedback.safetensors").string();
-  EXPECT_EQ(calls[1], "eval " + points[3].id + " --set ilf.loop_end=19 --set sampling.steps=12 --set ilf.feedback_weights=" +
-                          feedback);
+  EXPECT_EQ(calls[1],
+            "eval " + points[3].id + " --set ilf.loop_end=19 --set sampling.steps=12 --set ilf.feedback_weights=" + feedback);
   // The marker records the overrides; the point folder keeps the resolved config.
   const Json marker = Json::parse(read_text(ilf::marker_path(spec, points[3], ilf::SweepStage::kEval)));
   EXPECT_EQ(marker["overrides"], Json(points[3].overrides));
@@ -402,10 +408,10 @@ TEST(SweepRun, KillingTheCommandMidwayAndRunningAgainFinishesOnlyTheMissingPoint
   const std::string dir = ilf::test::scratch_dir("sweep_kill");
   Json sweep = fake_stage_sweep(dir);
   // Point 2's eval sends SIGTERM to ilf_sweep (its parent) the first time, then waits to be stopped.
-  sweep["commands"]["eval"] = {
-      "sh", "-c",
-      "echo \"eval $ILF_SWEEP_POINT\" >> " + dir + "/calls.txt; if [ $ILF_SWEEP_INDEX = 2 ] && [ ! -e " + dir +
-          "/killed ]; then : > " + dir + "/killed; kill -TERM $PPID; sleep 10; fi; echo '{\"fid\": 1}' > {out}"};
+  sweep["commands"]["eval"] = {"sh", "-c",
+                               "echo \"eval $ILF_SWEEP_POINT\" >> " + dir + "/calls.txt; if [ $ILF_SWEEP_INDEX = 2 ] && [ ! -e " +
+                                   dir + "/killed ]; then : > " + dir +
+                                   "/killed; kill -TERM $PPID; sleep 10; fi; echo '{\"fid\": 1}' > {out}"};
   const std::string path = write_sweep(dir, sweep);
   const std::string run = exe + " run " + path + " --local > " + dir + "/run.log 2>&1";
   const int first = std::system(run.c_str());
@@ -428,24 +434,25 @@ TEST(SweepCollect, TablesHoldEveryPointsAxisValuesAndMetrics) {
   for (int i : {0, 1, 2}) ASSERT_EQ(ilf::run_sweep_point(spec, points[i], options), ilf::PointOutcome::kCompleted) << log.str();
 
   const ilf::SweepTable table = ilf::collect_sweep(spec, points);
-  EXPECT_EQ(table.columns, (std::vector<std::string>{"point", "ilf.loop_end", "sampling.steps", "state", "fid",
-                                                     "block_forwards", "train.loss", "plan.block_forwards"}));
+  EXPECT_EQ(table.columns, (std::vector<std::string>{"point", "ilf.loop_end", "sampling.steps", "state", "fid", "block_forwards",
+                                                     "train.loss", "plan.block_forwards"}));
   ASSERT_EQ(table.rows.size(), 4u);
   EXPECT_EQ(table.complete_points, 3);
   EXPECT_EQ(table.rows[2][0], "p002");
   EXPECT_EQ(table.rows[2][1], 19);
   EXPECT_EQ(table.rows[2][2], 10);
   EXPECT_EQ(table.rows[2][3], "complete");
-  EXPECT_EQ(table.rows[2][4], 2);          // fid written by the fake eval: the point index
-  EXPECT_EQ(table.rows[2][5], 10);         // its sampling.steps, through {key:sampling.steps}
-  EXPECT_EQ(table.rows[2][6], 0.25);       // the last loss of the training log
+  EXPECT_EQ(table.rows[2][4], 2);     // fid written by the fake eval: the point index
+  EXPECT_EQ(table.rows[2][5], 10);    // its sampling.steps, through {key:sampling.steps}
+  EXPECT_EQ(table.rows[2][6], 0.25);  // the last loss of the training log
   EXPECT_EQ(table.rows[2][7], *points[2].block_forwards);
   EXPECT_EQ(table.rows[3][3], "missing eval");
   EXPECT_TRUE(table.rows[3][4].is_null());
   EXPECT_EQ(table.rows[3][6], 0.25);  // the training it shares with point 2 is done
 
   const std::string csv = ilf::table_to_csv(table);
-  EXPECT_EQ(csv.substr(0, csv.find('\n')), "point,ilf.loop_end,sampling.steps,state,fid,block_forwards,train.loss,plan.block_forwards");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "point,ilf.loop_end,sampling.steps,state,fid,block_forwards,train.loss,plan.block_forwards");
   EXPECT_NE(csv.find("p002,19,10,complete,2,10,0.25," + std::to_string(*points[2].block_forwards)), std::string::npos) << csv;
   const std::string markdown = ilf::table_to_markdown(spec, table);
   EXPECT_NE(markdown.find("| p002 | 19 | 10 | complete | 2 | 10 | 0.25 |"), std::string::npos) << markdown;

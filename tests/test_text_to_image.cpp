@@ -60,8 +60,8 @@ TinyModel load_tiny(const std::string& folder, Json config = Json::object()) {
 
 // Runs ilf_sample with `args`; returns its exit code; stdout + stderr go to `log`.
 int run_ilf_sample(const std::string& args, const std::string& log) {
-  const std::string command = "cd " + std::string(ILF_SOURCE_DIR) + " && " + std::string(ILF_BINARY_DIR) +
-                              "/ilf_sample " + args + " > " + log + " 2>&1";
+  const std::string command =
+      "cd " + std::string(ILF_SOURCE_DIR) + " && " + std::string(ILF_BINARY_DIR) + "/ilf_sample " + args + " > " + log + " 2>&1";
   const int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
@@ -74,8 +74,7 @@ std::pair<uint32_t, uint32_t> png_size(const std::string& path) {
   const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (!in || std::memcmp(header, signature, 8) != 0 || std::memcmp(header + 12, "IHDR", 4) != 0) return {0, 0};
   auto be32 = [&](int o) {
-    return (uint32_t(header[o]) << 24) | (uint32_t(header[o + 1]) << 16) | (uint32_t(header[o + 2]) << 8) |
-           header[o + 3];
+    return (uint32_t(header[o]) << 24) | (uint32_t(header[o + 1]) << 16) | (uint32_t(header[o + 2]) << 8) | header[o + 3];
   };
   return {be32(16), be32(20)};
 }
@@ -339,8 +338,7 @@ TEST(TextToImage, LoaderChecksCaptionLengthFilesAndFeedback) {
   const std::string dir = test::scratch_dir("t2i_traced_for_cuda");
   Json manifest = load_json_file(t2i_path("pixart_sigma_tiny/model.json"));
   for (const char* key : {"backbone", "text_encoder", "tokenizer", "tokenizer_check", "vae_decoder", "vae_encoder"})
-    manifest[key] =
-        (fs::path(t2i_path("pixart_sigma_tiny")) / manifest[key].get<std::string>()).lexically_normal().string();
+    manifest[key] = (fs::path(t2i_path("pixart_sigma_tiny")) / manifest[key].get<std::string>()).lexically_normal().string();
   manifest["device"] = "cuda";
   write_text(dir + "/model.json", manifest.dump(2));
   try {
@@ -416,8 +414,7 @@ TEST(TextToImage, GuidanceAtScaleOneEqualsTheUnguidedForward) {
     const torch::Tensor plain = t.model.backbone->forward(x, t_in, cond).slice(1, 0, 4);
     EXPECT_LT(test::relative_error(guided, plain), 1e-5) << folder;
     // And the null caption matters at other scales.
-    EXPECT_GT(test::relative_error(classifier_free_guidance(batched, 4.5, 4).slice(0, 0, 2).slice(1, 0, 4), plain),
-              1e-3)
+    EXPECT_GT(test::relative_error(classifier_free_guidance(batched, 4.5, 4).slice(0, 0, 2).slice(1, 0, 4), plain), 1e-3)
         << folder;
   }
 }
@@ -449,8 +446,7 @@ TEST(TextToImage, SamePromptAndSeedGiveTheSameImageInAnyBatch) {
 TEST(TextToImage, IlfWithZeroFeedbackScalesReproducesTheBaseline) {
   const std::string dir = test::scratch_dir("t2i_ilf_zero");
   TinyModel base = load_tiny("pixart_alpha_tiny", {{"sampling", {{"steps", 5}}}});
-  FeedbackModule(*base.model.backbone, FeedbackOptions{1, 2, FeedbackInit::kRandom})
-      ->save(dir + "/feedback.safetensors");
+  FeedbackModule(*base.model.backbone, FeedbackOptions{1, 2, FeedbackInit::kRandom})->save(dir + "/feedback.safetensors");
   TinyModel ilf = load_tiny("pixart_alpha_tiny", {{"sampling", {{"steps", 5}, {"method", "ilf"}}},
                                                   {"ilf",
                                                    {{"loop_begin", 1},
@@ -494,8 +490,7 @@ TEST(IlfSampleTextToImage, PromptToPngWithItsSettingsAndThePlannedBlockForwards)
   const std::string dir = test::scratch_dir("ilf_sample_prompt");
   // A feedback module for the tiny alpha backbone (random F, zero scales), and an ILF run config.
   TinyModel base = load_tiny("pixart_alpha_tiny");
-  FeedbackModule(*base.model.backbone, FeedbackOptions{1, 2, FeedbackInit::kRandom})
-      ->save(dir + "/feedback.safetensors");
+  FeedbackModule(*base.model.backbone, FeedbackOptions{1, 2, FeedbackInit::kRandom})->save(dir + "/feedback.safetensors");
   const Json config = {{"model", {{"folder", t2i_path("pixart_alpha_tiny")}}},
                        {"sampling", {{"method", "ilf"}, {"steps", 10}}},
                        {"ilf",
@@ -528,8 +523,7 @@ TEST(IlfSampleTextToImage, PromptToPngWithItsSettingsAndThePlannedBlockForwards)
   EXPECT_NE(read_text(dir + "/log.txt").find("block forwards"), std::string::npos);
 
   // The same prompt and seed again: the same image file content.
-  ASSERT_EQ(run_ilf_sample(common + " --out " + dir + "/again.png", dir + "/log2.txt"), 0)
-      << read_text(dir + "/log2.txt");
+  ASSERT_EQ(run_ilf_sample(common + " --out " + dir + "/again.png", dir + "/log2.txt"), 0) << read_text(dir + "/log2.txt");
   EXPECT_EQ(read_text(png), read_text(dir + "/again.png"));
 }
 
@@ -541,8 +535,7 @@ TEST(IlfSampleTextToImage, PromptsFileWritesOnePngPerLine) {
                            dir + "/log.txt"),
             0)
       << read_text(dir + "/log.txt");
-  const std::vector<std::string> prompts = {"a corgi wearing a red scarf", "an astronaut riding a horse",
-                                            "a bowl of soup"};
+  const std::vector<std::string> prompts = {"a corgi wearing a red scarf", "an astronaut riding a horse", "a bowl of soup"};
   for (size_t i = 0; i < prompts.size(); ++i) {
     const std::string png = dir + "/samples/0000" + std::to_string(i) + ".png";
     ASSERT_EQ(png_size(png), (std::pair<uint32_t, uint32_t>{64, 64})) << png;
@@ -580,36 +573,31 @@ TEST(IlfSampleTextToImage, ShippedConfigsPlanThePapersBlockForwards) {
   for (const std::string name : {"pixart_alpha_512", "pixart_alpha_1024", "pixart_sigma_512", "pixart_sigma_1024"}) {
     const bool sigma = name.find("sigma") != std::string::npos;
     const bool large = name.find("1024") != std::string::npos;
-    const Json manifest = {{"family", sigma ? "pixart_sigma" : "pixart_alpha"},
-                           {"resolution", large ? 1024 : 512},
-                           {"latent_scale", sigma ? 0.13025 : 0.18215},
-                           {"max_caption_length", sigma ? 300 : 120},
-                           {"model",
-                            {{"variant", sigma ? "sigma" : (large ? "alpha_ms" : "alpha")},
-                             {"depth", 28},
-                             {"input_size", large ? 128 : 64}}},
-                           {"backbone", "backbone.safetensors"},
-                           {"text_encoder", "text_encoder.pt"},
-                           {"tokenizer", "spiece.model"},
-                           {"vae_decoder", "vae_decoder.pt"}};
+    const Json manifest = {
+        {"family", sigma ? "pixart_sigma" : "pixart_alpha"},
+        {"resolution", large ? 1024 : 512},
+        {"latent_scale", sigma ? 0.13025 : 0.18215},
+        {"max_caption_length", sigma ? 300 : 120},
+        {"model",
+         {{"variant", sigma ? "sigma" : (large ? "alpha_ms" : "alpha")}, {"depth", 28}, {"input_size", large ? 128 : 64}}},
+        {"backbone", "backbone.safetensors"},
+        {"text_encoder", "text_encoder.pt"},
+        {"tokenizer", "spiece.model"},
+        {"vae_decoder", "vae_decoder.pt"}};
     write_text(dir + "/model.json", manifest.dump(2));
     const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/" + name + ".json";
     ASSERT_TRUE(fs::exists(config)) << config;
     const std::string log = dir + "/" + name + ".json";
-    ASSERT_EQ(run_ilf_sample("--config " + config + " --model-folder " + dir + " --prompt x --plan", log), 0)
-        << read_text(log);
+    ASSERT_EQ(run_ilf_sample("--config " + config + " --model-folder " + dir + " --prompt x --plan", log), 0) << read_text(log);
     EXPECT_EQ(Json::parse(read_text(log))["total_block_forwards"], 332) << name;  // paper: ILF, 10 steps
     if (name != "pixart_sigma_1024") continue;  // the method switches once (each run starts a process)
     ASSERT_EQ(
-        run_ilf_sample(
-            "--config " + config + " --model-folder " + dir + " --prompt x --plan --method baseline --steps 20", log),
+        run_ilf_sample("--config " + config + " --model-folder " + dir + " --prompt x --plan --method baseline --steps 20", log),
         0)
         << read_text(log);
     EXPECT_EQ(Json::parse(read_text(log))["total_block_forwards"], 560) << name;  // paper: baseline, 20 steps
     ASSERT_EQ(
-        run_ilf_sample("--config " + config + " --model-folder " + dir + " --prompt x --plan --method cache --steps 20",
-                       log),
-        0)
+        run_ilf_sample("--config " + config + " --model-folder " + dir + " --prompt x --plan --method cache --steps 20", log), 0)
         << read_text(log);
     EXPECT_EQ(Json::parse(read_text(log))["total_block_forwards"], 326) << name;  // paper: caching, 20 steps
   }

@@ -151,7 +151,8 @@ TEST_F(Training, IlfTrainingChangesOnlyTheFeedbackAndScalesAndLeavesTheBackboneB
     EXPECT_TRUE(torch::equal(b.value(), backbone_before.at("buffer:" + b.key()))) << b.key() << " changed";
   EXPECT_FALSE(torch::equal(trainer.feedback()->scales, feedback_before.at("scales")));
   int changed = 0;
-  for (const auto& p : trainer.feedback()->named_parameters(true)) changed += !torch::equal(p.value(), feedback_before.at(p.key()));
+  for (const auto& p : trainer.feedback()->named_parameters(true))
+    changed += !torch::equal(p.value(), feedback_before.at(p.key()));
   EXPECT_EQ(changed, static_cast<int>(feedback_before.size())) << "every F parameter and the scales train";
 }
 
@@ -196,8 +197,7 @@ TEST_F(Training, PretrainingLossFallsAndItsBackboneFileLoadsAsAnIlfBackbone) {
   const TensorMap tensors = read_weights(weights);
   EXPECT_TRUE(tensors.count("blocks.0.attn.qkv.weight"));
   EXPECT_TRUE(tensors.count("pos_embed"));
-  for (const auto& [name, value] : run.trainer->ema().values())
-    EXPECT_TRUE(torch::equal(tensors.at(name), value)) << name;
+  for (const auto& [name, value] : run.trainer->ema().values()) EXPECT_TRUE(torch::equal(tensors.at(name), value)) << name;
   InProcessRun ilf(data(), test::scratch_dir("training_pretrain_then_ilf"),
                    {"weights=" + weights, "training.steps=2", "training.checkpoint_every=0"});
   for (const auto& p : ilf.trainer->backbone().named_parameters(true))
@@ -222,8 +222,9 @@ TEST_F(Training, TheFeedbackFileIsTheEmaAndLoadsIntoAFeedbackModule) {
 
 TEST_F(Training, SampleGridsAreWrittenAsPng) {
   const std::string out = test::scratch_dir("training_sample_grid");
-  InProcessRun run(data(), out, {"training.steps=4", "training.checkpoint_every=0", "training.sample_every=2",
-                                 "training.sample_steps=2", "training.sample_images=4"});
+  InProcessRun run(data(), out,
+                   {"training.steps=4", "training.checkpoint_every=0", "training.sample_every=2", "training.sample_steps=2",
+                    "training.sample_images=4"});
   ASSERT_TRUE(run.trainer->run());
   for (const std::string step : {"2", "4"}) {
     const std::string path = out + "/samples/step-0000000" + step + ".png";
@@ -299,9 +300,10 @@ TEST_F(Training, ANonFiniteLossStopsWithoutTouchingTheLastCheckpoint) {
   const std::string good_bytes = test::read_text(good);
   const std::string feedback_bytes = test::read_text(out + "/feedback.safetensors");
   // An absurd learning rate blows the feedback up after one step.
-  InProcessRun diverging(data(), out, {"training.steps=20", "training.checkpoint_every=1", "training.lr=1e30",
-                                       "training.grad_clip=0", "training.warmup_steps=0"},
-                         /*resume=*/true);
+  InProcessRun diverging(
+      data(), out,
+      {"training.steps=20", "training.checkpoint_every=1", "training.lr=1e30", "training.grad_clip=0", "training.warmup_steps=0"},
+      /*resume=*/true);
   try {
     diverging.trainer->run();
     FAIL() << "expected a NonFiniteLossError";
@@ -382,11 +384,11 @@ TEST_F(Training, IlfSampleLoadsTheBackboneAndFeedbackFilesARunWrites) {
     InProcessRun ilf(data(), root + "/ilf", {"weights=" + root + "/pretrain/backbone.safetensors", "training.steps=2"});
     ASSERT_TRUE(ilf.trainer->run());
   }
-  const auto child = test::spawn_process(
-      {std::string(ILF_BINARY_DIR) + "/ilf_sample", "--config", test::tiny_config_path(), "--weights",
-       root + "/pretrain/backbone.safetensors", "--feedback", root + "/ilf/feedback.safetensors", "--method", "ilf",
-       "--steps", "3", "--class", "1,2", "--out", root + "/sample.png"},
-      {}, root + "/sample.log");
+  const auto child =
+      test::spawn_process({std::string(ILF_BINARY_DIR) + "/ilf_sample", "--config", test::tiny_config_path(), "--weights",
+                           root + "/pretrain/backbone.safetensors", "--feedback", root + "/ilf/feedback.safetensors", "--method",
+                           "ilf", "--steps", "3", "--class", "1,2", "--out", root + "/sample.png"},
+                          {}, root + "/sample.log");
   ASSERT_EQ(test::wait_process(child), 0) << test::read_text(root + "/sample.log");
   EXPECT_TRUE(fs::exists(root + "/sample.png"));
 }

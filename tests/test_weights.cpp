@@ -184,9 +184,9 @@ TEST(Weights, MissingUnexpectedAndMisshapenKeysAreAllNamedInOneError) {
   broken["t_block.1.weight"] = torch::zeros({3});
   broken["blocks.2.attn.qkv.weight"] = torch::zeros({64, 64});
   const std::string message = error_of([&] { load_backbone_weights(*model, broken, "broken.safetensors"); });
-  for (const std::string part : {"broken.safetensors", "2 missing", "blocks.1.mlp.fc2.bias", "final_layer.linear.weight",
-                                 "2 unexpected", "blocks.0.attn.extra", "t_block.1.weight", "1 wrong shape",
-                                 "blocks.2.attn.qkv.weight (file [64, 64], model [192, 64])"})
+  for (const std::string part :
+       {"broken.safetensors", "2 missing", "blocks.1.mlp.fc2.bias", "final_layer.linear.weight", "2 unexpected",
+        "blocks.0.attn.extra", "t_block.1.weight", "1 wrong shape", "blocks.2.attn.qkv.weight (file [64, 64], model [192, 64])"})
     EXPECT_TRUE(contains(message, part)) << "missing \"" << part << "\" in: " << message;
   // Nothing was loaded.
   EXPECT_TRUE(torch::equal(model->named_parameters()["t_embedder.mlp.0.weight"], before));
@@ -275,8 +275,9 @@ TEST(Weights, WhatTheWeightsCannotTellMustComeFromTheConfig) {
   const TensorMap dit = tensors_of("dit_tiny.weights.safetensors");
   EXPECT_TRUE(contains(error_of([&] { build(dit, R"({"num_heads": 4, "depth": 28})"); }), "model.depth"));
   EXPECT_TRUE(contains(error_of([&] { build(dit, R"({"num_heads": 4, "family": "pixart"})"); }), "model.family"));
-  EXPECT_TRUE(contains(error_of([&] { build(tensors_of("pixartms_tiny.weights.safetensors"), R"({"num_heads": 4, "variant": "sigma"})"); }),
-                       "model.variant"));
+  EXPECT_TRUE(contains(
+      error_of([&] { build(tensors_of("pixartms_tiny.weights.safetensors"), R"({"num_heads": 4, "variant": "sigma"})"); }),
+      "model.variant"));
   // Without model.num_heads, an official width implies the official head count (DiT-S: 384 / 6).
   DiTConfig small = DiTConfig::preset("DiT-S/2");
   small.depth = 1;
@@ -334,15 +335,16 @@ TEST(ExportWeights, ScriptRoundTripsTheReferenceWeights) {
   const std::string script = std::string(ILF_SOURCE_DIR) + "/scripts/export_weights.py";
   const std::string pth = dir + "/pixart_tiny.pth";
   // An official-style checkpoint: torch.save({"state_dict": ...}) from the reference TorchScript archive.
-  const std::string make_pth = python + " -c \"import torch; m = torch.jit.load('" + test::data_path("pixart_tiny.torchscript.pt") +
+  const std::string make_pth = python + " -c \"import torch; m = torch.jit.load('" +
+                               test::data_path("pixart_tiny.torchscript.pt") +
                                "'); torch.save({'state_dict': dict(m.state_dict())}, '" + pth + "')\"";
   ASSERT_EQ(std::system(make_pth.c_str()), 0);
   const TensorMap official = tensors_of("pixart_tiny.weights.safetensors");
   // LibTorch cannot read the checkpoint itself: the error points to the script.
   EXPECT_TRUE(contains(error_of([&] { read_weights(pth); }), "export_weights.py"));
 
-  const std::string export_pth = python + " " + script + " " + pth + " --torchscript " + dir + "/a.torchscript.pt --safetensors " +
-                                 dir + "/a.safetensors > " + dir + "/log_a.txt 2>&1";
+  const std::string export_pth = python + " " + script + " " + pth + " --torchscript " + dir +
+                                 "/a.torchscript.pt --safetensors " + dir + "/a.safetensors > " + dir + "/log_a.txt 2>&1";
   ASSERT_EQ(std::system(export_pth.c_str()), 0) << read_bytes(dir + "/log_a.txt");
   expect_same_tensors(read_weights(dir + "/a.torchscript.pt"), official);
   expect_same_tensors(read_weights(dir + "/a.safetensors"), official);

@@ -39,9 +39,9 @@ inline std::string ilf_train_binary() { return std::string(ILF_BINARY_DIR) + "/i
 inline void write_synthetic_shards(const std::string& folder, int64_t count = 96, int64_t per_shard = 40, uint64_t seed = 7) {
   torch::NoGradGuard no_grad;
   auto generator = make_cpu_generator(seed);
-  const torch::Tensor coarse = torch::rand({10, 1, 4, 4}, generator) * 2 - 1;                       // (10, 1, 4, 4)
-  const torch::Tensor patterns = torch::upsample_bilinear2d(coarse, {32, 32}, false) * 0.8;          // (10, 1, 32, 32)
-  const torch::Tensor labels = torch::arange(count, torch::kLong).remainder(10);                     // (N,)
+  const torch::Tensor coarse = torch::rand({10, 1, 4, 4}, generator) * 2 - 1;                // (10, 1, 4, 4)
+  const torch::Tensor patterns = torch::upsample_bilinear2d(coarse, {32, 32}, false) * 0.8;  // (10, 1, 32, 32)
+  const torch::Tensor labels = torch::arange(count, torch::kLong).remainder(10);             // (N,)
   const torch::Tensor images =
       (patterns.index_select(0, labels) + 0.1 * torch::randn({count, 1, 32, 32}, generator)).clamp(-1, 1);
   for (int64_t start = 0, k = 0; start < count; start += per_shard, ++k) {
@@ -90,7 +90,8 @@ inline ChildProcess spawn_process(const std::vector<std::string>& args, const st
   for (char** e = environ; *e; ++e) {
     const std::string entry(*e);
     const std::string key = entry.substr(0, entry.find('='));
-    if (!env_extra.count(key) && key != "RANK" && key != "WORLD_SIZE" && key.rfind("SLURM_", 0) != 0) env_strings.push_back(entry);
+    if (!env_extra.count(key) && key != "RANK" && key != "WORLD_SIZE" && key.rfind("SLURM_", 0) != 0)
+      env_strings.push_back(entry);
   }
   for (const auto& [k, v] : env_extra) env_strings.push_back(k + "=" + v);
   std::vector<char*> argv, envp;

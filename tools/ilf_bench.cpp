@@ -43,24 +43,35 @@ int main(int argc, char** argv) {
   CLI::App app{"ilf_bench: speed of baseline, caching and ILF sampling (Markdown table)"};
   Args args;
   BenchRequest& request = args.request;
-  app.add_option("--preset", request.presets, "dit-xl-2-256, pixart-xl-2-512, pixart-xl-2-1024 (random weights); dit-tiny, pixart-tiny, pixart-tiny-ms, pixart-sigma-tiny (test size); repeatable");
+  app.add_option("--preset", request.presets,
+                 "dit-xl-2-256, pixart-xl-2-512, pixart-xl-2-1024 (random weights); dit-tiny, pixart-tiny, pixart-tiny-ms, "
+                 "pixart-sigma-tiny (test size); repeatable");
   app.add_option("--config", request.configs, "a run config with \"weights\" (e.g. configs/fashion_mnist.json); repeatable");
   app.add_option("--set", request.overrides, "override a config value: key.path=value (repeatable)");
-  app.add_option("--batch", request.batches, "backbone forward batch (with guidance: 2 x images); repeatable")->capture_default_str()->transform(cli::Count);
-  app.add_option("--dtype", request.dtypes, "float32, bfloat16 / bf16, float16 / fp16 (the last two on CUDA); repeatable")->capture_default_str();
-  app.add_option("--method", request.methods, "<baseline|cache|ilf>-<steps>; default baseline-20 baseline-12 cache-20 ilf-10 ilf-12");
+  app.add_option("--batch", request.batches, "backbone forward batch (with guidance: 2 x images); repeatable")
+      ->capture_default_str()
+      ->transform(cli::Count);
+  app.add_option("--dtype", request.dtypes, "float32, bfloat16 / bf16, float16 / fp16 (the last two on CUDA); repeatable")
+      ->capture_default_str();
+  app.add_option("--method", request.methods,
+                 "<baseline|cache|ilf>-<steps>; default baseline-20 baseline-12 cache-20 ilf-10 ilf-12");
   app.add_option("--device", request.device, "cpu or cuda[:i]")->capture_default_str();
   app.add_flag("--cuda-graph", request.cuda_graph, "also time with CUDA graphs (one per denoising step, replayed)");
   app.add_flag("--no-eager", request.no_eager, "with --cuda-graph: skip the eager rows");
   app.add_flag("--tf32", request.tf32, "allow TF32 for float32 matmuls / convolutions on CUDA");
   app.add_option("--warmup", request.warmup, "untimed runs before timing")->capture_default_str();
-  app.add_option("--repeats", request.repeats, "timed runs (the median is reported)")->capture_default_str()->transform(cli::Count);
-  app.add_option("--seed", request.seed, "seed of the random weights, inputs and noise")->capture_default_str()->transform(cli::Seed);
+  app.add_option("--repeats", request.repeats, "timed runs (the median is reported)")
+      ->capture_default_str()
+      ->transform(cli::Count);
+  app.add_option("--seed", request.seed, "seed of the random weights, inputs and noise")
+      ->capture_default_str()
+      ->transform(cli::Seed);
   app.add_option("--vae", request.vae, "TorchScript VAE decoder: adds seconds per image with decoding");
   app.add_option("--vae-scale", request.vae_scale, "latent scale factor of the VAE")->capture_default_str();
   app.add_option("--out", args.out, "also write the Markdown table here (atomically)");
   app.add_option("--json", args.json_out, "write all results as JSON here (atomically)");
-  app.add_flag("--numerics", request.numerics, "compare each non-float32 dtype with float32 (forward error, same-seed sample PSNR)");
+  app.add_flag("--numerics", request.numerics,
+               "compare each non-float32 dtype with float32 (forward error, same-seed sample PSNR)");
   app.add_option("--dump-forward", request.dump_forward,
                  "write PREFIX<model>.safetensors (weights, inputs, our forward) for scripts/bench_pytorch_reference.py --check");
   app.add_option("--parity", args.parity,

@@ -37,10 +37,9 @@ int main(int argc, char** argv) {
   try {
     if (!model_folder.empty() && prompts_file.empty()) throw Error("--model-folder needs --prompts-file (text-to-image)");
     const LoadedRunConfig loaded = load_tool_config(config, overrides, model_folder);
-    const std::string text =
-        (prompts_file.empty() ? evaluate_class_to_image(loaded.config, request)
-                              : evaluate_text_to_image(loaded, read_labelled_prompts(prompts_file), request))
-            .dump(2);
+    const std::string text = (prompts_file.empty() ? evaluate_class_to_image(loaded.config, request)
+                                                   : evaluate_text_to_image(loaded, read_labelled_prompts(prompts_file), request))
+                                 .dump(2);
     if (!out.empty()) write_file_atomically(out, [&](std::ostream& o) { o << text << "\n"; });
     std::cout << text << std::endl;
     return 0;

@@ -47,8 +47,7 @@ int run(const Args& args) {
 
   const TensorMap inputs = read_safetensors(args.inputs).tensors;
   const torch::Tensor x = require_tensor(inputs, "x", args.inputs).to(device);
-  if (!x.is_floating_point() || x.dim() != 4)
-    throw Error(args.inputs + ": \"x\" must be a float tensor (B, C, H, W)");
+  if (!x.is_floating_point() || x.dim() != 4) throw Error(args.inputs + ": \"x\" must be a float tensor (B, C, H, W)");
   torch::Tensor t;
   ConditionInputs condition_inputs;
   if (model->condition_kind() == ConditionKind::kClassLabel) {
@@ -78,8 +77,7 @@ int run(const Args& args) {
   }
   outputs["out"] = model->head(h, cond, x.size(2), x.size(3)).to(torch::kCPU, torch::kFloat32);
   write_safetensors(args.out, outputs, {{"family", model->family()}, {"weights", args.weights}, {"dtype", args.dtype}});
-  spdlog::info("wrote {} (out {} and {} hidden states)", args.out, c10::str(outputs["out"].sizes()),
-               model->depth() + 1);
+  spdlog::info("wrote {} (out {} and {} hidden states)", args.out, c10::str(outputs["out"].sizes()), model->depth() + 1);
   return 0;
 }
 

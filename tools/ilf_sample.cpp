@@ -29,8 +29,8 @@ struct Args {
 };
 
 void print_progress(int64_t run, int64_t runs, int64_t k, int64_t n) {
-  std::cerr << "\rsampling" << (runs > 1 ? ": batch " + std::to_string(run + 1) + "/" + std::to_string(runs) : "")
-            << ": step " << k << "/" << n << std::flush;
+  std::cerr << "\rsampling" << (runs > 1 ? ": batch " + std::to_string(run + 1) + "/" + std::to_string(runs) : "") << ": step "
+            << k << "/" << n << std::flush;
   if (k == n && run + 1 == runs) std::cerr << std::endl;
 }
 
@@ -66,15 +66,21 @@ int main(int argc, char** argv) {
   SampleFilesRequest& request = args.request;
   bool no_resolution_binning = false;
   std::string prompt, negative_prompt, out = "sample.png";
-  app.add_option("--config", args.config, "run config (JSON); text-to-image: none by default (--model-folder)")->capture_default_str();
+  app.add_option("--config", args.config, "run config (JSON); text-to-image: none by default (--model-folder)")
+      ->capture_default_str();
   app.add_option("--set", args.overrides, "override a config value: key.path=value (repeatable)");
   app.add_option("--class", request.classes, "class label(s) to sample (repeatable or comma-separated)")->delimiter(',');
-  app.add_option("--seed", request.seed, "random seed of the initial noise (text-to-image: image i uses seed + i)")->capture_default_str()->transform(cli::Seed);
+  app.add_option("--seed", request.seed, "random seed of the initial noise (text-to-image: image i uses seed + i)")
+      ->capture_default_str()
+      ->transform(cli::Seed);
   app.add_option("--steps", args.steps, "sampling steps (overrides sampling.steps)")->transform(cli::Count);
-  app.add_option("--cfg", args.cfg, "classifier-free guidance scale (overrides sampling.guidance_scale; text-to-image default 4.5)")->check(cli::FiniteNonNegative);
+  app.add_option("--cfg", args.cfg,
+                 "classifier-free guidance scale (overrides sampling.guidance_scale; text-to-image default 4.5)")
+      ->check(cli::FiniteNonNegative);
   app.add_option("--batch", request.batch,
                  "number of images (classes repeat to fill it; with --prompt: images of the prompt; "
-                 "with --prompts-file: prompts per sampling run)")->transform(cli::Count);
+                 "with --prompts-file: prompts per sampling run)")
+      ->transform(cli::Count);
   app.add_option("--method", args.method, "sampling method: baseline, ilf, cache, ... (overrides sampling.method)");
   app.add_option("--weights", args.weights, "backbone weights (overrides weights)");
   app.add_option("--feedback", args.feedback, "feedback module weights (overrides ilf.feedback_weights)");
@@ -87,8 +93,10 @@ int main(int argc, char** argv) {
                  "text-to-image: the negative prompt (default: the family's null caption: PixArt-alpha's y_embedding, "
                  "PixArt-Sigma's empty prompt)");
   app.add_option("--model-folder", request.model_folder, "text-to-image: model folder with model.json (overrides model.folder)");
-  app.add_option("--height", request.height, "text-to-image: image height in pixels (default: the model's resolution)")->transform(cli::Count);
-  app.add_option("--width", request.width, "text-to-image: image width in pixels (default: the model's resolution)")->transform(cli::Count);
+  app.add_option("--height", request.height, "text-to-image: image height in pixels (default: the model's resolution)")
+      ->transform(cli::Count);
+  app.add_option("--width", request.width, "text-to-image: image width in pixels (default: the model's resolution)")
+      ->transform(cli::Count);
   app.add_flag("--no-resolution-binning", no_resolution_binning,
                "text-to-image: sample at --height x --width instead of the nearest aspect-ratio bin of the multi-scale models");
   if (const int code = cli::parse(app, argc, argv, "ilf_sample"); code >= 0) return code;

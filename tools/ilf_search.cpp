@@ -30,17 +30,31 @@ int main(int argc, char** argv) {
       ->excludes(budget)
       ->check(cli::FiniteNonNegative);
   app.add_option("--objective", objective, "fid, accuracy, psnr, or weights like fid=1,accuracy=0.5")->capture_default_str();
-  app.add_option("--evaluations", run.options.evaluations, "candidates evaluated on the search seeds")->capture_default_str()->transform(cli::Count);
-  app.add_option("--initial", run.options.initial, "of which structured starting points")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--finalists", run.options.finalists, "best candidates re-evaluated on the held-out seeds")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--evaluations", run.options.evaluations, "candidates evaluated on the search seeds")
+      ->capture_default_str()
+      ->transform(cli::Count);
+  app.add_option("--initial", run.options.initial, "of which structured starting points")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--finalists", run.options.finalists, "best candidates re-evaluated on the held-out seeds")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--min-steps", run.space.min_steps, "fewest sampling steps")->capture_default_str()->transform(cli::Count);
   app.add_option("--max-steps", run.space.max_steps, "most sampling steps")->capture_default_str()->transform(cli::Count);
   app.add_option("--t-post", t_post_rules, "t_post rules to choose from, comma-separated (default: all)");
   app.add_option("--seed", run.options.seed, "seed of the search's own choices")->capture_default_str()->transform(cli::Seed);
-  app.add_option("--search-samples", run.search_seeds.num_samples, "samples per candidate")->capture_default_str()->transform(cli::Count);
-  app.add_option("--search-seed", run.search_seeds.seed, "noise seed of the search set")->capture_default_str()->transform(cli::Seed);
-  app.add_option("--heldout-samples", run.heldout_seeds.num_samples, "samples per finalist")->capture_default_str()->transform(cli::Count);
-  app.add_option("--heldout-seed", run.heldout_seeds.seed, "noise seed of the held-out set")->capture_default_str()->transform(cli::Seed);
+  app.add_option("--search-samples", run.search_seeds.num_samples, "samples per candidate")
+      ->capture_default_str()
+      ->transform(cli::Count);
+  app.add_option("--search-seed", run.search_seeds.seed, "noise seed of the search set")
+      ->capture_default_str()
+      ->transform(cli::Seed);
+  app.add_option("--heldout-samples", run.heldout_seeds.num_samples, "samples per finalist")
+      ->capture_default_str()
+      ->transform(cli::Count);
+  app.add_option("--heldout-seed", run.heldout_seeds.seed, "noise seed of the held-out set")
+      ->capture_default_str()
+      ->transform(cli::Seed);
   app.add_option("--reference-steps", run.reference_steps, "plain steps of the reference sampler (PSNR, --budget-fraction)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -58,7 +72,8 @@ int main(int argc, char** argv) {
     run.heldout_seeds.device = run.search_seeds.device;
     const SearchResult result = run_search(run);
     std::cout << search_report_markdown(result, run.objective, run.options);
-    if (!result.finalists.empty()) std::cout << "\nbest: " << result.finalists.front().schedule.key() << "; wrote " << run.out << "/best.json\n";
+    if (!result.finalists.empty())
+      std::cout << "\nbest: " << result.finalists.front().schedule.key() << "; wrote " << run.out << "/best.json\n";
     return 0;
   } catch (...) {
     return cli::report_error("ilf_search");

@@ -52,8 +52,7 @@ bool parse_integer(const std::string& text, T& value) {
 inline const CLI::Validator Count(
     [](std::string& text) -> std::string {
       int64_t value = 0;
-      if (!detail::parse_integer(text, value) || value < 1)
-        return "expected an integer >= 1, got " + detail::quoted(text);
+      if (!detail::parse_integer(text, value) || value < 1) return "expected an integer >= 1, got " + detail::quoted(text);
       text = std::to_string(value);  // CLI11 would read a leading zero as octal ("010" -> 8)
       return "";
     },
@@ -100,11 +99,21 @@ inline int parse(CLI::App& app, int argc, char** argv, const std::string& tool) 
   return -1;
 }
 
-// The message of an exception in one line: a c10::Error without LibTorch's backtrace.
-inline std::string one_line(const std::exception& e) {
+// The message of the exception being handled, in one line (a c10::Error without LibTorch's
+// backtrace). Call it inside a catch block.
+inline std::string current_error_message() {
   std::string text;
-  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) text = c10->what_without_backtrace();
-  else text = e.what();
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    text = "out of memory (a size in the config or the flags is too large?)";
+  } catch (const c10::Error& e) {
+    text = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    text = e.what();
+  } catch (...) {
+    text = "unknown exception";
+  }
   for (char& c : text)
     if (c == '\n' || c == '\r') c = ' ';
   return text;
@@ -113,15 +122,7 @@ inline std::string one_line(const std::exception& e) {
 // Prints the exception being handled as "tool: error: <one line>" and returns kRunError. Call it
 // inside a catch block.
 inline int report_error(const std::string& tool) {
-  try {
-    throw;
-  } catch (const std::bad_alloc&) {
-    std::cerr << tool << ": error: out of memory (a size in the config or the flags is too large?)" << std::endl;
-  } catch (const std::exception& e) {
-    std::cerr << tool << ": error: " << one_line(e) << std::endl;
-  } catch (...) {
-    std::cerr << tool << ": error: unknown exception" << std::endl;
-  }
+  std::cerr << tool << ": error: " << current_error_message() << std::endl;
   return kRunError;
 }
 

@@ -4,9 +4,8 @@
 namespace ilf {
 
 torch::Tensor forward_with_residuals(BlockRunner& runner, const torch::Tensor& x, const torch::Tensor& t,
-                                     const ConditionInputs& inputs,
-                                     const std::function<torch::Tensor(int64_t)>& replacement, BlockResiduals* record,
-                                     std::vector<torch::Tensor>* stream) {
+                                     const ConditionInputs& inputs, const std::function<torch::Tensor(int64_t)>& replacement,
+                                     BlockResiduals* record, std::vector<torch::Tensor>* stream) {
   const int64_t depth = runner.backbone().depth();
   if (record) record->assign(static_cast<size_t>(depth), torch::Tensor());
   if (stream) stream->clear();

@@ -62,7 +62,8 @@ void CacheOptions::validate(int64_t depth) const {
 
 MethodSettingsPtr parse_cache_options(ConfigReader& r) {
   auto o = std::make_shared<CacheOptions>();
-  o->location = parse_cache_location(r.choice("cache.location", to_string(o->location), {"first", "last", "outer", "inner", "alternating"}));
+  o->location = parse_cache_location(
+      r.choice("cache.location", to_string(o->location), {"first", "last", "outer", "inner", "alternating"}));
   o->num_blocks = r.get<int64_t>("cache.num_blocks", o->num_blocks);
   o->interval = r.get<int64_t>("cache.interval", o->interval);
   if (o->num_blocks < 0) throw r.invalid("cache.num_blocks", "an integer >= 0");

@@ -21,8 +21,8 @@ IlfMethod::IlfMethod(const IlfSettings& settings, int64_t loop_begin, int64_t lo
     : settings_(settings), loop_begin_(loop_begin), loop_end_(loop_end), feedback_(feedback) {
   if (feedback && (feedback->loop_begin() != loop_begin || feedback->loop_end() != loop_end))
     throw Error("the feedback module was made for loop [" + std::to_string(feedback->loop_begin()) + ", " +
-                std::to_string(feedback->loop_end()) + "] but the sampling settings ask for [" +
-                std::to_string(loop_begin) + ", " + std::to_string(loop_end) + "]");
+                std::to_string(feedback->loop_end()) + "] but the sampling settings ask for [" + std::to_string(loop_begin) +
+                ", " + std::to_string(loop_end) + "]");
 }
 
 nlohmann::json IlfMethod::settings() const {

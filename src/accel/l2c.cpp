@@ -20,9 +20,8 @@ std::vector<std::vector<bool>> l2c_schedule(const torch::Tensor& logits, double 
   std::vector<std::pair<int64_t, int64_t>> pairs;  // (k, j), k >= 1
   for (int64_t k = 1; k < steps; ++k)
     for (int64_t j = 0; j < depth; ++j) pairs.emplace_back(k, j);
-  std::stable_sort(pairs.begin(), pairs.end(), [&](const auto& a, const auto& b) {
-    return acc[a.first][a.second] < acc[b.first][b.second];
-  });
+  std::stable_sort(pairs.begin(), pairs.end(),
+                   [&](const auto& a, const auto& b) { return acc[a.first][a.second] < acc[b.first][b.second]; });
   for (int64_t i = 0; i < to_reuse; ++i) {
     const auto& [k, j] = pairs[static_cast<size_t>(i)];
     reuse[static_cast<size_t>(k)][static_cast<size_t>(j)] = true;
@@ -33,7 +32,8 @@ std::vector<std::vector<bool>> l2c_schedule(const torch::Tensor& logits, double 
 MethodSettingsPtr parse_l2c_settings(ConfigReader& r) {
   auto s = std::make_shared<L2CSettings>();
   s->budget = r.get<double>("l2c.budget", s->budget);
-  if (!(s->budget > 0 && s->budget <= 1)) throw r.invalid("l2c.budget", "a fraction in (0, 1] of the plain sampler's block forwards");
+  if (!(s->budget > 0 && s->budget <= 1))
+    throw r.invalid("l2c.budget", "a fraction in (0, 1] of the plain sampler's block forwards");
   s->sparsity = r.get<double>("l2c.sparsity", s->sparsity);
   if (!(s->sparsity >= 0) || !std::isfinite(s->sparsity)) throw r.invalid("l2c.sparsity", "a number >= 0");
   const std::string file = r.get<std::string>("l2c.router", "");
@@ -61,9 +61,9 @@ void L2CMethod::validate(int64_t depth, int64_t num_steps) const {
   if (!settings_.logits.defined())
     throw Error("sampling method l2c needs \"l2c.router\" (train one with ilf_train --set training.mode=l2c)");
   if (settings_.logits.size(0) != num_steps || settings_.logits.size(1) != depth)
-    throw Error("l2c.router " + settings_.router + ": trained for " + std::to_string(settings_.logits.size(0)) +
-                " steps of a " + std::to_string(settings_.logits.size(1)) + "-block backbone; this run samples " +
-                std::to_string(num_steps) + " steps of " + std::to_string(depth) + " blocks (set sampling.steps to match)");
+    throw Error("l2c.router " + settings_.router + ": trained for " + std::to_string(settings_.logits.size(0)) + " steps of a " +
+                std::to_string(settings_.logits.size(1)) + "-block backbone; this run samples " + std::to_string(num_steps) +
+                " steps of " + std::to_string(depth) + " blocks (set sampling.steps to match)");
 }
 
 StepAction L2CMethod::plan_step(const StepInfo& step) const {

@@ -19,26 +19,25 @@ namespace {
 // The inner loop of the "ilf" section, required by the methods that use feedback.
 const FeedbackOptions& required_loop(const MethodContext& context, const std::string& method) {
   if (!context.loop)
-    throw Error(context.source + ": sampling method " + method + " needs the inner loop: \"ilf.loop_begin\" and \"ilf.loop_end\"");
+    throw Error(context.source + ": sampling method " + method +
+                " needs the inner loop: \"ilf.loop_begin\" and \"ilf.loop_end\"");
   return *context.loop;
 }
 
 std::vector<MethodEntry> make_entries() {
   std::vector<MethodEntry> entries;
-  entries.push_back({"baseline", "", "every block on every step (the plain sampler)", false,
-                     [](ConfigReader&) -> MethodSettingsPtr { return std::make_shared<MethodSettings>("baseline"); },
-                     [](const MethodSettings&, const MethodContext&) -> AccelerationMethodPtr {
-                       return std::make_unique<BaselineMethod>();
-                     }});
+  entries.push_back(
+      {"baseline", "", "every block on every step (the plain sampler)", false,
+       [](ConfigReader&) -> MethodSettingsPtr { return std::make_shared<MethodSettings>("baseline"); },
+       [](const MethodSettings&, const MethodContext&) -> AccelerationMethodPtr { return std::make_unique<BaselineMethod>(); }});
   entries.push_back({"ilf", "ilf", "Inner Loop Feedback: the trained feedback module on the steps of ilf.feedback_steps", true,
                      parse_ilf_settings, [](const MethodSettings& s, const MethodContext& c) -> AccelerationMethodPtr {
                        const FeedbackOptions& loop = required_loop(c, "ilf");
-                       return std::make_unique<IlfMethod>(settings_as<IlfSettings>(s, "ilf"), loop.loop_begin,
-                                                          loop.loop_end, c.feedback);
+                       return std::make_unique<IlfMethod>(settings_as<IlfSettings>(s, "ilf"), loop.loop_begin, loop.loop_end,
+                                                          c.feedback);
                      }});
   entries.push_back({"cache", "cache", "the paper's caching baseline: residuals of a block range reused between full steps",
-                     false, parse_cache_options,
-                     [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+                     false, parse_cache_options, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
                        return std::make_unique<CacheMethod>(settings_as<CacheOptions>(s, "cache"));
                      }});
   entries.push_back({"fora", "fora", "FORA: every block's attention and MLP outputs reused between full steps", false,
@@ -55,27 +54,25 @@ std::vector<MethodEntry> make_entries() {
                      parse_teacache_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
                        return std::make_unique<TeaCacheMethod>(settings_as<TeaCacheSettings>(s, "teacache"));
                      }});
-  entries.push_back({"taylorseer", "taylorseer",
-                     "TaylorSeer: block features forecast by a Taylor expansion between full steps", false,
-                     parse_taylorseer_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+  entries.push_back({"taylorseer", "taylorseer", "TaylorSeer: block features forecast by a Taylor expansion between full steps",
+                     false, parse_taylorseer_settings,
+                     [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
                        return std::make_unique<TaylorSeerMethod>(settings_as<TaylorSeerSettings>(s, "taylorseer"));
                      }});
   entries.push_back({"l2c", "l2c",
-                     "Learning-to-Cache: a router trained by ilf_train, fixed to a static per-step, per-block reuse schedule", false,
-                     parse_l2c_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+                     "Learning-to-Cache: a router trained by ilf_train, fixed to a static per-step, per-block reuse schedule",
+                     false, parse_l2c_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
                        return std::make_unique<L2CMethod>(settings_as<L2CSettings>(s, "l2c"));
                      }});
-  entries.push_back({"ilf_cache", "ilf_cache",
-                     "ILF on its feedback steps, caching on the others (or of the blocks outside the loop)", true,
-                     parse_ilf_cache_settings, [](const MethodSettings& s, const MethodContext& c) -> AccelerationMethodPtr {
-                       const FeedbackOptions& loop = required_loop(c, "ilf_cache");
-                       if (!c.all_settings) throw Error("ilf_cache needs the ilf and cache settings");
-                       return std::make_unique<IlfCacheMethod>(
-                           settings_as<IlfCacheSettings>(s, "ilf_cache"),
-                           settings_as<IlfSettings>(*c.all_settings->at("ilf"), "ilf"),
-                           settings_as<CacheOptions>(*c.all_settings->at("cache"), "cache"), loop.loop_begin,
-                           loop.loop_end, c.feedback);
-                     }});
+  entries.push_back(
+      {"ilf_cache", "ilf_cache", "ILF on its feedback steps, caching on the others (or of the blocks outside the loop)", true,
+       parse_ilf_cache_settings, [](const MethodSettings& s, const MethodContext& c) -> AccelerationMethodPtr {
+         const FeedbackOptions& loop = required_loop(c, "ilf_cache");
+         if (!c.all_settings) throw Error("ilf_cache needs the ilf and cache settings");
+         return std::make_unique<IlfCacheMethod>(
+             settings_as<IlfCacheSettings>(s, "ilf_cache"), settings_as<IlfSettings>(*c.all_settings->at("ilf"), "ilf"),
+             settings_as<CacheOptions>(*c.all_settings->at("cache"), "cache"), loop.loop_begin, loop.loop_end, c.feedback);
+       }});
   return entries;
 }
 

@@ -63,8 +63,7 @@ torch::Tensor TaylorSeerMethod::forward(BlockRunner& runner, const torch::Tensor
     for (size_t j = 0; j < depth; ++j) forecasters_[j].update(step.index, residuals[j]);
     return out;
   }
-  if (forecasters_[0].empty())
-    throw Error("taylorseer: step " + std::to_string(step.index) + " forecasts before any full step");
+  if (forecasters_[0].empty()) throw Error("taylorseer: step " + std::to_string(step.index) + " forecasts before any full step");
   return forward_with_residuals(runner, x, t, inputs,
                                 [&](int64_t j) { return forecasters_[static_cast<size_t>(j)].predict(step.index); });
 }

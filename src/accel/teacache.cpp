@@ -14,7 +14,7 @@ namespace {
 struct Stack {
   torch::Tensor input, output;  // (B, T, D)
   Conditioning cond;
-  torch::Tensor modulated;      // the first block's modulated input (B, T, D)
+  torch::Tensor modulated;  // the first block's modulated input (B, T, D)
 };
 
 Stack embed_and_modulate(BlockRunner& runner, const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& inputs) {
@@ -62,8 +62,9 @@ MethodSettingsPtr parse_teacache_settings(ConfigReader& r) {
     }
     if (!j.is_object() || j.value("format", "") != "ilf.teacache" || !j.contains("coefficients") ||
         !j["coefficients"].is_array() || j["coefficients"].empty())
-      throw Error(s->calibration + ": not a TeaCache calibration file (expected {\"format\": \"ilf.teacache\", "
-                                   "\"coefficients\": [...]}, written by ilf_calibrate --method teacache)");
+      throw Error(s->calibration +
+                  ": not a TeaCache calibration file (expected {\"format\": \"ilf.teacache\", "
+                  "\"coefficients\": [...]}, written by ilf_calibrate --method teacache)");
     for (const auto& c : j["coefficients"]) {
       if (!c.is_number() || !std::isfinite(c.get<double>()))
         throw Error(s->calibration + ": \"coefficients\" must be finite numbers");

@@ -28,8 +28,9 @@ ModelSpec parse_model(ConfigReader& r) {
   m.source = r.source();
   m.prefix = "model";
   if (r.has("model.folder"))
-    throw r.invalid("model.folder", "applied before the config is read (use ilf_sample --model-folder or a tool of "
-                                    "pipelines/, which complete the config from the folder's model.json)");
+    throw r.invalid("model.folder",
+                    "applied before the config is read (use ilf_sample --model-folder or a tool of "
+                    "pipelines/, which complete the config from the folder's model.json)");
   // Sizes are bounded before anything is allocated (model.depth = 1e9 allocated 7.5 GB, then failed
   // with a bare std::bad_alloc); the bounds are far above every published DiT / PixArt.
   auto opt_int = [&](const char* key, std::optional<int64_t>& out, int64_t max) {
@@ -145,8 +146,8 @@ TrainingOptions parse_training(ConfigReader& c) {
   if (o.grad_accum < 1) throw c.invalid("training.grad_accum", ">= 1");
   o.steps = c.get<int64_t>("training.steps", o.steps);
   if (o.steps < 1 || o.steps > kMaxTrainingSteps)
-    throw c.invalid("training.steps", "an integer from 1 to " + std::to_string(kMaxTrainingSteps) + " (got " +
-                                          std::to_string(o.steps) + ")");
+    throw c.invalid("training.steps",
+                    "an integer from 1 to " + std::to_string(kMaxTrainingSteps) + " (got " + std::to_string(o.steps) + ")");
   o.ema_decay = c.get<double>("training.ema_decay", o.ema_decay);
   if (o.ema_decay < 0 || o.ema_decay >= 1) throw c.invalid("training.ema_decay", "in [0, 1) (0 = no averaging)");
   o.t_ratio = c.get<double>("training.t_ratio", o.t_ratio);
@@ -160,8 +161,8 @@ TrainingOptions parse_training(ConfigReader& c) {
   o.teacher = c.choice("training.teacher", "fad", {"fad", "multistep"}) == "fad" ? TeacherKind::kFad : TeacherKind::kMultistep;
   o.teacher_steps = c.get<int64_t>("training.teacher_steps", o.teacher_steps);
   if (o.teacher_steps < 1) throw c.invalid("training.teacher_steps", ">= 1");
-  o.t_post_train = c.choice("training.t_post_train", "none", {"none", "teacher"}) == "none" ? TrainTPost::kNone
-                                                                                             : TrainTPost::kTeacher;
+  o.t_post_train =
+      c.choice("training.t_post_train", "none", {"none", "teacher"}) == "none" ? TrainTPost::kNone : TrainTPost::kTeacher;
   o.checkpoint_every = c.get<int64_t>("training.checkpoint_every", o.checkpoint_every);
   if (o.checkpoint_every < 0) throw c.invalid("training.checkpoint_every", ">= 0 (0 = only at the end)");
   o.keep_checkpoints = c.get<int64_t>("training.keep_checkpoints", o.keep_checkpoints);
@@ -226,8 +227,8 @@ std::optional<FeedbackOptions> FeedbackSection::options() const {
 }
 
 FeedbackOptions FeedbackSection::require(const std::string& source, const std::string& needed_by) const {
-  for (const auto& [key, value] : {std::pair<const char*, bool>{"ilf.loop_begin", loop_begin.has_value()},
-                                   {"ilf.loop_end", loop_end.has_value()}})
+  for (const auto& [key, value] :
+       {std::pair<const char*, bool>{"ilf.loop_begin", loop_begin.has_value()}, {"ilf.loop_end", loop_end.has_value()}})
     if (!value) throw Error(source + ": missing required key \"" + key + "\" (" + needed_by + " needs the inner loop)");
   return *options();
 }
@@ -289,8 +290,8 @@ SolverOptions parse_solver_options(ConfigReader& reader, const std::string& pref
   for (const auto& setting : solver_settings()) {
     const bool applies = std::find(setting.solvers.begin(), setting.solvers.end(), solver) != setting.solvers.end();
     if (!applies && reader.has(path(setting.key)))
-      throw reader.invalid(path(setting.key), "left out with solver \"" + solver + "\": it applies only to " +
-                                                  join(setting.solvers));
+      throw reader.invalid(path(setting.key),
+                           "left out with solver \"" + solver + "\": it applies only to " + join(setting.solvers));
   }
 
   if (solver == "dpmpp2m" || solver == "ddim") {
@@ -304,8 +305,8 @@ SolverOptions parse_solver_options(ConfigReader& reader, const std::string& pref
       throw reader.invalid(path("beta_end"), "in (0, 1) (got " + std::to_string(schedule.beta_end) + ")");
     schedule.num_train_timesteps = reader.get<int64_t>(path("num_train_timesteps"), schedule.num_train_timesteps);
     if (schedule.num_train_timesteps < 2 || schedule.num_train_timesteps > kMaxTrainTimesteps)
-      throw reader.invalid(path("num_train_timesteps"), "an integer from 2 to " + std::to_string(kMaxTrainTimesteps) +
-                                                            " (got " + std::to_string(schedule.num_train_timesteps) + ")");
+      throw reader.invalid(path("num_train_timesteps"), "an integer from 2 to " + std::to_string(kMaxTrainTimesteps) + " (got " +
+                                                            std::to_string(schedule.num_train_timesteps) + ")");
 
     const std::string default_spacing = solver == "dpmpp2m" ? "linspace" : "leading";
     const TimestepSpacing spacing =

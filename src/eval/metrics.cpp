@@ -18,8 +18,7 @@ torch::Tensor symmetric_sqrt(const torch::Tensor& m) {
 }  // namespace
 
 FeatureStatistics feature_statistics(const torch::Tensor& features) {
-  if (features.dim() != 2 || features.size(0) < 2)
-    throw Error("feature_statistics needs features shaped (N >= 2, D)");
+  if (features.dim() != 2 || features.size(0) < 2) throw Error("feature_statistics needs features shaped (N >= 2, D)");
   const torch::Tensor f = features.detach().to(torch::kCPU, torch::kFloat64);  // (N, D)
   FeatureStatistics s;
   s.count = f.size(0);

@@ -3,9 +3,8 @@
 
 namespace ilf {
 
-torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedback, const torch::Tensor& x,
-                                 const torch::Tensor& t, const torch::Tensor& t_post, const ConditionInputs& inputs,
-                                 int64_t* block_forwards) {
+torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedback, const torch::Tensor& x, const torch::Tensor& t,
+                                 const torch::Tensor& t_post, const ConditionInputs& inputs, int64_t* block_forwards) {
   const int64_t depth = backbone.depth();
   const int64_t b = feedback.loop_begin(), e = feedback.loop_end();
   int64_t ran = 0;  // block forwards, counted as they run

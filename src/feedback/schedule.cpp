@@ -25,11 +25,10 @@ std::string to_string(TPostRule rule) {
   return "?";
 }
 
-double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int64_t k, int64_t depth,
-                      int64_t loop_size) {
+double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int64_t k, int64_t depth, int64_t loop_size) {
   const double t = timesteps.at(static_cast<size_t>(k));
   const double next = k + 1 < static_cast<int64_t>(timesteps.size()) ? timesteps[static_cast<size_t>(k + 1)] : 0.0;
-  const double spacing = t - next;                                          // i
+  const double spacing = t - next;                                                         // i
   const double depth_ratio = static_cast<double>(depth) / static_cast<double>(loop_size);  // N / m
   double t_post = t;
   switch (rule) {

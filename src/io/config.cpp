@@ -34,8 +34,7 @@ Json load_json_file(const std::string& path) {
 
 void apply_override(Json& config, const std::string& assignment) {
   const auto eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0)
-    throw Error("--set " + assignment + ": expected key=value, e.g. sampling.steps=10");
+  if (eq == std::string::npos || eq == 0) throw Error("--set " + assignment + ": expected key=value, e.g. sampling.steps=10");
   if (!is_valid_utf8(assignment)) throw Error("--set: the override is not valid UTF-8 text (config keys and values must be)");
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
@@ -110,7 +109,7 @@ std::string ConfigReader::choice(const std::string& path, const std::string& fal
 
 void ConfigReader::collect_unused(const Json& node, const std::string& prefix, std::vector<std::string>& out) const {
   if (!prefix.empty() && used_.count(prefix + ".*")) return;  // the whole subtree was consumed
-  if (node.is_null()) return;  // null means "unset" (e.g. --set weights=null)
+  if (node.is_null()) return;                                 // null means "unset" (e.g. --set weights=null)
   if (!node.is_object()) {
     if (!used_.count(prefix)) out.push_back(prefix);
     return;
@@ -134,9 +133,11 @@ void ConfigReader::check_all_used() const {
   // At most 10 names: one message listed 20,000 keys (149 KB).
   constexpr size_t kShown = 10;
   std::string list;
-  for (size_t i = 0; i < unused.size() && i < kShown; ++i) list += (list.empty() ? "" : ", ") + std::string("\"") + unused[i] + "\"";
+  for (size_t i = 0; i < unused.size() && i < kShown; ++i)
+    list += (list.empty() ? "" : ", ") + std::string("\"") + unused[i] + "\"";
   if (unused.size() > kShown) list += " and " + std::to_string(unused.size() - kShown) + " more";
-  throw Error(source_ + ": unknown key" + (unused.size() > 1 ? "s " : " ") + list + " (check the spelling; see configs/ for the accepted keys)");
+  throw Error(source_ + ": unknown key" + (unused.size() > 1 ? "s " : " ") + list +
+              " (check the spelling; see configs/ for the accepted keys)");
 }
 
 Error ConfigReader::invalid(const std::string& path, const std::string& expectation) const {

@@ -58,12 +58,14 @@ void write_png(const std::string& path, const torch::Tensor& image, const std::m
     throw Error(path + ": can only write images shaped (1 or 3, H, W)");
   // (C, H, W) in [-1, 1] -> (H, W, C) uint8
   const torch::Tensor pixels = ((image.detach().to(torch::kCPU, torch::kFloat32).clamp(-1, 1) + 1) * 127.5)
-                                   .round().to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+                                   .round()
+                                   .to(torch::kUInt8)
+                                   .permute({1, 2, 0})
+                                   .contiguous();
   const int width = static_cast<int>(pixels.size(1)), height = static_cast<int>(pixels.size(0));
   const int channels = static_cast<int>(pixels.size(2));
   int length = 0;
-  unsigned char* encoded =
-      stbi_write_png_to_mem(pixels.data_ptr<uint8_t>(), width * channels, width, height, channels, &length);
+  unsigned char* encoded = stbi_write_png_to_mem(pixels.data_ptr<uint8_t>(), width * channels, width, height, channels, &length);
   if (!encoded) throw Error(path + ": PNG encoding failed");
   std::string png(reinterpret_cast<char*>(encoded), static_cast<size_t>(length));
   STBIW_FREE(encoded);

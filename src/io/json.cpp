@@ -42,8 +42,7 @@ nlohmann::json parse_json_strict(const std::string& text, const std::string& sou
         if (!level.keys.insert(key).second) throw Error(source + ": duplicate key " + path() + " in the JSON");
         break;
       }
-      case Json::parse_event_t::value:
-        break;
+      case Json::parse_event_t::value: break;
     }
     return true;
   };
@@ -61,11 +60,16 @@ bool is_valid_utf8(const std::string& text) {
     const unsigned char c = s[i];
     size_t len = 0;
     uint32_t cp = 0;
-    if (c < 0x80) len = 1, cp = c;
-    else if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
-    else return false;
+    if (c < 0x80)
+      len = 1, cp = c;
+    else if ((c & 0xE0) == 0xC0)
+      len = 2, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0)
+      len = 3, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0)
+      len = 4, cp = c & 0x07;
+    else
+      return false;
     if (i + len > n) return false;
     for (size_t k = 1; k < len; ++k) {
       if ((s[i + k] & 0xC0) != 0x80) return false;

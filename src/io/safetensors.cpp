@@ -20,10 +20,9 @@ struct DtypeInfo {
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {"F64", torch::kFloat64, 8}, {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2},
-    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8}, {"I32", torch::kInt32, 4},
-    {"I16", torch::kInt16, 2},    {"I8", torch::kInt8, 1},     {"U8", torch::kUInt8, 1},
-    {"BOOL", torch::kBool, 1},
+    {"F64", torch::kFloat64, 8}, {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2}, {"BF16", torch::kBFloat16, 2},
+    {"I64", torch::kInt64, 8},   {"I32", torch::kInt32, 4},   {"I16", torch::kInt16, 2},   {"I8", torch::kInt8, 1},
+    {"U8", torch::kUInt8, 1},    {"BOOL", torch::kBool, 1},
 };
 
 const DtypeInfo& dtype_by_name(const std::string& name, const std::string& where) {
@@ -116,8 +115,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
                   std::to_string(data_size) + " data bytes (truncated file?)");
     if (overflow || end - begin != expected_bytes)
       throw Error(where + ": " + std::to_string(end - begin) + " bytes do not match shape " + entry["shape"].dump() +
-                  " and dtype " + dt.name + " (" + (overflow ? std::string("the size overflows") : std::to_string(expected_bytes)) +
-                  " expected)");
+                  " and dtype " + dt.name + " (" +
+                  (overflow ? std::string("the size overflows") : std::to_string(expected_bytes)) + " expected)");
     entries.push_back(Entry{name, &dt, std::move(shape), begin, end});
   }
 
@@ -140,16 +139,18 @@ SafetensorsFile read_safetensors(const std::string& path) {
     previous = &e;
   }
   if (covered != data_size)
-    throw Error(path + ": " + std::to_string(data_size - covered) + " trailing bytes after " +
-                (previous ? "the last tensor \"" + previous->name + "\" " + span(*previous) : std::string("the header (no tensors)")) +
-                " (the data must exactly fill the file)");
+    throw Error(
+        path + ": " + std::to_string(data_size - covered) + " trailing bytes after " +
+        (previous ? "the last tensor \"" + previous->name + "\" " + span(*previous) : std::string("the header (no tensors)")) +
+        " (the data must exactly fill the file)");
 
   for (const Entry& e : entries) {
     torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype->type));
     if (e.end > e.begin) {
       in.seekg(static_cast<std::streamoff>(data_start + e.begin));
       in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin));
-      if (!in) throw Error(path + ": tensor \"" + e.name + "\": could not read its " + std::to_string(e.end - e.begin) + " bytes");
+      if (!in)
+        throw Error(path + ": tensor \"" + e.name + "\": could not read its " + std::to_string(e.end - e.begin) + " bytes");
     }
     result.tensors.emplace(e.name, std::move(t));
   }

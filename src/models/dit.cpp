@@ -22,7 +22,8 @@ DiTConfig DiTConfig::preset(const std::string& name) {
   const std::regex pattern("DiT-(S|B|L|XL)/(2|4|8)");
   std::smatch match;
   if (!std::regex_match(name, match, pattern))
-    throw Error("unknown DiT preset \"" + name + "\" (expected DiT-S/2, DiT-B/4, DiT-L/8, DiT-XL/2, ...: size S, B, L or XL, patch 2, 4 or 8)");
+    throw Error("unknown DiT preset \"" + name +
+                "\" (expected DiT-S/2, DiT-B/4, DiT-L/8, DiT-XL/2, ...: size S, B, L or XL, patch 2, 4 or 8)");
   const auto& s = sizes.at(match[1].str());
   DiTConfig config;
   config.depth = s[0];
@@ -64,13 +65,15 @@ void DiTConfig::validate(const std::string& where) const {
   };
   if (patch_size < 1) fail("patch_size", ">= 1, got " + std::to_string(patch_size));
   if (input_size < 1 || input_size % patch_size != 0)
-    fail("input_size", "a positive multiple of patch_size (" + std::to_string(patch_size) + "), got " + std::to_string(input_size));
+    fail("input_size",
+         "a positive multiple of patch_size (" + std::to_string(patch_size) + "), got " + std::to_string(input_size));
   if (in_channels < 1) fail("in_channels", ">= 1, got " + std::to_string(in_channels));
   if (depth < 1) fail("depth", ">= 1, got " + std::to_string(depth));
   if (hidden_size < 4 || hidden_size % 4 != 0)
     fail("hidden_size", "a positive multiple of 4 (the 2-D sin-cos embedding), got " + std::to_string(hidden_size));
   if (num_heads < 1 || hidden_size % num_heads != 0)
-    fail("num_heads", "a positive divisor of hidden_size (" + std::to_string(hidden_size) + "), got " + std::to_string(num_heads));
+    fail("num_heads",
+         "a positive divisor of hidden_size (" + std::to_string(hidden_size) + "), got " + std::to_string(num_heads));
   if (!(mlp_ratio > 0) || static_cast<int64_t>(hidden_size * mlp_ratio) < 1)
     fail("mlp_ratio", "positive, got " + std::to_string(mlp_ratio));
   if (num_classes < 1) fail("num_classes", ">= 1, got " + std::to_string(num_classes));
@@ -84,8 +87,8 @@ DiTBlockImpl::DiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ra
   attn = register_module("attn", SelfAttention(hidden_size, num_heads));
   const auto mlp_hidden = static_cast<int64_t>(hidden_size * mlp_ratio);
   mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden, hidden_size));
-  adaLN_modulation = register_module(
-      "adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 6 * hidden_size)));
+  adaLN_modulation = register_module("adaLN_modulation",
+                                     torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 6 * hidden_size)));
 }
 
 torch::Tensor DiTBlockImpl::forward(const torch::Tensor& h, const Conditioning& cond) {
@@ -107,8 +110,8 @@ LabelEmbedderImpl::LabelEmbedderImpl(int64_t num_classes, int64_t hidden_size) {
 
 DiTFinalLayerImpl::DiTFinalLayerImpl(int64_t hidden_size, int64_t patch_size, int64_t out_channels) {
   linear = register_module("linear", torch::nn::Linear(hidden_size, patch_size * patch_size * out_channels));
-  adaLN_modulation = register_module(
-      "adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 2 * hidden_size)));
+  adaLN_modulation = register_module("adaLN_modulation",
+                                     torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 2 * hidden_size)));
 }
 
 torch::Tensor DiTFinalLayerImpl::forward(const torch::Tensor& h, const torch::Tensor& c) {
@@ -216,9 +219,15 @@ void DiTImpl::set_null_condition(const ConditionInputs&) {
 
 nlohmann::json DiTImpl::architecture_json() const {
   const DiTConfig& c = config_;
-  nlohmann::json j = {{"family", "dit"},          {"input_size", c.input_size}, {"patch_size", c.patch_size},
-                      {"in_channels", c.in_channels}, {"hidden_size", c.hidden_size}, {"depth", c.depth},
-                      {"num_heads", c.num_heads},  {"mlp_ratio", c.mlp_ratio},   {"num_classes", c.num_classes},
+  nlohmann::json j = {{"family", "dit"},
+                      {"input_size", c.input_size},
+                      {"patch_size", c.patch_size},
+                      {"in_channels", c.in_channels},
+                      {"hidden_size", c.hidden_size},
+                      {"depth", c.depth},
+                      {"num_heads", c.num_heads},
+                      {"mlp_ratio", c.mlp_ratio},
+                      {"num_classes", c.num_classes},
                       {"learn_sigma", c.learn_sigma}};
   if (c.timestep_freq_shift != 0 || c.mlp_norm_eps != 1e-6) {  // diffusers' numerics (weights in its layout)
     j["timestep_freq_shift"] = c.timestep_freq_shift;

@@ -17,7 +17,7 @@ torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, double max
   // (half,) float32, evaluated like the official torch expression (scalar factors applied in float32).
   const torch::Tensor freqs = torch::exp(-std::log(max_period) * torch::arange(0, half, options) / (half - freq_shift));
   const torch::Tensor args = t.reshape({-1, 1}).to(torch::kFloat32) * freqs.unsqueeze(0);  // (B, half)
-  torch::Tensor embedding = torch::cat({torch::cos(args), torch::sin(args)}, -1);           // (B, 2*half)
+  torch::Tensor embedding = torch::cat({torch::cos(args), torch::sin(args)}, -1);          // (B, 2*half)
   if (dim % 2) embedding = torch::cat({embedding, torch::zeros_like(embedding.narrow(1, 0, 1))}, -1);
   return embedding;
 }
@@ -50,7 +50,7 @@ torch::Tensor sincos_pos_embed_2d(int64_t embed_dim, int64_t grid_h, int64_t gri
       float* row = data + (r * grid_w + c) * embed_dim;
       for (int64_t k = 0; k < quarter; ++k) {
         const double col_arg = cols[c] * omega[k], row_arg = rows[r] * omega[k];
-        row[k] = static_cast<float>(std::sin(col_arg));                // column half: [sin | cos]
+        row[k] = static_cast<float>(std::sin(col_arg));  // column half: [sin | cos]
         row[quarter + k] = static_cast<float>(std::cos(col_arg));
         row[2 * quarter + k] = static_cast<float>(std::sin(row_arg));  // row half: [sin | cos]
         row[3 * quarter + k] = static_cast<float>(std::cos(row_arg));
@@ -113,8 +113,7 @@ TimestepEmbedderImpl::TimestepEmbedderImpl(int64_t hidden_size, int64_t frequenc
 
 torch::Tensor TimestepEmbedderImpl::forward(const torch::Tensor& t) {
   const torch::Tensor& weight = mlp->ptr<torch::nn::LinearImpl>(0)->weight;
-  return mlp->forward(
-      timestep_embedding(t.to(weight.device()), frequency_size, 10000.0, freq_shift).to(weight.scalar_type()));
+  return mlp->forward(timestep_embedding(t.to(weight.device()), frequency_size, 10000.0, freq_shift).to(weight.scalar_type()));
 }
 
 MlpImpl::MlpImpl(int64_t in_features, int64_t hidden_features, int64_t out_features) {
@@ -122,14 +121,11 @@ MlpImpl::MlpImpl(int64_t in_features, int64_t hidden_features, int64_t out_featu
   fc2 = register_module("fc2", torch::nn::Linear(hidden_features, out_features));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return fc2(torch::gelu(fc1(x), "tanh"));
-}
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return fc2(torch::gelu(fc1(x), "tanh")); }
 
 PatchEmbedImpl::PatchEmbedImpl(int64_t patch_size, int64_t in_channels, int64_t hidden_size) {
-  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, hidden_size, patch_size)
-                                                       .stride(patch_size)
-                                                       .bias(true)));
+  proj = register_module(
+      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, hidden_size, patch_size).stride(patch_size).bias(true)));
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
@@ -162,8 +158,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) {
 }
 
 CrossAttentionImpl::CrossAttentionImpl(int64_t hidden_size, int64_t num_heads) : num_heads(num_heads) {
-  TORCH_CHECK(hidden_size % num_heads == 0, "CrossAttention: hidden_size ", hidden_size,
-              " is not divisible by num_heads ", num_heads);
+  TORCH_CHECK(hidden_size % num_heads == 0, "CrossAttention: hidden_size ", hidden_size, " is not divisible by num_heads ",
+              num_heads);
   q_linear = register_module("q_linear", torch::nn::Linear(hidden_size, hidden_size));
   kv_linear = register_module("kv_linear", torch::nn::Linear(hidden_size, 2 * hidden_size));
   proj = register_module("proj", torch::nn::Linear(hidden_size, hidden_size));
@@ -174,8 +170,8 @@ torch::Tensor CrossAttentionImpl::forward(const torch::Tensor& x, const torch::T
   const int64_t context_len = context.size(1);
   const torch::Tensor q = q_linear(x).reshape({batch, tokens, num_heads, head_dim}).transpose(1, 2);  // (B, H, N, hd)
   const torch::Tensor kv = kv_linear(context).reshape({batch, context_len, 2, num_heads, head_dim});  // (B, L, 2, H, hd)
-  const torch::Tensor k = kv.select(2, 0).transpose(1, 2), v = kv.select(2, 1).transpose(1, 2);      // (B, H, L, hd)
-  const torch::Tensor out = scaled_attention(q, k, v, key_mask);                                       // (B, H, N, hd)
+  const torch::Tensor k = kv.select(2, 0).transpose(1, 2), v = kv.select(2, 1).transpose(1, 2);       // (B, H, L, hd)
+  const torch::Tensor out = scaled_attention(q, k, v, key_mask);                                      // (B, H, N, hd)
   return proj(out.transpose(1, 2).reshape({batch, tokens, dim}));
 }
 

@@ -19,7 +19,8 @@ std::string shape_of(const torch::Tensor& t) {
 torch::Tensor normalise_caption_mask(const torch::Tensor& mask, int64_t batch, int64_t length, const torch::Device& device) {
   if (!mask.defined()) return torch::ones({batch, length}, torch::TensorOptions().dtype(torch::kBool).device(device));
   if (mask.dim() < 2 || mask.dim() > 4 || mask.size(-1) != length || mask.numel() % length != 0)
-    throw Error("PixArt: caption_mask must be (B, L) with L = " + std::to_string(length) + " caption tokens, got " + shape_of(mask));
+    throw Error("PixArt: caption_mask must be (B, L) with L = " + std::to_string(length) + " caption tokens, got " +
+                shape_of(mask));
   torch::Tensor m = mask.reshape({-1, length});
   if (m.size(0) != batch) {
     if (m.size(0) == 0 || batch % m.size(0) != 0)
@@ -55,8 +56,8 @@ PixArtConfig PixArtConfig::from_spec(const ModelSpec& spec, const PixArtConfig& 
   c.pe_interpolation = spec.pe_interpolation.value_or(c.pe_interpolation);
   c.qk_norm = spec.qk_norm.value_or(c.qk_norm);
   c.kv_compress = spec.kv_compress.value_or(c.kv_compress);
-  for (const auto& [field, given] : {std::pair<const char*, bool>{"num_classes", spec.num_classes.has_value()},
-                                     {"learn_sigma", spec.learn_sigma.has_value()}})
+  for (const auto& [field, given] :
+       {std::pair<const char*, bool>{"num_classes", spec.num_classes.has_value()}, {"learn_sigma", spec.learn_sigma.has_value()}})
     if (given) throw spec.invalid(field, "absent for a PixArt model (it is a DiT setting)");
   c.validate(spec.where());
   return c;
@@ -68,11 +69,11 @@ void PixArtConfig::validate(const std::string& where) const {
   };
   if (variant != "alpha" && variant != "alpha_ms" && variant != "sigma")
     fail("variant", "one of alpha, alpha_ms, sigma (got \"" + variant + "\")");
-  if (kv_compress)
-    fail("kv_compress", "false: KV compression (the PixArt-Sigma kv-compress checkpoints) is not supported");
+  if (kv_compress) fail("kv_compress", "false: KV compression (the PixArt-Sigma kv-compress checkpoints) is not supported");
   if (patch_size < 1) fail("patch_size", ">= 1, got " + std::to_string(patch_size));
   if (input_size < 1 || input_size % patch_size != 0)
-    fail("input_size", "a positive multiple of patch_size (" + std::to_string(patch_size) + "), got " + std::to_string(input_size));
+    fail("input_size",
+         "a positive multiple of patch_size (" + std::to_string(patch_size) + "), got " + std::to_string(input_size));
   if (in_channels < 1) fail("in_channels", ">= 1, got " + std::to_string(in_channels));
   if (depth < 1) fail("depth", ">= 1, got " + std::to_string(depth));
   if (hidden_size < 4 || hidden_size % 4 != 0)
@@ -81,7 +82,8 @@ void PixArtConfig::validate(const std::string& where) const {
     fail("hidden_size", "a multiple of 3 for alpha_ms (the size and aspect-ratio embeddings are D/3 wide each), got " +
                             std::to_string(hidden_size));
   if (num_heads < 1 || hidden_size % num_heads != 0)
-    fail("num_heads", "a positive divisor of hidden_size (" + std::to_string(hidden_size) + "), got " + std::to_string(num_heads));
+    fail("num_heads",
+         "a positive divisor of hidden_size (" + std::to_string(hidden_size) + "), got " + std::to_string(num_heads));
   if (!(mlp_ratio > 0) || static_cast<int64_t>(hidden_size * mlp_ratio) < 1)
     fail("mlp_ratio", "positive, got " + std::to_string(mlp_ratio));
   if (caption_channels < 1) fail("caption_channels", ">= 1, got " + std::to_string(caption_channels));
@@ -135,7 +137,8 @@ PixArtImpl::PixArtImpl(const PixArtConfig& config) : config_(config) {
   x_embedder = register_module("x_embedder", PatchEmbed(config_.patch_size, config_.in_channels, d));
   t_embedder = register_module("t_embedder", TimestepEmbedder(d));
   pos_embed = register_buffer(
-      "pos_embed", sincos_pos_embed_2d(d, base, base, base, config_.pos_embed_scale(), config_.pos_embed_division()).unsqueeze(0));
+      "pos_embed",
+      sincos_pos_embed_2d(d, base, base, base, config_.pos_embed_scale(), config_.pos_embed_division()).unsqueeze(0));
   t_block = register_module("t_block", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(d, 6 * d)));
   y_embedder = register_module("y_embedder", CaptionEmbedder(config_.caption_channels, d, config_.model_max_length));
   if (config_.micro_condition()) {
@@ -187,7 +190,7 @@ torch::Tensor PixArtImpl::embed(const torch::Tensor& x) {
 torch::Tensor PixArtImpl::embed_timestep(const torch::Tensor& t) { return t_embedder(t); }
 
 std::pair<torch::Tensor, torch::Tensor> PixArtImpl::embed_micro_conditions(const torch::Tensor& image_hw,
-                                                                            const torch::Tensor& aspect_ratio, int64_t batch) {
+                                                                           const torch::Tensor& aspect_ratio, int64_t batch) {
   if (!config_.micro_condition()) throw Error("PixArt: micro-conditions exist only for variant alpha_ms");
   if (!image_hw.defined() || !aspect_ratio.defined())
     throw Error("PixArt (variant alpha_ms): the micro-conditions image_hw (B, 2) and aspect_ratio (B, 1) are required");
@@ -227,7 +230,7 @@ Conditioning PixArtImpl::condition(const torch::Tensor& t, const ConditionInputs
     const auto [csize, ar] = embed_micro_conditions(inputs.image_hw, inputs.aspect_ratio, batch);
     t_vec = t_vec + torch::cat({csize, ar}, 1);
   }
-  cond.head = t_vec;               // t (B, D)
+  cond.head = t_vec;                     // t (B, D)
   cond.block = t_block->forward(t_vec);  // t0 (B, 6D)
   cond.caption_mask = normalise_caption_mask(inputs.caption_mask, batch, length, cond.caption_tokens.device());
   return cond;
@@ -266,8 +269,8 @@ void PixArtImpl::set_null_caption(const torch::Tensor& caption, const torch::Ten
   const int64_t length = null_caption_.size(0);
   if (mask.defined()) {
     if (mask.numel() != length)
-      throw Error("PixArt::set_null_caption: mask has " + std::to_string(mask.numel()) + " entries for " + std::to_string(length) +
-                  " caption tokens");
+      throw Error("PixArt::set_null_caption: mask has " + std::to_string(mask.numel()) + " entries for " +
+                  std::to_string(length) + " caption tokens");
     null_caption_mask_ = (mask.reshape({length}) != 0).to(torch::kCPU);
   } else {
     null_caption_mask_ = torch::ones({length}, torch::kBool);
@@ -284,8 +287,9 @@ ConditionInputs PixArtImpl::null_condition(const ConditionInputs& like) const {
   } else if (config_.variant == "sigma") {
     throw Error("PixArt-Sigma has no built-in null caption: call set_null_caption() with the T5 features of the empty prompt");
   } else if (!builtin_null_caption_) {
-    throw Error("PixArt: the loaded weights carry no y_embedder.y_embedding (e.g. the diffusers layout): call set_null_caption() "
-                "with the T5 features of the empty prompt");
+    throw Error(
+        "PixArt: the loaded weights carry no y_embedder.y_embedding (e.g. the diffusers layout): call set_null_caption() "
+        "with the T5 features of the empty prompt");
   } else {
     // Reading: the buffer is a full-length learned null caption, so every token is valid. (The official
     // pipelines reuse the conditional caption's mask for it.)
@@ -306,7 +310,8 @@ ConditionInputs PixArtImpl::null_condition(const ConditionInputs& like) const {
   }
   const torch::Device device = like.caption.device();
   ConditionInputs null;
-  null.caption = caption.to(device, like.caption.scalar_type()).unsqueeze(0).expand({batch, length, caption.size(1)}).contiguous();
+  null.caption =
+      caption.to(device, like.caption.scalar_type()).unsqueeze(0).expand({batch, length, caption.size(1)}).contiguous();
   if (like.caption.dim() == 4) null.caption = null.caption.unsqueeze(1);
   // Like `like`: no mask when `like` has none and every null token is valid.
   if (like.caption_mask.defined() || !mask.all().item<bool>()) {

@@ -177,7 +177,8 @@ TensorMap convert_diffusers_dit(TensorMap w, const std::string& source) {
       auto it = w.find(copy + part), first = w.find(emb + part);
       if (it == w.end() || first == w.end()) continue;  // left to the strict loading's missing / unexpected keys
       if (!it->second.sizes().equals(first->second.sizes()) || !torch::equal(it->second, first->second))
-        throw Error(source + ": \"" + copy + part + "\" differs from block 0's: the diffusers DiT's blocks carry "
+        throw Error(source + ": \"" + copy + part +
+                    "\" differs from block 0's: the diffusers DiT's blocks carry "
                     "different timestep / class embedders, which the official DiT (one shared embedder) cannot represent");
       w.erase(it);
     }
@@ -335,8 +336,9 @@ TensorMap to_official_layout(TensorMap weights, const std::string& source, Weigh
     if (shown++ == 5) break;
     sample += (sample.empty() ? "" : ", ") + name;
   }
-  throw Error(source + ": not DiT or PixArt weights in a known layout (expected x_embedder.proj.weight, or "
-                       "pos_embed.proj.weight for diffusers; found " +
+  throw Error(source +
+              ": not DiT or PixArt weights in a known layout (expected x_embedder.proj.weight, or "
+              "pos_embed.proj.weight for diffusers; found " +
               std::to_string(weights.size()) + " tensors: " + sample + (weights.size() > 5 ? ", ..." : "") + ")");
 }
 
@@ -344,7 +346,8 @@ std::string detect_family(const TensorMap& weights, const std::string& source) {
   const TensorMap w = to_official_layout(weights, source);
   if (w.count("y_embedder.embedding_table.weight")) return "dit";
   if (w.count("y_embedder.y_proj.fc1.weight")) return "pixart";
-  throw Error(source + ": cannot tell the model family (neither y_embedder.embedding_table.weight (DiT) nor "
+  throw Error(source +
+              ": cannot tell the model family (neither y_embedder.embedding_table.weight (DiT) nor "
               "y_embedder.y_proj.fc1.weight / caption_projection.linear_1.weight (PixArt) is present)");
 }
 
@@ -426,9 +429,10 @@ BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec&
     if (spec.num_heads) return int64_t{0};  // taken from the spec
     const int64_t heads = official_num_heads(hidden_size);
     if (heads == 0)
-      throw spec.invalid("num_heads", "given (e.g. --set " + spec.key("num_heads") + "=N): the weights do not determine "
-                                      "the head count and hidden_size " + std::to_string(hidden_size) +
-                                      " is not the width of an official model");
+      throw spec.invalid("num_heads", "given (e.g. --set " + spec.key("num_heads") +
+                                          "=N): the weights do not determine "
+                                          "the head count and hidden_size " +
+                                          std::to_string(hidden_size) + " is not the width of an official model");
     spdlog::info("{} not set: using {}, the head count of the official models of width {}", spec.key("num_heads"), heads,
                  hidden_size);
     return heads;
@@ -475,9 +479,9 @@ BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec&
     auto stored = w.find("pos_embed");
     const double scale = stored == w.end() ? 0.0 : scale_of_stored_pos_embed(stored->second, base);
     if (scale == 0.0)
-      throw spec.invalid(scale_field, std::string("given: ") +
-                                          (stored == w.end() ? "the weights have no pos_embed to recover it from"
-                                                             : "no usual value reproduces the stored pos_embed"));
+      throw spec.invalid(scale_field,
+                         std::string("given: ") + (stored == w.end() ? "the weights have no pos_embed to recover it from"
+                                                                     : "no usual value reproduces the stored pos_embed"));
     (sigma ? base.pe_interpolation : base.lewei_scale) = scale;
     spdlog::info("{} not set: using {}, which reproduces the pos_embed stored in the weights", spec.key(scale_field), scale);
   }
@@ -519,7 +523,8 @@ void load_backbone_weights(Backbone& model, TensorMap weights, const std::string
     } else if (!it->second.sizes().equals(target.sizes())) {
       wrong_shape.push_back(name + " (file " + shape_of(it->second) + ", model " + shape_of(target) + ")");
     } else if (!it->second.is_floating_point()) {
-      wrong_shape.push_back(name + " (file dtype " + std::string(c10::toString(it->second.scalar_type())) + ", expected a float type)");
+      wrong_shape.push_back(name + " (file dtype " + std::string(c10::toString(it->second.scalar_type())) +
+                            ", expected a float type)");
     }
   }
   for (const auto& [name, tensor] : w)
@@ -544,15 +549,19 @@ void load_backbone_weights(Backbone& model, TensorMap weights, const std::string
     auto it = w.find(name);
     if (it != w.end()) target.copy_(it->second);
   }
-  if (auto* pixart = dynamic_cast<PixArtImpl*>(&model)) pixart->set_builtin_null_caption_available(w.count("y_embedder.y_embedding") > 0);
+  if (auto* pixart = dynamic_cast<PixArtImpl*>(&model))
+    pixart->set_builtin_null_caption_available(w.count("y_embedder.y_embedding") > 0);
   spdlog::debug("{}: loaded {} tensors ({} layout)", source, w.size(),
-                layout == WeightLayout::kOfficial ? "official" : (layout == WeightLayout::kDiffusersDiT ? "diffusers DiT" : "diffusers PixArt"));
+                layout == WeightLayout::kOfficial
+                    ? "official"
+                    : (layout == WeightLayout::kDiffusersDiT ? "diffusers DiT" : "diffusers PixArt"));
 }
 
 void move_backbone(Backbone& model, const torch::Device& device, torch::Dtype dtype) {
   if (dtype != torch::kFloat32 && dtype != torch::kBFloat16 && dtype != torch::kFloat16)
     throw Error("backbone dtype must be float32, bfloat16 or float16, got " + std::string(c10::toString(dtype)));
-  if (device.is_cuda() && !torch::cuda::is_available()) throw Error("backbone device " + device.str() + ": CUDA is not available");
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw Error("backbone device " + device.str() + ": CUDA is not available");
   if (dtype != torch::kFloat32 && !device.is_cuda())
     throw Error("backbone dtype " + std::string(c10::toString(dtype)) + " needs a CUDA device (got " + device.str() +
                 "); use float32 on the CPU");

@@ -25,16 +25,22 @@ TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const Cali
   const torch::Device device(request.device);
   const bool text = !request.prompts.empty();
   TeaCacheCalibration c;
-  // The recorder is owned by the model (its sampling method): read it before the model goes.
-  const auto keep_pairs = [&](const AccelerationMethodPtr& method) {
-    const auto& recorder = dynamic_cast<const TeaCacheRecorder&>(*method);
-    c.input_changes = recorder.input_changes();
-    c.output_changes = recorder.output_changes();
+  // The recorder replaces the model's sampling method, which owns it: `install` keeps a view of it, and
+  // its pairs are read before the model goes.
+  const TeaCacheRecorder* recorder = nullptr;
+  const auto install = [&](AccelerationMethodPtr& method) {
+    auto owned = std::make_unique<TeaCacheRecorder>();
+    recorder = owned.get();
+    method = std::move(owned);
+  };
+  const auto keep_pairs = [&] {
+    c.input_changes = recorder->input_changes();
+    c.output_changes = recorder->output_changes();
   };
 
   if (text) {
     TextToImageModel model = load_text_to_image_model(config, device, loaded.folder ? &*loaded.folder : nullptr);
-    model.sampling.method = std::make_unique<TeaCacheRecorder>();
+    install(model.sampling.method);
     for (int64_t i = 0; i < request.num_samples; i += request.batch) {
       TextToImageRequest r;
       for (int64_t j = i; j < std::min(i + request.batch, request.num_samples); ++j) {
@@ -43,16 +49,16 @@ TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const Cali
       }
       generate(model, r);
     }
-    keep_pairs(model.sampling.method);
+    keep_pairs();
   } else {
     ClassToImageModel model = load_class_to_image_model(config, device);
-    model.sampling.method = std::make_unique<TeaCacheRecorder>();
+    install(model.sampling.method);
     for (int64_t i = 0; i < request.num_samples; i += request.batch) {
       std::vector<int64_t> labels;
       for (int64_t j = i; j < std::min(i + request.batch, request.num_samples); ++j) labels.push_back(j % model.num_classes());
       generate(model, labels, request.seed + static_cast<uint64_t>(i));
     }
-    keep_pairs(model.sampling.method);
+    keep_pairs();
   }
 
   if (static_cast<int64_t>(c.input_changes.size()) <= request.degree)

@@ -11,8 +11,8 @@ ClassToImageModel load_class_to_image_model(const RunConfig& config, const torch
   model.options = config.sampling.options;
   model.backbone = load_backbone(config, device);
   if (model.backbone->condition_kind() != ConditionKind::kClassLabel)
-    throw Error(config.weights + ": class-conditional sampling needs a DiT backbone; this one is " +
-                model.backbone->family() + " (for PixArt give --prompt or --prompts-file)");
+    throw Error(config.weights + ": class-conditional sampling needs a DiT backbone; this one is " + model.backbone->family() +
+                " (for PixArt give --prompt or --prompts-file)");
   model.sampling = load_sampling(config, *model.backbone, device);
   if (!config.vae.decoder.empty()) {
     model.vae = load_vae(config, kSdVaeLatentScale, device);

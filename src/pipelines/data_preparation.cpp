@@ -106,22 +106,23 @@ torch::Tensor load_image(const std::string& path, int64_t resolution, int64_t ch
   const int x0 = (rw - static_cast<int>(resolution)) / 2, y0 = (rh - static_cast<int>(resolution)) / 2;
   torch::Tensor hwc = torch::from_blob(resized.data(), {rh, rw, channels}, torch::kUInt8)
                           .slice(0, y0, y0 + resolution)
-                          .slice(1, x0, x0 + resolution);                  // (res, res, c)
+                          .slice(1, x0, x0 + resolution);                 // (res, res, c)
   return hwc.permute({2, 0, 1}).to(torch::kFloat32).div(127.5).sub(1.0);  // (c, res, res)
 }
 
 }  // namespace
 
 void prepare_shards(const DataPreparationOptions& args) {
-  if (args.labels_from_folders == args.captions)
-    throw Error("choose exactly one of --labels-from-folders and --captions");
+  if (args.labels_from_folders == args.captions) throw Error("choose exactly one of --labels-from-folders and --captions");
   if (args.captions && (args.text_encoder.empty() || args.tokenizer.empty()))
     throw Error("--captions needs --text-encoder and --tokenizer");
   if (args.channels != 1 && args.channels != 3) throw Error("--channels must be 1 or 3");
   if (args.encoder_output != "mean" && args.encoder_output != "moments")
     throw Error("--encoder-output must be mean or moments (got " + args.encoder_output + ")");
   const torch::Device device(args.device);
-  const torch::ScalarType store_type = args.dtype == "f32" ? torch::kFloat32 : args.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat16;
+  const torch::ScalarType store_type = args.dtype == "f32"    ? torch::kFloat32
+                                       : args.dtype == "bf16" ? torch::kBFloat16
+                                                              : torch::kFloat16;
 
   std::vector<std::string> class_names;
   std::vector<Item> items = list_items(args, &class_names);

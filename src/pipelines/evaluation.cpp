@@ -70,8 +70,7 @@ struct Generated {
   nlohmann::json settings;
 };
 
-nlohmann::json score(const RunConfig& config, const EvalRequest& request, const torch::Device& device,
-                     const Generated& g) {
+nlohmann::json score(const RunConfig& config, const EvalRequest& request, const torch::Device& device, const Generated& g) {
   torch::jit::script::Module extractor = load_extractor(config.eval.feature_extractor, device);
   if (!request.write_samples.empty())
     write_safetensors(request.write_samples, {{"samples", g.images}}, {{"config", config.source}});

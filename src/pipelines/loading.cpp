@@ -50,7 +50,8 @@ SamplingSetup load_sampling(const RunConfig& config, const Backbone& backbone, c
 }
 
 std::shared_ptr<TorchScriptVae> load_vae(const RunConfig& config, double default_scale_factor, const torch::Device& device) {
-  if (config.vae.decoder.empty()) throw Error(config.source + ": missing required key \"vae.decoder\" (a TorchScript VAE decoder)");
+  if (config.vae.decoder.empty())
+    throw Error(config.source + ": missing required key \"vae.decoder\" (a TorchScript VAE decoder)");
   return std::make_shared<TorchScriptVae>(config.vae.decoder, config.vae.encoder,
                                           config.vae.scale_factor.value_or(default_scale_factor), device);
 }

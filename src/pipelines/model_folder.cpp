@@ -64,8 +64,7 @@ ModelFolder read_model_folder(const std::string& folder) {
                 ": the model folder does not exist (or is not a folder); scripts/export_pixart_model_folder.py "
                 "makes one from a PixArt checkpoint (docs/text-to-image.md)");
   if (!fs::exists(m.manifest))
-    throw Error(m.manifest +
-                ": missing; a model folder needs a model.json (scripts/export_pixart_model_folder.py writes one)");
+    throw Error(m.manifest + ": missing; a model folder needs a model.json (scripts/export_pixart_model_folder.py writes one)");
   ConfigReader reader(load_json_file(m.manifest), m.manifest);
   std::vector<std::string> problems;
 
@@ -89,8 +88,7 @@ ModelFolder read_model_folder(const std::string& folder) {
   m.latent_scale = reader.get<double>("latent_scale", 0.0);
   m.max_caption_length = reader.get<int64_t>("max_caption_length", 0);
   if (reader.has("resolution") && m.resolution <= 0) problems.push_back("\"resolution\" must be > 0");
-  if (reader.has("max_caption_length") && m.max_caption_length <= 0)
-    problems.push_back("\"max_caption_length\" must be > 0");
+  if (reader.has("max_caption_length") && m.max_caption_length <= 0) problems.push_back("\"max_caption_length\" must be > 0");
   // A folder with its own VAE says so with "vae_downsampling" (and "image_channels"); then its latent
   // scale is that VAE's. Otherwise the VAE is the family's (SD / SDXL) and so is the scale.
   m.custom_vae = reader.has("vae_downsampling");
@@ -101,34 +99,27 @@ ModelFolder read_model_folder(const std::string& folder) {
   if (reader.has("latent_scale") && !(m.latent_scale > 0)) problems.push_back("\"latent_scale\" must be > 0");
   if (family && !m.custom_vae && reader.has("latent_scale") && std::abs(m.latent_scale - family->latent_scale) > 1e-9)
     problems.push_back("\"latent_scale\" is " + number_text(m.latent_scale) + " but " + family->name + " latents use " +
-                       number_text(family->latent_scale) +
-                       (family->name == "pixart_alpha" ? " (SD VAE)" : " (SDXL VAE)"));
+                       number_text(family->latent_scale) + (family->name == "pixart_alpha" ? " (SD VAE)" : " (SDXL VAE)"));
 
   if (!reader.has("model") || !reader.json()["model"].is_object()) {
-    problems.push_back(
-        "\"model\" must be an object with the backbone settings (variant, input_size, depth, num_heads, ...)");
+    problems.push_back("\"model\" must be an object with the backbone settings (variant, input_size, depth, num_heads, ...)");
   } else {
     m.model = reader.json()["model"];
     reader.mark_used("model");  // validated when the backbone is built from it
     if (family && m.model.contains("variant")) {
       const Json& variant = m.model["variant"];
       const auto& allowed = family->variants;
-      if (!variant.is_string() ||
-          std::find(allowed.begin(), allowed.end(), variant.get<std::string>()) == allowed.end())
-        problems.push_back("\"model.variant\" is " + variant.dump() + ", which is not a " + family->name +
-                           " variant (" +
-                           [&] {
-                             std::string s;
-                             for (const auto& v : allowed) s += (s.empty() ? "" : " or ") + v;
-                             return s;
-                           }() +
-                           ")");
+      if (!variant.is_string() || std::find(allowed.begin(), allowed.end(), variant.get<std::string>()) == allowed.end())
+        problems.push_back("\"model.variant\" is " + variant.dump() + ", which is not a " + family->name + " variant (" + [&] {
+          std::string s;
+          for (const auto& v : allowed) s += (s.empty() ? "" : " or ") + v;
+          return s;
+        }() + ")");
     }
     if (m.model.contains("input_size") && m.model["input_size"].is_number_integer() && m.resolution > 0 &&
         m.model["input_size"].get<int64_t>() * m.vae_downsampling != m.resolution)
-      problems.push_back("\"resolution\" " + std::to_string(m.resolution) + " is not " +
-                         std::to_string(m.vae_downsampling) + " (vae_downsampling) x model.input_size (" +
-                         m.model["input_size"].dump() + ")");
+      problems.push_back("\"resolution\" " + std::to_string(m.resolution) + " is not " + std::to_string(m.vae_downsampling) +
+                         " (vae_downsampling) x model.input_size (" + m.model["input_size"].dump() + ")");
   }
 
   const fs::path dir(folder);
@@ -161,8 +152,7 @@ ModelFolder read_model_folder(const std::string& folder) {
   return m;
 }
 
-std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& config_source,
-                                              const std::string& folder) {
+std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& config_source, const std::string& folder) {
   const std::string source = config_source.empty() ? "the run config" : config_source;
   if (!config.is_object()) throw Error(source + ": the run config must be a JSON object");
   if (config.contains("model") && !config["model"].is_object()) throw Error(source + ": \"model\" must be an object");
@@ -189,14 +179,13 @@ std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& c
     }
     s[key] = value;
   };
-  auto set_value = [&](const std::string& section, const std::string& key, const Json& value,
-                       const std::string& field) {
+  auto set_value = [&](const std::string& section, const std::string& key, const Json& value, const std::string& field) {
     Json& s = config[section];
     if (s.is_null()) s = Json::object();
     if (!s.is_object()) throw Error(source + ": \"" + section + "\" must be an object");
     if (s.contains(key) && s[key] != value)
-      throw Error(source + ": \"" + section + "." + key + "\" is " + s[key].dump() + " but the model folder's " +
-                  m.manifest + " says " + field + " = " + value.dump());
+      throw Error(source + ": \"" + section + "." + key + "\" is " + s[key].dump() + " but the model folder's " + m.manifest +
+                  " says " + field + " = " + value.dump());
     s[key] = value;
   };
 

@@ -69,9 +69,9 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
   // A prompt: `batch` images of it in one PNG (a grid when several); a prompts file: one PNG per prompt
   // in the `out` folder, `batch` prompts per sampling run. Image i has seed + i.
   const bool from_file = !request.prompts_file.empty();
-  const std::vector<std::string> prompts =
-      from_file ? read_prompts_file(request.prompts_file)
-                : std::vector<std::string>(std::max<int64_t>(request.batch, 1), *request.prompt);
+  const std::vector<std::string> prompts = from_file
+                                               ? read_prompts_file(request.prompts_file)
+                                               : std::vector<std::string>(std::max<int64_t>(request.batch, 1), *request.prompt);
   const auto total = static_cast<int64_t>(prompts.size());
   const int64_t per_run = from_file ? std::max<int64_t>(request.batch, 1) : total;
   SampleFilesSummary summary;
@@ -96,8 +96,7 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
 
   nlohmann::json settings = generation_settings(config, *model.sampling.method, *model.sampling.solver);
   settings["family"] = model.family;
-  settings["negative_prompt"] =
-      request.negative_prompt ? nlohmann::json(*request.negative_prompt) : nlohmann::json(nullptr);
+  settings["negative_prompt"] = request.negative_prompt ? nlohmann::json(*request.negative_prompt) : nlohmann::json(nullptr);
   settings["null_caption"] = request.negative_prompt                 ? "negative prompt"
                              : model.uses_y_embedding_null_caption() ? "y_embedding"
                                                                      : "empty prompt";
@@ -148,8 +147,9 @@ LoadedRunConfig load_sample_config(Json json, const std::string& source, const S
     throw Error("--model-folder, --negative-prompt, --height and --width are for text-to-image (--prompt or --prompts-file)");
   LoadedRunConfig loaded = load_tool_config(std::move(json), source, request.model_folder);
   if (text && !loaded.folder && loaded.config.weights.empty())
-    throw Error("text-to-image needs a model: --model-folder DIR (scripts/export_pixart_model_folder.py makes one from a "
-                "PixArt checkpoint; see docs/text-to-image.md), or a --config that names one (\"model.folder\")");
+    throw Error(
+        "text-to-image needs a model: --model-folder DIR (scripts/export_pixart_model_folder.py makes one from a "
+        "PixArt checkpoint; see docs/text-to-image.md), or a --config that names one (\"model.folder\")");
   return loaded;
 }
 

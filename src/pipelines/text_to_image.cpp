@@ -24,14 +24,13 @@ const std::vector<AspectRatioBin> kBins1024 = {
     {1.46, 1216, 832}, {1.67, 1280, 768}, {1.75, 1344, 768}, {2.0, 1408, 704},  {2.09, 1472, 704}, {2.4, 1536, 640},
     {2.5, 1600, 640},  {3.0, 1728, 576},  {4.0, 2048, 512}};
 const std::vector<AspectRatioBin> kBins2048 = {
-    {0.25, 1024, 4096}, {0.26, 1024, 3968}, {0.27, 1024, 3840}, {0.28, 1024, 3712}, {0.32, 1152, 3584},
-    {0.33, 1152, 3456}, {0.35, 1152, 3328}, {0.4, 1280, 3200},  {0.42, 1280, 3072}, {0.48, 1408, 2944},
-    {0.5, 1408, 2816},  {0.52, 1408, 2688}, {0.57, 1536, 2688}, {0.6, 1536, 2560},  {0.68, 1664, 2432},
-    {0.72, 1664, 2304}, {0.78, 1792, 2304}, {0.82, 1792, 2176}, {0.88, 1920, 2176}, {0.94, 1920, 2048},
-    {1.0, 2048, 2048},  {1.07, 2048, 1920}, {1.13, 2176, 1920}, {1.21, 2176, 1792}, {1.29, 2304, 1792},
-    {1.38, 2304, 1664}, {1.46, 2432, 1664}, {1.67, 2560, 1536}, {1.75, 2688, 1536}, {2.0, 2816, 1408},
-    {2.09, 2944, 1408}, {2.4, 3072, 1280},  {2.5, 3200, 1280},  {2.89, 3328, 1152}, {3.0, 3456, 1152},
-    {3.11, 3584, 1152}, {3.62, 3712, 1024}, {3.75, 3840, 1024}, {3.88, 3968, 1024}, {4.0, 4096, 1024}};
+    {0.25, 1024, 4096}, {0.26, 1024, 3968}, {0.27, 1024, 3840}, {0.28, 1024, 3712}, {0.32, 1152, 3584}, {0.33, 1152, 3456},
+    {0.35, 1152, 3328}, {0.4, 1280, 3200},  {0.42, 1280, 3072}, {0.48, 1408, 2944}, {0.5, 1408, 2816},  {0.52, 1408, 2688},
+    {0.57, 1536, 2688}, {0.6, 1536, 2560},  {0.68, 1664, 2432}, {0.72, 1664, 2304}, {0.78, 1792, 2304}, {0.82, 1792, 2176},
+    {0.88, 1920, 2176}, {0.94, 1920, 2048}, {1.0, 2048, 2048},  {1.07, 2048, 1920}, {1.13, 2176, 1920}, {1.21, 2176, 1792},
+    {1.29, 2304, 1792}, {1.38, 2304, 1664}, {1.46, 2432, 1664}, {1.67, 2560, 1536}, {1.75, 2688, 1536}, {2.0, 2816, 1408},
+    {2.09, 2944, 1408}, {2.4, 3072, 1280},  {2.5, 3200, 1280},  {2.89, 3328, 1152}, {3.0, 3456, 1152},  {3.11, 3584, 1152},
+    {3.62, 3712, 1024}, {3.75, 3840, 1024}, {3.88, 3968, 1024}, {4.0, 4096, 1024}};
 
 std::vector<AspectRatioBin> scaled_bins(const std::vector<AspectRatioBin>& bins, int64_t divisor) {
   std::vector<AspectRatioBin> out;
@@ -54,19 +53,13 @@ std::string size_text(ImageSize s) { return std::to_string(s.width) + "x" + std:
 }  // namespace
 
 const std::vector<AspectRatioBin>& aspect_ratio_bins(int64_t resolution) {
-  static const std::vector<AspectRatioBin> none, bins512 = scaled_bins(kBins1024, 2),
-                                                 bins256 = scaled_bins(kBins1024, 4);
+  static const std::vector<AspectRatioBin> none, bins512 = scaled_bins(kBins1024, 2), bins256 = scaled_bins(kBins1024, 4);
   switch (resolution) {
-    case 256:
-      return bins256;
-    case 512:
-      return bins512;
-    case 1024:
-      return kBins1024;
-    case 2048:
-      return kBins2048;
-    default:
-      return none;
+    case 256: return bins256;
+    case 512: return bins512;
+    case 1024: return kBins1024;
+    case 2048: return kBins2048;
+    default: return none;
   }
 }
 
@@ -85,10 +78,9 @@ torch::Tensor resize_and_crop(const torch::Tensor& images, int64_t height, int64
   const double ratio = std::max(static_cast<double>(height) / h, static_cast<double>(width) / w);
   const auto resized_h = static_cast<int64_t>(h * ratio), resized_w = static_cast<int64_t>(w * ratio);
   namespace F = torch::nn::functional;
-  const torch::Tensor resized = F::interpolate(images, F::InterpolateFuncOptions()
-                                                           .size(std::vector<int64_t>{resized_h, resized_w})
-                                                           .mode(torch::kBilinear)
-                                                           .align_corners(false));
+  const torch::Tensor resized = F::interpolate(
+      images,
+      F::InterpolateFuncOptions().size(std::vector<int64_t>{resized_h, resized_w}).mode(torch::kBilinear).align_corners(false));
   const int64_t top = (resized_h - height) / 2, left = (resized_w - width) / 2;
   return resized.slice(2, top, top + height).slice(3, left, left + width);  // (B, C, height, width)
 }
@@ -106,11 +98,11 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
   if (!missing.empty()) {
     std::string list;
     for (const auto& m : missing) list += "\n  - " + m;
-    throw Error(config.source + ": the text-to-image model is incomplete:" + list +
-                (uses_feedback && feedback_path.empty()
-                     ? "\n  (method " + config.sampling.method +
-                           " needs a trained feedback module: --feedback or ilf.feedback_weights)"
-                     : std::string()));
+    throw Error(
+        config.source + ": the text-to-image model is incomplete:" + list +
+        (uses_feedback && feedback_path.empty()
+             ? "\n  (method " + config.sampling.method + " needs a trained feedback module: --feedback or ilf.feedback_weights)"
+             : std::string()));
   }
   if (folder && !folder->device.empty() && torch::Device(folder->device).type() != device.type())
     throw Error(folder->manifest + ": its TorchScript modules were traced for " + folder->device +
@@ -141,9 +133,8 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
       throw Error(folder->manifest + ": family " + folder->family + " but the backbone is a PixArt " + backbone.variant() +
                   " model (" + model.family + ")");
     if (folder->resolution != model.resolution())
-      throw Error(folder->manifest + ": resolution " + std::to_string(folder->resolution) +
-                  " but the backbone's input_size " + std::to_string(backbone.input_size()) + " makes " +
-                  std::to_string(model.resolution()) + "-pixel images");
+      throw Error(folder->manifest + ": resolution " + std::to_string(folder->resolution) + " but the backbone's input_size " +
+                  std::to_string(backbone.input_size()) + " makes " + std::to_string(model.resolution()) + "-pixel images");
   }
   if (text_options.max_length == 0) text_options.max_length = backbone.caption_length();
   if (text_options.max_length != backbone.caption_length())
@@ -166,8 +157,8 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
   if (folder && !folder->tokenizer_check.empty()) {
     const std::vector<std::string> different = model.text_encoder->tokenizer().mismatches(folder->tokenizer_check);
     for (const auto& prompt : different)
-      spdlog::warn("{}: the tokenizer gives other ids than Hugging Face's T5Tokenizer for \"{}\" ({})", tokenizer_path,
-                   prompt, folder->tokenizer_check);
+      spdlog::warn("{}: the tokenizer gives other ids than Hugging Face's T5Tokenizer for \"{}\" ({})", tokenizer_path, prompt,
+                   folder->tokenizer_check);
   }
 
   // Probes: the text encoder's width (the empty prompt, which is also Sigma's null caption) and the VAE's output.
@@ -199,8 +190,7 @@ ImageSize generation_size(const TextToImageModel& model, ImageSize requested, bo
   const int64_t resolution = model.resolution();
   if (requested.height == 0) requested.height = resolution;
   if (requested.width == 0) requested.width = resolution;
-  if (requested.height < 0 || requested.width < 0)
-    throw Error("image size " + size_text(requested) + ": must be positive");
+  if (requested.height < 0 || requested.width < 0) throw Error("image size " + size_text(requested) + ": must be positive");
   ImageSize size = requested;
   if (binning && backbone.accepts_any_size() && !aspect_ratio_bins(resolution).empty())
     size = nearest_aspect_ratio_bin(requested.height, requested.width, aspect_ratio_bins(resolution));
@@ -211,8 +201,8 @@ ImageSize generation_size(const TextToImageModel& model, ImageSize requested, bo
                 "); the multi-scale models (PixArt-alpha 1024-MS, PixArt-Sigma) make other sizes");
   const int64_t step = model.vae->downsampling() * backbone.patch_size();
   if (size.height % step != 0 || size.width % step != 0)
-    throw Error("image size " + size_text(size) + ": height and width must be multiples of " + std::to_string(step) +
-                " (" + std::to_string(model.vae->downsampling()) + " pixels per latent x patch size " +
+    throw Error("image size " + size_text(size) + ": height and width must be multiples of " + std::to_string(step) + " (" +
+                std::to_string(model.vae->downsampling()) + " pixels per latent x patch size " +
                 std::to_string(backbone.patch_size()) + ")");
   return size;
 }
@@ -225,8 +215,8 @@ ConditionInputs caption_conditions(TextToImageModel& model, const std::vector<st
   if (model.backbone->uses_size_conditioning()) {
     const int64_t batch = static_cast<int64_t>(prompts.size());
     const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(model.device);
-    inputs.image_hw = torch::tensor({static_cast<float>(size.height), static_cast<float>(size.width)}, options)
-                          .repeat({batch, 1});  // (B, 2)
+    inputs.image_hw =
+        torch::tensor({static_cast<float>(size.height), static_cast<float>(size.width)}, options).repeat({batch, 1});  // (B, 2)
     inputs.aspect_ratio =
         torch::full({batch, 1}, static_cast<double>(size.height) / static_cast<double>(size.width), options);  // (B, 1)
   }
@@ -262,8 +252,7 @@ TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& re
 
   const ConditionInputs cond = caption_conditions(model, request.prompts, result.generated);
   const bool guided = options.guidance_scale != 1.0;
-  const ConditionInputs null =
-      guided ? null_caption_conditions(model, cond, request.negative_prompt) : ConditionInputs{};
+  const ConditionInputs null = guided ? null_caption_conditions(model, cond, request.negative_prompt) : ConditionInputs{};
 
   // Each image's noise from its own seed, so that an image does not depend on the batch it is in.
   const int64_t channels = model.backbone->in_channels();
@@ -276,8 +265,7 @@ TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& re
   }
   const torch::Tensor x_T = torch::cat(noise).to(model.device);  // (B, C, h, w)
 
-  result.sampling =
-      sample(*model.backbone, *model.sampling.method, *model.sampling.solver, options, x_T, cond, null, progress);
+  result.sampling = sample(*model.backbone, *model.sampling.method, *model.sampling.solver, options, x_T, cond, null, progress);
   const torch::Tensor images = model.vae->decode(result.sampling.samples);  // (B, 3, 8h, 8w)
   result.images = resize_and_crop(images, result.requested.height, result.requested.width);
   return result;

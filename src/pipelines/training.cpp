@@ -37,7 +37,8 @@ void set_null_caption_from_shards(Backbone& backbone, const DataOptions& data) {
     return;
   const fs::path null_caption = fs::path(data.path) / kNullCaptionFile;
   if (!fs::exists(null_caption))
-    throw Error(null_caption.string() + ": missing; this PixArt model has no built-in null caption for condition "
+    throw Error(null_caption.string() +
+                ": missing; this PixArt model has no built-in null caption for condition "
                 "dropout (ilf_prepare_data --captions writes the file)");
   const auto file = read_safetensors(null_caption.string());
   ConditionInputs null;
@@ -74,8 +75,10 @@ TrainingOutcome run_l2c_training(const RunConfig& config, const std::string& out
   std::ofstream metrics(fs::path(out_dir) / "metrics.jsonl");
   const torch::Tensor logits =
       train_l2c_router(*backbone, *solver, config.sampling.options, *data, o, device, [&](const L2CRouterStep& s) {
-        metrics << Json{{"step", s.iteration}, {"loss", s.loss}, {"loss_rec", s.reconstruction}, {"mean_gate", s.mean_gate}}.dump()
-                << "\n" << std::flush;
+        metrics
+            << Json{{"step", s.iteration}, {"loss", s.loss}, {"loss_rec", s.reconstruction}, {"mean_gate", s.mean_gate}}.dump()
+            << "\n"
+            << std::flush;
         if (s.iteration % config.training.log_every == 0 || s.iteration == o.iterations)
           spdlog::info("step {}/{} loss {:.5f} (rec {:.5f}, mean gate {:.3f})", s.iteration, o.iterations, s.loss,
                        s.reconstruction, s.mean_gate);
@@ -133,7 +136,8 @@ RunConfig load_training_config(const std::string& config_path, const std::vector
 TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir, bool resume) {
   if (config.training.mode == TrainingMode::kL2C) {
     TrainingOutcome outcome = run_l2c_training(config, out_dir, resume);
-    const Json status = {{"finished", true}, {"step", outcome.step}, {"steps", config.training.steps}, {"weights", outcome.weights}};
+    const Json status = {
+        {"finished", true}, {"step", outcome.step}, {"steps", config.training.steps}, {"weights", outcome.weights}};
     write_file_atomically((fs::path(out_dir) / "status.json").string(), [&](std::ostream& s) { s << status.dump(1) << "\n"; });
     spdlog::info("finished; router: {} (sample with --set sampling.method=l2c --set l2c.router=...)", outcome.weights);
     return outcome;
@@ -151,8 +155,8 @@ TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir
   outcome.weights = trainer.weights_output_path();
   if (distributed.is_main()) {
     // For job scripts: whether the run reached training.steps or stopped early (signal).
-    const Json status = {{"finished", outcome.finished}, {"step", outcome.step}, {"steps", config.training.steps},
-                         {"weights", outcome.weights}};
+    const Json status = {
+        {"finished", outcome.finished}, {"step", outcome.step}, {"steps", config.training.steps}, {"weights", outcome.weights}};
     write_file_atomically((fs::path(out_dir) / "status.json").string(), [&](std::ostream& s) { s << status.dump(1) << "\n"; });
     spdlog::info("{} at step {}; feedback/backbone weights: {}", outcome.finished ? "finished" : "stopped", outcome.step,
                  outcome.weights);

@@ -21,7 +21,8 @@ std::vector<int64_t> ddim_timesteps(TimestepSpacing spacing, int64_t n, int64_t 
       const double step = n > 1 ? stop / static_cast<double>(n - 1) : 0.0;
       for (int64_t k = 0; k < n; ++k) {
         const int64_t i = n - 1 - k;  // index into the ascending linspace
-        timesteps[k] = (n > 1 && i == n - 1) ? static_cast<int64_t>(stop) : detail::round_half_even(static_cast<double>(i) * step);
+        timesteps[k] =
+            (n > 1 && i == n - 1) ? static_cast<int64_t>(stop) : detail::round_half_even(static_cast<double>(i) * step);
       }
       break;
     }
@@ -43,9 +44,7 @@ std::vector<int64_t> ddim_timesteps(TimestepSpacing spacing, int64_t n, int64_t 
   return timesteps;
 }
 
-double sigma_of(float alpha_cumprod) {
-  return static_cast<double>(std::sqrt((1.0f - alpha_cumprod) / alpha_cumprod));
-}
+double sigma_of(float alpha_cumprod) { return static_cast<double>(std::sqrt((1.0f - alpha_cumprod) / alpha_cumprod)); }
 
 }  // namespace
 
@@ -75,12 +74,11 @@ void DDIMSolver::set_timesteps(int64_t num_steps) {
   std::vector<int64_t> timesteps = ddim_timesteps(options_.timestep_spacing, num_steps, num_train, options_.steps_offset);
   for (size_t k = 0; k < timesteps.size(); ++k) {
     if (timesteps[k] < 0 || timesteps[k] >= num_train)
-      throw Error("ddim: timestep " + std::to_string(timesteps[k]) + " (steps_offset " +
-                  std::to_string(options_.steps_offset) + ") lies outside the training range [0, " +
-                  std::to_string(num_train) + ")");
+      throw Error("ddim: timestep " + std::to_string(timesteps[k]) + " (steps_offset " + std::to_string(options_.steps_offset) +
+                  ") lies outside the training range [0, " + std::to_string(num_train) + ")");
     if (k > 0 && timesteps[k] >= timesteps[k - 1])
-      throw Error("ddim: " + std::to_string(num_steps) + " steps with timestep_spacing " +
-                  to_string(options_.timestep_spacing) + " give repeated timesteps; use fewer steps");
+      throw Error("ddim: " + std::to_string(num_steps) + " steps with timestep_spacing " + to_string(options_.timestep_spacing) +
+                  " give repeated timesteps; use fewer steps");
   }
   timesteps_ = std::move(timesteps);
 

@@ -69,18 +69,18 @@ void DPMSolverMultistep::set_timesteps(int64_t num_steps) {
   const int64_t num_train = schedule_.num_train_timesteps();
   if (num_steps < 1) throw Error("dpmpp2m: the number of steps must be >= 1 (got " + std::to_string(num_steps) + ")");
   if (num_steps > num_train)
-    throw Error("dpmpp2m: the number of steps (" + std::to_string(num_steps) +
-                ") cannot exceed the training timesteps (" + std::to_string(num_train) + ")");
+    throw Error("dpmpp2m: the number of steps (" + std::to_string(num_steps) + ") cannot exceed the training timesteps (" +
+                std::to_string(num_train) + ")");
   std::vector<int64_t> timesteps = dpm_timesteps(options_.timestep_spacing, num_steps, num_train, options_.steps_offset);
   for (size_t k = 0; k < timesteps.size(); ++k) {
     if (timesteps[k] < 0 || timesteps[k] >= num_train)
       throw Error("dpmpp2m: timestep " + std::to_string(timesteps[k]) + " (steps_offset " +
-                  std::to_string(options_.steps_offset) + ") lies outside the training range [0, " +
-                  std::to_string(num_train) + ")");
+                  std::to_string(options_.steps_offset) + ") lies outside the training range [0, " + std::to_string(num_train) +
+                  ")");
     if (k > 0 && timesteps[k] >= timesteps[k - 1])
       throw Error("dpmpp2m: " + std::to_string(num_steps) + " steps with timestep_spacing " +
-                  to_string(options_.timestep_spacing) + " give repeated timesteps (" +
-                  std::to_string(timesteps[k - 1]) + ", " + std::to_string(timesteps[k]) + "); use fewer steps");
+                  to_string(options_.timestep_spacing) + " give repeated timesteps (" + std::to_string(timesteps[k - 1]) + ", " +
+                  std::to_string(timesteps[k]) + "); use fewer steps");
   }
 
   // Sigmas: the float32 table at the integer timesteps (np.interp at integers returns the table
@@ -134,8 +134,8 @@ SolverStep DPMSolverMultistep::step_tensors(int64_t k, const torch::Device& devi
   return {k, orders_[k], timestep_table_[k].to(device), coefficients_[k].to(device)};
 }
 
-SolverUpdate DPMSolverMultistep::update(const SolverStep& step, const torch::Tensor& model_output,
-                                        const torch::Tensor& sample, const torch::Tensor& previous_x0) const {
+SolverUpdate DPMSolverMultistep::update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
+                                        const torch::Tensor& previous_x0) const {
   return detail::dpm_update(step, model_output, sample, previous_x0);
 }
 

@@ -20,8 +20,6 @@ inline std::vector<float> to_float_vector(const torch::Tensor& tensor) {
 
 inline std::vector<float> float32_exp(const std::vector<float>& v) { return to_float_vector(to_float_tensor(v).exp()); }
 inline std::vector<float> float32_log(const std::vector<float>& v) { return to_float_vector(to_float_tensor(v).log()); }
-inline std::vector<float> float32_expm1(const std::vector<float>& v) {
-  return to_float_vector(to_float_tensor(v).expm1());
-}
+inline std::vector<float> float32_expm1(const std::vector<float>& v) { return to_float_vector(to_float_tensor(v).expm1()); }
 
 }  // namespace ilf::detail

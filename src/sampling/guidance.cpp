@@ -15,7 +15,7 @@ torch::Tensor classifier_free_guidance(const torch::Tensor& model_out, double sc
   const int64_t half = model_out.size(0) / 2;
   const torch::Tensor eps = model_out.narrow(1, 0, guided_channels);  // (2B, g, ...)
   const torch::Tensor cond = eps.narrow(0, 0, half), uncond = eps.narrow(0, half, half);
-  const torch::Tensor guided = uncond + scale * (cond - uncond);       // (B, g, ...)
+  const torch::Tensor guided = uncond + scale * (cond - uncond);  // (B, g, ...)
   const torch::Tensor rest = model_out.narrow(1, guided_channels, model_out.size(1) - guided_channels);
   return torch::cat({torch::cat({guided, guided}, 0), rest}, 1);
 }

@@ -15,8 +15,8 @@ void NoiseScheduleOptions::validate() const {
   if (num_train_timesteps < 2)
     throw Error("noise schedule: num_train_timesteps must be >= 2 (got " + std::to_string(num_train_timesteps) + ")");
   if (!(beta_start > 0 && beta_start < 1 && beta_end > 0 && beta_end < 1))
-    throw Error("noise schedule: beta_start and beta_end must lie in (0, 1) (got " + std::to_string(beta_start) +
-                ", " + std::to_string(beta_end) + ")");
+    throw Error("noise schedule: beta_start and beta_end must lie in (0, 1) (got " + std::to_string(beta_start) + ", " +
+                std::to_string(beta_end) + ")");
 }
 
 NoiseSchedule NoiseSchedule::create(const NoiseScheduleOptions& options) {
@@ -27,8 +27,7 @@ NoiseSchedule NoiseSchedule::create(const NoiseScheduleOptions& options) {
     schedule.betas = torch::linspace(options.beta_start, options.beta_end, options.num_train_timesteps, f32);
   } else {  // scaled_linear: linspace over sqrt(beta) in float32, then squared
     schedule.betas =
-        torch::linspace(std::sqrt(options.beta_start), std::sqrt(options.beta_end), options.num_train_timesteps, f32)
-            .pow(2);
+        torch::linspace(std::sqrt(options.beta_start), std::sqrt(options.beta_end), options.num_train_timesteps, f32).pow(2);
   }
   schedule.alphas_cumprod = torch::cumprod(1.0 - schedule.betas, 0);
   return schedule;
@@ -38,8 +37,7 @@ torch::Tensor NoiseSchedule::sigmas() const { return ((1.0 - alphas_cumprod) / a
 
 double NoiseSchedule::sigma(int64_t t) const {
   if (t < 0 || t >= num_train_timesteps())
-    throw Error("noise schedule: timestep " + std::to_string(t) + " outside [0, " +
-                std::to_string(num_train_timesteps()) + ")");
+    throw Error("noise schedule: timestep " + std::to_string(t) + " outside [0, " + std::to_string(num_train_timesteps()) + ")");
   const torch::Tensor abar = alphas_cumprod[t];
   return ((1.0 - abar) / abar).sqrt().item<double>();
 }
@@ -48,8 +46,8 @@ torch::Tensor NoiseSchedule::add_noise(const torch::Tensor& x0, const torch::Ten
   if (x0.sizes() != eps.sizes())
     throw Error("add_noise: x0 " + c10::str(x0.sizes()) + " and eps " + c10::str(eps.sizes()) + " differ in shape");
   if (t.dim() != 1 || x0.dim() < 1 || t.size(0) != x0.size(0))
-    throw Error("add_noise: timesteps must have shape (B,) with B = x0.size(0) = " +
-                std::to_string(x0.dim() ? x0.size(0) : 0) + ", got " + c10::str(t.sizes()));
+    throw Error("add_noise: timesteps must have shape (B,) with B = x0.size(0) = " + std::to_string(x0.dim() ? x0.size(0) : 0) +
+                ", got " + c10::str(t.sizes()));
   if (t.is_floating_point() || t.is_complex())
     throw Error("add_noise: timesteps must be integers, got " + std::string(c10::toString(t.scalar_type())));
   if (t.numel() > 0) {

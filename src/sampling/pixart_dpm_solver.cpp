@@ -44,7 +44,7 @@ PixArtDPMSolver::PixArtDPMSolver(const PixArtDPMSolverOptions& options) : option
   options_.validate();
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const torch::Tensor betas = torch::tensor(numpy_linspace(kBetaStart, kBetaEnd, kNumTrainTimesteps), f64);  // (T,)
-  torch::Tensor log_alphas = 0.5 * torch::log(1.0 - betas).cumsum(0);  // (T,) float64
+  torch::Tensor log_alphas = 0.5 * torch::log(1.0 - betas).cumsum(0);                                        // (T,) float64
   const torch::Tensor log_sigmas = 0.5 * torch::log(1.0 - torch::exp(2.0 * log_alphas));
   const int64_t clipped = ((log_alphas - log_sigmas) < kClippedLambda).sum().item<int64_t>();
   if (clipped > 0) log_alphas = log_alphas.slice(0, 0, log_alphas.size(0) - clipped);
@@ -67,8 +67,7 @@ float PixArtDPMSolver::log_alpha_at(float t) const {
 }
 
 void PixArtDPMSolver::set_timesteps(int64_t num_steps) {
-  if (num_steps < 1)
-    throw Error("pixart_dpm: the number of steps must be >= 1 (got " + std::to_string(num_steps) + ")");
+  if (num_steps < 1) throw Error("pixart_dpm: the number of steps must be >= 1 (got " + std::to_string(num_steps) + ")");
   const double t_end = 1.0 / static_cast<double>(t_table_.size());  // 1 / total_N
   const torch::Tensor grid = torch::linspace(1.0, t_end, num_steps + 1, torch::TensorOptions().dtype(torch::kFloat32));
   std::vector<float> times = detail::to_float_vector(grid);  // (N + 1,)
@@ -131,8 +130,8 @@ SolverStep PixArtDPMSolver::step_tensors(int64_t k, const torch::Device& device)
   return {k, orders_[k], timestep_table_[k].to(device), coefficients_[k].to(device)};
 }
 
-SolverUpdate PixArtDPMSolver::update(const SolverStep& step, const torch::Tensor& model_output,
-                                     const torch::Tensor& sample, const torch::Tensor& previous_x0) const {
+SolverUpdate PixArtDPMSolver::update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
+                                     const torch::Tensor& previous_x0) const {
   return detail::dpm_update(step, model_output, sample, previous_x0);
 }
 

@@ -92,8 +92,7 @@ SamplingResult sample(Backbone& backbone, AccelerationMethod& method, Solver& so
   const ConditionInputs model_inputs = guided ? concat_conditions(inputs, null_inputs) : inputs;
   const int64_t batch = x_T.size(0);
   const int64_t channels = backbone.in_channels();
-  const int64_t guided_channels =
-      options.guided_channels == 0 ? channels : std::min(options.guided_channels, channels);
+  const int64_t guided_channels = options.guided_channels == 0 ? channels : std::min(options.guided_channels, channels);
   const std::vector<double> timesteps = solver.timesteps();
   const int64_t n = static_cast<int64_t>(result.plan.steps.size());
   method.begin(n);

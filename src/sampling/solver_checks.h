@@ -22,8 +22,8 @@ inline void check_step_arguments(const std::string& solver, bool has_timesteps, 
   if (step_index >= num_steps)
     throw Error(solver + ": all " + std::to_string(num_steps) + " steps are done; call set_timesteps() again");
   if (model_output.sizes() != sample.sizes())
-    throw Error(solver + ": model_output " + c10::str(model_output.sizes()) + " and sample " +
-                c10::str(sample.sizes()) + " differ in shape (pass only the eps channels)");
+    throw Error(solver + ": model_output " + c10::str(model_output.sizes()) + " and sample " + c10::str(sample.sizes()) +
+                " differ in shape (pass only the eps channels)");
 }
 
 // Throws ilf::Error naming the solver when step k does not exist (before set_timesteps() or out of range).

@@ -18,12 +18,18 @@ std::string join(const std::vector<std::string>& items) {
 
 const std::vector<SolverSetting>& solver_settings() {
   static const std::vector<SolverSetting> settings = {
-      {"beta_schedule", {"dpmpp2m", "ddim"}},     {"beta_start", {"dpmpp2m", "ddim"}},
-      {"beta_end", {"dpmpp2m", "ddim"}},          {"num_train_timesteps", {"dpmpp2m", "ddim"}},
-      {"timestep_spacing", {"dpmpp2m", "ddim"}},  {"steps_offset", {"dpmpp2m", "ddim"}},
-      {"solver_order", {"dpmpp2m", "pixart_dpm"}}, {"lower_order_final", {"dpmpp2m", "pixart_dpm"}},
-      {"euler_at_final", {"dpmpp2m"}},            {"final_sigmas_type", {"dpmpp2m"}},
-      {"clip_sample", {"ddim"}},                  {"clip_sample_range", {"ddim"}},
+      {"beta_schedule", {"dpmpp2m", "ddim"}},
+      {"beta_start", {"dpmpp2m", "ddim"}},
+      {"beta_end", {"dpmpp2m", "ddim"}},
+      {"num_train_timesteps", {"dpmpp2m", "ddim"}},
+      {"timestep_spacing", {"dpmpp2m", "ddim"}},
+      {"steps_offset", {"dpmpp2m", "ddim"}},
+      {"solver_order", {"dpmpp2m", "pixart_dpm"}},
+      {"lower_order_final", {"dpmpp2m", "pixart_dpm"}},
+      {"euler_at_final", {"dpmpp2m"}},
+      {"final_sigmas_type", {"dpmpp2m"}},
+      {"clip_sample", {"ddim"}},
+      {"clip_sample_range", {"ddim"}},
       {"set_alpha_to_one", {"ddim"}},
   };
   return settings;

@@ -71,20 +71,11 @@ class ProtoReader {
   }
   void skip(int wire_type) {
     switch (wire_type) {
-      case 0:
-        varint();
-        break;
-      case 1:
-        advance(8);
-        break;
-      case 2:
-        bytes();
-        break;
-      case 5:
-        advance(4);
-        break;
-      default:
-        fail("unsupported wire type " + std::to_string(wire_type));
+      case 0: varint(); break;
+      case 1: advance(8); break;
+      case 2: bytes(); break;
+      case 5: advance(4); break;
+      default: fail("unsupported wire type " + std::to_string(wire_type));
     }
   }
 
@@ -120,8 +111,7 @@ size_t valid_utf8_length(std::string_view s) {
     if (is_trail_byte(s[1]) && is_trail_byte(s[2]) && cp >= 0x800 && is_valid_codepoint(cp)) return 3;
   } else if (s.size() >= 4 && (b(0) & 0xF8) == 0xF0) {
     const uint32_t cp = ((b(0) & 0x07) << 18) | ((b(1) & 0x3F) << 12) | ((b(2) & 0x3F) << 6) | (b(3) & 0x3F);
-    if (is_trail_byte(s[1]) && is_trail_byte(s[2]) && is_trail_byte(s[3]) && cp >= 0x10000 && is_valid_codepoint(cp))
-      return 4;
+    if (is_trail_byte(s[1]) && is_trail_byte(s[2]) && is_trail_byte(s[3]) && cp >= 0x10000 && is_valid_codepoint(cp)) return 4;
   }
   return 0;
 }
@@ -134,7 +124,7 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 struct T5Tokenizer::Model {
   std::vector<Piece> pieces;
-  std::unordered_map<std::string, int> segment_ids;  // normal, user-defined and unused pieces (segmentation candidates)
+  std::unordered_map<std::string, int> segment_ids;   // normal, user-defined and unused pieces (segmentation candidates)
   std::unordered_map<std::string, int> reserved_ids;  // control, unknown and byte pieces
   std::vector<std::string> user_defined;              // pieces that bypass normalization
   size_t max_piece_bytes = 0;
@@ -252,9 +242,8 @@ struct T5Tokenizer::Model {
         const Piece& piece = pieces[static_cast<size_t>(it->second)];
         if (piece.type == kUnused) continue;
         // User-defined pieces get a bonus so that they are always chosen (types as in SentencePiece).
-        const double score = piece.type == kUserDefined
-                                 ? static_cast<double>(static_cast<float>(length) * max_score) - 0.1
-                                 : static_cast<double>(piece.score);
+        const double score = piece.type == kUserDefined ? static_cast<double>(static_cast<float>(length) * max_score) - 0.1
+                                                        : static_cast<double>(piece.score);
         const double candidate = score + score_so_far;
         BestPath& target = best[static_cast<size_t>(start + length)];
         if (target.start == -1 || candidate > target.score) target = {it->second, static_cast<float>(candidate), start};
@@ -293,8 +282,7 @@ struct T5Tokenizer::Model {
   }
 };
 
-T5Tokenizer::T5Tokenizer(const std::string& model_path, int64_t max_length)
-    : path_(model_path), max_length_(max_length) {
+T5Tokenizer::T5Tokenizer(const std::string& model_path, int64_t max_length) : path_(model_path), max_length_(max_length) {
   if (max_length < 1)
     throw Error(model_path + ": the tokenizer's max_length must be >= 1 (got " + std::to_string(max_length) + ")");
   std::ifstream in(model_path, std::ios::binary);
@@ -388,16 +376,13 @@ T5Tokenizer::T5Tokenizer(const std::string& model_path, int64_t max_length)
   if (!charsmap.empty()) {
     uint32_t trie_bytes = 0;
     if (charsmap.size() <= 4) throw Error(model_path + ": the normalizer's character map is truncated");
-    for (int i = 3; i >= 0; --i)
-      trie_bytes = (trie_bytes << 8) | static_cast<uint8_t>(charsmap[static_cast<size_t>(i)]);
+    for (int i = 3; i >= 0; --i) trie_bytes = (trie_bytes << 8) | static_cast<uint8_t>(charsmap[static_cast<size_t>(i)]);
     if (trie_bytes % 4 != 0 || trie_bytes > charsmap.size() - 4)
-      throw Error(model_path + ": the normalizer's character map is broken (trie of " + std::to_string(trie_bytes) +
-                  " bytes)");
+      throw Error(model_path + ": the normalizer's character map is broken (trie of " + std::to_string(trie_bytes) + " bytes)");
     m.trie.resize(trie_bytes / 4);
     for (size_t k = 0; k < m.trie.size(); ++k) {
       uint32_t unit = 0;
-      for (int i = 3; i >= 0; --i)
-        unit = (unit << 8) | static_cast<uint8_t>(charsmap[4 + 4 * k + static_cast<size_t>(i)]);
+      for (int i = 3; i >= 0; --i) unit = (unit << 8) | static_cast<uint8_t>(charsmap[4 + 4 * k + static_cast<size_t>(i)]);
       m.trie[k] = unit;
     }
     m.replacements = std::string(charsmap.substr(4 + trie_bytes));

@@ -24,8 +24,8 @@ torch::Tensor first_output_tensor(const torch::IValue& output, const std::string
   throw Error(source + ": the TorchScript module returned no tensor (got " + output.tagKind() + ")");
 }
 
-TextEncoder::TextEncoder(const std::string& module_path, const std::string& tokenizer_path,
-                         const TextEncoderOptions& options, const torch::Device& device)
+TextEncoder::TextEncoder(const std::string& module_path, const std::string& tokenizer_path, const TextEncoderOptions& options,
+                         const torch::Device& device)
     : tokenizer_(tokenizer_path, options.max_length), module_path_(module_path), options_(options), device_(device) {
   if (options.cache_capacity < 0) throw Error(module_path + ": the text encoder's cache capacity must be >= 0");
   try {
@@ -55,8 +55,7 @@ CaptionEmbeddings TextEncoder::encode(const std::vector<std::string>& prompts) {
   // The texts not in the cache, each once, through the module in one batch.
   std::vector<std::string> missing;
   for (const auto& text : texts)
-    if (!cache_.count(text) && std::find(missing.begin(), missing.end(), text) == missing.end())
-      missing.push_back(text);
+    if (!cache_.count(text) && std::find(missing.begin(), missing.end(), text) == missing.end()) missing.push_back(text);
   std::unordered_map<std::string, Entry> fresh;
   if (!missing.empty()) {
     const TokenizedBatch tokens = tokenizer_.tokenize(missing);
@@ -64,12 +63,12 @@ CaptionEmbeddings TextEncoder::encode(const std::vector<std::string>& prompts) {
     {
       torch::NoGradGuard no_grad;
       try {
-        features = first_output_tensor(
-            module_.forward({tokens.input_ids.to(device_), tokens.attention_mask.to(device_)}), module_path_);
+        features =
+            first_output_tensor(module_.forward({tokens.input_ids.to(device_), tokens.attention_mask.to(device_)}), module_path_);
       } catch (const c10::Error& e) {
         throw Error(module_path_ + ": the text encoder failed on input_ids / attention_mask of shape (" +
-                    std::to_string(missing.size()) + ", " + std::to_string(options_.max_length) + ") on " +
-                    device_.str() + " (" + e.what_without_backtrace() + ")");
+                    std::to_string(missing.size()) + ", " + std::to_string(options_.max_length) + ") on " + device_.str() + " (" +
+                    e.what_without_backtrace() + ")");
       }
     }
     const int64_t n = static_cast<int64_t>(missing.size());

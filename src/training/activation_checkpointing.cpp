@@ -90,9 +90,7 @@ class CheckpointedBackbone : public Backbone {
   void set_null_condition(const ConditionInputs& null) override { inner_->set_null_condition(null); }
   nlohmann::json architecture_json() const override { return inner_->architecture_json(); }
   torch::Tensor embed(const torch::Tensor& x) override { return inner_->embed(x); }
-  Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override {
-    return inner_->condition(t, inputs);
-  }
+  Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override { return inner_->condition(t, inputs); }
   torch::Tensor block(int64_t j, const torch::Tensor& h, const Conditioning& cond) override {
     if (!torch::GradMode::is_enabled()) return inner_->block(j, h, cond);
     // Custom autograd functions take only defined tensors: undefined ones travel as empty placeholders.

@@ -111,12 +111,12 @@ std::string save_checkpoint(const std::string& folder, const TrainingCheckpoint&
   }
   if (checkpoint.cpu_rng_state.defined()) tensors["rng/cpu"] = checkpoint.cpu_rng_state;
   Metadata metadata{{"format", "ilf.training_checkpoint"},
-                          {"step", std::to_string(checkpoint.step)},
-                          {"epoch", std::to_string(checkpoint.epoch)},
-                          {"step_in_epoch", std::to_string(checkpoint.step_in_epoch)},
-                          {"mode", checkpoint.mode},
-                          {"config", checkpoint.config_json},
-                          {"adam_steps", adam_steps.dump()}};
+                    {"step", std::to_string(checkpoint.step)},
+                    {"epoch", std::to_string(checkpoint.epoch)},
+                    {"step_in_epoch", std::to_string(checkpoint.step_in_epoch)},
+                    {"mode", checkpoint.mode},
+                    {"config", checkpoint.config_json},
+                    {"adam_steps", adam_steps.dump()}};
   metadata[kChecksumKey] = content_checksum(metadata, tensors);
   const std::string path = (fs::path(folder) / checkpoint_name(checkpoint.step)).string();
   write_safetensors(path, tensors, metadata);  // atomic: temporary file, flush, fsync, rename
@@ -148,8 +148,7 @@ TrainingCheckpoint load_checkpoint(const std::string& path) {
       throw Error(path + ": checksum mismatch (stored " + it->second + ", content " + actual +
                   "): the file was corrupted after it was written");
   } else {
-    spdlog::warn("{}: the checkpoint carries no checksum (written before ILF checked them); its integrity is not verified",
-                 path);
+    spdlog::warn("{}: the checkpoint carries no checksum (written before ILF checked them); its integrity is not verified", path);
   }
   TrainingCheckpoint out;
   out.step = metadata_count(path, "step", meta("step"));

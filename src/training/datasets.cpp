@@ -97,12 +97,14 @@ torch::Tensor read_idx_file(const std::string& path) {
   return out;
 }
 
-FashionMnistDataset::FashionMnistDataset(const std::string& folder, const std::string& split)
-    : folder_(folder), split_(split) {
+FashionMnistDataset::FashionMnistDataset(const std::string& folder, const std::string& split) : folder_(folder), split_(split) {
   std::string prefix;
-  if (split == "train") prefix = "train";
-  else if (split == "test") prefix = "t10k";
-  else throw Error("Fashion-MNIST split must be \"train\" or \"test\", got \"" + split + "\"");
+  if (split == "train")
+    prefix = "train";
+  else if (split == "test")
+    prefix = "t10k";
+  else
+    throw Error("Fashion-MNIST split must be \"train\" or \"test\", got \"" + split + "\"");
   const std::string images_path = (fs::path(folder) / (prefix + "-images-idx3-ubyte.gz")).string();
   const std::string labels_path = (fs::path(folder) / (prefix + "-labels-idx1-ubyte.gz")).string();
   images_ = read_idx_file(images_path);
@@ -122,7 +124,7 @@ std::string FashionMnistDataset::describe() const {
 TrainingBatch FashionMnistDataset::load(const std::vector<int64_t>& indices) {
   const torch::Tensor index = torch::tensor(indices, torch::kLong);
   torch::Tensor pixels = images_.index_select(0, index).to(torch::kFloat32);  // (B, 28, 28)
-  pixels = (pixels / 127.5 - 1.0).unsqueeze(1);                              // (B, 1, 28, 28) in [-1, 1]
+  pixels = (pixels / 127.5 - 1.0).unsqueeze(1);                               // (B, 1, 28, 28) in [-1, 1]
   TrainingBatch batch;
   batch.x0 = torch::constant_pad_nd(pixels, {2, 2, 2, 2}, -1.0);  // (B, 1, 32, 32), background -1
   batch.condition.class_labels = labels_.index_select(0, index);  // (B,)
@@ -170,8 +172,7 @@ ShardDataset::ShardDataset(const std::string& folder, int64_t cache_shards)
   if (!fs::is_directory(folder)) throw Error(folder + ": shard folder does not exist");
   // Every *.safetensors file but the null caption that ilf_prepare_data writes beside the shards.
   for (const auto& entry : fs::directory_iterator(folder))
-    if (entry.is_regular_file() && entry.path().extension() == ".safetensors" &&
-        entry.path().filename() != kNullCaptionFile)
+    if (entry.is_regular_file() && entry.path().extension() == ".safetensors" && entry.path().filename() != kNullCaptionFile)
       shards_.push_back(entry.path().string());
   std::sort(shards_.begin(), shards_.end());
   if (shards_.empty()) throw Error(folder + ": no *.safetensors shards in the folder");
@@ -195,7 +196,8 @@ ShardDataset::ShardDataset(const std::string& folder, int64_t cache_shards)
     if (captions) {
       const auto c = header_shape(header, "captions", path);
       const auto m = header_shape(header, "caption_masks", path);
-      if (c.size() != 3 || c[0] != n) throw Error(path + ": \"captions\" must have shape (N, L, D) with N = " + std::to_string(n));
+      if (c.size() != 3 || c[0] != n)
+        throw Error(path + ": \"captions\" must have shape (N, L, D) with N = " + std::to_string(n));
       if (m.size() != 2 || m[0] != n || m[1] != c[1])
         throw Error(path + ": \"caption_masks\" must have shape (N, L) matching \"captions\"");
     } else {
@@ -213,8 +215,8 @@ ShardDataset::ShardDataset(const std::string& folder, int64_t cache_shards)
 std::string ShardDataset::describe() const {
   std::string shape;
   for (auto d : sample_shape_) shape += (shape.empty() ? "" : "x") + std::to_string(d);
-  return "shards in " + folder_ + " (" + std::to_string(shards_.size()) + " files, " + std::to_string(total_) +
-         " samples of " + shape + ", " + (has_captions_ ? "captions" : "class labels") + ")";
+  return "shards in " + folder_ + " (" + std::to_string(shards_.size()) + " files, " + std::to_string(total_) + " samples of " +
+         shape + ", " + (has_captions_ ? "captions" : "class labels") + ")";
 }
 
 std::vector<int64_t> ShardDataset::epoch_order(uint64_t seed, int64_t epoch) const {
@@ -329,17 +331,15 @@ DatasetPtr make_dataset(const DataOptions& options) {
 // ---------------------------------------------------------------------------------------------
 // DataLoader
 
-DataLoader::DataLoader(DatasetPtr dataset, const DataLoaderOptions& options)
-    : dataset_(std::move(dataset)), options_(options) {
+DataLoader::DataLoader(DatasetPtr dataset, const DataLoaderOptions& options) : dataset_(std::move(dataset)), options_(options) {
   if (options_.batch_size < 1 || options_.grad_accum < 1 || options_.world_size < 1 || options_.rank < 0 ||
       options_.rank >= options_.world_size)
     throw Error("DataLoader: invalid batch/rank settings");
   steps_per_epoch_ = dataset_->size() / global_batch();
   if (steps_per_epoch_ == 0)
-    throw Error(dataset_->describe() + ": holds " + std::to_string(dataset_->size()) +
-                " samples, fewer than one global batch (" + std::to_string(global_batch()) + " = batch_size " +
-                std::to_string(options_.batch_size) + " x ranks " + std::to_string(options_.world_size) +
-                " x grad_accum " + std::to_string(options_.grad_accum) + ")");
+    throw Error(dataset_->describe() + ": holds " + std::to_string(dataset_->size()) + " samples, fewer than one global batch (" +
+                std::to_string(global_batch()) + " = batch_size " + std::to_string(options_.batch_size) + " x ranks " +
+                std::to_string(options_.world_size) + " x grad_accum " + std::to_string(options_.grad_accum) + ")");
 }
 
 DataLoader::~DataLoader() {

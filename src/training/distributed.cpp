@@ -53,8 +53,10 @@ std::string first_host_of_nodelist(const std::string& nodelist) {
   size_t end = nodelist.size();
   int depth = 0;
   for (size_t i = 0; i < nodelist.size(); ++i) {
-    if (nodelist[i] == '[') ++depth;
-    else if (nodelist[i] == ']') --depth;
+    if (nodelist[i] == '[')
+      ++depth;
+    else if (nodelist[i] == ']')
+      --depth;
     else if (nodelist[i] == ',' && depth == 0) {
       end = i;
       break;

@@ -16,8 +16,10 @@ void ParameterEma::update() {
   torch::NoGradGuard no_grad;
   for (const auto& [name, p] : parameters_) {
     torch::Tensor& e = values_.at(name);
-    if (decay_ == 0) e.copy_(p);
-    else e.mul_(decay_).add_(p.detach().to(torch::kFloat32), 1.0 - decay_);
+    if (decay_ == 0)
+      e.copy_(p);
+    else
+      e.mul_(decay_).add_(p.detach().to(torch::kFloat32), 1.0 - decay_);
   }
 }
 

@@ -12,10 +12,10 @@ namespace {
 // One step of a plain trajectory as the model saw it: its input (the guided batch when guidance runs),
 // each block's residual and the output.
 struct RecordedStep {
-  torch::Tensor x, t;          // (B', C, H, W), (B',)
+  torch::Tensor x, t;  // (B', C, H, W), (B',)
   ConditionInputs inputs;
-  BlockResiduals residuals;    // depth x (B', T, D)
-  torch::Tensor output;        // (B', out_channels, H, W)
+  BlockResiduals residuals;  // depth x (B', T, D)
+  torch::Tensor output;      // (B', out_channels, H, W)
 };
 
 // The plain sampler's step, recording what the router training needs.
@@ -52,7 +52,8 @@ ConditionInputs to_device(ConditionInputs c, const torch::Device& device) {
 torch::Tensor train_l2c_router(Backbone& backbone, Solver& solver, const SamplingOptions& sampling, Dataset& data,
                                const L2CRouterOptions& options, const torch::Device& device,
                                const std::function<void(const L2CRouterStep&)>& log) {
-  if (options.iterations < 1 || options.batch < 1) throw Error("l2c training: training.steps and training.batch_size must be >= 1");
+  if (options.iterations < 1 || options.batch < 1)
+    throw Error("l2c training: training.steps and training.batch_size must be >= 1");
   if (sampling.steps < 2) throw Error("l2c training: sampling.steps must be >= 2 (the first step always computes)");
   for (auto& p : backbone.parameters()) p.set_requires_grad(false);
   backbone.eval();

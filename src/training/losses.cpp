@@ -18,8 +18,8 @@ constexpr uint64_t kNoiseStream = 0x6e6f697365ull;
 
 }  // namespace
 
-TrainingNoise draw_training_noise(const TrainingBatch& batch, uint64_t seed, int64_t num_train_timesteps,
-                                  double cond_dropout, const torch::Device& device) {
+TrainingNoise draw_training_noise(const TrainingBatch& batch, uint64_t seed, int64_t num_train_timesteps, double cond_dropout,
+                                  const torch::Device& device) {
   const int64_t B = batch.x0.size(0);
   const auto sample_shape = batch.x0.sizes().slice(1).vec();
   const int64_t T = num_train_timesteps;
@@ -32,8 +32,8 @@ TrainingNoise draw_training_noise(const TrainingBatch& batch, uint64_t seed, int
     u_list.push_back(torch::rand({1}, generator, torch::kFloat64));
   }
   TrainingNoise noise;
-  noise.t = torch::cat(t_list).to(device);                       // (B,) int64 in [0, T)
-  noise.eps = torch::stack(eps_list).to(device);                 // (B, C, H, W)
+  noise.t = torch::cat(t_list).to(device);                      // (B,) int64 in [0, T)
+  noise.eps = torch::stack(eps_list).to(device);                // (B, C, H, W)
   noise.drop = (torch::cat(u_list) < cond_dropout).to(device);  // (B,) bool
   return noise;
 }
@@ -49,13 +49,14 @@ ConditionInputs drop_condition(const Backbone& backbone, const ConditionInputs& 
     std::vector<int64_t> shape(static_cast<size_t>(c.caption.dim()), 1);
     shape[0] = -1;
     out.caption = torch::where(drop.view(shape), null.caption.to(c.caption.dtype()), c.caption);
-    const torch::Tensor data_mask = c.caption_mask.defined() ? c.caption_mask.to(torch::kLong)
-                                                             : torch::ones(c.caption.sizes().slice(0, 2), drop.options().dtype(torch::kLong));
+    const torch::Tensor data_mask = c.caption_mask.defined()
+                                        ? c.caption_mask.to(torch::kLong)
+                                        : torch::ones(c.caption.sizes().slice(0, 2), drop.options().dtype(torch::kLong));
     // A learned null caption (PixArt-alpha's y_embedding) keeps each sample's own caption mask, as the
     // official training and inference do; a null caption of its own (T5 of "") brings its mask.
     if (!backbone.has_learned_null_condition()) {
-      const torch::Tensor null_mask = null.caption_mask.defined() ? null.caption_mask.to(torch::kLong).expand_as(data_mask)
-                                                                  : torch::ones_like(data_mask);
+      const torch::Tensor null_mask =
+          null.caption_mask.defined() ? null.caption_mask.to(torch::kLong).expand_as(data_mask) : torch::ones_like(data_mask);
       out.caption_mask = torch::where(drop.view({-1, 1}), null_mask, data_mask);
     } else {
       out.caption_mask = data_mask;
@@ -76,8 +77,8 @@ torch::Tensor teacher_timesteps(const torch::Tensor& t, double t_ratio) {
   return (t.to(torch::kFloat64) * t_ratio).floor().to(torch::kLong);
 }
 
-torch::Tensor fad_teacher(Backbone& backbone, const NoiseSchedule& schedule, const torch::Tensor& x0,
-                          const torch::Tensor& eps, const torch::Tensor& t_teacher, const ConditionInputs& cond) {
+torch::Tensor fad_teacher(Backbone& backbone, const NoiseSchedule& schedule, const torch::Tensor& x0, const torch::Tensor& eps,
+                          const torch::Tensor& t_teacher, const ConditionInputs& cond) {
   torch::NoGradGuard no_grad;
   // Re-noise the same x0 with the same eps at t'.
   return predicted_eps(backbone, schedule.add_noise(x0, eps, t_teacher), t_teacher, cond);
@@ -91,9 +92,7 @@ torch::Tensor multistep_teacher(Backbone& backbone, const NoiseSchedule& schedul
   const int64_t K = steps;
   torch::Tensor x = x_t;
   auto time_at = [&](int64_t k) {
-    return (t.to(torch::kFloat64) + (t_teacher - t).to(torch::kFloat64) * (static_cast<double>(k) / K))
-        .round()
-        .to(torch::kLong);
+    return (t.to(torch::kFloat64) + (t_teacher - t).to(torch::kFloat64) * (static_cast<double>(k) / K)).round().to(torch::kLong);
   };
   for (int64_t k = 0; k < K; ++k) {
     const torch::Tensor tau = time_at(k), tau_next = time_at(k + 1);
@@ -115,9 +114,8 @@ LossTerms fad_loss(Backbone& student, FeedbackModuleImpl& feedback, Backbone& te
   torch::Tensor student_eps, teacher_eps;
   {
     AutocastScope scope(options.precision == "bf16");
-    student_eps = inner_loop_forward(student, feedback, x_t, t, t_post, cond)
-                      .narrow(1, 0, teacher.in_channels())
-                      .to(torch::kFloat32);
+    student_eps =
+        inner_loop_forward(student, feedback, x_t, t, t_post, cond).narrow(1, 0, teacher.in_channels()).to(torch::kFloat32);
     if (options.teacher == TeacherKind::kFad) {
       // Fast Approximate Distillation: the frozen backbone at t' from the same x0 and eps.
       teacher_eps = fad_teacher(teacher, schedule, x0, eps, t_teacher, cond);
@@ -133,8 +131,8 @@ LossTerms fad_loss(Backbone& student, FeedbackModuleImpl& feedback, Backbone& te
   return terms;
 }
 
-LossTerms pretraining_loss(Backbone& model, const NoiseSchedule& schedule, const torch::Tensor& x0,
-                           const torch::Tensor& eps, const torch::Tensor& t, const ConditionInputs& cond, bool autocast) {
+LossTerms pretraining_loss(Backbone& model, const NoiseSchedule& schedule, const torch::Tensor& x0, const torch::Tensor& eps,
+                           const torch::Tensor& t, const ConditionInputs& cond, bool autocast) {
   const torch::Tensor x_t = schedule.add_noise(x0, eps, t);
   torch::Tensor prediction;
   {

@@ -108,8 +108,8 @@ std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const auto s = static_cast<int64_t>(seconds + 0.5);
   char text[32];
-  std::snprintf(text, sizeof(text), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
+  std::snprintf(text, sizeof(text), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600), static_cast<long long>((s / 60) % 60),
+                static_cast<long long>(s % 60));
   return text;
 }
 

@@ -40,8 +40,9 @@ Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
 
   if (options_.mode == TrainingMode::kIlf) {
     if (!setup.feedback)
-      throw Error(setup.config_source + ": missing required key \"ilf.loop_begin\" / \"ilf.loop_end\" (training mode ilf "
-                                         "trains a feedback module for that inner loop)");
+      throw Error(setup.config_source +
+                  ": missing required key \"ilf.loop_begin\" / \"ilf.loop_end\" (training mode ilf "
+                  "trains a feedback module for that inner loop)");
     for (auto& p : backbone_->parameters()) p.set_requires_grad(false);  // frozen: no grad, no optimizer state
     backbone_->eval();
     feedback_ = FeedbackModule(*backbone_, *setup.feedback);
@@ -80,11 +81,10 @@ Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
   }
   std::vector<torch::Tensor> params;
   for (auto& [name, p] : trainable_) params.push_back(p);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      params, torch::optim::AdamWOptions(options_.lr)
-                  .betas(std::make_tuple(options_.betas[0], options_.betas[1]))
-                  .eps(options_.adam_eps)
-                  .weight_decay(options_.weight_decay));
+  optimizer_ = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(options_.lr)
+                                                                 .betas(std::make_tuple(options_.betas[0], options_.betas[1]))
+                                                                 .eps(options_.adam_eps)
+                                                                 .weight_decay(options_.weight_decay));
   ema_ = std::make_unique<ParameterEma>(trainable_, options_.ema_decay);
 
   const bool resume = setup.resume;
@@ -115,8 +115,8 @@ Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
                  options_.mode == TrainingMode::kIlf ? "ILF" : "backbone", device_.str(), dist_.world_size(),
                  dist_.backend_name(), trainable_count, trainable_.size());
     spdlog::info("data: {}; global batch {} = {} per rank x {} rank(s) x {} accumulation; {} steps per epoch",
-                 dataset_->describe(), loader_->global_batch(), options_.batch_size, dist_.world_size(),
-                 options_.grad_accum, loader_->steps_per_epoch());
+                 dataset_->describe(), loader_->global_batch(), options_.batch_size, dist_.world_size(), options_.grad_accum,
+                 loader_->steps_per_epoch());
   }
 }
 
@@ -125,8 +125,7 @@ Trainer::~Trainer() = default;
 std::string Trainer::checkpoint_folder() const { return (fs::path(out_dir_) / "checkpoints").string(); }
 
 std::string Trainer::weights_output_path() const {
-  return (fs::path(out_dir_) / (options_.mode == TrainingMode::kIlf ? "feedback.safetensors" : "backbone.safetensors"))
-      .string();
+  return (fs::path(out_dir_) / (options_.mode == TrainingMode::kIlf ? "feedback.safetensors" : "backbone.safetensors")).string();
 }
 
 void Trainer::resume_from_newest_usable() {
@@ -171,9 +170,12 @@ void Trainer::resume_from(const TrainingCheckpoint& ck, const std::string& path)
   std::string problems;
   for (auto& [name, p] : trainable_) {
     auto it = ck.trainable.find(name);
-    if (it == ck.trainable.end()) problems += "\n  missing: " + name;
-    else if (it->second.sizes() != p.sizes()) problems += "\n  wrong shape: " + name;
-    else p.copy_(it->second);
+    if (it == ck.trainable.end())
+      problems += "\n  missing: " + name;
+    else if (it->second.sizes() != p.sizes())
+      problems += "\n  wrong shape: " + name;
+    else
+      p.copy_(it->second);
   }
   if (problems.empty() && ck.trainable.size() != trainable_.size()) problems += "\n  it holds other parameters too";
   if (!problems.empty()) throw Error(path + ": the checkpoint does not fit this model:" + problems);
@@ -187,10 +189,9 @@ void Trainer::resume_from(const TrainingCheckpoint& ck, const std::string& path)
   const DataPosition where = loader_->position(step_);
   if (dist_.is_main()) {
     if (where.epoch != ck.epoch || where.step_in_epoch != ck.step_in_epoch)
-      spdlog::warn("{}: the global batch changed since the checkpoint; continuing at epoch {} step {} of the new layout",
-                   path, where.epoch, where.step_in_epoch);
-    spdlog::info("resumed from {} at step {} (epoch {}, step {} of the epoch)", path, step_, where.epoch,
-                 where.step_in_epoch);
+      spdlog::warn("{}: the global batch changed since the checkpoint; continuing at epoch {} step {} of the new layout", path,
+                   where.epoch, where.step_in_epoch);
+    spdlog::info("resumed from {} at step {} (epoch {}, step {} of the epoch)", path, step_, where.epoch, where.step_in_epoch);
   }
 }
 
@@ -251,8 +252,8 @@ StepMetrics Trainer::train_step() {
     for (auto& [name, p] : trainable_) p.mutable_grad() = torch::Tensor();
     const std::string latest = latest_checkpoint(checkpoint_folder());
     std::ostringstream message;
-    message << "step " << step_ + 1 << ": non-finite " << (std::isfinite(m.loss) ? "gradient norm" : "loss")
-            << " (loss " << m.loss << ", rec " << m.loss_rec << ", dist " << m.loss_dist << ", grad norm " << m.grad_norm
+    message << "step " << step_ + 1 << ": non-finite " << (std::isfinite(m.loss) ? "gradient norm" : "loss") << " (loss "
+            << m.loss << ", rec " << m.loss_rec << ", dist " << m.loss_dist << ", grad norm " << m.grad_norm
             << "); stopping without applying the step. The newest checkpoint is "
             << (latest.empty() ? std::string("(none written yet)") : latest)
             << ". Lower training.lr, set training.grad_clip or check the data.";
@@ -262,8 +263,7 @@ StepMetrics Trainer::train_step() {
     const double factor = options_.grad_clip / (m.grad_norm + 1e-6);
     for (auto& g : grads) g.mul_(factor);
   }
-  for (auto& group : optimizer_->param_groups())
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(m.lr);
+  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(m.lr);
   optimizer_->step();
   for (auto& [name, p] : trainable_) p.mutable_grad() = torch::Tensor();
   ema_->update();
@@ -296,8 +296,7 @@ bool Trainer::run() {
       save();
       if (dist_.is_main())
         spdlog::info("stop requested{}: checkpoint written at step {}; continue with --resume",
-                     last_stop_signal() ? " (signal " + std::to_string(last_stop_signal()) + ")" : std::string(),
-                     step_);
+                     last_stop_signal() ? " (signal " + std::to_string(last_stop_signal()) + ")" : std::string(), step_);
       finished = false;
       last_saved_step = step_;
       break;

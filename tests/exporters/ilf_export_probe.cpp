@@ -63,8 +63,8 @@ int tokenize(const std::string& spiece, int64_t max_length, const std::string& p
   return 0;
 }
 
-int encode_text(const std::string& encoder_path, const std::string& spiece, int64_t max_length,
-                const std::string& prompts_file, const std::string& out) {
+int encode_text(const std::string& encoder_path, const std::string& spiece, int64_t max_length, const std::string& prompts_file,
+                const std::string& out) {
   TextEncoderOptions options;
   options.max_length = max_length;
   options.lowercase = false;

@@ -17,8 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (end == std::string::npos) break;
     begin = end + 1;
   }
-  const std::string path = ilf::fuzz::write_input("config.json", reinterpret_cast<const uint8_t*>(parts[0].data()),
-                                                  parts[0].size());
+  const std::string path =
+      ilf::fuzz::write_input("config.json", reinterpret_cast<const uint8_t*>(parts[0].data()), parts[0].size());
   const std::vector<std::string> overrides(parts.begin() + 1, parts.end());
   ilf::fuzz::expect_clean([&] {
     const ilf::Json json = ilf::read_run_config_json(path, overrides);

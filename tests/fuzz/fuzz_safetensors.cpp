@@ -11,8 +11,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ilf::fuzz::expect_clean([&] {
     const ilf::SafetensorsFile file = ilf::read_safetensors(path);
     for (const auto& [name, tensor] : file.tensors) {
-      if (tensor.is_floating_point()) tensor.to(torch::kFloat64).sum();
-      else tensor.to(torch::kInt64).sum();
+      if (tensor.is_floating_point())
+        tensor.to(torch::kFloat64).sum();
+      else
+        tensor.to(torch::kInt64).sum();
     }
   });
   return 0;

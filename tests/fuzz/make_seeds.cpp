@@ -53,9 +53,21 @@ std::string piece(const std::string& text, float score, int type) {
 }
 
 std::string tiny_spiece_model() {  // types: 1 normal, 2 unknown, 3 control, 4 user defined
-  std::string m = bytes_field(1, piece("<pad>", 0, 3)) + bytes_field(1, piece("</s>", 0, 3)) +
-                  bytes_field(1, piece("<unk>", 0, 2));
-  const std::vector<std::string> normal = {"\xe2\x96\x81", "a", "b", "e", "o", "s", "\xe2\x96\x81" "a", "ab", "sneak", "er", ",", "2"};
+  std::string m =
+      bytes_field(1, piece("<pad>", 0, 3)) + bytes_field(1, piece("</s>", 0, 3)) + bytes_field(1, piece("<unk>", 0, 2));
+  const std::vector<std::string> normal = {"\xe2\x96\x81",
+                                           "a",
+                                           "b",
+                                           "e",
+                                           "o",
+                                           "s",
+                                           "\xe2\x96\x81"
+                                           "a",
+                                           "ab",
+                                           "sneak",
+                                           "er",
+                                           ",",
+                                           "2"};
   for (size_t i = 0; i < normal.size(); ++i) m += bytes_field(1, piece(normal[i], -1.0f - static_cast<float>(i), 1));
   m += bytes_field(1, piece("<extra_id_0>", 0, 4));
   m += bytes_field(2, varint_field(3, 1) + varint_field(35, 0));                      // trainer_spec: unigram
@@ -127,9 +139,9 @@ int main(int argc, char** argv) {
   write_bytes(corpus / "tokenizer/seed-tiny.model", tiny_spiece_model());
 
   copy_matching(source / "configs", ".json", corpus / "run_config", "seed-");
-  write_bytes(corpus / "run_config/seed-overrides",
-              std::string(R"({"sampling":{"steps":10}})") + '\0' + "sampling.steps=5" + '\0' + "model.depth=2" +
-                  '\0' + "ilf.feedback_steps=[1,2]" + '\0' + "eval=null");
+  write_bytes(corpus / "run_config/seed-overrides", std::string(R"({"sampling":{"steps":10}})") + '\0' + "sampling.steps=5" +
+                                                        '\0' + "model.depth=2" + '\0' + "ilf.feedback_steps=[1,2]" + '\0' +
+                                                        "eval=null");
   copy_matching(source / "tests/data/t2i", "model.json", corpus / "model_json", "seed-");
   copy_matching(source / "models", "model.json", corpus / "model_json", "seed-");
   std::printf("make_seeds: seeds written under %s\n", corpus.string().c_str());

@@ -23,8 +23,7 @@ using BlockResiduals = std::vector<torch::Tensor>;
 // tensors: a range [a, b]'s deviation is stream[b + 1] - stream[a]).
 // x (B, C, H, W), t (B,) -> (B, out_channels, H, W).
 torch::Tensor forward_with_residuals(BlockRunner& runner, const torch::Tensor& x, const torch::Tensor& t,
-                                     const ConditionInputs& inputs,
-                                     const std::function<torch::Tensor(int64_t)>& replacement,
+                                     const ConditionInputs& inputs, const std::function<torch::Tensor(int64_t)>& replacement,
                                      BlockResiduals* record = nullptr, std::vector<torch::Tensor>* stream = nullptr);
 
 }  // namespace ilf

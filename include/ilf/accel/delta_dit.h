@@ -14,9 +14,9 @@ namespace ilf {
 // The "delta_dit" config section.
 struct DeltaDitSettings : MethodSettings {
   DeltaDitSettings() : MethodSettings("delta_dit") {}
-  int64_t num_blocks = 4;   // size of the cached range
-  double boundary = 0.5;    // fraction of the steps in the early (rear-cached) stage
-  int64_t interval = 2;     // full steps: k % interval == 0
+  int64_t num_blocks = 4;  // size of the cached range
+  double boundary = 0.5;   // fraction of the steps in the early (rear-cached) stage
+  int64_t interval = 2;    // full steps: k % interval == 0
 };
 
 // Reads "delta_dit" {num_blocks, boundary, interval}.

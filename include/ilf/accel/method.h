@@ -24,10 +24,10 @@ namespace ilf {
 
 // One sampling step as a method sees it before it runs.
 struct StepInfo {
-  int64_t index = 0;                // k in [0, num_steps)
-  int64_t num_steps = 0;            // n
-  std::vector<double> timesteps;    // the solver's model times t_0 > t_1 > ... (n of them)
-  int64_t depth = 0;                // N, the backbone's blocks
+  int64_t index = 0;              // k in [0, num_steps)
+  int64_t num_steps = 0;          // n
+  std::vector<double> timesteps;  // the solver's model times t_0 > t_1 > ... (n of them)
+  int64_t depth = 0;              // N, the backbone's blocks
 
   double timestep() const { return timesteps.at(static_cast<size_t>(index)); }
 };
@@ -36,8 +36,8 @@ struct StepInfo {
 struct StepAction {
   std::string kind = "full";  // "full", "feedback", "reuse", "forecast", "skip", ... (method-defined)
   int64_t block_forwards = 0;
-  bool feedback = false;              // ILF: the inner loop runs with feedback
-  double t_post = 0;                  // the time the blocks after the feedback see (the step's t otherwise)
+  bool feedback = false;               // ILF: the inner loop runs with feedback
+  double t_post = 0;                   // the time the blocks after the feedback see (the step's t otherwise)
   std::vector<int64_t> reused_blocks;  // blocks whose output is reused or predicted instead of computed
   // Decided while sampling (TeaCache): block_forwards is the most the step can cost; the sampler's
   // result holds what it did.

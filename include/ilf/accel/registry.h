@@ -29,7 +29,7 @@ using MethodSettingsPtr = std::shared_ptr<const MethodSettings>;
 
 // What a method may need besides its settings.
 struct MethodContext {
-  std::string source = "config";          // the config file, for messages
+  std::string source = "config";           // the config file, for messages
   std::optional<FeedbackOptions> loop;     // the "ilf" section's inner loop, when the config sets it
   FeedbackModuleImpl* feedback = nullptr;  // the trained feedback module (absent when only planning)
   // Every method's settings by name, for methods that combine others (ilf_cache).
@@ -37,9 +37,9 @@ struct MethodContext {
 };
 
 struct MethodEntry {
-  std::string name;          // the value of sampling.method
-  std::string section;       // the top-level config section its settings live in ("" = none)
-  std::string description;   // one line, for --help and the docs
+  std::string name;                   // the value of sampling.method
+  std::string section;                // the top-level config section its settings live in ("" = none)
+  std::string description;            // one line, for --help and the docs
   bool uses_feedback_module = false;  // the pipeline loads ilf.feedback_weights for it
   // Reads the method's config keys (and validates what needs no backbone).
   std::function<MethodSettingsPtr(ConfigReader&)> parse;
@@ -56,8 +56,7 @@ const MethodEntry& find_acceleration_method(const std::string& name);
 // The settings of method `name` as its own type T (T's constructor tags it with `name`).
 template <typename T>
 const T& settings_as(const MethodSettings& settings, const std::string& name) {
-  if (settings.method() != name)
-    throw Error("acceleration method " + name + " was given the settings of " + settings.method());
+  if (settings.method() != name) throw Error("acceleration method " + name + " was given the settings of " + settings.method());
   return static_cast<const T&>(settings);
 }
 

@@ -32,7 +32,7 @@ constexpr int64_t kMaxModelInputSize = 16384;   // latent side
 constexpr int64_t kMaxModelPatchSize = 256;
 constexpr int64_t kMaxModelChannels = 4096;
 constexpr int64_t kMaxModelClasses = 10000000;
-constexpr int64_t kMaxModelTokens = 65536;      // model_max_length
+constexpr int64_t kMaxModelTokens = 65536;  // model_max_length
 constexpr int64_t kMaxSamplingSteps = 100000;
 constexpr int64_t kMaxTrainingSteps = 1000000000;
 constexpr int64_t kMaxTrainTimesteps = 100000;  // num_train_timesteps
@@ -59,8 +59,8 @@ struct SamplingSection {
 
 // "vae": a latent model's TorchScript VAE.
 struct VaeSection {
-  std::string decoder, encoder;       // resolved paths; "" = none
-  std::optional<double> scale_factor;  // default: the text-to-image family's (pipelines/model_folder.h)
+  std::string decoder, encoder;             // resolved paths; "" = none
+  std::optional<double> scale_factor;       // default: the text-to-image family's (pipelines/model_folder.h)
   int64_t downsampling = kVaeDownsampling;  // pixels per latent along each side (the SD VAEs: 8)
 };
 
@@ -69,15 +69,15 @@ struct TextSection {
   std::string encoder, tokenizer;     // TorchScript T5 encoder and its spiece.model, resolved; "" = none
   std::optional<int64_t> max_length;  // default: the backbone's caption length
   bool lowercase = true;
-  int64_t cache_size = 64;           // prompts whose embeddings are kept
-  std::string encoder_device;        // "" = the device the backbone runs on
+  int64_t cache_size = 64;     // prompts whose embeddings are kept
+  std::string encoder_device;  // "" = the device the backbone runs on
 };
 
 // "eval": how ilf_eval judges samples.
 struct EvalSection {
   std::string feature_extractor = "models/fashion_mnist/classifier.pt";  // TorchScript: features(x), forward(x)
-  int64_t crop = 2;                                    // pixels cropped from each side before judging
-  std::string reference_set = "fashion_mnist_test";   // the real images FID compares with
+  int64_t crop = 2;                                                      // pixels cropped from each side before judging
+  std::string reference_set = "fashion_mnist_test";                      // the real images FID compares with
   std::string dataset_folder = "/usr/share/datasets/fashion-mnist";
 };
 

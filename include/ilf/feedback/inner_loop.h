@@ -14,8 +14,7 @@ namespace ilf {
 
 // x (B, C, H, W), t and t_post (B,) -> (B, out_channels, H, W). Adds the block forwards it ran to
 // *block_forwards when given.
-torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedback, const torch::Tensor& x,
-                                 const torch::Tensor& t, const torch::Tensor& t_post, const ConditionInputs& inputs,
-                                 int64_t* block_forwards = nullptr);
+torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedback, const torch::Tensor& x, const torch::Tensor& t,
+                                 const torch::Tensor& t_post, const ConditionInputs& inputs, int64_t* block_forwards = nullptr);
 
 }  // namespace ilf

@@ -18,8 +18,7 @@ std::string to_string(TPostRule rule);
 
 // t_post for step k of `timesteps` (model times, decreasing) with a backbone of `depth` blocks and an
 // inner loop of `loop_size` blocks, clamped into the trained range [0, 999].
-double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int64_t k, int64_t depth,
-                      int64_t loop_size);
+double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int64_t k, int64_t depth, int64_t loop_size);
 
 // Which steps run the inner loop with feedback (the others are plain backbone forwards).
 struct FeedbackSteps {

@@ -87,20 +87,27 @@ std::string resolve_config_path(const ConfigReader& reader, const std::string& v
 
 template <typename T>
 std::string ConfigReader::type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean";
-  else if constexpr (std::is_integral_v<T>) return "an integer";
-  else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else if constexpr (std::is_same_v<T, std::string>) return "a string";
-  else return "a value of the right shape";
+  if constexpr (std::is_same_v<T, bool>)
+    return "a boolean";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a number";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "a string";
+  else
+    return "a value of the right shape";
 }
 
 template <typename T>
 void ConfigReader::check_kind(const Json& v, const std::string& path) const {
   bool ok = true;
-  if constexpr (std::is_same_v<T, bool>) ok = v.is_boolean();
+  if constexpr (std::is_same_v<T, bool>)
+    ok = v.is_boolean();
   else if constexpr (std::is_integral_v<T>) {
     // In T's range: 2^64-1 read as an int64 used to wrap to -1, 1e300 to an undefined value.
-    if (v.is_number_unsigned()) ok = v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+    if (v.is_number_unsigned())
+      ok = v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
     else if (v.is_number_integer())
       ok = v.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
            (std::is_unsigned_v<T> || v.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max()));
@@ -109,13 +116,17 @@ void ConfigReader::check_kind(const Json& v, const std::string& path) const {
       ok = std::isfinite(d) && d == std::floor(d) && d >= -9.2e18 && d <= 9.2e18 &&
            static_cast<int64_t>(d) >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
            (std::is_unsigned_v<T> || static_cast<int64_t>(d) <= static_cast<int64_t>(std::numeric_limits<T>::max()));
-    } else ok = false;
+    } else
+      ok = false;
     if (!ok && v.is_number())
-      throw type_error(path, "an integer from " + std::to_string(std::numeric_limits<T>::min()) + " to " +
-                                 std::to_string(std::numeric_limits<T>::max()), v);
-  }
-  else if constexpr (std::is_floating_point_v<T>) ok = v.is_number();
-  else if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
+      throw type_error(path,
+                       "an integer from " + std::to_string(std::numeric_limits<T>::min()) + " to " +
+                           std::to_string(std::numeric_limits<T>::max()),
+                       v);
+  } else if constexpr (std::is_floating_point_v<T>)
+    ok = v.is_number();
+  else if constexpr (std::is_same_v<T, std::string>)
+    ok = v.is_string();
   if (!ok) throw type_error(path, type_name<T>(), v);
 }
 

@@ -102,7 +102,7 @@ class DiTImpl : public Backbone {
   ConditionKind condition_kind() const override { return ConditionKind::kClassLabel; }
   int64_t num_classes() const override { return config_.num_classes; }
   bool has_learned_null_condition() const override { return true; }  // the null class num_classes
-  void set_null_condition(const ConditionInputs& null) override;      // throws: DiT's null class is fixed
+  void set_null_condition(const ConditionInputs& null) override;     // throws: DiT's null class is fixed
   nlohmann::json architecture_json() const override;
 
   // x must be (B, in_channels, input_size, input_size). -> (B, T, D)
@@ -117,8 +117,8 @@ class DiTImpl : public Backbone {
   ConditionInputs null_condition(const ConditionInputs& like) const override;
 
   // The stages of condition() and head(), exposed for tests and tools.
-  torch::Tensor embed_timestep(const torch::Tensor& t);       // t_embedder(t) (B, D)
-  torch::Tensor embed_labels(const torch::Tensor& labels);    // y_embedder(y) (B, D)
+  torch::Tensor embed_timestep(const torch::Tensor& t);                          // t_embedder(t) (B, D)
+  torch::Tensor embed_labels(const torch::Tensor& labels);                       // y_embedder(y) (B, D)
   torch::Tensor final_tokens(const torch::Tensor& h, const Conditioning& cond);  // (B, T, p*p*out)
 
   const DiTConfig& config() const { return config_; }

@@ -14,8 +14,7 @@ namespace ilf {
 // freqs = exp(-ln(max_period) * arange(dim/2) / (dim/2 - freq_shift)); t (B,) -> (B, dim). freq_shift
 // is 0 in the official DiT and PixArt; diffusers' DiTTransformer2DModel uses 1 (its
 // downscale_freq_shift).
-torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim = 256, double max_period = 10000.0,
-                                 int64_t freq_shift = 0);
+torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim = 256, double max_period = 10000.0, int64_t freq_shift = 0);
 
 // How the pos-embed grid coordinates are divided by `scale`. PixArt-alpha stores lewei_scale as a
 // 1-tuple, so numpy divides the float32 grid by it in float64; PixArt-Sigma's pe_interpolation is a

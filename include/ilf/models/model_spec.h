@@ -20,9 +20,9 @@ struct ModelSpec {
   std::optional<std::string> variant;  // PixArt: "alpha", "alpha_ms" or "sigma"
   std::optional<int64_t> input_size, patch_size, in_channels, hidden_size, depth, num_heads;
   std::optional<double> mlp_ratio;
-  std::optional<int64_t> num_classes;     // DiT
-  std::optional<bool> learn_sigma;        // DiT
-  std::optional<bool> pred_sigma;         // PixArt
+  std::optional<int64_t> num_classes;                         // DiT
+  std::optional<bool> learn_sigma;                            // DiT
+  std::optional<bool> pred_sigma;                             // PixArt
   std::optional<int64_t> caption_channels, model_max_length;  // PixArt
   std::optional<double> lewei_scale, pe_interpolation;        // PixArt pos-embed scales
   std::optional<bool> qk_norm, kv_compress;                   // PixArt-Sigma options

@@ -30,7 +30,7 @@ struct PixArtConfig {
   int64_t depth = 28;
   int64_t num_heads = 16;
   double mlp_ratio = 4.0;
-  bool pred_sigma = true;          // output 2 * in_channels
+  bool pred_sigma = true;           // output 2 * in_channels
   int64_t caption_channels = 4096;  // T5 width
   int64_t model_max_length = 120;   // rows of the null-caption buffer y_embedding (alpha 120, sigma 300)
   double lewei_scale = 1.0;         // alpha / alpha_ms pos-embed scale (512: 1, 1024: 2)
@@ -146,11 +146,11 @@ class PixArtImpl : public Backbone {
 
   // The stages of embed(), condition() and head(), exposed for tests and tools.
   torch::Tensor positional_embedding(int64_t grid_h, int64_t grid_w);  // (1, T, D) in the weights' dtype
-  torch::Tensor embed_timestep(const torch::Tensor& t);                 // t_embedder(t) (B, D)
+  torch::Tensor embed_timestep(const torch::Tensor& t);                // t_embedder(t) (B, D)
   // (csize_emb (B, 2*(D/3)), ar_emb (B, D/3)); alpha_ms only.
   std::pair<torch::Tensor, torch::Tensor> embed_micro_conditions(const torch::Tensor& image_hw, const torch::Tensor& aspect_ratio,
                                                                  int64_t batch);
-  torch::Tensor project_caption(const torch::Tensor& caption);  // (B, L, C) or (B, 1, L, C) -> (B, L, D)
+  torch::Tensor project_caption(const torch::Tensor& caption);                   // (B, L, C) or (B, 1, L, C) -> (B, L, D)
   torch::Tensor final_tokens(const torch::Tensor& h, const Conditioning& cond);  // (B, T, p*p*out)
 
   const PixArtConfig& config() const { return config_; }

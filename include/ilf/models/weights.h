@@ -64,8 +64,7 @@ BackbonePtr make_backbone(const ModelSpec& spec);
 // count for their width (384: 6, 768: 12, 1024 and 1152: 16); the pos-embed scale = the value among
 // 1, 2, 0.5, 4, 0.25 that reproduces the stored pos_embed. A config value that contradicts the
 // weights is an error naming the key.
-BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec& spec,
-                                      const std::string& source = "weights");
+BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec& spec, const std::string& source = "weights");
 
 // Converts `weights` to the official layout and copies them into `model`. Every missing, unexpected
 // and mis-shaped key is reported in one ilf::Error naming `source`; the model is untouched then.

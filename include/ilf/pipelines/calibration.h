@@ -26,7 +26,7 @@ struct CalibrationRequest {
 };
 
 struct TeaCacheCalibration {
-  std::vector<double> coefficients;                  // highest degree first
+  std::vector<double> coefficients;                   // highest degree first
   std::vector<double> input_changes, output_changes;  // the (d, e) pairs of the fit
   double rms_error = 0;                               // of the fit on its pairs
   nlohmann::json file;                                // what is written: format, coefficients, how it was made

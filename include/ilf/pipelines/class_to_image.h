@@ -16,9 +16,9 @@
 namespace ilf {
 
 struct ClassToImageModel {
-  BackbonePtr backbone;          // class-conditional
-  SamplingSetup sampling;        // method (+ feedback module) and solver
-  SamplingOptions options;       // steps, guidance
+  BackbonePtr backbone;                 // class-conditional
+  SamplingSetup sampling;               // method (+ feedback module) and solver
+  SamplingOptions options;              // steps, guidance
   std::shared_ptr<TorchScriptVae> vae;  // latent models only ("vae.decoder"); null for pixel-space models
   torch::Device device{torch::kCPU};
 

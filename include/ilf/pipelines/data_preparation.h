@@ -20,19 +20,19 @@
 namespace ilf {
 
 struct DataPreparationOptions {
-  std::string images, out;             // the image folder (recursive) and the shard folder
-  std::string vae_encoder;             // TorchScript VAE encoder
+  std::string images, out;              // the image folder (recursive) and the shard folder
+  std::string vae_encoder;              // TorchScript VAE encoder
   std::string encoder_output = "mean";  // "mean" or "moments"
-  double latent_scale = 0.18215;       // the VAE's latent scale factor
-  bool labels_from_folders = false;    // class = index of the first-level sub-folder (sorted)
-  bool captions = false;               // caption = the .txt file beside each image
+  double latent_scale = 0.18215;        // the VAE's latent scale factor
+  bool labels_from_folders = false;     // class = index of the first-level sub-folder (sorted)
+  bool captions = false;                // caption = the .txt file beside each image
   std::string text_encoder, tokenizer;  // with captions: TorchScript T5 encoder and its spiece.model
-  int64_t max_tokens = 120;            // caption length L
-  bool micro_conditions = false;       // store image_hw and aspect_ratio (PixArt-alpha MS)
-  int64_t channels = 3;                // 3: RGB; 1: grey
-  int64_t resolution = 256;            // image side after resize + centre crop
+  int64_t max_tokens = 120;             // caption length L
+  bool micro_conditions = false;        // store image_hw and aspect_ratio (PixArt-alpha MS)
+  int64_t channels = 3;                 // 3: RGB; 1: grey
+  int64_t resolution = 256;             // image side after resize + centre crop
   int64_t shard_size = 1024, batch = 16;
-  std::string dtype = "f16";           // stored dtype: f16, bf16 or f32
+  std::string dtype = "f16";  // stored dtype: f16, bf16 or f32
   std::string device = "cpu";
   uint64_t seed = 0;
 };

@@ -37,8 +37,8 @@ struct ModelFolder {
   int64_t resolution = 0;
   double latent_scale = 0;
   int64_t max_caption_length = 0;
-  bool custom_vae = false;          // "vae_downsampling" given: the folder's own VAE, not the family's
-  int64_t vae_downsampling = 8;     // pixels per latent along each side
+  bool custom_vae = false;       // "vae_downsampling" given: the folder's own VAE, not the family's
+  int64_t vae_downsampling = 8;  // pixels per latent along each side
   int64_t image_channels = 3;
   Json model = Json::object();  // backbone settings
   // Files, resolved against the folder; "" when an optional one is absent.
@@ -72,7 +72,6 @@ ModelFolder read_model_folder(const std::string& folder);
 // File paths already in the config win (so --weights / --feedback can replace a folder's file); any
 // other setting already in the config must equal the folder's, else ilf::Error names both. "model.folder"
 // is removed from `config`. Returns the folder read, or nullopt when there is none.
-std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& config_source,
-                                              const std::string& folder = "");
+std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& config_source, const std::string& folder = "");
 
 }  // namespace ilf

@@ -25,13 +25,13 @@ struct SampleFilesRequest {
   // per line (one PNG each in the `out` folder, `batch` prompts per sampling run). Image i has seed + i.
   std::optional<std::string> prompt, negative_prompt;
   std::string prompts_file;
-  int64_t height = 0, width = 0;  // 0 = the model's resolution
-  bool resolution_binning = true; // multi-scale models: sample at the nearest aspect-ratio bin
-  std::string model_folder;       // text-to-image model folder (overrides "model.folder")
+  int64_t height = 0, width = 0;   // 0 = the model's resolution
+  bool resolution_binning = true;  // multi-scale models: sample at the nearest aspect-ratio bin
+  std::string model_folder;        // text-to-image model folder (overrides "model.folder")
 
   uint64_t seed = 0;
-  int64_t batch = 0;         // 0 = the default above
-  std::string out;           // "" = sample.png (with a prompts file: the folder samples/)
+  int64_t batch = 0;  // 0 = the default above
+  std::string out;    // "" = sample.png (with a prompts file: the folder samples/)
   std::string device = "cpu";
   std::string config_label;  // the config file recorded in the PNG metadata ("" = none)
 
@@ -48,10 +48,10 @@ LoadedRunConfig load_sample_config(Json json, const std::string& source, const S
 using SampleFilesProgress = std::function<void(int64_t run, int64_t runs, int64_t k, int64_t n)>;
 
 struct SampleFilesSummary {
-  std::string out;                  // the PNG (or the folder of PNGs) written
+  std::string out;  // the PNG (or the folder of PNGs) written
   int64_t images = 0;
   int64_t block_forwards_per_run = 0;  // one sampling run, as --plan counts them
-  int64_t block_forwards = 0;       // all runs
+  int64_t block_forwards = 0;          // all runs
   double seconds = 0;
 };
 

@@ -51,9 +51,9 @@ torch::Tensor resize_and_crop(const torch::Tensor& images, int64_t height, int64
 
 // Everything a text-to-image run needs, loaded and checked.
 struct TextToImageModel {
-  std::string family;      // "pixart_alpha" or "pixart_sigma"
-  BackbonePtr backbone;    // caption-conditioned (PixArt)
-  SamplingSetup sampling;  // the acceleration method, its feedback module (when it uses one) and the solver
+  std::string family;       // "pixart_alpha" or "pixart_sigma"
+  BackbonePtr backbone;     // caption-conditioned (PixArt)
+  SamplingSetup sampling;   // the acceleration method, its feedback module (when it uses one) and the solver
   SamplingOptions options;  // steps and guidance
   std::shared_ptr<TextEncoder> text_encoder;
   std::shared_ptr<TorchScriptVae> vae;
@@ -80,7 +80,7 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
 
 struct TextToImageRequest {
   std::vector<std::string> prompts;  // one image each
-  std::vector<uint64_t> seeds;  // per image: its initial noise is randn(1, C, h, w) from a CPU generator with this seed
+  std::vector<uint64_t> seeds;       // per image: its initial noise is randn(1, C, h, w) from a CPU generator with this seed
   std::optional<std::string> negative_prompt;  // unset: the family's null caption
   int64_t height = 0, width = 0;               // pixels; 0 = the model's resolution
   bool resolution_binning = true;              // sample at the nearest aspect-ratio bin, then resize and crop

@@ -18,7 +18,7 @@ TrainerSetup make_trainer_setup(const RunConfig& config, const std::string& out_
 struct TrainingOutcome {
   bool finished = false;  // reached training.steps (false: stopped by a signal)
   int64_t step = 0;
-  std::string weights;    // the feedback or backbone file written
+  std::string weights;  // the feedback or backbone file written
 };
 
 // Trains `config` into `out_dir` on this process's rank (torchrun / Slurm variables; one rank

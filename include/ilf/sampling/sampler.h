@@ -49,8 +49,8 @@ SamplingPlan plan_sampling(const AccelerationMethod& method, Solver& solver, int
 ConditionInputs concat_conditions(const ConditionInputs& a, const ConditionInputs& b);
 
 struct SamplingResult {
-  torch::Tensor samples;  // (B, C, H, W)
-  SamplingPlan plan;      // what each step did (a method that decides at run time updates its rows)
+  torch::Tensor samples;       // (B, C, H, W)
+  SamplingPlan plan;           // what each step did (a method that decides at run time updates its rows)
   int64_t block_forwards = 0;  // counted while running; equals plan.total_block_forwards
 };
 

@@ -21,13 +21,13 @@ struct AdamState {
 };
 
 struct TrainingCheckpoint {
-  int64_t step = 0;            // optimizer steps completed
-  int64_t epoch = 0;           // data position of the next step
+  int64_t step = 0;   // optimizer steps completed
+  int64_t epoch = 0;  // data position of the next step
   int64_t step_in_epoch = 0;
-  std::string mode;            // "ilf" or "pretrain"
-  std::string config_json;     // the resolved config the run used
-  TensorMap trainable;         // name -> current value (float32)
-  TensorMap ema;               // name -> EMA value
+  std::string mode;                            // "ilf" or "pretrain"
+  std::string config_json;                     // the resolved config the run used
+  TensorMap trainable;                         // name -> current value (float32)
+  TensorMap ema;                               // name -> EMA value
   std::map<std::string, AdamState> optimizer;  // name -> AdamW state (absent before the first step)
   torch::Tensor cpu_rng_state;                 // the default CPU generator's state (uint8)
 };

@@ -26,8 +26,8 @@ namespace ilf {
 
 // A batch of training samples.
 struct TrainingBatch {
-  torch::Tensor x0;             // (B, C, H, W) float32: pixels in [-1, 1] or (already scaled) latents
-  ConditionInputs condition;    // class_labels (B,) int64, or caption (B, L, D) float32 + caption_mask (B, L)
+  torch::Tensor x0;                 // (B, C, H, W) float32: pixels in [-1, 1] or (already scaled) latents
+  ConditionInputs condition;        // class_labels (B,) int64, or caption (B, L, D) float32 + caption_mask (B, L)
   std::vector<int64_t> indices;     // data set index of each sample
   std::vector<int64_t> sample_ids;  // run-wide number of each sample: step * G + position (seeds its noise)
 };
@@ -124,11 +124,11 @@ void write_shard(const std::string& path, const torch::Tensor& latents, const Co
 // The "data" section: {"kind": "fashion_mnist", "path", "split"} or {"kind": "shards", "path",
 // "cache_shards"}, and the DataLoader's read-ahead.
 struct DataOptions {
-  std::string kind = "fashion_mnist";                     // "fashion_mnist" or "shards"
+  std::string kind = "fashion_mnist";                      // "fashion_mnist" or "shards"
   std::string path = "/usr/share/datasets/fashion-mnist";  // the idx folder, or the shard folder (required for shards)
-  std::string split = "train";                            // fashion_mnist: "train" or "test"
-  int64_t cache_shards = 3;                               // shards: shards kept in memory
-  int64_t read_ahead = 4;                                 // micro-batches loaded ahead in the background
+  std::string split = "train";                             // fashion_mnist: "train" or "test"
+  int64_t cache_shards = 3;                                // shards: shards kept in memory
+  int64_t read_ahead = 4;                                  // micro-batches loaded ahead in the background
 };
 
 DatasetPtr make_dataset(const DataOptions& options);

@@ -23,12 +23,12 @@
 namespace ilf {
 
 struct L2CRouterOptions {
-  int64_t iterations = 100;  // optimizer steps (training.steps)
-  int64_t batch = 8;         // trajectories per iteration (training.batch_size)
-  double lr = 0.05;          // Adam (training.lr)
-  double sparsity = 0.1;     // l2c.sparsity
+  int64_t iterations = 100;    // optimizer steps (training.steps)
+  int64_t batch = 8;           // trajectories per iteration (training.batch_size)
+  double lr = 0.05;            // Adam (training.lr)
+  double sparsity = 0.1;       // l2c.sparsity
   double initial_logit = 2.0;  // every gate starts at sigmoid(2) = 0.88: close to computing everything
-  uint64_t seed = 0;         // training.seed: data order and noise
+  uint64_t seed = 0;           // training.seed: data order and noise
 };
 
 struct L2CRouterStep {

@@ -39,8 +39,8 @@ struct TrainingNoise {
 
 // Draws t ~ U{0..T-1}, eps ~ N(0, I) and u ~ U[0, 1) (drop = u < cond_dropout), in this order, for
 // each sample of `batch` from its own CPU stream seeded by (seed, the sample's id).
-TrainingNoise draw_training_noise(const TrainingBatch& batch, uint64_t seed, int64_t num_train_timesteps,
-                                  double cond_dropout, const torch::Device& device);
+TrainingNoise draw_training_noise(const TrainingBatch& batch, uint64_t seed, int64_t num_train_timesteps, double cond_dropout,
+                                  const torch::Device& device);
 
 // Replaces the condition of the samples where drop (B,) is true by the backbone's null condition
 // (class label, or caption and its mask). Throws ilf::Error when the null caption's shape does not
@@ -58,8 +58,8 @@ torch::Tensor teacher_timesteps(const torch::Tensor& t, double t_ratio);
 
 // Fast Approximate Distillation's teacher: the frozen backbone's eps at (x_t', t'), x_t' re-noised
 // from the same x0 with the same eps. No gradient.
-torch::Tensor fad_teacher(Backbone& backbone, const NoiseSchedule& schedule, const torch::Tensor& x0,
-                          const torch::Tensor& eps, const torch::Tensor& t_teacher, const ConditionInputs& cond);
+torch::Tensor fad_teacher(Backbone& backbone, const NoiseSchedule& schedule, const torch::Tensor& x0, const torch::Tensor& eps,
+                          const torch::Tensor& t_teacher, const ConditionInputs& cond);
 
 // The multi-step teacher: `steps` DDIM steps of the frozen backbone from (x_t, t) to t' at the
 // per-sample integer times tau_k = round(t + (t' - t) k / K), then the backbone's eps there. No gradient.
@@ -78,7 +78,7 @@ LossTerms fad_loss(Backbone& student, FeedbackModuleImpl& feedback, Backbone& te
 
 // The pretraining loss (mode "pretrain"): MSE(model(x_t, t), eps) on the eps channels, the forward
 // under CUDA autocast when `autocast`. total = rec; dist stays undefined.
-LossTerms pretraining_loss(Backbone& model, const NoiseSchedule& schedule, const torch::Tensor& x0,
-                           const torch::Tensor& eps, const torch::Tensor& t, const ConditionInputs& cond, bool autocast);
+LossTerms pretraining_loss(Backbone& model, const NoiseSchedule& schedule, const torch::Tensor& x0, const torch::Tensor& eps,
+                           const torch::Tensor& t, const ConditionInputs& cond, bool autocast);
 
 }  // namespace ilf

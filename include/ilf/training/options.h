@@ -47,7 +47,7 @@ struct TrainingOptions {
   int64_t checkpoint_every = 500;  // 0: only at the end / on a stop request
   int64_t keep_checkpoints = 3;
   int64_t log_every = 10;
-  int64_t sample_every = 0;      // sample grids (pixel-space data only); 0 = off
+  int64_t sample_every = 0;  // sample grids (pixel-space data only); 0 = off
   int64_t sample_images = 16;
   int64_t sample_steps = 20;     // DPM-Solver++(2M) steps
   double sample_guidance = 1.0;  // classifier-free guidance scale of the sample grids

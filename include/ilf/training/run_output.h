@@ -42,8 +42,8 @@ class RunOutput {
   // `feedback` when given: ILF sampling on its loop) with the EMA weights swapped in, the conditions
   // of the first samples of `dataset` and noise fixed by the seed. Skipped (one log line, once) when
   // the data are not pixels (1 or 3 channels). The backbone's train/eval mode is restored.
-  void write_sample_grid(int64_t step, Backbone& backbone, FeedbackModuleImpl* feedback, ParameterEma& ema,
-                         Dataset& dataset, const SampleGridOptions& options, const torch::Device& device) const;
+  void write_sample_grid(int64_t step, Backbone& backbone, FeedbackModuleImpl* feedback, ParameterEma& ema, Dataset& dataset,
+                         const SampleGridOptions& options, const torch::Device& device) const;
 
  private:
   std::string out_dir_;

@@ -26,14 +26,13 @@ namespace {
 // The paper's main text-to-image setting for 28-block models (inner loop 8..19, annealed t_post on the
 // outer 2+2 steps; caching of the inner 18 blocks every 3rd step), scaled to smaller depths.
 RunConfig preset_config(const std::string& preset, int64_t depth) {
-  const Json json = {
-      {"sampling", {{"guidance_scale", 4.5}, {"guided_channels", 0}}},
-      {"ilf",
-       {{"loop_begin", depth == 28 ? 8 : depth / 4},
-        {"loop_end", depth == 28 ? 19 : depth - 1 - depth / 4},
-        {"t_post", "anneal"},
-        {"feedback_steps", {{"mode", "outer"}, {"count", 2}}}}},
-      {"cache", {{"location", "inner"}, {"num_blocks", depth == 28 ? 18 : depth / 2}, {"interval", 3}}}};
+  const Json json = {{"sampling", {{"guidance_scale", 4.5}, {"guided_channels", 0}}},
+                     {"ilf",
+                      {{"loop_begin", depth == 28 ? 8 : depth / 4},
+                       {"loop_end", depth == 28 ? 19 : depth - 1 - depth / 4},
+                       {"t_post", "anneal"},
+                       {"feedback_steps", {{"mode", "outer"}, {"count", 2}}}}},
+                     {"cache", {{"location", "inner"}, {"num_blocks", depth == 28 ? 18 : depth / 2}, {"interval", 3}}}};
   return parse_run_config(json, preset);
 }
 
@@ -153,13 +152,13 @@ BenchInputs make_bench_inputs(const BenchModel& model, int64_t images, uint64_t 
     auto generator = at::detail::createCPUGenerator(seed + 1);
     const int64_t length = model.caption_length;
     b.inputs.caption = torch::randn({images, length, backbone.caption_channels()}, generator).to(device);  // (B, L, C)
-    torch::Tensor mask = torch::zeros({images, length}, torch::kInt64);                                      // (B, L)
+    torch::Tensor mask = torch::zeros({images, length}, torch::kInt64);                                    // (B, L)
     mask.slice(1, 0, std::max<int64_t>(1, length / 2)).fill_(1);  // a caption shorter than the maximum
     b.inputs.caption_mask = mask.to(device);
     if (backbone.uses_size_conditioning()) {
       const double h = 8.0 * static_cast<double>(model.latent_shape[1]), w = 8.0 * static_cast<double>(model.latent_shape[2]);
-      b.inputs.image_hw = torch::tensor({h, w}, torch::kFloat32).repeat({images, 1}).to(device);    // (B, 2)
-      b.inputs.aspect_ratio = torch::full({images, 1}, h / w, torch::kFloat32).to(device);          // (B, 1)
+      b.inputs.image_hw = torch::tensor({h, w}, torch::kFloat32).repeat({images, 1}).to(device);  // (B, 2)
+      b.inputs.aspect_ratio = torch::full({images, 1}, h / w, torch::kFloat32).to(device);        // (B, 1)
     }
   }
   b.null_inputs = model.backbone->null_condition(b.inputs);
@@ -254,9 +253,9 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
          "block forwards | speedup vs baseline-20 | block-forward ratio | speedup / ratio |\n";
   out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const BenchRow& r : rows) {
-    out << "| " << r.model << " | " << r.device << " | " << r.dtype << " | " << (r.cuda_graph ? "yes" : "no") << " | "
-        << r.batch << " | " << r.method << " | " << fixed(r.ms_per_forward, 2) << " | " << seconds(r.seconds_per_image)
-        << " | " << (r.seconds_per_image_with_vae < 0 ? std::string("-") : seconds(r.seconds_per_image_with_vae)) << " | "
+    out << "| " << r.model << " | " << r.device << " | " << r.dtype << " | " << (r.cuda_graph ? "yes" : "no") << " | " << r.batch
+        << " | " << r.method << " | " << fixed(r.ms_per_forward, 2) << " | " << seconds(r.seconds_per_image) << " | "
+        << (r.seconds_per_image_with_vae < 0 ? std::string("-") : seconds(r.seconds_per_image_with_vae)) << " | "
         << r.block_forwards << " | " << (r.speedup > 0 ? fixed(r.speedup, 2) + "x" : std::string("-")) << " | "
         << (r.block_forward_ratio > 0 ? fixed(r.block_forward_ratio, 2) + "x" : std::string("-")) << " | "
         << (r.efficiency > 0 ? fixed(r.efficiency, 2) : std::string("-")) << " |\n";
@@ -276,7 +275,8 @@ nlohmann::json bench_rows_to_json(const std::vector<BenchRow>& rows) {
                    {"method", r.method},
                    {"ms_per_forward", r.ms_per_forward},
                    {"seconds_per_image", r.seconds_per_image},
-                   {"seconds_per_image_with_vae", r.seconds_per_image_with_vae < 0 ? nlohmann::json() : nlohmann::json(r.seconds_per_image_with_vae)},
+                   {"seconds_per_image_with_vae",
+                    r.seconds_per_image_with_vae < 0 ? nlohmann::json() : nlohmann::json(r.seconds_per_image_with_vae)},
                    {"block_forwards", r.block_forwards},
                    {"planned_block_forwards", r.planned_block_forwards},
                    {"speedup", r.speedup},
@@ -351,8 +351,8 @@ BenchResult benchmark_model(BenchModel& model, const BenchSettings& settings) {
     graph.capture([&](const std::function<void()>&) { out = model.backbone->forward(f.x, f.t, f.inputs); });
     forward_ms = median_milliseconds([&] { graph.replay(); }, device, settings.warmup, settings.repeats);
   } else {
-    forward_ms = median_milliseconds([&] { model.backbone->forward(f.x, f.t, f.inputs); }, device, settings.warmup,
-                                     settings.repeats);
+    forward_ms =
+        median_milliseconds([&] { model.backbone->forward(f.x, f.t, f.inputs); }, device, settings.warmup, settings.repeats);
   }
 
   const BenchInputs inputs = make_bench_inputs(model, images, settings.seed);
@@ -375,7 +375,8 @@ BenchResult benchmark_model(BenchModel& model, const BenchSettings& settings) {
     double run_ms = 0;
     if (settings.cuda_graph) {
       // Eager reference for the same noise, then one graph per step, replayed in order.
-      const torch::Tensor eager = sample(*model.backbone, *accel, *solver, options, noise, inputs.inputs, inputs.null_inputs).samples;
+      const torch::Tensor eager =
+          sample(*model.backbone, *accel, *solver, options, noise, inputs.inputs, inputs.null_inputs).samples;
       const torch::Tensor static_noise = noise.clone();
       CudaGraphRecorder graphs;
       graphs.capture([&](const std::function<void()>& cut) {
@@ -393,10 +394,8 @@ BenchResult benchmark_model(BenchModel& model, const BenchSettings& settings) {
       result.graph_error = std::max(result.graph_error, relative_difference(sampled.samples, eager));
     } else {
       run_ms = median_milliseconds(
-          [&] {
-            sampled = sample(*model.backbone, *accel, *solver, options, noise, inputs.inputs, inputs.null_inputs);
-          },
-          device, settings.warmup, settings.repeats);
+          [&] { sampled = sample(*model.backbone, *accel, *solver, options, noise, inputs.inputs, inputs.null_inputs); }, device,
+          settings.warmup, settings.repeats);
     }
     row.block_forwards = sampled.block_forwards;
     row.seconds_per_image = run_ms / 1000.0 / static_cast<double>(images);
@@ -426,8 +425,7 @@ PrecisionComparison compare_precision(BenchModel& float32_model, BenchModel& low
     const AccelerationMethodPtr accel = make_bench_method(model, method);
     SolverPtr solver = make_solver(model.config.sampling.solver);
     const BenchInputs in = make_bench_inputs(model, images, seed);
-    return sample(*model.backbone, *accel, *solver, options, initial_noise(model, images, seed + 3),
-                  in.inputs, in.null_inputs)
+    return sample(*model.backbone, *accel, *solver, options, initial_noise(model, images, seed + 3), in.inputs, in.null_inputs)
         .samples.to(torch::kFloat32);
   };
   const torch::Tensor reference = run(float32_model), samples = run(low_precision_model);
@@ -496,8 +494,8 @@ double median_milliseconds(const std::function<void()>& fn, const torch::Device&
   return median(times);
 }
 
-double reference_parity(const std::string& weights_path, const std::string& io_path,
-                        const std::vector<std::string>& overrides, const torch::Device& device) {
+double reference_parity(const std::string& weights_path, const std::string& io_path, const std::vector<std::string>& overrides,
+                        const torch::Device& device) {
   const RunConfig config = parse_run_config(read_run_config_json("", overrides), "--set");
   TensorMap weights = read_weights(weights_path);
   BackbonePtr model = make_backbone_for_weights(weights, config.model, weights_path);

@@ -24,8 +24,7 @@ struct ModelChoice {
   std::string name;
 };
 
-BenchModel build_model(const ModelChoice& spec, const BenchRequest& request, const torch::Device& device,
-                       torch::Dtype dtype) {
+BenchModel build_model(const ModelChoice& spec, const BenchRequest& request, const torch::Device& device, torch::Dtype dtype) {
   return spec.preset ? make_preset_model(spec.name, device, dtype, request.seed)
                      : load_config_model(spec.name, request.overrides, device, dtype);
 }
@@ -49,10 +48,9 @@ BenchReport run_parity_cases(const std::vector<std::string>& pairs, const std::v
   for (size_t i = 0; i < pairs.size(); i += 2) {
     const double error = reference_parity(pairs[i], pairs[i + 1], overrides, device);
     report.ok = report.ok && error < 1e-5;
-    report.json.push_back(
-        {{"weights", pairs[i]}, {"device", device.str()}, {"tf32", tf32}, {"max_relative_error", error}});
-    report.markdown += "| " + pairs[i] + " | " + device.str() + " | " + (tf32 ? "on" : "off") + " | " + c10::str(error) +
-                       " | " + (error < 1e-5 ? "yes" : "NO") + " |\n";
+    report.json.push_back({{"weights", pairs[i]}, {"device", device.str()}, {"tf32", tf32}, {"max_relative_error", error}});
+    report.markdown += "| " + pairs[i] + " | " + device.str() + " | " + (tf32 ? "on" : "off") + " | " + c10::str(error) + " | " +
+                       (error < 1e-5 ? "yes" : "NO") + " |\n";
   }
   return report;
 }
@@ -114,8 +112,11 @@ BenchReport run_benchmarks(const BenchRequest& request) {
   }
 
   BenchReport report;
-  report.json = {{"device", device.str()}, {"tf32", request.tf32}, {"torch_version", TORCH_VERSION},
-                 {"warmup", request.warmup}, {"repeats", request.repeats}};
+  report.json = {{"device", device.str()},
+                 {"tf32", request.tf32},
+                 {"torch_version", TORCH_VERSION},
+                 {"warmup", request.warmup},
+                 {"repeats", request.repeats}};
   std::vector<BenchRow> rows;
   nlohmann::json graph_errors = nlohmann::json::array(), numerics = nlohmann::json::array();
   std::ostringstream numerics_table;
@@ -126,8 +127,7 @@ BenchReport run_benchmarks(const BenchRequest& request) {
         spdlog::info("{}: ILF rows use a feedback block copied from the loop end (not trained): timing only", model.name);
       if (!request.dump_forward.empty() && d == 0) {
         const std::string path = request.dump_forward + sanitise(spec.name) + ".safetensors";
-        write_forward_dump(model, request.batches.front() / (model.sampling().guidance_scale != 1.0 ? 2 : 1), request.seed,
-                           path);
+        write_forward_dump(model, request.batches.front() / (model.sampling().guidance_scale != 1.0 ? 2 : 1), request.seed, path);
         spdlog::info("wrote {}", path);
       }
       for (int64_t batch : request.batches) {
@@ -144,7 +144,9 @@ BenchReport run_benchmarks(const BenchRequest& request) {
           settings.decode = decode;
           BenchResult result = benchmark_model(model, settings);
           if (result.graph_error >= 0) {
-            graph_errors.push_back({{"model", model.name}, {"dtype", request.dtypes[d]}, {"batch", batch},
+            graph_errors.push_back({{"model", model.name},
+                                    {"dtype", request.dtypes[d]},
+                                    {"batch", batch},
                                     {"replay_vs_eager_max_relative_error", result.graph_error}});
             spdlog::info("{} {} batch {}: CUDA-graph replay vs eager samples, max relative error {:.3g}", model.name,
                          request.dtypes[d], batch, result.graph_error);
@@ -155,12 +157,15 @@ BenchReport run_benchmarks(const BenchRequest& request) {
       if (request.numerics && dtypes[d] != torch::kFloat32) {
         BenchModel reference = build_model(spec, request, device, torch::kFloat32);
         const BenchMethod method = methods.front();
-        const int64_t images =
-            std::max<int64_t>(1, request.batches.front() / (model.sampling().guidance_scale != 1.0 ? 2 : 1));
+        const int64_t images = std::max<int64_t>(1, request.batches.front() / (model.sampling().guidance_scale != 1.0 ? 2 : 1));
         const PrecisionComparison c = compare_precision(reference, model, method, images, request.seed, decode);
-        numerics.push_back({{"model", c.model}, {"dtype", request.dtypes[d]}, {"method", c.method},
-                            {"forward_max_relative_error", c.forward_error}, {"sample_max_relative_error", c.sample_error},
-                            {"sample_psnr_db", c.sample_psnr}, {"psnr_space", c.psnr_space}});
+        numerics.push_back({{"model", c.model},
+                            {"dtype", request.dtypes[d]},
+                            {"method", c.method},
+                            {"forward_max_relative_error", c.forward_error},
+                            {"sample_max_relative_error", c.sample_error},
+                            {"sample_psnr_db", c.sample_psnr},
+                            {"psnr_space", c.psnr_space}});
         numerics_table << "| " << c.model << " | " << request.dtypes[d] << " vs float32 | " << c.forward_error << " | "
                        << c.method << " | " << c.sample_error << " | " << c.sample_psnr << " dB (" << c.psnr_space << ") |\n";
       }
@@ -169,9 +174,10 @@ BenchReport run_benchmarks(const BenchRequest& request) {
   fill_ratios(rows);
   report.markdown = format_bench_table(rows);
   if (!numerics.empty())
-    report.markdown += "\n| model | precision | forward max rel. error | method | sample max rel. error | same-seed PSNR |\n"
-                       "|---|---|---|---|---|---|\n" +
-                       numerics_table.str();
+    report.markdown +=
+        "\n| model | precision | forward max rel. error | method | sample max rel. error | same-seed PSNR |\n"
+        "|---|---|---|---|---|---|\n" +
+        numerics_table.str();
   report.json["rows"] = bench_rows_to_json(rows);
   report.json["cuda_graph_checks"] = graph_errors;
   report.json["numerics"] = numerics;

@@ -117,8 +117,9 @@ CudaGraphRecorder::CudaGraphRecorder() : state_(std::make_unique<State>()) {}
 CudaGraphRecorder::~CudaGraphRecorder() = default;
 
 void CudaGraphRecorder::capture(const std::function<void(const std::function<void()>& cut)>&) {
-  throw Error("--cuda-graph: CUDA graphs are not compiled into this build (build against a CUDA LibTorch with the CUDA "
-              "runtime headers)");
+  throw Error(
+      "--cuda-graph: CUDA graphs are not compiled into this build (build against a CUDA LibTorch with the CUDA "
+      "runtime headers)");
 }
 
 void CudaGraphRecorder::replay() { throw Error("CudaGraphRecorder::replay: CUDA graphs are not compiled into this build"); }

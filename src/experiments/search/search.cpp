@@ -82,10 +82,14 @@ Objective Objective::parse(const std::string& text) {
     } catch (const std::exception&) {
       throw Error("--objective: \"" + term + "\" is not name=weight with a finite weight >= 0");
     }
-    if (name == "fid") o.fid = weight;
-    else if (name == "accuracy") o.accuracy = weight;
-    else if (name == "psnr") o.psnr = weight;
-    else throw Error("--objective: unknown metric \"" + name + "\" (expected fid, accuracy or psnr)");
+    if (name == "fid")
+      o.fid = weight;
+    else if (name == "accuracy")
+      o.accuracy = weight;
+    else if (name == "psnr")
+      o.psnr = weight;
+    else
+      throw Error("--objective: unknown metric \"" + name + "\" (expected fid, accuracy or psnr)");
   }
   if (o.fid == 0 && o.accuracy == 0 && o.psnr == 0)
     throw Error("--objective \"" + text + "\": expected fid, accuracy, psnr or weights like fid=1,accuracy=0.5");
@@ -131,7 +135,8 @@ int64_t draw(Rng& rng, int64_t n) { return static_cast<int64_t>(rng() % static_c
 std::vector<int64_t> remap_steps(const std::vector<int64_t>& steps, int64_t from, int64_t to) {
   std::vector<int64_t> out;
   for (int64_t k : steps)
-    out.push_back(from <= 1 ? 0 : std::llround(static_cast<double>(k) * static_cast<double>(to - 1) / static_cast<double>(from - 1)));
+    out.push_back(from <= 1 ? 0
+                            : std::llround(static_cast<double>(k) * static_cast<double>(to - 1) / static_cast<double>(from - 1)));
   return out;
 }
 
@@ -143,8 +148,10 @@ Schedule mutate(Schedule s, const SearchSpace& space, Rng& rng) {
       case 0: {  // toggle one step's feedback
         const int64_t k = draw(rng, s.steps);
         auto it = std::find(s.feedback_steps.begin(), s.feedback_steps.end(), k);
-        if (it == s.feedback_steps.end()) s.feedback_steps.push_back(k);
-        else s.feedback_steps.erase(it);
+        if (it == s.feedback_steps.end())
+          s.feedback_steps.push_back(k);
+        else
+          s.feedback_steps.erase(it);
         break;
       }
       case 1: {  // one or two steps more or fewer
@@ -229,8 +236,8 @@ SearchResult load_state(const std::string& path, const nlohmann::json& settings)
   if (j.value("format", "") != "ilf.schedule_search")
     throw Error(path + ": not a schedule search state (\"format\" must be \"ilf.schedule_search\")");
   if (j.at("settings") != settings)
-    throw Error(path + ": written by a search with other settings (" + j.at("settings").dump() + ", now " +
-                settings.dump() + "); resume with the same settings or use another output folder");
+    throw Error(path + ": written by a search with other settings (" + j.at("settings").dump() + ", now " + settings.dump() +
+                "); resume with the same settings or use another output folder");
   try {
     for (const auto& c : j.at("candidates")) r.candidates.push_back(from_json(c));
     for (const auto& c : j.at("finalists")) r.finalists.push_back(from_json(c));
@@ -245,10 +252,22 @@ SearchResult load_state(const std::string& path, const nlohmann::json& settings)
 std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, const CostFunction& cost) {
   using Pattern = std::function<std::vector<int64_t>(int64_t)>;
   const std::vector<std::pair<Pattern, std::vector<TPostRule>>> patterns = {
-      {[](int64_t n) { return std::vector<int64_t>{0, 1, n - 2, n - 1}; }, {TPostRule::kAnneal, TPostRule::kRescale}},
-      {[](int64_t n) { return std::vector<int64_t>{0, n - 1}; }, {TPostRule::kAnneal}},
-      {[](int64_t) { return std::vector<int64_t>{0, 1}; }, {TPostRule::kAnneal}},
-      {[](int64_t n) { return std::vector<int64_t>{n - 2, n - 1}; }, {TPostRule::kAnneal}},
+      {[](int64_t n) {
+         return std::vector<int64_t>{0, 1, n - 2, n - 1};
+       },
+       {TPostRule::kAnneal, TPostRule::kRescale}},
+      {[](int64_t n) {
+         return std::vector<int64_t>{0, n - 1};
+       },
+       {TPostRule::kAnneal}},
+      {[](int64_t) {
+         return std::vector<int64_t>{0, 1};
+       },
+       {TPostRule::kAnneal}},
+      {[](int64_t n) {
+         return std::vector<int64_t>{n - 2, n - 1};
+       },
+       {TPostRule::kAnneal}},
       {[](int64_t n) {
          std::vector<int64_t> v;
          for (int64_t k = 0; k < n; k += 2) v.push_back(k);
@@ -275,8 +294,8 @@ std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, c
 }
 
 SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& options, const Objective& objective,
-                                 const CostFunction& cost, const Evaluator& on_search_seeds,
-                                 const Evaluator& on_heldout_seeds, const std::string& state_file) {
+                                 const CostFunction& cost, const Evaluator& on_search_seeds, const Evaluator& on_heldout_seeds,
+                                 const std::string& state_file) {
   if (space.min_steps < 1 || space.max_steps < space.min_steps)
     throw Error("search space: steps must satisfy 1 <= min_steps <= max_steps");
   if (space.t_post_rules.empty()) throw Error("search space: no t_post rule to choose from");
@@ -345,7 +364,8 @@ SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& 
     result.finalists.push_back(f);
     save_state(state_file, settings, result);
   }
-  std::stable_sort(result.finalists.begin(), result.finalists.end(), [](const auto& a, const auto& b) { return a.score < b.score; });
+  std::stable_sort(result.finalists.begin(), result.finalists.end(),
+                   [](const auto& a, const auto& b) { return a.score < b.score; });
   return result;
 }
 
@@ -389,8 +409,8 @@ void table(std::ostringstream& o, const std::vector<EvaluatedSchedule>& rows) {
 
 std::string search_report_markdown(const SearchResult& result, const Objective& objective, const SearchOptions& options) {
   std::ostringstream o;
-  o << "Objective (lower is better): " << objective.describe() << "; budget " << options.budget
-    << " block forwards per image; " << result.candidates.size() << " candidates evaluated.\n\n";
+  o << "Objective (lower is better): " << objective.describe() << "; budget " << options.budget << " block forwards per image; "
+    << result.candidates.size() << " candidates evaluated.\n\n";
   o << "Pareto front on the search seeds (block forwards vs score):\n\n";
   table(o, pareto_front(result.candidates));
   o << "\nFinalists on the held-out seeds, best first:\n\n";
@@ -422,9 +442,12 @@ void rebase_paths(Json& j, const std::filesystem::path& source_dir, const std::f
   if (value.find_first_of("/.") == std::string::npos || p.is_absolute()) return;  // not a relative path
   std::error_code ec;
   fs::path found;
-  if (fs::exists(p, ec)) found = p;
-  else if (fs::exists(source_dir / p, ec)) found = source_dir / p;
-  else return;
+  if (fs::exists(p, ec))
+    found = p;
+  else if (fs::exists(source_dir / p, ec))
+    found = source_dir / p;
+  else
+    return;
   j = fs::relative(fs::absolute(found), fs::absolute(folder)).string();
 }
 
@@ -510,7 +533,8 @@ SearchResult run_search(SearchRun run) {
   auto logged = [](const Evaluator& evaluate, const char* what) {
     return [evaluate, what](const Schedule& s) {
       const nlohmann::json m = evaluate(s);
-      spdlog::info("{} {}: FID {:.2f}, accuracy {:.1f}%", what, s.key(), m.value("fid", 0.0), 100 * m.value("class_accuracy", 0.0));
+      spdlog::info("{} {}: FID {:.2f}, accuracy {:.1f}%", what, s.key(), m.value("fid", 0.0),
+                   100 * m.value("class_accuracy", 0.0));
       return m;
     };
   };

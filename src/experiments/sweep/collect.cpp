@@ -30,7 +30,8 @@ std::string plan_text(const SweepSpec& spec, const std::vector<SweepPoint>& poin
   for (const auto& p : points) trainings.insert(p.train_index);
   std::ostringstream out;
   out << "sweep " << spec.name << " (" << spec.source << "): " << points.size() << " point" << (points.size() == 1 ? "" : "s");
-  if (spec.has_stage(SweepStage::kTrain)) out << ", " << trainings.size() << " training run" << (trainings.size() == 1 ? "" : "s");
+  if (spec.has_stage(SweepStage::kTrain))
+    out << ", " << trainings.size() << " training run" << (trainings.size() == 1 ? "" : "s");
   out << "; stages " << join(stage_names, ", ") << "\n";
   if (!spec.description.empty()) out << "  " << spec.description << "\n";
   out << "base config: " << spec.base_config << "\n";
@@ -81,8 +82,8 @@ Json plan_json(const SweepSpec& spec, const std::vector<SweepPoint>& points) {
                     {"missing_stages", missing},
                     {"config", p.config}});
   }
-  return {{"name", spec.name},        {"source", spec.source}, {"base_config", spec.base_config},
-          {"output", spec.output},    {"stages", stage_names}, {"metrics", spec.metrics},
+  return {{"name", spec.name},     {"source", spec.source}, {"base_config", spec.base_config},
+          {"output", spec.output}, {"stages", stage_names}, {"metrics", spec.metrics},
           {"points", list}};
 }
 

@@ -79,7 +79,8 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::vector<st
   const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) throw Error(log_path + ": cannot open the log file (" + std::strerror(errno) + ")");
   const std::string header = "\n== " + now_text() + " ilf_sweep runs: " + command_text(argv) + "\n";
-  if (write(log_fd, header.data(), header.size()) < 0) { /* the log is best effort */ }
+  if (write(log_fd, header.data(), header.size()) < 0) { /* the log is best effort */
+  }
 
   // Everything the child needs is prepared before fork (no allocation after it).
   std::vector<std::string> env_strings;
@@ -106,7 +107,7 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::vector<st
     throw Error(std::string("cannot start a child process (") + std::strerror(errno) + ")");
   }
   if (pid == 0) {
-    setpgid(0, 0);  // its own process group, so that a forwarded signal reaches its children too
+    setpgid(0, 0);                     // its own process group, so that a forwarded signal reaches its children too
     prctl(PR_SET_PDEATHSIG, SIGTERM);  // the stage dies with ilf_sweep
     if (getppid() != parent) _exit(1);
     const int null_fd = open("/dev/null", O_RDONLY);
@@ -114,7 +115,8 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::vector<st
     dup2(log_fd, 1);
     dup2(log_fd, 2);
     execvpe(arg_ptrs[0], arg_ptrs.data(), env_ptrs.data());
-    if (write(2, exec_error.data(), exec_error.size()) < 0) { /* nothing left to report to */ }
+    if (write(2, exec_error.data(), exec_error.size()) < 0) { /* nothing left to report to */
+    }
     _exit(127);
   }
   setpgid(pid, pid);  // also here, so that the group exists before any signal is forwarded
@@ -236,31 +238,25 @@ StageCommand stage_command(const SweepSpec& spec, const SweepPoint& point, Sweep
     argv = custom->second;
   } else {
     switch (stage) {
-      case SweepStage::kTrain:
-        argv = {"{bin}/ilf_train", "--config", "{config}", "{sets}", "--out", "{out}", "--resume"};
-        break;
-      case SweepStage::kSample:
-        argv = {"{bin}/ilf_sample", "--config", "{config}", "{sets}", "--out", "{out}"};
-        break;
+      case SweepStage::kTrain: argv = {"{bin}/ilf_train", "--config", "{config}", "{sets}", "--out", "{out}", "--resume"}; break;
+      case SweepStage::kSample: argv = {"{bin}/ilf_sample", "--config", "{config}", "{sets}", "--out", "{out}"}; break;
       case SweepStage::kEval:
-        argv = {"{bin}/ilf_eval", "--config",       "{config}", "{sets}", "--num-samples",
-                std::to_string(spec.eval_num_samples), "--label",  "{id}",   "--out",
-                "{out}"};
+        argv = {"{bin}/ilf_eval", "--config", "{config}", "{sets}", "--num-samples", std::to_string(spec.eval_num_samples),
+                "--label",        "{id}",     "--out",    "{out}"};
         break;
     }
   }
   if (const auto extra = spec.args.find(stage); extra != spec.args.end())
     argv.insert(argv.end(), extra->second.begin(), extra->second.end());
 
-  const std::map<std::string, std::string> fields = {
-      {"bin", bin},
-      {"config", spec.base_config},
-      {"out", out},
-      {"point_dir", point_dir(spec, point)},
-      {"train_dir", train_dir(spec, point)},
-      {"id", point.id},
-      {"index", std::to_string(point.index)},
-      {"stage", to_string(stage)}};
+  const std::map<std::string, std::string> fields = {{"bin", bin},
+                                                     {"config", spec.base_config},
+                                                     {"out", out},
+                                                     {"point_dir", point_dir(spec, point)},
+                                                     {"train_dir", train_dir(spec, point)},
+                                                     {"id", point.id},
+                                                     {"index", std::to_string(point.index)},
+                                                     {"stage", to_string(stage)}};
   auto substitute = [&](const std::string& word) {
     std::string result;
     size_t i = 0;
@@ -411,7 +407,8 @@ PointOutcome run_sweep_point(const SweepSpec& spec, const SweepPoint& point, con
 
     std::string problem;
     if (result.exit_code != 0) {
-      problem = result.signal ? "killed by signal " + std::to_string(result.signal) : "exit status " + std::to_string(result.exit_code);
+      problem =
+          result.signal ? "killed by signal " + std::to_string(result.signal) : "exit status " + std::to_string(result.exit_code);
       if (result.exit_code == 127) problem += " (command not found?)";
     } else if (stage == SweepStage::kTrain) {
       const auto status = read_json_object((fs::path(train_dir(spec, point)) / "status.json").string());

@@ -202,9 +202,11 @@ void submit_sweep(const SweepSpec& spec, const Json& sweep_json, const std::vect
   const std::string sbatch = options.sbatch;
   std::vector<std::vector<std::string>> commands;
   if (!waves.trainers.empty())
-    commands.push_back({sbatch, "--parsable", "--array=" + slurm_array_spec(waves.trainers, spec.slurm.max_parallel), script_path});
+    commands.push_back(
+        {sbatch, "--parsable", "--array=" + slurm_array_spec(waves.trainers, spec.slurm.max_parallel), script_path});
   if (!waves.others.empty()) {
-    std::vector<std::string> command = {sbatch, "--parsable", "--array=" + slurm_array_spec(waves.others, spec.slurm.max_parallel)};
+    std::vector<std::string> command = {sbatch, "--parsable",
+                                        "--array=" + slurm_array_spec(waves.others, spec.slurm.max_parallel)};
     if (spec.slurm.gpus_per_task > 1 || spec.slurm.nodes > 1)
       for (const char* option : {"--nodes=1", "--ntasks-per-node=1", "--gpus-per-node=1"}) command.push_back(option);
     if (!waves.trainers.empty()) {
@@ -221,8 +223,7 @@ void submit_sweep(const SweepSpec& spec, const Json& sweep_json, const std::vect
       for (const auto& a : command) log << " " << a;
       log << "\n";
     }
-    log << "(" << waves.trainers.size() << " points that train, " << waves.others.size() << " that sample/evaluate)"
-        << std::endl;
+    log << "(" << waves.trainers.size() << " points that train, " << waves.others.size() << " that sample/evaluate)" << std::endl;
     return;
   }
   std::ofstream jobs((out / "slurm" / "jobs.txt").string(), std::ios::app);
@@ -233,7 +234,10 @@ void submit_sweep(const SweepSpec& spec, const Json& sweep_json, const std::vect
       if (a == "--dependency=afterok:{trainers}") a = "--dependency=afterok:" + trainers_job;
     const std::string id = job_id(capture(command));
     log << "submitted job array " << id << " (points " << slurm_array_spec(trainers ? waves.trainers : waves.others, 0)
-        << (trainers ? ", which train" : trainers_job.empty() ? "" : ", after " + trainers_job) << ")" << std::endl;
+        << (trainers               ? ", which train"
+            : trainers_job.empty() ? ""
+                                   : ", after " + trainers_job)
+        << ")" << std::endl;
     jobs << id << "\n";
     if (trainers) trainers_job = id;
   }

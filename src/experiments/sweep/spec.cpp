@@ -130,8 +130,8 @@ void check_slurm_time(ConfigReader& r, const std::string& path, const std::strin
 // applied by the tools; its "model" section is not checked here.
 std::optional<int64_t> check_run_config(const Json& config, const std::string& source) {
   Json checked = config;
-  const bool folder = checked.is_object() && checked.contains("model") && checked["model"].is_object() &&
-                      checked["model"].contains("folder");
+  const bool folder =
+      checked.is_object() && checked.contains("model") && checked["model"].is_object() && checked["model"].contains("folder");
   if (folder) checked.erase("model");
   const RunConfig run = parse_run_config(checked, source);
   if (folder || !run.model.family) return std::nullopt;
@@ -180,8 +180,8 @@ SweepSpec parse_sweep(const Json& sweep, const std::string& source) {
   const std::string base = r.require<std::string>("base_config");
   const std::string resolved = resolve_config_path(r, base);
   if (!fs::exists(resolved))
-    throw r.invalid("base_config", "an existing run config (relative to the working directory or to the sweep file); \"" +
-                                       base + "\" does not exist");
+    throw r.invalid("base_config", "an existing run config (relative to the working directory or to the sweep file); \"" + base +
+                                       "\" does not exist");
   spec.base_config = fs::absolute(resolved).lexically_normal().string();
   spec.base = load_json_file(spec.base_config);
   if (!spec.base.is_object()) throw Error(spec.base_config + ": the top level must be a JSON object");
@@ -218,7 +218,8 @@ SweepSpec parse_sweep(const Json& sweep, const std::string& source) {
     SweepAxis axis;
     const bool single = a.has("key") || a.has("values");
     if (single == a.has("zip"))
-      throw Error(source + ": " + where + " must have either \"key\" and \"values\" (one setting) or \"zip\" (settings advanced together)");
+      throw Error(source + ": " + where +
+                  " must have either \"key\" and \"values\" (one setting) or \"zip\" (settings advanced together)");
     if (single) {
       const std::string key = a.require<std::string>("key");
       const Json values = a.require<Json>("values");
@@ -268,7 +269,8 @@ SweepSpec parse_sweep(const Json& sweep, const std::string& source) {
     const std::string& m = spec.metrics[i];
     const std::string path = "metrics[" + std::to_string(i) + "]";
     if (m.rfind("train.", 0) == 0) {
-      if (!spec.has_stage(SweepStage::kTrain)) throw r.invalid(path, "a metric this sweep makes; \"" + m + "\" needs the train stage");
+      if (!spec.has_stage(SweepStage::kTrain))
+        throw r.invalid(path, "a metric this sweep makes; \"" + m + "\" needs the train stage");
     } else if (m.rfind("plan.", 0) == 0) {
       if (m != "plan.block_forwards") throw r.invalid(path, "\"plan.block_forwards\" (the only plan metric), got \"" + m + "\"");
     } else if (!spec.has_stage(SweepStage::kEval)) {
@@ -300,7 +302,8 @@ SweepSpec parse_sweep(const Json& sweep, const std::string& source) {
   if (r.has("slurm.sbatch_options")) {
     s.sbatch_options = string_list(r, "slurm.sbatch_options", "sbatch options");
     for (const auto& o : s.sbatch_options)
-      if (o.rfind("--", 0) != 0) throw r.invalid("slurm.sbatch_options", "long sbatch options such as \"--constraint=h100\", got \"" + o + "\"");
+      if (o.rfind("--", 0) != 0)
+        throw r.invalid("slurm.sbatch_options", "long sbatch options such as \"--constraint=h100\", got \"" + o + "\"");
   }
   r.check_all_used();
   return spec;
@@ -320,7 +323,9 @@ Json sweep_snapshot(const SweepSpec& spec, const Json& original) {
   slurm["max_parallel"] = s.max_parallel;
   slurm["job_name"] = s.job_name;
   for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"partition", &s.partition},
-                                   {"account", &s.account}, {"qos", &s.qos}, {"mem", &s.mem}})
+                                   {"account", &s.account},
+                                   {"qos", &s.qos},
+                                   {"mem", &s.mem}})
     if (!value->empty()) slurm[key] = *value;
   snapshot["slurm"] = slurm;
   return snapshot;

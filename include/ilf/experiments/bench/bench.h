@@ -34,8 +34,8 @@ struct BenchModel {
   std::string name;  // preset name or config path
   RunConfig config;  // guidance, solver, the inner loop and every method's settings (method / steps set per row)
   BackbonePtr backbone;
-  FeedbackModule feedback{nullptr};  // for the methods that use one
-  bool feedback_is_random = true;    // no trained feedback weights were given
+  FeedbackModule feedback{nullptr};   // for the methods that use one
+  bool feedback_is_random = true;     // no trained feedback weights were given
   std::vector<int64_t> latent_shape;  // (C, H, W) of one image
   int64_t caption_length = 0;         // PixArt: tokens of the random caption
 
@@ -83,16 +83,16 @@ int64_t forward_batch(const SamplingOptions& options, int64_t images);
 struct BenchRow {
   std::string model, device, dtype, method;
   bool cuda_graph = false;
-  int64_t batch = 0;   // backbone forward batch
-  int64_t images = 0;  // images per sampling run
-  double ms_per_forward = 0;           // one plain backbone forward at `batch`
-  double seconds_per_image = 0;        // sampling (backbone, guidance, solver) / images
+  int64_t batch = 0;                       // backbone forward batch
+  int64_t images = 0;                      // images per sampling run
+  double ms_per_forward = 0;               // one plain backbone forward at `batch`
+  double seconds_per_image = 0;            // sampling (backbone, guidance, solver) / images
   double seconds_per_image_with_vae = -1;  // < 0: no VAE given
-  int64_t block_forwards = 0;          // per image (per sampling run), from the sampler's counter
-  int64_t planned_block_forwards = 0;  // from plan_sampling
-  double speedup = 0;                  // baseline-20 seconds / these seconds (same model, dtype, batch, graph)
-  double block_forward_ratio = 0;      // baseline-20 block forwards / these
-  double efficiency = 0;               // speedup / block_forward_ratio
+  int64_t block_forwards = 0;              // per image (per sampling run), from the sampler's counter
+  int64_t planned_block_forwards = 0;      // from plan_sampling
+  double speedup = 0;                      // baseline-20 seconds / these seconds (same model, dtype, batch, graph)
+  double block_forward_ratio = 0;          // baseline-20 block forwards / these
+  double efficiency = 0;                   // speedup / block_forward_ratio
 };
 
 // Fills speedup, block_forward_ratio and efficiency against the "baseline-20" row of the same model,
@@ -158,8 +158,8 @@ double median(std::vector<double> values);
 // in `io_path` for the inputs there (DiT: x, t, y; PixArt: x, timestep, y, mask, data_info.*), with
 // the architecture from the weights and `overrides` (e.g. model.num_heads=4). Returns
 // max|ours - out| / max|out|.
-double reference_parity(const std::string& weights_path, const std::string& io_path,
-                        const std::vector<std::string>& overrides, const torch::Device& device);
+double reference_parity(const std::string& weights_path, const std::string& io_path, const std::vector<std::string>& overrides,
+                        const torch::Device& device);
 
 // TF32 for float32 matmuls and convolutions on CUDA (cuBLAS and cuDNN); no effect on the CPU.
 void set_tf32(bool enabled);

@@ -17,12 +17,12 @@ struct BenchRequest {
   std::vector<std::string> presets, configs;  // models: bench_preset_names() and run configs with "weights"
   std::vector<std::string> overrides;         // key.path=value, applied to every config
   std::vector<std::string> dtypes = {"float32"};
-  std::vector<std::string> methods;           // <baseline|cache|ilf>-<steps>; empty = default_bench_methods()
-  std::vector<int64_t> batches = {2};         // backbone forward batch (with guidance: 2 x images)
+  std::vector<std::string> methods;    // <baseline|cache|ilf>-<steps>; empty = default_bench_methods()
+  std::vector<int64_t> batches = {2};  // backbone forward batch (with guidance: 2 x images)
   std::string device = "cpu";
-  std::string vae;                            // TorchScript VAE decoder: adds the "+ VAE" column ("" = none)
+  std::string vae;  // TorchScript VAE decoder: adds the "+ VAE" column ("" = none)
   double vae_scale = kSdVaeLatentScale;
-  std::string dump_forward;                   // PREFIX of PREFIX<model>.safetensors forward dumps ("" = none)
+  std::string dump_forward;  // PREFIX of PREFIX<model>.safetensors forward dumps ("" = none)
   bool cuda_graph = false, no_eager = false, tf32 = false, numerics = false;
   int64_t warmup = 1, repeats = 3;
   uint64_t seed = 0;

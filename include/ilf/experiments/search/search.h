@@ -25,7 +25,7 @@ namespace ilf {
 // One candidate ILF schedule. Without feedback steps it is the plain sampler (method "baseline").
 struct Schedule {
   int64_t steps = 10;
-  std::vector<int64_t> feedback_steps;  // sorted, unique, in [0, steps)
+  std::vector<int64_t> feedback_steps;    // sorted, unique, in [0, steps)
   TPostRule t_post = TPostRule::kAnneal;  // ignored (kept kNone) without feedback steps
 
   // Sorts and deduplicates the steps and drops the rule of a plain schedule.
@@ -49,7 +49,7 @@ struct SearchSpace {
 struct Objective {
   double fid = 1, accuracy = 0, psnr = 0;
 
-  static Objective parse(const std::string& text);  // throws ilf::Error naming the bad term
+  static Objective parse(const std::string& text);    // throws ilf::Error naming the bad term
   double score(const nlohmann::json& metrics) const;  // throws ilf::Error naming a missing metric
   std::string describe() const;                       // "1*fid - 0.5*accuracy%"
   bool needs_reference() const { return psnr != 0; }
@@ -89,8 +89,8 @@ std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, c
 // evaluation). A state file written for other settings (space, options, objective) is refused with a
 // message naming it. `on_search_seeds` evaluates candidates, `on_heldout_seeds` the finalists.
 SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& options, const Objective& objective,
-                                 const CostFunction& cost, const Evaluator& on_search_seeds,
-                                 const Evaluator& on_heldout_seeds, const std::string& state_file);
+                                 const CostFunction& cost, const Evaluator& on_search_seeds, const Evaluator& on_heldout_seeds,
+                                 const std::string& state_file);
 
 // The candidates no other one beats in both block forwards and score (equal counts: the better
 // score), sorted by block forwards.
@@ -133,13 +133,13 @@ namespace ilf {
 struct SearchRun {
   SearchTarget target;
   SearchSpace space;
-  SearchOptions options;          // options.budget is replaced when budget_fraction > 0
-  double budget_fraction = 0;     // > 0: budget = floor(fraction * the reference sampler's block forwards)
+  SearchOptions options;       // options.budget is replaced when budget_fraction > 0
+  double budget_fraction = 0;  // > 0: budget = floor(fraction * the reference sampler's block forwards)
   Objective objective;
-  EvalRequest search_seeds;       // num_samples, batch, seed, device of the candidates' evaluations
-  EvalRequest heldout_seeds;      // the same for the finalists (another seed, more samples)
-  int64_t reference_steps = 20;   // 0 = no reference (then the objective cannot use PSNR)
-  std::string out;                // the output folder
+  EvalRequest search_seeds;      // num_samples, batch, seed, device of the candidates' evaluations
+  EvalRequest heldout_seeds;     // the same for the finalists (another seed, more samples)
+  int64_t reference_steps = 20;  // 0 = no reference (then the objective cannot use PSNR)
+  std::string out;               // the output folder
 };
 SearchResult run_search(SearchRun run);
 

@@ -17,7 +17,7 @@ Json plan_json(const SweepSpec& spec, const std::vector<SweepPoint>& points);
 // into the point's metrics.json ("fid", "settings.steps"), "train.<key>" (the last value in the
 // training's metrics.jsonl) or "plan.block_forwards" (the estimate).
 struct SweepTable {
-  std::vector<std::string> columns;   // "point", axis keys..., "state", metrics...
+  std::vector<std::string> columns;     // "point", axis keys..., "state", metrics...
   std::vector<std::vector<Json>> rows;  // null = missing
   int64_t complete_points = 0;
 };

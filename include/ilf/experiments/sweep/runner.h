@@ -59,8 +59,7 @@ int exit_status(PointOutcome outcome);
 int exit_status(const SweepRunSummary& summary);
 
 // Runs the points one after another (skipping complete ones) until all ran or a stop was requested.
-SweepRunSummary run_sweep_locally(const SweepSpec& spec, const std::vector<SweepPoint>& points,
-                                  const SweepRunOptions& options);
+SweepRunSummary run_sweep_locally(const SweepSpec& spec, const std::vector<SweepPoint>& points, const SweepRunOptions& options);
 
 // SIGINT / SIGTERM handlers for the CLI: forward the signal to the running stage's process group, then
 // stop. Stages run in their own process group and get SIGTERM if ilf_sweep dies.

@@ -18,8 +18,8 @@ std::string to_string(SweepStage stage);
 
 // One axis: a single key ("key" + "values") or several keys advanced together ("zip").
 struct SweepAxis {
-  std::string name;               // for messages: "axes[1] (ilf.loop_begin, ilf.loop_end)"
-  std::vector<std::string> keys;  // dotted run-config keys
+  std::string name;                       // for messages: "axes[1] (ilf.loop_begin, ilf.loop_end)"
+  std::vector<std::string> keys;          // dotted run-config keys
   std::vector<std::vector<Json>> values;  // values[k][i]: the i-th value of keys[k]
   bool affects_training = true;
 
@@ -30,9 +30,9 @@ struct SweepSlurm {
   std::string partition, account, qos, mem, job_name;
   std::string time = "04:00:00";
   int64_t nodes = 1;
-  int64_t gpus_per_task = 1;  // GPUs of one array task (= one point), on each of its nodes
-  int64_t cpus_per_task = 8;  // CPUs of each rank
-  int64_t max_parallel = 0;   // array throttle (%K); 0 = no limit
+  int64_t gpus_per_task = 1;                // GPUs of one array task (= one point), on each of its nodes
+  int64_t cpus_per_task = 8;                // CPUs of each rank
+  int64_t max_parallel = 0;                 // array throttle (%K); 0 = no limit
   std::vector<std::string> setup;           // shell lines run before the point (module load, ...)
   std::vector<std::string> sbatch_options;  // extra "#SBATCH" options, e.g. "--constraint=h100"
 };
@@ -40,8 +40,8 @@ struct SweepSlurm {
 struct SweepSpec {
   std::string source;  // the sweep file
   std::string name, description;
-  std::string base_config;  // absolute path
-  Json base;                // the base config as loaded
+  std::string base_config;                          // absolute path
+  Json base;                                        // the base config as loaded
   std::vector<std::pair<std::string, Json>> fixed;  // "set", in file order
   std::vector<SweepAxis> axes;
   std::vector<SweepStage> stages;  // in the order train, sample, eval
@@ -70,13 +70,13 @@ Json sweep_snapshot(const SweepSpec& spec, const Json& original);
 
 struct SweepPoint {
   int64_t index = 0;
-  std::string id;  // "p003_ilf.loop_begin=4_ilf.loop_end=7" (folder name)
+  std::string id;                                    // "p003_ilf.loop_begin=4_ilf.loop_end=7" (folder name)
   std::vector<std::pair<std::string, Json>> values;  // this point's axis values, in axis order
-  std::vector<std::string> overrides;        // --set assignments: "set" then the axis values
-  std::vector<std::string> train_overrides;  // the same without axes marked "train": false
+  std::vector<std::string> overrides;                // --set assignments: "set" then the axis values
+  std::vector<std::string> train_overrides;          // the same without axes marked "train": false
   int64_t train_index = 0;
-  std::string train_id;  // "t001_ilf.loop_begin=4_ilf.loop_end=7"
-  Json config;           // the resolved run config (base + overrides)
+  std::string train_id;                   // "t001_ilf.loop_begin=4_ilf.loop_end=7"
+  Json config;                            // the resolved run config (base + overrides)
   std::optional<int64_t> block_forwards;  // per image, from the sampling plan (null without model.family)
 };
 
