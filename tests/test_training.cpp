@@ -14,6 +14,8 @@
 #include "ilf/models/weights.h"
 #include "ilf/training/checkpoint.h"
 #include "ilf/training/ema.h"
+#include "ilf/training/losses.h"
+#include "ilf/feedback/inner_loop.h"
 #include "ilf/training/trainer.h"
 #include "training_test_support.h"
 
@@ -62,8 +64,9 @@ TEST_F(Training, OptionsAreValidatedNamingTheKey) {
     return parse_run_config(config, "run.json").training;
   };
   EXPECT_EQ(read("training.mode=pretrain").mode, TrainingMode::kPretrain);
-  for (const std::string bad : {"training.mode=ilff", "training.lr=0", "training.betas=[0.9]", "training.batch_size=0",
-                                "training.teacher=many", "training.t_ratio=2", "training.precision=fp8"}) {
+  for (const std::string bad :
+       {"training.mode=ilff", "training.lr=0", "training.betas=[0.9]", "training.batch_size=0", "training.teacher=many",
+        "training.t_ratio=2", "training.precision=fp8", "training.distill_guidance=-1"}) {
     try {
       read(bad);
       FAIL() << bad << " was accepted";
@@ -288,6 +291,44 @@ TEST_F(Training, MultistepTeacherEqualsFadWhenTheTeacherTimeIsT) {
   const double d = fad_half.trainer->compute_loss(batch).dist.item<double>();
   EXPECT_TRUE(std::isfinite(c));
   EXPECT_NE(c, d);
+}
+
+TEST_F(Training, GuidanceAwareDistillationComparesTheGuidedPredictionsOfStudentAndTeacher) {
+  // distill_guidance 3: dist = MSE(guided student, guided teacher) with guided = u + 3 (c - u); rec
+  // stays MSE(conditional student, eps). Expected values from separate conditional and unconditional
+  // forwards of the free functions (the loss batches [cond; null] in one forward).
+  const double g = 3.0;
+  InProcessRun run(data(), test::scratch_dir("training_guided_distill"), {"training.distill_guidance=3"});
+  const TrainingBatch batch = evaluation_batch(data());
+  torch::NoGradGuard no_grad;
+  run.trainer->feedback()->scales.fill_(0.5);  // the student differs from the teacher
+  const LossTerms terms = run.trainer->compute_loss(batch);
+
+  const TrainingOptions& o = run.config.training;
+  Backbone& backbone = run.trainer->backbone();
+  const NoiseSchedule schedule = NoiseSchedule::create();
+  const TrainingNoise noise = draw_training_noise(batch, o.seed, schedule.num_train_timesteps(), o.cond_dropout, torch::kCPU);
+  const torch::Tensor x0 = batch.x0.to(torch::kFloat32);
+  const ConditionInputs cond = drop_condition(backbone, batch.condition, noise.drop);
+  const ConditionInputs null = backbone.null_condition(cond);
+  const torch::Tensor x_t = schedule.add_noise(x0, noise.eps, noise.t);
+  const torch::Tensor t_teacher = teacher_timesteps(noise.t, o.t_ratio);
+  const int64_t C = backbone.in_channels();
+  auto student = [&](const ConditionInputs& c) {
+    return inner_loop_forward(backbone, *run.trainer->feedback(), x_t, noise.t, noise.t, c).narrow(1, 0, C);
+  };
+  auto teacher = [&](const ConditionInputs& c) { return fad_teacher(backbone, schedule, x0, noise.eps, t_teacher, c); };
+  const torch::Tensor s_c = student(cond), s_u = student(null), t_c = teacher(cond), t_u = teacher(null);
+  const double expected_dist = torch::mse_loss(s_u + g * (s_c - s_u), t_u + g * (t_c - t_u)).item<double>();
+  const double expected_rec = torch::mse_loss(s_c, noise.eps).item<double>();
+  ASSERT_GT(expected_dist, 0);
+  EXPECT_NEAR(terms.dist.item<double>(), expected_dist, 1e-5 * expected_dist);
+  EXPECT_NEAR(terms.rec.item<double>(), expected_rec, 1e-5 * expected_rec);
+  // And it is not the plain distillation term (the guided targets differ from the conditional ones).
+  const double plain_dist = torch::mse_loss(s_c, t_c).item<double>();
+  EXPECT_GT(std::abs(expected_dist - plain_dist), 1e-3 * expected_dist);
+  // The multistep teacher does not take it.
+  EXPECT_THROW(test::tiny_config({"training.distill_guidance=3", "training.teacher=multistep"}), Error);
 }
 
 TEST_F(Training, ANonFiniteLossStopsWithoutTouchingTheLastCheckpoint) {

@@ -158,9 +158,15 @@ TrainingOptions parse_training(ConfigReader& c) {
     throw c.invalid("training.w_rec", ">= 0, with w_dist >= 0 and not both 0");
   o.cond_dropout = c.get<double>("training.cond_dropout", o.cond_dropout);
   if (o.cond_dropout < 0 || o.cond_dropout > 1) throw c.invalid("training.cond_dropout", "in [0, 1]");
+  o.distill_guidance = c.get<double>("training.distill_guidance", o.distill_guidance);
+  if (!std::isfinite(o.distill_guidance) || o.distill_guidance < 0)
+    throw c.invalid("training.distill_guidance", "a finite guidance scale >= 0 (1 = plain distillation)");
   o.teacher = c.choice("training.teacher", "fad", {"fad", "multistep"}) == "fad" ? TeacherKind::kFad : TeacherKind::kMultistep;
   o.teacher_steps = c.get<int64_t>("training.teacher_steps", o.teacher_steps);
   if (o.teacher_steps < 1) throw c.invalid("training.teacher_steps", ">= 1");
+  if (o.distill_guidance != 1.0 && o.teacher != TeacherKind::kFad)
+    throw c.invalid("training.distill_guidance",
+                    "1 with teacher \"multistep\" (guidance-aware distillation uses the FAD teacher)");
   o.t_post_train =
       c.choice("training.t_post_train", "none", {"none", "teacher"}) == "none" ? TrainTPost::kNone : TrainTPost::kTeacher;
   o.checkpoint_every = c.get<int64_t>("training.checkpoint_every", o.checkpoint_every);

@@ -7,6 +7,8 @@
 
 #include "ilf/error.h"
 #include "ilf/feedback/inner_loop.h"
+#include "ilf/sampling/guidance.h"
+#include "ilf/sampling/sampler.h"
 #include "ilf/training/torch_compat.h"
 
 namespace ilf {
@@ -111,22 +113,34 @@ LossTerms fad_loss(Backbone& student, FeedbackModuleImpl& feedback, Backbone& te
   const torch::Tensor x_t = schedule.add_noise(x0, eps, t);
   const torch::Tensor t_teacher = teacher_timesteps(t, options.t_ratio);  // (B,)
   const torch::Tensor t_post = options.t_post_train == TrainTPost::kNone ? t : t_teacher;
-  torch::Tensor student_eps, teacher_eps;
+  // Guidance-aware distillation runs student and teacher on [cond; null] (2B rows) in one batch.
+  const bool guided = options.distill_guidance != 1.0;
+  const int64_t B = x0.size(0), C = teacher.in_channels();
+  const auto rows = [&](const torch::Tensor& x) { return guided ? torch::cat({x, x}, 0) : x; };
+  const ConditionInputs inputs = guided ? concat_conditions(cond, teacher.null_condition(cond)) : cond;
+  torch::Tensor student_eps, teacher_eps;  // (B or 2B, C, H, W) float32
   {
     AutocastScope scope(options.precision == "bf16");
     student_eps =
-        inner_loop_forward(student, feedback, x_t, t, t_post, cond).narrow(1, 0, teacher.in_channels()).to(torch::kFloat32);
+        inner_loop_forward(student, feedback, rows(x_t), rows(t), rows(t_post), inputs).narrow(1, 0, C).to(torch::kFloat32);
     if (options.teacher == TeacherKind::kFad) {
       // Fast Approximate Distillation: the frozen backbone at t' from the same x0 and eps.
-      teacher_eps = fad_teacher(teacher, schedule, x0, eps, t_teacher, cond);
+      teacher_eps = fad_teacher(teacher, schedule, rows(x0), rows(eps), rows(t_teacher), inputs);
     } else {
       // Standard distillation: teacher_steps DDIM steps of the frozen backbone from (x_t, t) to t'.
       teacher_eps = multistep_teacher(teacher, schedule, x_t, t, t_teacher, cond, options.teacher_steps);
     }
   }
   LossTerms terms;
-  terms.rec = noise_prediction_loss(student_eps, eps);
-  terms.dist = torch::mse_loss(student_eps, teacher_eps);
+  terms.rec = noise_prediction_loss(student_eps.narrow(0, 0, B), eps);  // the conditional prediction
+  if (guided) {
+    // The guided predictions (the sampler's classifier_free_guidance, first half of its output).
+    const torch::Tensor student_guided = classifier_free_guidance(student_eps, options.distill_guidance, C).narrow(0, 0, B);
+    const torch::Tensor teacher_guided = classifier_free_guidance(teacher_eps, options.distill_guidance, C).narrow(0, 0, B);
+    terms.dist = torch::mse_loss(student_guided, teacher_guided);
+  } else {
+    terms.dist = torch::mse_loss(student_eps, teacher_eps);
+  }
   terms.total = options.w_rec * terms.rec + options.w_dist * terms.dist;
   return terms;
 }

@@ -34,6 +34,7 @@ Json training_options_to_json(const TrainingOptions& o) {
               {"w_rec", o.w_rec},
               {"w_dist", o.w_dist},
               {"cond_dropout", o.cond_dropout},
+              {"distill_guidance", o.distill_guidance},
               {"teacher", o.teacher == TeacherKind::kFad ? "fad" : "multistep"},
               {"teacher_steps", o.teacher_steps},
               {"t_post_train", o.t_post_train == TrainTPost::kNone ? "none" : "teacher"},

@@ -8,7 +8,8 @@
 // - the ILF distillation loss: student = inner_loop_forward(x_t, t, t_post) with feedback,
 //   loss = w_rec * MSE(student, eps) + w_dist * MSE(student, teacher), with the teacher either the
 //   frozen backbone at t' from the same x0 and eps (Fast Approximate Distillation) or after K DDIM
-//   steps of the frozen backbone from x_t to t' (the multi-step ablation);
+//   steps of the frozen backbone from x_t to t' (the multi-step ablation); optionally distilled after
+//   classifier-free guidance (guidance-aware distillation, training.distill_guidance);
 // - the pretraining noise-prediction loss MSE(backbone(x_t, t), eps).
 // Every prediction is taken on the first in_channels output channels (learned-sigma channels get no
 // loss) and compared in float32.
@@ -70,8 +71,9 @@ torch::Tensor multistep_teacher(Backbone& backbone, const NoiseSchedule& schedul
 // The ILF loss (mode "ilf") for x0 (B, C, H, W) on the device, its draws t and eps, and the condition
 // after dropout. `student` runs the inner loop with `feedback` (it may be the activation-checkpointing
 // wrapper of `teacher`); `teacher` is the plain frozen backbone. Reads t_ratio, t_post_train, teacher,
-// teacher_steps, w_rec, w_dist and precision ("bf16": student and teacher under CUDA autocast) from
-// `options`.
+// teacher_steps, w_rec, w_dist, distill_guidance and precision ("bf16": student and teacher under CUDA
+// autocast) from `options`. With distill_guidance g != 1 (FAD teacher only), both models also predict
+// for the null condition and dist = MSE of the guided predictions u + g (c - u) on the eps channels.
 LossTerms fad_loss(Backbone& student, FeedbackModuleImpl& feedback, Backbone& teacher, const NoiseSchedule& schedule,
                    const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t, const ConditionInputs& cond,
                    const TrainingOptions& options);

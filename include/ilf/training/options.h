@@ -40,6 +40,10 @@ struct TrainingOptions {
   double w_rec = 1.0;
   double w_dist = 1.0;
   double cond_dropout = 0.1;
+  // Guidance-aware distillation: with a scale g != 1 the student and the teacher also predict for the
+  // null condition, and the distillation term compares their guided predictions u + g (c - u) (the
+  // reconstruction term stays on the conditional one). 1 = plain FAD on the conditional predictions.
+  double distill_guidance = 1.0;
   TeacherKind teacher = TeacherKind::kFad;
   int64_t teacher_steps = 8;
   TrainTPost t_post_train = TrainTPost::kNone;
