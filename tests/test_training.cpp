@@ -327,8 +327,11 @@ TEST_F(Training, GuidanceAwareDistillationComparesTheGuidedPredictionsOfStudentA
   // And it is not the plain distillation term (the guided targets differ from the conditional ones).
   const double plain_dist = torch::mse_loss(s_c, t_c).item<double>();
   EXPECT_GT(std::abs(expected_dist - plain_dist), 1e-3 * expected_dist);
-  // The multistep teacher does not take it.
+  // The multistep teacher does not take it: neither the config nor the loss itself.
   EXPECT_THROW(test::tiny_config({"training.distill_guidance=3", "training.teacher=multistep"}), Error);
+  TrainingOptions multistep = o;
+  multistep.teacher = TeacherKind::kMultistep;
+  EXPECT_THROW(fad_loss(backbone, *run.trainer->feedback(), backbone, schedule, x0, noise.eps, noise.t, cond, multistep), Error);
 }
 
 TEST_F(Training, ANonFiniteLossStopsWithoutTouchingTheLastCheckpoint) {

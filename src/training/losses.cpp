@@ -115,6 +115,8 @@ LossTerms fad_loss(Backbone& student, FeedbackModuleImpl& feedback, Backbone& te
   const torch::Tensor t_post = options.t_post_train == TrainTPost::kNone ? t : t_teacher;
   // Guidance-aware distillation runs student and teacher on [cond; null] (2B rows) in one batch.
   const bool guided = options.distill_guidance != 1.0;
+  if (guided && options.teacher != TeacherKind::kFad)  // the config refuses it too; callers building options directly
+    throw Error("training.distill_guidance != 1 needs the FAD teacher (training.teacher = fad), not the multistep one");
   const int64_t B = x0.size(0), C = teacher.in_channels();
   const auto rows = [&](const torch::Tensor& x) { return guided ? torch::cat({x, x}, 0) : x; };
   const ConditionInputs inputs = guided ? concat_conditions(cond, teacher.null_condition(cond)) : cond;
