@@ -3,6 +3,7 @@
 
 #include <fstream>
 
+#include "ilf/accel/ilf.h"
 #include "ilf/io/config.h"
 #include "test_helpers.h"
 
@@ -47,6 +48,21 @@ TEST(Config, BadChoiceListsTheAllowedValues) {
   const auto msg = message_of([&] { r.choice("ilf.t_post", "none", {"none", "uniform", "rescale", "anneal"}); });
   EXPECT_NE(msg.find("anneal"), std::string::npos) << msg;
   EXPECT_NE(msg.find("rescal\""), std::string::npos) << msg;
+}
+
+TEST(Config, AnnealParametersAreReadAndBadOnesNamed) {
+  ConfigReader ok(Json::parse(R"({"ilf": {"t_post": "anneal", "anneal_floor": 20, "anneal_scale": 0.5}})"), "run.json");
+  const auto s = std::static_pointer_cast<const IlfSettings>(parse_ilf_settings(ok));
+  EXPECT_EQ(s->anneal.floor, 20.0);
+  EXPECT_EQ(s->anneal.scale, 0.5);
+  ConfigReader defaults(Json::parse(R"({"ilf": {"t_post": "anneal"}})"), "run.json");
+  EXPECT_TRUE(std::static_pointer_cast<const IlfSettings>(parse_ilf_settings(defaults))->anneal.is_default());
+  for (const char* bad : {R"({"ilf": {"anneal_floor": -1}})", R"({"ilf": {"anneal_scale": "x"}})"}) {
+    ConfigReader r(Json::parse(bad), "run.json");
+    const std::string msg = message_of([&] { parse_ilf_settings(r); });
+    EXPECT_NE(msg.find("run.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("ilf.anneal_"), std::string::npos) << msg;
+  }
 }
 
 TEST(Config, OverridesParseJsonOrStrings) {

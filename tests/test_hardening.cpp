@@ -97,6 +97,22 @@ TEST(HardeningFlags, BadNumericFlagsAreRefusedNamingTheFlagWithNoOutput) {
   }
 }
 
+TEST(HardeningFlags, BadSearchSpaceListsAreRefusedNamingTheFlagWithNoOutput) {
+  const std::string dir = test::scratch_dir("hardening_search_flags");
+  const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json";
+  for (const auto& [flags, name] : std::vector<std::pair<std::string, std::string>>{{"--t-post none,anneel", "--t-post"},
+                                                                                    {"--anneal-floors 5,x", "--anneal-floors"},
+                                                                                    {"--anneal-scales -1", "--anneal-scales"},
+                                                                                    {"--cache inside", "--cache"}}) {
+    const int code = run_tool("ilf_search", "--config " + config + " --out " + dir + "/search " + flags, dir + "/log.txt");
+    const std::string text = slurp(dir + "/log.txt");
+    EXPECT_EQ(code, cli::kUsageError) << flags << ": " << text;
+    EXPECT_NE(text.find(name), std::string::npos) << flags << ": " << text;
+    EXPECT_EQ(line_count(text), 1u) << flags << ": " << text;
+    EXPECT_FALSE(fs::exists(dir + "/search")) << flags;
+  }
+}
+
 TEST(HardeningFlags, SeedTakesTheWholeUint64RangeInDecimal) {
   auto parse_seed = [](const std::string& value) {
     CLI::App app;

@@ -137,6 +137,15 @@ TEST(TPost, RulesFollowThePaperFormulas) {
   EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, ts, 9, n, m), 100 - 23.333333333333332, 1e-9);
   const std::vector<double> fine = {999, 990, 40, 39};
   EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, fine, 3, n, m), 29, 1e-9);  // the floor of 10 applies
+  // anneal with other parameters: t - max(scale * i * N/m * t/1000, floor); the defaults are the paper's.
+  const AnnealParams tuned{20.0, 0.5};
+  EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, ts, 0, n, m, tuned), 999 - 100 * 28.0 / 12.0, 1e-9);  // first: rescale
+  EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, ts, 3, n, m, tuned), 699 - 0.5 * 100 * 28.0 / 12.0 * 0.699, 1e-9);
+  EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, ts, 9, n, m, tuned), 100 - 20, 1e-9);  // 0.5 * 23.3 < 20
+  EXPECT_NEAR(compute_t_post(TPostRule::kAnneal, fine, 3, n, m, tuned), 19, 1e-9);
+  for (int64_t k = 0; k < 10; ++k)
+    EXPECT_EQ(compute_t_post(TPostRule::kAnneal, ts, k, n, m, AnnealParams{10.0, 1.0}),
+              compute_t_post(TPostRule::kAnneal, ts, k, n, m));
   // clamped into [0, 999]
   EXPECT_DOUBLE_EQ(compute_t_post(TPostRule::kRescale, ts, 9, n, m), 0);
   EXPECT_THROW(parse_t_post_rule("rescaled"), Error);

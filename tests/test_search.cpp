@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <set>
 
@@ -84,13 +86,32 @@ Json tiny_config() {
           {"sampling", {{"guidance_scale", 2.0}}}};
 }
 
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// The schedule's overrides with a cache section for ilf_cache's "alternate" mode: 4 inner blocks
+// reused on every other step without feedback.
+std::vector<std::string> with_cache_section(std::vector<std::string> overrides) {
+  overrides.push_back("cache.location=inner");
+  overrides.push_back("cache.num_blocks=4");
+  overrides.push_back("cache.interval=2");
+  return overrides;
+}
+
 }  // namespace
 
 TEST(Search, BudgetPricesEveryScheduleByTheBlockForwardsTheSamplerCounts) {
   const std::string dir = test::scratch_dir("search_plan");
   const std::string config = dir + "/tiny.json";
   std::ofstream(config) << tiny_config().dump();
-  const CostFunction cost = make_plan_cost({config, {}, "", ""});
+  // The cache section is read by ilf_cache's "alternate" mode only.
+  const CostFunction cost = make_plan_cost({config, with_cache_section({}), "", ""});
 
   torch::manual_seed(3);
   DiTConfig c;
@@ -103,20 +124,34 @@ TEST(Search, BudgetPricesEveryScheduleByTheBlockForwardsTheSamplerCounts) {
   in.class_labels = torch::tensor({1, 5}, torch::kInt64);
   const ConditionInputs null = model->null_condition(in);
 
-  std::vector<Schedule> schedules(4);
+  std::vector<Schedule> schedules(6);
   schedules[0].steps = 5;                                           // plain
   schedules[1].steps = 7, schedules[1].feedback_steps = {0, 3, 6};  // 3 feedback steps
   schedules[2].steps = 4, schedules[2].feedback_steps = {0, 1, 2, 3}, schedules[2].t_post = TPostRule::kUniform;
   schedules[3].steps = 9, schedules[3].feedback_steps = {8};
+  // Caching the blocks outside the loop on feedback steps after a plain one, with tuned anneal parameters.
+  schedules[4].steps = 6, schedules[4].feedback_steps = {1, 4}, schedules[4].cache = "outside";
+  schedules[4].anneal = AnnealParams{20.0, 0.5};
+  schedules[5].steps = 6, schedules[5].feedback_steps = {0}, schedules[5].cache = "alternate";
   for (const Schedule& s : schedules) {
-    const RunConfig rc = load_tool_config(config, s.overrides()).config;
+    const RunConfig rc = load_tool_config(config, with_cache_section(s.overrides())).config;
     const AccelerationMethodPtr method = make_acceleration_method(rc, feedback.get());
     DPMSolverMultistep solver;
     const SamplingResult r = sample(*model, *method, solver, rc.sampling.options, x_T, in, null);
     EXPECT_EQ(cost(s), r.block_forwards) << s.key();
-    // N per plain step, N + m + 1 per feedback step (m = 2).
-    EXPECT_EQ(cost(s), 6 * s.steps + 3 * static_cast<int64_t>(s.feedback_steps.size())) << s.key();
+    if (s.cache.empty()) {  // N per plain step, N + m + 1 per feedback step (m = 2).
+      EXPECT_EQ(cost(s), 6 * s.steps + 3 * static_cast<int64_t>(s.feedback_steps.size())) << s.key();
+    }
   }
+  // outside: steps 0, 2, 3, 5 plain (6 each), step 1 and 4 after a plain step run the loop twice and F (2m + 1 = 5).
+  EXPECT_EQ(cost(schedules[4]), 4 * 6 + 2 * 5);
+  // alternate with the cache section (4 inner blocks reused on every other plain step): feedback step 0
+  // (6 + 3), then plain steps q = 0..4: full, reuse, full, reuse, full (6, 2, 6, 2, 6).
+  EXPECT_EQ(cost(schedules[5]), 9 + 6 + 2 + 6 + 2 + 6);
+  const RunConfig tuned = load_tool_config(config, schedules[4].overrides()).config;
+  const nlohmann::json settings = make_acceleration_method(tuned, nullptr)->settings();
+  EXPECT_EQ(settings.at("mode"), "outside");
+  EXPECT_EQ(settings.at("ilf").at("anneal"), nlohmann::json({{"floor", 20.0}, {"scale", 0.5}})) << settings.dump();
 
   // Nothing over the budget is ever evaluated, and a budget below every schedule evaluates nothing.
   SearchOptions o = toy_options(30);
@@ -157,6 +192,66 @@ TEST(Search, FindsTheBestPlantedInAToyObjective) {
     EXPECT_GT(front[i].block_forwards, front[i - 1].block_forwards);
     EXPECT_LT(front[i].score, front[i - 1].score);
   }
+}
+
+TEST(Search, FindsPlantedAnnealParametersAndCachingWhenTheSpaceOffersThem) {
+  const std::string dir = test::scratch_dir("search_planted_settings");
+  SearchSpace space = toy_space();
+  space.anneal_floors = {5, 10, 20};
+  space.anneal_scales = {0.5, 1, 2};
+  space.cache_modes = {"", "outside"};
+  // The planted schedule of the toy problem with anneal, floor 20, scale 0.5 and caching outside the loop.
+  Schedule best = planted();
+  best.t_post = TPostRule::kAnneal, best.anneal = AnnealParams{20.0, 0.5}, best.cache = "outside";
+  auto metrics = [&](const Schedule& s) {
+    Schedule same_rule = s;  // the toy distance in steps and feedback steps, then one per other setting
+    same_rule.t_post = planted().t_post;
+    nlohmann::json m = toy_metrics(same_rule);
+    m["fid"] = m["fid"].get<double>() + (s.t_post != TPostRule::kAnneal) + (s.anneal.floor != 20.0) + (s.anneal.scale != 0.5) +
+               (s.cache != "outside");
+    return m;
+  };
+  ASSERT_EQ(metrics(best)["fid"].get<double>(), 0.0);
+  for (uint64_t seed = 0; seed < 4; ++seed) {
+    SearchOptions o = toy_options(200);
+    o.seed = seed;
+    const SearchResult r =
+        run_schedule_search(space, o, Objective{}, toy_cost, metrics, metrics, dir + "/state" + std::to_string(seed) + ".json");
+    ASSERT_FALSE(r.finalists.empty());
+    EXPECT_EQ(r.finalists.front().schedule.key(), best.key()) << "seed " << seed;
+    // Everything evaluated is in the space.
+    for (const auto& e : r.candidates) {
+      const Schedule& s = e.schedule;
+      if (s.t_post == TPostRule::kAnneal) {
+        EXPECT_NE(std::find(space.anneal_floors.begin(), space.anneal_floors.end(), s.anneal.floor), space.anneal_floors.end());
+        EXPECT_NE(std::find(space.anneal_scales.begin(), space.anneal_scales.end(), s.anneal.scale), space.anneal_scales.end());
+      } else {
+        EXPECT_TRUE(s.anneal.is_default()) << s.key();
+      }
+      if (s.feedback_steps.empty()) {
+        EXPECT_EQ(s.cache, "") << s.key();
+      }
+    }
+  }
+  // The schedule's JSON round-trips; a schedule with the paper's settings writes them as before.
+  EXPECT_EQ(Schedule::from_json(best.to_json()).key(), best.key());
+  EXPECT_EQ(best.key(), "9 steps, feedback 0,4,8, anneal (floor 20, scale 0.5), cache outside");
+  EXPECT_FALSE(planted().to_json().contains("anneal"));
+  EXPECT_FALSE(planted().to_json().contains("cache"));
+  // The flags' lists are checked, naming the flag.
+  EXPECT_EQ(parse_number_list("--anneal-floors", "5,10,20"), std::vector<double>({5, 10, 20}));
+  EXPECT_EQ(parse_cache_mode_list("--cache", "none,outside"), std::vector<std::string>({"", "outside"}));
+  for (const auto& [flag, bad] : std::vector<std::pair<std::string, std::string>>{
+           {"--anneal-floors", "5,x"}, {"--anneal-scales", "-1"}, {"--anneal-floors", "1e999"}, {"--cache", "inside"}}) {
+    const std::string message = error_of([&] {
+      if (flag == "--cache")
+        parse_cache_mode_list(flag, bad);
+      else
+        parse_number_list(flag, bad);
+    });
+    EXPECT_NE(message.find(flag), std::string::npos) << message;
+  }
+  EXPECT_NE(error_of([] { parse_t_post_list("--t-post", "none,anneel"); }).find("--t-post"), std::string::npos);
 }
 
 TEST(Search, AKilledSearchResumesIntoTheSameResult) {

@@ -1,10 +1,10 @@
-// ilf_search: finds the best ILF schedule (step count, the steps with feedback, the t_post rule) for a
-// trained feedback module under a budget of block forwards per image (see experiments/search/search.h).
+// ilf_search: finds the best ILF schedule (step count, the steps with feedback, the t_post rule and its
+// anneal parameters, caching on the other steps) for a trained feedback module under a budget of block
+// forwards per image (see experiments/search/search.h).
 // Writes OUT/state.json (resumable: run the same command again), OUT/report.md, OUT/best.json.
 //   ilf_search --config configs/fashion_mnist.json --budget-fraction 0.6 --objective fid --out runs/search
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <sstream>
 
 #include "ilf/error.h"
 #include "ilf/experiments/search/search.h"
@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   run.search_seeds.num_samples = 1000;
   run.heldout_seeds.num_samples = 5000;
   run.heldout_seeds.seed = 1000000;
-  std::string objective = "fid", t_post_rules;
+  std::string objective = "fid", t_post_rules, anneal_floors, anneal_scales, cache_modes;
   app.add_option("--config", run.target.config, "run config with a trained feedback module")->capture_default_str();
   app.add_option("--set", run.target.overrides, "override a config value: key.path=value (repeatable)");
   app.add_option("--model-folder", run.target.model_folder, "text-to-image: model folder with model.json");
@@ -41,7 +41,27 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--min-steps", run.space.min_steps, "fewest sampling steps")->capture_default_str()->transform(cli::Count);
   app.add_option("--max-steps", run.space.max_steps, "most sampling steps")->capture_default_str()->transform(cli::Count);
-  app.add_option("--t-post", t_post_rules, "t_post rules to choose from, comma-separated (default: all)");
+  // The lists are checked while parsing (a bad entry is a usage error naming the flag).
+  auto list_check = [](const std::string& flag, auto parse) {
+    return CLI::Validator(
+        [flag, parse](std::string& text) {
+          try {
+            parse(flag, text);
+          } catch (const Error& e) {
+            return std::string(e.what());
+          }
+          return std::string();
+        },
+        "LIST");
+  };
+  app.add_option("--t-post", t_post_rules, "t_post rules to choose from, comma-separated (default: all)")
+      ->check(list_check("--t-post", parse_t_post_list));
+  app.add_option("--anneal-floors", anneal_floors, "anneal floors to choose from, e.g. 5,10,20 (default: the paper's 10)")
+      ->check(list_check("--anneal-floors", parse_number_list));
+  app.add_option("--anneal-scales", anneal_scales, "anneal scales to choose from, e.g. 0.5,1,1.5 (default: 1)")
+      ->check(list_check("--anneal-scales", parse_number_list));
+  app.add_option("--cache", cache_modes, "caching on the steps without feedback: none,alternate,outside (default: none)")
+      ->check(list_check("--cache", parse_cache_mode_list));
   app.add_option("--seed", run.options.seed, "seed of the search's own choices")->capture_default_str()->transform(cli::Seed);
   app.add_option("--search-samples", run.search_seeds.num_samples, "samples per candidate")
       ->capture_default_str()
@@ -63,11 +83,10 @@ int main(int argc, char** argv) {
   if (const int code = cli::parse(app, argc, argv, "ilf_search"); code >= 0) return code;
   try {
     run.objective = Objective::parse(objective);
-    if (!t_post_rules.empty()) {
-      run.space.t_post_rules.clear();
-      std::stringstream names(t_post_rules);
-      for (std::string name; std::getline(names, name, ',');) run.space.t_post_rules.push_back(parse_t_post_rule(name));
-    }
+    if (!t_post_rules.empty()) run.space.t_post_rules = parse_t_post_list("--t-post", t_post_rules);
+    if (!anneal_floors.empty()) run.space.anneal_floors = parse_number_list("--anneal-floors", anneal_floors);
+    if (!anneal_scales.empty()) run.space.anneal_scales = parse_number_list("--anneal-scales", anneal_scales);
+    if (!cache_modes.empty()) run.space.cache_modes = parse_cache_mode_list("--cache", cache_modes);
     run.heldout_seeds.batch = run.search_seeds.batch;
     run.heldout_seeds.device = run.search_seeds.device;
     const SearchResult result = run_search(run);

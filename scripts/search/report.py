@@ -23,11 +23,21 @@ NOTES_BEGIN = "<!-- notes begin -->"
 NOTES_END = "<!-- notes end -->"
 
 
+def number(v):
+    return f"{v:g}"
+
+
 def key(s):
+    """The schedule's name as ilf_search's Schedule::key() writes it."""
     fb = s["feedback_steps"]
     if not fb:
         return f"{s['steps']} steps, no feedback"
-    return f"{s['steps']} steps, feedback {','.join(map(str, fb))}, {s['t_post']}"
+    k = f"{s['steps']} steps, feedback {','.join(map(str, fb))}, {s['t_post']}"
+    if "anneal" in s:
+        k += f" (floor {number(s['anneal']['floor'])}, scale {number(s['anneal']['scale'])})"
+    if s.get("cache"):
+        k += f", cache {s['cache']}"
+    return k
 
 
 def cells(m):
@@ -57,7 +67,11 @@ def section(folder, index):
                          f"- {obj['psnr']}*PSNR" if obj["psnr"] else "") if t]
     out = [f"## Search {index}: budget {st['budget']} block forwards, objective {' '.join(terms)}", "",
            f"Output folder `{os.path.relpath(folder)}`; steps {st['min_steps']}-{st['max_steps']}, t_post rules "
-           f"{', '.join(st['t_post_rules'])}; {len(state['candidates'])} candidates ({st['initial']} structured "
+           f"{', '.join(st['t_post_rules'])}"
+           + (f"; anneal floors {', '.join(map(number, st['anneal_floors']))}" if "anneal_floors" in st else "")
+           + (f"; anneal scales {', '.join(map(number, st['anneal_scales']))}" if "anneal_scales" in st else "")
+           + (f"; cache modes {', '.join(m or 'none' for m in st['cache_modes'])}" if "cache_modes" in st else "")
+           + f"; {len(state['candidates'])} candidates ({st['initial']} structured "
            f"starting points, then mutations; seed {st['seed']}).", ""]
     out += ["Every candidate on the search seeds, in evaluation order (**bold**: on the Pareto front of block forwards "
             "vs score):", "",

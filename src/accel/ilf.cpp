@@ -1,6 +1,8 @@
 // Inner Loop Feedback as a sampling method (see include/ilf/accel/ilf.h).
 #include "ilf/accel/ilf.h"
 
+#include <cmath>
+
 #include "ilf/error.h"
 #include "ilf/feedback/inner_loop.h"
 
@@ -9,6 +11,10 @@ namespace ilf {
 MethodSettingsPtr parse_ilf_settings(ConfigReader& r) {
   auto s = std::make_shared<IlfSettings>();
   s->t_post = parse_t_post_rule(r.choice("ilf.t_post", to_string(s->t_post), {"none", "uniform", "rescale", "anneal"}));
+  s->anneal.floor = r.get<double>("ilf.anneal_floor", s->anneal.floor);
+  s->anneal.scale = r.get<double>("ilf.anneal_scale", s->anneal.scale);
+  if (!std::isfinite(s->anneal.floor) || s->anneal.floor < 0) throw r.invalid("ilf.anneal_floor", "a number >= 0");
+  if (!std::isfinite(s->anneal.scale) || s->anneal.scale < 0) throw r.invalid("ilf.anneal_scale", "a number >= 0");
   s->feedback_steps.mode = parse_feedback_steps_mode(r.choice("ilf.feedback_steps.mode", to_string(s->feedback_steps.mode),
                                                               {"all", "outer", "first", "last", "alternating", "list", "none"}));
   s->feedback_steps.count = r.get<int64_t>("ilf.feedback_steps.count", s->feedback_steps.count);
@@ -32,6 +38,8 @@ nlohmann::json IlfMethod::settings() const {
                       {"feedback_steps", to_string(settings_.feedback_steps.mode)},
                       {"feedback_count", settings_.feedback_steps.count}};
   if (settings_.feedback_steps.mode == FeedbackSteps::Mode::kList) j["feedback_step_list"] = settings_.feedback_steps.steps;
+  if (settings_.t_post == TPostRule::kAnneal && !settings_.anneal.is_default())
+    j["anneal"] = {{"floor", settings_.anneal.floor}, {"scale", settings_.anneal.scale}};
   return j;
 }
 
@@ -50,7 +58,7 @@ StepAction IlfMethod::plan_step(const StepInfo& step) const {
   if (settings_.feedback_steps.uses_feedback(step.index, step.num_steps)) {
     a.kind = "feedback";
     a.feedback = true;
-    a.t_post = compute_t_post(settings_.t_post, step.timesteps, step.index, step.depth, loop_size());
+    a.t_post = compute_t_post(settings_.t_post, step.timesteps, step.index, step.depth, loop_size(), settings_.anneal);
     a.block_forwards = step.depth + loop_size() + 1;
   }
   return a;

@@ -25,7 +25,8 @@ std::string to_string(TPostRule rule) {
   return "?";
 }
 
-double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int64_t k, int64_t depth, int64_t loop_size) {
+double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int64_t k, int64_t depth, int64_t loop_size,
+                      const AnnealParams& anneal) {
   const double t = timesteps.at(static_cast<size_t>(k));
   const double next = k + 1 < static_cast<int64_t>(timesteps.size()) ? timesteps[static_cast<size_t>(k + 1)] : 0.0;
   const double spacing = t - next;                                                         // i
@@ -36,7 +37,8 @@ double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int6
     case TPostRule::kUniform: t_post = t - spacing / 2.0; break;
     case TPostRule::kRescale: t_post = t - spacing * depth_ratio; break;
     case TPostRule::kAnneal:
-      t_post = k == 0 ? t - spacing * depth_ratio : t - std::max(spacing * depth_ratio * (t / 1000.0), 10.0);
+      t_post =
+          k == 0 ? t - spacing * depth_ratio : t - std::max(anneal.scale * (spacing * depth_ratio * (t / 1000.0)), anneal.floor);
       break;
   }
   return std::clamp(t_post, 0.0, 999.0);

@@ -15,10 +15,11 @@ namespace ilf {
 struct IlfSettings : MethodSettings {
   IlfSettings() : MethodSettings("ilf") {}
   TPostRule t_post = TPostRule::kNone;
+  AnnealParams anneal;  // used by t_post "anneal"
   FeedbackSteps feedback_steps;
 };
 
-// Reads "ilf.t_post" and "ilf.feedback_steps" {mode, count, steps}.
+// Reads "ilf.t_post", "ilf.anneal_floor", "ilf.anneal_scale" and "ilf.feedback_steps" {mode, count, steps}.
 MethodSettingsPtr parse_ilf_settings(ConfigReader& reader);
 
 class IlfMethod : public AccelerationMethod {

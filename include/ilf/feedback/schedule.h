@@ -9,16 +9,25 @@
 namespace ilf {
 
 // t_post rules. `none`: t; `uniform`: t - i/2; `rescale` (paper Eq. 4): t - i * N/m;
-// `anneal` (paper Eq. 5): rescale on the first step, later t - max(i * N/m * t/1000, 10).
+// `anneal` (paper Eq. 5): rescale on the first step, later t - max(scale * i * N/m * t/1000, floor)
+// with the paper's scale 1 and floor 10 by default (AnnealParams; the schedule search tunes them).
 // i = t_k - t_{k+1} is the spacing to the next step (t_n = 0 after the last one).
 enum class TPostRule { kNone, kUniform, kRescale, kAnneal };
+
+// The parameters of `anneal` after the first step ("ilf.anneal_floor", "ilf.anneal_scale").
+struct AnnealParams {
+  double floor = 10.0;  // the least shift t - t_post, in model time
+  double scale = 1.0;   // multiplies the annealed rescale shift i * N/m * t/1000
+  bool is_default() const { return floor == 10.0 && scale == 1.0; }
+};
 
 TPostRule parse_t_post_rule(const std::string& name);  // throws ilf::Error listing the valid names
 std::string to_string(TPostRule rule);
 
 // t_post for step k of `timesteps` (model times, decreasing) with a backbone of `depth` blocks and an
 // inner loop of `loop_size` blocks, clamped into the trained range [0, 999].
-double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int64_t k, int64_t depth, int64_t loop_size);
+double compute_t_post(TPostRule rule, const std::vector<double>& timesteps, int64_t k, int64_t depth, int64_t loop_size,
+                      const AnnealParams& anneal = {});
 
 // Which steps run the inner loop with feedback (the others are plain backbone forwards).
 struct FeedbackSteps {

@@ -24,9 +24,23 @@ Schedule Schedule::normalized() const {
   Schedule s = *this;
   std::sort(s.feedback_steps.begin(), s.feedback_steps.end());
   s.feedback_steps.erase(std::unique(s.feedback_steps.begin(), s.feedback_steps.end()), s.feedback_steps.end());
-  if (s.feedback_steps.empty()) s.t_post = TPostRule::kNone;
+  if (s.feedback_steps.empty()) {
+    s.t_post = TPostRule::kNone;
+    s.cache.clear();
+  }
+  if (s.t_post != TPostRule::kAnneal) s.anneal = AnnealParams{};
   return s;
 }
+
+namespace {
+
+std::string number(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+}  // namespace
 
 std::string Schedule::key() const {
   const Schedule s = normalized();
@@ -34,19 +48,32 @@ std::string Schedule::key() const {
   if (s.feedback_steps.empty()) return k + "no feedback";
   k += "feedback ";
   for (size_t i = 0; i < s.feedback_steps.size(); ++i) k += (i ? "," : "") + std::to_string(s.feedback_steps[i]);
-  return k + ", " + to_string(s.t_post);
+  k += ", " + to_string(s.t_post);
+  if (!s.anneal.is_default()) k += " (floor " + number(s.anneal.floor) + ", scale " + number(s.anneal.scale) + ")";
+  if (!s.cache.empty()) k += ", cache " + s.cache;
+  return k;
 }
 
 std::vector<std::string> Schedule::overrides() const {
   const Schedule s = normalized();
   if (s.feedback_steps.empty()) return {"sampling.method=baseline", "sampling.steps=" + std::to_string(s.steps)};
-  return {"sampling.method=ilf", "sampling.steps=" + std::to_string(s.steps), "ilf.t_post=" + to_string(s.t_post),
-          "ilf.feedback_steps=" + nlohmann::json{{"mode", "list"}, {"steps", s.feedback_steps}}.dump()};
+  std::vector<std::string> o = {"sampling.method=" + std::string(s.cache.empty() ? "ilf" : "ilf_cache"),
+                                "sampling.steps=" + std::to_string(s.steps), "ilf.t_post=" + to_string(s.t_post),
+                                "ilf.feedback_steps=" + nlohmann::json{{"mode", "list"}, {"steps", s.feedback_steps}}.dump()};
+  if (!s.anneal.is_default()) {
+    o.push_back("ilf.anneal_floor=" + nlohmann::json(s.anneal.floor).dump());
+    o.push_back("ilf.anneal_scale=" + nlohmann::json(s.anneal.scale).dump());
+  }
+  if (!s.cache.empty()) o.push_back("ilf_cache.mode=" + s.cache);
+  return o;
 }
 
 nlohmann::json Schedule::to_json() const {
   const Schedule s = normalized();
-  return {{"steps", s.steps}, {"feedback_steps", s.feedback_steps}, {"t_post", to_string(s.t_post)}};
+  nlohmann::json j = {{"steps", s.steps}, {"feedback_steps", s.feedback_steps}, {"t_post", to_string(s.t_post)}};
+  if (!s.anneal.is_default()) j["anneal"] = {{"floor", s.anneal.floor}, {"scale", s.anneal.scale}};
+  if (!s.cache.empty()) j["cache"] = s.cache;
+  return j;
 }
 
 Schedule Schedule::from_json(const nlohmann::json& j) {
@@ -55,10 +82,73 @@ Schedule Schedule::from_json(const nlohmann::json& j) {
     s.steps = j.at("steps").get<int64_t>();
     s.feedback_steps = j.at("feedback_steps").get<std::vector<int64_t>>();
     s.t_post = parse_t_post_rule(j.at("t_post").get<std::string>());
+    if (j.contains("anneal")) {
+      s.anneal.floor = j["anneal"].at("floor").get<double>();
+      s.anneal.scale = j["anneal"].at("scale").get<double>();
+    }
+    s.cache = j.value("cache", "");
+    if (s.cache != "" && s.cache != "alternate" && s.cache != "outside")
+      throw Error("a schedule's \"cache\" must be \"alternate\" or \"outside\" (got \"" + s.cache + "\")");
     return s.normalized();
   } catch (const nlohmann::json::exception& e) {
-    throw Error("a schedule must be {\"steps\", \"feedback_steps\", \"t_post\"} (" + std::string(e.what()) + ")");
+    throw Error(
+        "a schedule must be {\"steps\", \"feedback_steps\", \"t_post\"} with optional \"anneal\" {\"floor\", \"scale\"} "
+        "and \"cache\" (" +
+        std::string(e.what()) + ")");
   }
+}
+
+// --- Search-space lists ---
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& flag, const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) items.push_back(item);
+  if (items.empty()) throw Error(flag + ": expected a comma-separated list, got \"" + text + "\"");
+  return items;
+}
+
+}  // namespace
+
+std::vector<TPostRule> parse_t_post_list(const std::string& flag, const std::string& text) {
+  std::vector<TPostRule> rules;
+  for (const auto& name : split_list(flag, text)) {
+    try {
+      rules.push_back(parse_t_post_rule(name));
+    } catch (const Error& e) {
+      throw Error(flag + ": " + e.what());
+    }
+  }
+  return rules;
+}
+
+std::vector<double> parse_number_list(const std::string& flag, const std::string& text) {
+  std::vector<double> values;
+  for (const auto& item : split_list(flag, text)) {
+    double v = -1;
+    size_t used = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || !std::isfinite(v) || v < 0)
+      throw Error(flag + ": \"" + item + "\" is not a finite number >= 0");
+    values.push_back(v);
+  }
+  return values;
+}
+
+std::vector<std::string> parse_cache_mode_list(const std::string& flag, const std::string& text) {
+  std::vector<std::string> modes;
+  for (const auto& name : split_list(flag, text)) {
+    if (name != "none" && name != "alternate" && name != "outside")
+      throw Error(flag + ": unknown cache mode \"" + name + "\" (expected none, alternate or outside)");
+    modes.push_back(name == "none" ? "" : name);
+  }
+  return modes;
 }
 
 // --- Objective ---
@@ -140,10 +230,30 @@ std::vector<int64_t> remap_steps(const std::vector<int64_t>& steps, int64_t from
   return out;
 }
 
+template <typename T>
+const T& pick(const std::vector<T>& choices, Rng& rng) {
+  return choices[static_cast<size_t>(draw(rng, static_cast<int64_t>(choices.size())))];
+}
+
+// A choice other than `current` where there is one.
+template <typename T>
+T pick_other(const std::vector<T>& choices, const T& current, Rng& rng) {
+  std::vector<T> others;
+  for (const T& c : choices)
+    if (c != current) others.push_back(c);
+  return others.empty() ? current : pick(others, rng);
+}
+
+// The anneal parameters and cache modes, when the space gives more than one value.
+bool has_settings_choices(const SearchSpace& space) {
+  return space.anneal_floors.size() > 1 || space.anneal_scales.size() > 1 || space.cache_modes.size() > 1;
+}
+
 Schedule mutate(Schedule s, const SearchSpace& space, Rng& rng) {
   const int64_t mutations = std::max<int64_t>(1, draw(rng, 4));  // 1 (half the time), 2 or 3
   for (int64_t i = 0; i < mutations; ++i) {
-    const int64_t kind = draw(rng, 6);  // toggling a step is half of the mutations
+    // Toggling a step is half of the mutations; in a space with setting choices a quarter change one.
+    const int64_t kind = draw(rng, has_settings_choices(space) ? 8 : 6);
     switch (kind < 3 ? 0 : kind - 2) {
       case 0: {  // toggle one step's feedback
         const int64_t k = draw(rng, s.steps);
@@ -164,10 +274,17 @@ Schedule mutate(Schedule s, const SearchSpace& space, Rng& rng) {
       case 2:  // another t_post rule
         s.t_post = space.t_post_rules[static_cast<size_t>(draw(rng, static_cast<int64_t>(space.t_post_rules.size())))];
         break;
-      default:  // move one feedback step to a neighbour
+      case 3:  // move one feedback step to a neighbour
         if (!s.feedback_steps.empty()) {
           int64_t& k = s.feedback_steps[static_cast<size_t>(draw(rng, static_cast<int64_t>(s.feedback_steps.size())))];
           k = std::clamp<int64_t>(k + (draw(rng, 2) ? 1 : -1), 0, s.steps - 1);
+        }
+        break;
+      default:  // another anneal floor, anneal scale or cache mode
+        switch (draw(rng, 3)) {
+          case 0: s.anneal.floor = pick_other(space.anneal_floors, s.anneal.floor, rng); break;
+          case 1: s.anneal.scale = pick_other(space.anneal_scales, s.anneal.scale, rng); break;
+          default: s.cache = pick_other(space.cache_modes, s.cache, rng);
         }
     }
   }
@@ -184,13 +301,26 @@ Schedule random_schedule(const SearchSpace& space, Rng& rng) {
   for (int64_t k = 0; k < s.steps; ++k)
     if (draw(rng, 5) == 0) s.feedback_steps.push_back(k);
   s.t_post = space.t_post_rules[static_cast<size_t>(draw(rng, static_cast<int64_t>(space.t_post_rules.size())))];
+  if (has_settings_choices(space)) {
+    s.anneal.floor = pick(space.anneal_floors, rng);
+    s.anneal.scale = pick(space.anneal_scales, rng);
+    s.cache = pick(space.cache_modes, rng);
+  }
   return s.normalized();
+}
+
+template <typename T>
+bool contains(const std::vector<T>& v, const T& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
 }
 
 bool in_space(const Schedule& s, const SearchSpace& space) {
   if (s.steps < space.min_steps || s.steps > space.max_steps) return false;
-  if (!s.feedback_steps.empty() &&
-      std::find(space.t_post_rules.begin(), space.t_post_rules.end(), s.t_post) == space.t_post_rules.end())
+  if (!s.feedback_steps.empty() && (!contains(space.t_post_rules, s.t_post) || !contains(space.cache_modes, s.cache)))
+    return false;
+  // Anneal parameters come from the space's lists; the paper's (the structured seeds') are always allowed.
+  if (s.t_post == TPostRule::kAnneal && !s.anneal.is_default() &&
+      (!contains(space.anneal_floors, s.anneal.floor) || !contains(space.anneal_scales, s.anneal.scale)))
     return false;
   return std::all_of(s.feedback_steps.begin(), s.feedback_steps.end(), [&](int64_t k) { return k >= 0 && k < s.steps; });
 }
@@ -198,13 +328,19 @@ bool in_space(const Schedule& s, const SearchSpace& space) {
 nlohmann::json settings_json(const SearchSpace& space, const SearchOptions& options, const Objective& objective) {
   std::vector<std::string> rules;
   for (TPostRule r : space.t_post_rules) rules.push_back(to_string(r));
-  return {{"budget", options.budget},
-          {"min_steps", space.min_steps},
-          {"max_steps", space.max_steps},
-          {"t_post_rules", rules},
-          {"initial", options.initial},
-          {"seed", options.seed},
-          {"objective", {{"fid", objective.fid}, {"accuracy", objective.accuracy}, {"psnr", objective.psnr}}}};
+  nlohmann::json j = {{"budget", options.budget},
+                      {"min_steps", space.min_steps},
+                      {"max_steps", space.max_steps},
+                      {"t_post_rules", rules},
+                      {"initial", options.initial},
+                      {"seed", options.seed},
+                      {"objective", {{"fid", objective.fid}, {"accuracy", objective.accuracy}, {"psnr", objective.psnr}}}};
+  // Written only when searched, so that state files of searches without them stay valid.
+  const SearchSpace defaults;
+  if (space.anneal_floors != defaults.anneal_floors) j["anneal_floors"] = space.anneal_floors;
+  if (space.anneal_scales != defaults.anneal_scales) j["anneal_scales"] = space.anneal_scales;
+  if (space.cache_modes != defaults.cache_modes) j["cache_modes"] = space.cache_modes;
+  return j;
 }
 
 nlohmann::json to_json(const EvaluatedSchedule& e) {
@@ -284,6 +420,7 @@ std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, c
         s.steps = n;
         s.feedback_steps = pattern(n);
         s.t_post = rule;
+        s.cache = space.cache_modes.front();
         s = s.normalized();
         if (!in_space(s, space) || cost(s) > budget) continue;
         const bool seen = std::any_of(seeds.begin(), seeds.end(), [&](const Schedule& o) { return o.key() == s.key(); });
@@ -299,6 +436,8 @@ SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& 
   if (space.min_steps < 1 || space.max_steps < space.min_steps)
     throw Error("search space: steps must satisfy 1 <= min_steps <= max_steps");
   if (space.t_post_rules.empty()) throw Error("search space: no t_post rule to choose from");
+  if (space.anneal_floors.empty() || space.anneal_scales.empty() || space.cache_modes.empty())
+    throw Error("search space: no anneal floor, anneal scale or cache mode to choose from");
   if (options.budget < 1 || options.evaluations < 1 || options.finalists < 0 || options.initial < 0)
     throw Error("search options: budget and evaluations must be >= 1, initial and finalists >= 0");
   const nlohmann::json settings = settings_json(space, options, objective);

@@ -1,6 +1,7 @@
 // Schedule search (ilf_search): the best ILF sampling schedule for a trained feedback module under a
 // budget of block forwards per image. A schedule is the step count, the set of steps that run the
-// inner loop with feedback and the t_post rule (docs/design.md, "Schedule search"). Every candidate is
+// inner loop with feedback, the t_post rule with its parameters and optionally caching on the steps
+// without feedback (docs/design.md, "Schedule search"). Every candidate is
 // priced by the sampler's own plan arithmetic before anything is sampled, so nothing over the budget is
 // ever evaluated; candidates are evaluated on a search seed set, proposed by a small evolutionary
 // search (a parent among the best so far, one to three mutations) with a fixed number of evaluations, and the best
@@ -27,22 +28,38 @@ struct Schedule {
   int64_t steps = 10;
   std::vector<int64_t> feedback_steps;    // sorted, unique, in [0, steps)
   TPostRule t_post = TPostRule::kAnneal;  // ignored (kept kNone) without feedback steps
+  AnnealParams anneal;                    // used by t_post anneal (kept at the defaults otherwise)
+  std::string cache;                      // "": no caching; "alternate" or "outside": method ilf_cache's mode
 
-  // Sorts and deduplicates the steps and drops the rule of a plain schedule.
+  // Sorts and deduplicates the steps, drops the rule and caching of a plain schedule and the anneal
+  // parameters of other rules.
   Schedule normalized() const;
-  // "10 steps, feedback 0,1,8,9, anneal" (unique per normalized schedule; the state file's key).
+  // "10 steps, feedback 0,1,8,9, anneal" (unique per normalized schedule; the state file's key), with
+  // " (floor 20, scale 0.5)" for anneal parameters other than the paper's and ", cache outside".
   std::string key() const;
-  // The run-config overrides that select it: sampling.method, sampling.steps, ilf.t_post, ilf.feedback_steps.
+  // The run-config overrides that select it: sampling.method (baseline, ilf or ilf_cache), sampling.steps,
+  // ilf.t_post, ilf.feedback_steps, and where they differ from the defaults ilf.anneal_floor,
+  // ilf.anneal_scale and ilf_cache.mode. Caching "alternate" uses the config's "cache" section.
   std::vector<std::string> overrides() const;
   nlohmann::json to_json() const;
   static Schedule from_json(const nlohmann::json& j);  // throws ilf::Error on malformed entries
 };
 
 // What a candidate may be.
+// The anneal parameters and cache modes are searched only when given more than the default value.
 struct SearchSpace {
   int64_t min_steps = 4, max_steps = 24;
   std::vector<TPostRule> t_post_rules = {TPostRule::kNone, TPostRule::kUniform, TPostRule::kRescale, TPostRule::kAnneal};
+  std::vector<double> anneal_floors = {10.0};
+  std::vector<double> anneal_scales = {1.0};
+  std::vector<std::string> cache_modes = {""};  // "" (none), "alternate", "outside"
 };
+
+// Comma-separated lists of the ilf_search flags, checked: t_post rules, numbers >= 0, cache modes
+// ("none", "alternate", "outside"). Throws ilf::Error naming `flag` and the bad entry.
+std::vector<TPostRule> parse_t_post_list(const std::string& flag, const std::string& text);
+std::vector<double> parse_number_list(const std::string& flag, const std::string& text);
+std::vector<std::string> parse_cache_mode_list(const std::string& flag, const std::string& text);
 
 // The score to minimise: fid * FID - accuracy * (class accuracy in percent) - psnr * (PSNR in dB to the
 // reference samples). Parsed from "fid", "accuracy", "psnr" or weights "fid=1,accuracy=0.5".
@@ -82,7 +99,8 @@ struct SearchResult {
 
 // The structured starting points within the budget: for each pattern (feedback on the first and last
 // two steps, on the first and last, on the first two, on the last two, on alternate steps, none) the
-// largest step count that fits, with the paper's anneal rule (and rescale for the first pattern).
+// largest step count that fits, with the paper's anneal rule (and rescale for the first pattern) and the
+// space's first cache mode.
 std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, const CostFunction& cost);
 
 // Runs or resumes the search whose state lives in `state_file` (JSON, written atomically after every
