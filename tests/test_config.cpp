@@ -50,19 +50,24 @@ TEST(Config, BadChoiceListsTheAllowedValues) {
   EXPECT_NE(msg.find("rescal\""), std::string::npos) << msg;
 }
 
-TEST(Config, AnnealParametersAreReadAndBadOnesNamed) {
+TEST(Config, AnnealParametersAndStrengthAreReadAndBadOnesNamed) {
   ConfigReader ok(Json::parse(R"({"ilf": {"t_post": "anneal", "anneal_floor": 20, "anneal_scale": 0.5}})"), "run.json");
   const auto s = std::static_pointer_cast<const IlfSettings>(parse_ilf_settings(ok));
   EXPECT_EQ(s->anneal.floor, 20.0);
   EXPECT_EQ(s->anneal.scale, 0.5);
   ConfigReader defaults(Json::parse(R"({"ilf": {"t_post": "anneal"}})"), "run.json");
   EXPECT_TRUE(std::static_pointer_cast<const IlfSettings>(parse_ilf_settings(defaults))->anneal.is_default());
-  for (const char* bad : {R"({"ilf": {"anneal_floor": -1}})", R"({"ilf": {"anneal_scale": "x"}})"}) {
+  for (const auto& [bad, key] :
+       std::vector<std::pair<std::string, std::string>>{{R"({"ilf": {"anneal_floor": -1}})", "ilf.anneal_floor"},
+                                                        {R"({"ilf": {"anneal_scale": "x"}})", "ilf.anneal_scale"},
+                                                        {R"({"ilf": {"strength": -0.5}})", "ilf.strength"}}) {
     ConfigReader r(Json::parse(bad), "run.json");
     const std::string msg = message_of([&] { parse_ilf_settings(r); });
     EXPECT_NE(msg.find("run.json"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("ilf.anneal_"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(key), std::string::npos) << msg;
   }
+  ConfigReader strength(Json::parse(R"({"ilf": {"strength": 0.5}})"), "run.json");
+  EXPECT_EQ(std::static_pointer_cast<const IlfSettings>(parse_ilf_settings(strength))->strength, 0.5);
 }
 
 TEST(Config, OverridesParseJsonOrStrings) {

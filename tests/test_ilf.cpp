@@ -83,6 +83,24 @@ TEST(InnerLoop, NonZeroScalesOrAnotherTPostChangeTheOutput) {
   EXPECT_GT((fed - plain).abs().max().item<double>(), 1e-4);
 }
 
+TEST(InnerLoop, StrengthScalesTheFeedbackLikeScaledLearnedScales) {
+  DiT model = tiny_dit();
+  FeedbackModule feedback(*model, FeedbackOptions{2, 4, FeedbackInit::kCopyLoopEnd});
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 4, 8, 8});
+  const auto t = torch::tensor({700.0f, 120.0f});
+  const auto in = labels({4, 2});
+  feedback->scales.fill_(0.6);
+  const auto half_strength = inner_loop_forward(*model, *feedback, x, t, t, in, nullptr, 0.5);
+  const auto zero_strength = inner_loop_forward(*model, *feedback, x, t, t, in, nullptr, 0.0);
+  const auto full = inner_loop_forward(*model, *feedback, x, t, t, in);
+  feedback->scales.fill_(0.3);  // 0.6 * 0.5: halving is exact in floating point, so the outputs are equal bit for bit
+  const auto half_scales = inner_loop_forward(*model, *feedback, x, t, t, in);
+  EXPECT_TRUE(torch::equal(half_strength, half_scales)) << (half_strength - half_scales).abs().max().item<double>();
+  EXPECT_TRUE(torch::equal(zero_strength, model->forward(x, t, in)));  // no feedback: the backbone
+  EXPECT_GT((full - half_scales).abs().max().item<double>(), 1e-4);
+}
+
 TEST(FeedbackModule, CopyInitialisationTakesTheWeightsOfBlockE) {
   DiT model = tiny_dit();
   FeedbackModule feedback(*model, FeedbackOptions{1, 4, FeedbackInit::kCopyLoopEnd});

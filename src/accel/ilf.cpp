@@ -15,6 +15,8 @@ MethodSettingsPtr parse_ilf_settings(ConfigReader& r) {
   s->anneal.scale = r.get<double>("ilf.anneal_scale", s->anneal.scale);
   if (!std::isfinite(s->anneal.floor) || s->anneal.floor < 0) throw r.invalid("ilf.anneal_floor", "a number >= 0");
   if (!std::isfinite(s->anneal.scale) || s->anneal.scale < 0) throw r.invalid("ilf.anneal_scale", "a number >= 0");
+  s->strength = r.get<double>("ilf.strength", s->strength);
+  if (!std::isfinite(s->strength) || s->strength < 0) throw r.invalid("ilf.strength", "a number >= 0 (1 = as trained)");
   s->feedback_steps.mode = parse_feedback_steps_mode(r.choice("ilf.feedback_steps.mode", to_string(s->feedback_steps.mode),
                                                               {"all", "outer", "first", "last", "alternating", "list", "none"}));
   s->feedback_steps.count = r.get<int64_t>("ilf.feedback_steps.count", s->feedback_steps.count);
@@ -40,6 +42,7 @@ nlohmann::json IlfMethod::settings() const {
   if (settings_.feedback_steps.mode == FeedbackSteps::Mode::kList) j["feedback_step_list"] = settings_.feedback_steps.steps;
   if (settings_.t_post == TPostRule::kAnneal && !settings_.anneal.is_default())
     j["anneal"] = {{"floor", settings_.anneal.floor}, {"scale", settings_.anneal.scale}};
+  if (settings_.strength != 1.0) j["strength"] = settings_.strength;
   return j;
 }
 
@@ -69,7 +72,7 @@ torch::Tensor IlfMethod::forward(BlockRunner& runner, const torch::Tensor& x, co
   if (!action.feedback) return runner.forward(x, t, inputs);
   if (!feedback_) throw Error("sampling method ilf needs a feedback module (ilf.feedback_weights)");
   const torch::Tensor t_post = torch::full({x.size(0)}, action.t_post, t.options());  // (B,)
-  return inner_loop_forward(runner.backbone(), *feedback_, x, t, t_post, inputs, runner.counter());
+  return inner_loop_forward(runner.backbone(), *feedback_, x, t, t_post, inputs, runner.counter(), settings_.strength);
 }
 
 }  // namespace ilf

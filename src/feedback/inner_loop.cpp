@@ -4,7 +4,8 @@
 namespace ilf {
 
 torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedback, const torch::Tensor& x, const torch::Tensor& t,
-                                 const torch::Tensor& t_post, const ConditionInputs& inputs, int64_t* block_forwards) {
+                                 const torch::Tensor& t_post, const ConditionInputs& inputs, int64_t* block_forwards,
+                                 double strength) {
   const int64_t depth = backbone.depth();
   const int64_t b = feedback.loop_begin(), e = feedback.loop_end();
   int64_t ran = 0;  // block forwards, counted as they run
@@ -19,7 +20,8 @@ torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedbac
     h = backbone.block(j, h, cond_t), ++ran;
   }
   // Feedback from the loop's output, computed under t.
-  const torch::Tensor f_feed = feedback.feedback(h, cond_t);  // (B, T, D)
+  torch::Tensor f_feed = feedback.feedback(h, cond_t);  // (B, T, D)
+  if (strength != 1.0) f_feed = f_feed * strength;
   ++ran;
 
   // Second pass: the loop again with the scaled feedback added to each block's input, then the rest,

@@ -15,11 +15,13 @@ namespace ilf {
 struct IlfSettings : MethodSettings {
   IlfSettings() : MethodSettings("ilf") {}
   TPostRule t_post = TPostRule::kNone;
-  AnnealParams anneal;  // used by t_post "anneal"
+  AnnealParams anneal;    // used by t_post "anneal"
+  double strength = 1.0;  // multiplies the feedback F at sampling (the learned scales s_j as trained at 1)
   FeedbackSteps feedback_steps;
 };
 
-// Reads "ilf.t_post", "ilf.anneal_floor", "ilf.anneal_scale" and "ilf.feedback_steps" {mode, count, steps}.
+// Reads "ilf.t_post", "ilf.anneal_floor", "ilf.anneal_scale", "ilf.strength" and "ilf.feedback_steps"
+// {mode, count, steps}.
 MethodSettingsPtr parse_ilf_settings(ConfigReader& reader);
 
 class IlfMethod : public AccelerationMethod {

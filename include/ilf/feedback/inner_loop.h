@@ -1,7 +1,8 @@
 // The inner-loop forward of ILF (paper Eq. 2-3; docs/design.md, "The method"), the model output for x_t:
 //   h = embed(x); run B_0..B_e under cond(t), keeping h_{b-1} and f_e;
 //   f_feed = F(f_e, cond(t));
-//   h = h_{b-1}; for j in b..e: h = B_j(h + s_j * f_feed, cond(t_post));
+//   h = h_{b-1}; for j in b..e: h = B_j(h + s_j * f_feed, cond(t_post));   (f_feed times `strength`
+//   when it is not 1: a sampling-time weakening or strengthening of the learned feedback)
 //   for j in e+1..N-1: h = B_j(h, cond(t_post)); out = head(h, cond(t_post)).
 // Cost: N + m + 1 block forwards (m = e - b + 1).
 #pragma once
@@ -15,6 +16,7 @@ namespace ilf {
 // x (B, C, H, W), t and t_post (B,) -> (B, out_channels, H, W). Adds the block forwards it ran to
 // *block_forwards when given.
 torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedback, const torch::Tensor& x, const torch::Tensor& t,
-                                 const torch::Tensor& t_post, const ConditionInputs& inputs, int64_t* block_forwards = nullptr);
+                                 const torch::Tensor& t_post, const ConditionInputs& inputs, int64_t* block_forwards = nullptr,
+                                 double strength = 1.0);
 
 }  // namespace ilf
