@@ -254,6 +254,44 @@ TEST(Search, FindsPlantedAnnealParametersAndCachingWhenTheSpaceOffersThem) {
   EXPECT_NE(error_of([] { parse_t_post_list("--t-post", "none,anneel"); }).find("--t-post"), std::string::npos);
 }
 
+TEST(Search, SchedulesThatSampleAlikeShareAPlanSignatureAndOnlyOneIsEvaluated) {
+  const std::string dir = test::scratch_dir("search_signature");
+  const std::string config = dir + "/tiny.json";
+  std::ofstream(config) << tiny_config().dump();
+  const SignatureFunction signature = make_plan_signature({config, {}, "", ""});
+  Schedule a;  // feedback on the first two steps: nothing before them to reuse, so "outside" changes nothing
+  a.steps = 7, a.feedback_steps = {0, 1};
+  Schedule outside = a;
+  outside.cache = "outside";
+  Schedule high_floor = a;  // step 0 uses rescale, and step 1's annealed shift is far above a floor of 20
+  high_floor.anneal = AnnealParams{20.0, 1.0};
+  EXPECT_EQ(signature(outside), signature(a));
+  EXPECT_EQ(signature(high_floor), signature(a));
+  Schedule later = outside;  // feedback on step 3 after plain steps: "outside" reuses blocks there
+  later.feedback_steps = {0, 3};
+  Schedule later_plain = later;
+  later_plain.cache = "";
+  EXPECT_NE(signature(later), signature(later_plain));
+  Schedule scaled = a;  // a scale that changes step 1's t_post
+  scaled.anneal = AnnealParams{10.0, 0.5};
+  EXPECT_NE(signature(scaled), signature(a));
+
+  // In a search, a schedule whose signature was evaluated is not proposed: here the cache mode is
+  // declared irrelevant, so no two candidates differ by it alone.
+  SearchSpace space = toy_space();
+  space.cache_modes = {"", "outside"};
+  auto toy_signature = [](const Schedule& s) {
+    Schedule t = s;
+    t.cache.clear();
+    return t.key();
+  };
+  const SearchResult r = run_schedule_search(space, toy_options(60), Objective{}, toy_cost, toy_metrics, toy_metrics,
+                                             dir + "/state.json", toy_signature);
+  std::set<std::string> seen;
+  for (const auto& e : r.candidates) EXPECT_TRUE(seen.insert(toy_signature(e.schedule)).second) << e.schedule.key();
+  EXPECT_EQ(r.candidates.size(), 60u);
+}
+
 TEST(Search, AKilledSearchResumesIntoTheSameResult) {
   const std::string dir = test::scratch_dir("search_resume");
   const SearchResult whole =

@@ -432,7 +432,7 @@ std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, c
 
 SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& options, const Objective& objective,
                                  const CostFunction& cost, const Evaluator& on_search_seeds, const Evaluator& on_heldout_seeds,
-                                 const std::string& state_file) {
+                                 const std::string& state_file, const SignatureFunction& signature) {
   if (space.min_steps < 1 || space.max_steps < space.min_steps)
     throw Error("search space: steps must satisfy 1 <= min_steps <= max_steps");
   if (space.t_post_rules.empty()) throw Error("search space: no t_post rule to choose from");
@@ -448,9 +448,16 @@ SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& 
     auto it = costs.find(s.key());
     return it != costs.end() ? it->second : (costs[s.key()] = cost(s));
   };
+  std::map<std::string, std::string> signatures;  // key -> signature (computed once)
+  auto signature_of = [&](const Schedule& s) {
+    auto it = signatures.find(s.key());
+    return it != signatures.end() ? it->second : (signatures[s.key()] = signature(s));
+  };
+  // Evaluated already: the same schedule, or one that samples the same.
   auto evaluated = [&](const Schedule& s) {
-    return std::any_of(result.candidates.begin(), result.candidates.end(),
-                       [&](const EvaluatedSchedule& e) { return e.schedule.key() == s.key(); });
+    return std::any_of(result.candidates.begin(), result.candidates.end(), [&](const EvaluatedSchedule& e) {
+      return e.schedule.key() == s.key() || (signature && signature_of(e.schedule) == signature_of(s));
+    });
   };
   auto admissible = [&](const Schedule& s) { return in_space(s, space) && !evaluated(s) && cost_of(s) <= options.budget; };
   const std::vector<Schedule> seeds = seed_schedules(space, options.budget, cost_of);
@@ -599,6 +606,14 @@ CostFunction make_plan_cost(const SearchTarget& target) {
   };
 }
 
+SignatureFunction make_plan_signature(const SearchTarget& target) {
+  return [target](const Schedule& s) {
+    const LoadedRunConfig loaded = load_tool_config(target.config, with_schedule(target, s), target.model_folder);
+    const nlohmann::json plan = plan_run(loaded.config);
+    return nlohmann::json{{"solver", plan.at("solver")}, {"steps", plan.at("steps")}}.dump();
+  };
+}
+
 Evaluator make_sampling_evaluator(const SearchTarget& target, const EvalRequest& request) {
   std::vector<LabelledPrompt> prompts;
   if (!target.prompts_file.empty()) prompts = read_labelled_prompts(target.prompts_file);
@@ -677,9 +692,10 @@ SearchResult run_search(SearchRun run) {
       return m;
     };
   };
-  const SearchResult result = run_schedule_search(
-      run.space, run.options, run.objective, cost, logged(make_sampling_evaluator(run.target, search), "candidate"),
-      logged(make_sampling_evaluator(run.target, heldout), "held-out"), (fs::path(run.out) / "state.json").string());
+  const SearchResult result = run_schedule_search(run.space, run.options, run.objective, cost,
+                                                  logged(make_sampling_evaluator(run.target, search), "candidate"),
+                                                  logged(make_sampling_evaluator(run.target, heldout), "held-out"),
+                                                  (fs::path(run.out) / "state.json").string(), make_plan_signature(run.target));
 
   std::string report = search_report_markdown(result, run.objective, run.options);
   if (!references.empty()) {

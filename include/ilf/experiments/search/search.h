@@ -84,6 +84,10 @@ struct SearchOptions {
 using CostFunction = std::function<int64_t(const Schedule&)>;
 // The metrics JSON of a schedule (fid, class_accuracy, psnr_vs_reference, ...).
 using Evaluator = std::function<nlohmann::json(const Schedule&)>;
+// What the sampler does with a schedule, step by step (make_plan_signature: the plan's steps). Schedules
+// with equal signatures draw the same samples (e.g. caching mode "outside" when no feedback step follows
+// a plain one, or an anneal floor that never binds), so only the first of them is evaluated.
+using SignatureFunction = std::function<std::string(const Schedule&)>;
 
 struct EvaluatedSchedule {
   Schedule schedule;
@@ -105,10 +109,11 @@ std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, c
 
 // Runs or resumes the search whose state lives in `state_file` (JSON, written atomically after every
 // evaluation). A state file written for other settings (space, options, objective) is refused with a
-// message naming it. `on_search_seeds` evaluates candidates, `on_heldout_seeds` the finalists.
+// message naming it. `on_search_seeds` evaluates candidates, `on_heldout_seeds` the finalists. With a
+// `signature`, a schedule that samples like an evaluated one is never proposed.
 SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& options, const Objective& objective,
                                  const CostFunction& cost, const Evaluator& on_search_seeds, const Evaluator& on_heldout_seeds,
-                                 const std::string& state_file);
+                                 const std::string& state_file, const SignatureFunction& signature = {});
 
 // The candidates no other one beats in both block forwards and score (equal counts: the better
 // score), sorted by block forwards.
@@ -133,6 +138,8 @@ struct SearchTarget {
 
 // The schedule's block forwards per image from the sampler's plan (plan_run; needs "model.depth").
 CostFunction make_plan_cost(const SearchTarget& target);
+// The plan's steps (what each step runs, its times, t_post and reused blocks) and solver, as text.
+SignatureFunction make_plan_signature(const SearchTarget& target);
 // ilf_eval's metrics for the schedule, with `request`'s samples, batch and seed.
 Evaluator make_sampling_evaluator(const SearchTarget& target, const EvalRequest& request);
 // Writes the target's config with the schedule applied to `path` (atomically), every relative file path
