@@ -112,6 +112,10 @@ def plot(searches, path):
                 r = refs["reference_search"]
                 ax.scatter([r["block_forwards"]], [r[metric] * scale], marker="*", s=160, color="black",
                            label="20 plain steps" if marker == "o" else None)
+    top = 130  # a few broken candidates (FID in the hundreds) would flatten the rest
+    if any(c["metrics"]["fid"] > top for _, state, _ in searches for c in state["candidates"]):
+        axes[0].set_ylim(top=top)
+        axes[0].set_title(f"candidates with FID > {top} are above the plot", fontsize=8)
     axes[0].set_ylabel("FID (search seeds; lower is better)")
     axes[1].set_ylabel("class accuracy % (search seeds)")
     for ax in axes:
