@@ -363,3 +363,23 @@ TEST(Search, TheBestConfigRunsFromAnotherFolderWithTheSchedule) {
   EXPECT_EQ(rc.sampling.options.steps, 11);
   EXPECT_EQ(plan_run(rc).at("total_block_forwards").get<int64_t>(), 9 * 12 + 2 * (12 + 4 + 1));
 }
+
+TEST(Search, TheShippedSearchedConfigIsTheEmbeddedModelWithTheChosenSchedule) {
+  // configs/fashion_mnist_searched.json differs from the embedded default only in the schedule.
+  const std::string searched = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist_searched.json";
+  Json expected = read_run_config_json(std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json", {});
+  expected.erase("training");
+  expected.erase("data");
+  Schedule s;
+  s.steps = 11;
+  s.feedback_steps = {2, 9};
+  for (const auto& o : s.overrides()) apply_override(expected, o);
+  Json actual = read_run_config_json(searched, {});
+  expected["sampling"].erase("method");  // the overrides' method ("ilf") is the file's
+  actual["sampling"].erase("method");
+  EXPECT_EQ(actual, expected) << actual.dump() << "\n" << expected.dump();
+  const RunConfig rc = load_run_config(searched, {});
+  EXPECT_TRUE(std::filesystem::exists(rc.ilf.weights)) << rc.ilf.weights;
+  EXPECT_EQ(rc.sampling.method, "ilf");
+  EXPECT_EQ(plan_run(rc).at("total_block_forwards").get<int64_t>(), 142);
+}
