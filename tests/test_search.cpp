@@ -365,7 +365,8 @@ TEST(Search, TheBestConfigRunsFromAnotherFolderWithTheSchedule) {
 }
 
 TEST(Search, TheShippedSearchedConfigIsTheEmbeddedModelWithTheChosenSchedule) {
-  // configs/fashion_mnist_searched.json differs from the embedded default only in the schedule.
+  // configs/fashion_mnist_searched.json differs from the embedded default only in the schedule and
+  // the feedback strength.
   const std::string searched = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist_searched.json";
   Json expected = read_run_config_json(std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json", {});
   expected.erase("training");
@@ -374,6 +375,7 @@ TEST(Search, TheShippedSearchedConfigIsTheEmbeddedModelWithTheChosenSchedule) {
   s.steps = 11;
   s.feedback_steps = {2, 9};
   for (const auto& o : s.overrides()) apply_override(expected, o);
+  apply_override(expected, "ilf.strength=0.5");
   Json actual = read_run_config_json(searched, {});
   expected["sampling"].erase("method");  // the overrides' method ("ilf") is the file's
   actual["sampling"].erase("method");
