@@ -2,7 +2,8 @@
 # The README's ilf_search commands, taken from the README itself (so the docs cannot drift), with a
 # tiny search (2 candidates of 10 samples, 1 finalist of 10) in a scratch folder: the search writes
 # its state, report and best config, a second run resumes without evaluating anything, and
-# ilf_sample runs the best config from the README's second command.
+# ilf_sample runs the best config from the README's ilf_sample command of runs/search/best.json (the
+# block's other commands run in Readme.EveryCommandRuns).
 #   tests/search_readme_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 BUILD=$1
@@ -16,7 +17,8 @@ cd "$SOURCE"
 commands=$(awk '/^## Choosing a schedule/ {on = 1} on && /^```bash/ {block = 1; next} block && /^```/ {exit} block' README.md |
   sed -e ':a' -e '/\\$/N; s/\\\n//; ta')
 search=$(echo "$commands" | grep '^./build/ilf_search') || { echo "FAILED: no ilf_search command in the README"; exit 1; }
-sample=$(echo "$commands" | grep '^./build/ilf_sample') || { echo "FAILED: no ilf_sample command in the README"; exit 1; }
+sample=$(echo "$commands" | grep '^./build/ilf_sample.*runs/search/best.json') ||
+  { echo "FAILED: no ilf_sample command of runs/search/best.json in the README"; exit 1; }
 small() {
   sed -e "s|^./build/|$BUILD/|" -e "s|runs/search|$WORK/search|g" -e 's|--evaluations [0-9]*|--evaluations 2 --finalists 1|' \
       -e 's|--search-samples [0-9]*|--search-samples 10 --batch 10|' -e 's|--heldout-samples [0-9]*|--heldout-samples 10|' \
