@@ -24,6 +24,7 @@
 #include "test_helpers.h"
 
 using namespace ilf;
+using test::error_of;
 
 namespace {
 
@@ -89,15 +90,6 @@ void expect_counts_match_plan(const SamplingResult& r, const std::string& what) 
   }
   EXPECT_EQ(total, r.block_forwards) << what;
   EXPECT_EQ(r.plan.total_block_forwards, r.block_forwards) << what;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 const std::vector<std::string> kFamilies = {"dit", "pixart"};

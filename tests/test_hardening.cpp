@@ -32,6 +32,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Unlike test::error_of, any exception: these tests read the message whatever layer throws it.
 std::string error_of(const std::function<void()>& f) {
   try {
     f();

@@ -1,11 +1,26 @@
-// Shared helpers for the test suite: paths to test data and the parity metric.
+// Shared helpers for the test suite: paths to test data, scratch folders, the parity metric and the
+// message of an expected error.
 #pragma once
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
+#include "ilf/error.h"
+
 namespace ilf::test {
+
+// The message of the ilf::Error that `f` throws, "" when it throws none (other exceptions propagate
+// and fail the test).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline std::string data_path(const std::string& name) { return std::string(ILF_TEST_DATA_DIR) + "/" + name; }
 

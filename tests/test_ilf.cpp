@@ -16,6 +16,7 @@
 #include "test_helpers.h"
 
 using namespace ilf;
+using test::error_of;
 
 namespace {
 
@@ -41,15 +42,6 @@ ConditionInputs labels(std::vector<int64_t> ys) {
   ConditionInputs in;
   in.class_labels = torch::tensor(ys, torch::kInt64);
   return in;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "test_helpers.h"
 
 using namespace ilf;
+using test::error_of;
 
 namespace {
 
@@ -84,15 +85,6 @@ Json tiny_config() {
             {"learn_sigma", false}}},
           {"ilf", {{"loop_begin", 2}, {"loop_end", 3}}},
           {"sampling", {{"guidance_scale", 2.0}}}};
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // The schedule's overrides with a cache section for ilf_cache's "alternate" mode: 4 inner blocks

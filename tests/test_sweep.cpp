@@ -19,6 +19,7 @@
 
 namespace fs = std::filesystem;
 using ilf::Json;
+using ilf::test::error_of;
 
 namespace {
 
@@ -73,17 +74,6 @@ Json loop_sweep() {
     ],
     "stages": ["train", "eval"]
   })");
-}
-
-// The message of the ilf::Error that `f` throws ("" when it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ilf::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 std::string expansion_error(const std::string& dir, const Json& sweep) {

@@ -2,6 +2,7 @@
 #include "ilf/accel/ilf_cache.h"
 
 #include "ilf/error.h"
+#include "ilf/feedback/inner_loop.h"
 
 namespace ilf {
 
@@ -70,9 +71,8 @@ torch::Tensor IlfCacheMethod::feedback_reusing_outside(BlockRunner& runner, cons
   for (int64_t j = 0; j < b; ++j) h = h + residuals_[static_cast<size_t>(j)];
   const torch::Tensor loop_input = h;
   for (int64_t j = b; j <= e; ++j) h = runner.block(j, h, cond_t);
-  torch::Tensor f_feed = feedback_->feedback(h, cond_t);
-  if (ilf_.strength != 1.0) f_feed = f_feed * ilf_.strength;  // as inner_loop_forward
-  ++*runner.counter();                                        // F is a block forward
+  const torch::Tensor f_feed = feedback_at_strength(*feedback_, h, cond_t, ilf_.strength);  // (B, T, D)
+  ++*runner.counter();                                                                      // F is a block forward
   const Conditioning cond_post = runner.condition(t_post, inputs);
   h = loop_input;
   for (int64_t j = b; j <= e; ++j) h = runner.block(j, h + feedback_->scale(j).to(h.dtype()) * f_feed, cond_post);

@@ -3,6 +3,12 @@
 
 namespace ilf {
 
+torch::Tensor feedback_at_strength(FeedbackModuleImpl& feedback, const torch::Tensor& f_e, const Conditioning& cond,
+                                   double strength) {
+  torch::Tensor f_feed = feedback.feedback(f_e, cond);
+  return strength == 1.0 ? f_feed : f_feed * strength;
+}
+
 torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedback, const torch::Tensor& x, const torch::Tensor& t,
                                  const torch::Tensor& t_post, const ConditionInputs& inputs, int64_t* block_forwards,
                                  double strength) {
@@ -20,8 +26,7 @@ torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedbac
     h = backbone.block(j, h, cond_t), ++ran;
   }
   // Feedback from the loop's output, computed under t.
-  torch::Tensor f_feed = feedback.feedback(h, cond_t);  // (B, T, D)
-  if (strength != 1.0) f_feed = f_feed * strength;
+  const torch::Tensor f_feed = feedback_at_strength(feedback, h, cond_t, strength);  // (B, T, D)
   ++ran;
 
   // Second pass: the loop again with the scaled feedback added to each block's input, then the rest,

@@ -19,4 +19,9 @@ torch::Tensor inner_loop_forward(Backbone& backbone, FeedbackModuleImpl& feedbac
                                  const torch::Tensor& t_post, const ConditionInputs& inputs, int64_t* block_forwards = nullptr,
                                  double strength = 1.0);
 
+// F(f_e, cond) times `strength`, the multiply skipped at 1 (the trained forward, bit for bit); f_e and
+// the result (B, T, D). The feedback of inner_loop_forward and of ilf_cache's reuse outside the loop.
+torch::Tensor feedback_at_strength(FeedbackModuleImpl& feedback, const torch::Tensor& f_e, const Conditioning& cond,
+                                   double strength);
+
 }  // namespace ilf
