@@ -182,6 +182,14 @@ TEST(FeedbackSteps, ModesPickTheDocumentedSteps) {
   s.mode = FeedbackSteps::Mode::kList;
   s.steps = {1, 3};
   EXPECT_EQ(picked(s, 5), (std::vector<int64_t>{1, 3}));
+  // Negative entries count from the end, so [2, -2] is steps 2 and 9 of 11 and 2 and 8 of 10.
+  s.steps = {2, -2};
+  EXPECT_EQ(picked(s, 11), (std::vector<int64_t>{2, 9}));
+  EXPECT_EQ(picked(s, 10), (std::vector<int64_t>{2, 8}));
+  EXPECT_NO_THROW(s.validate(3));
+  s.steps = {-5};
+  EXPECT_EQ(picked(s, 5), (std::vector<int64_t>{0}));
+  EXPECT_THROW(s.validate(4), Error);
   s.steps = {7};
   EXPECT_THROW(s.validate(5), Error);
   EXPECT_THROW(parse_feedback_steps_mode("outers"), Error);

@@ -52,7 +52,9 @@ bool FeedbackSteps::uses_feedback(int64_t step, int64_t num_steps) const {
     case Mode::kFirst: return step < count;
     case Mode::kLast: return step >= num_steps - count;
     case Mode::kAlternating: return step % 2 == 0;
-    case Mode::kList: return std::find(steps.begin(), steps.end(), step) != steps.end();
+    case Mode::kList:
+      // A negative entry counts from the end (-1 is the last step), so one list fits every step count.
+      return std::any_of(steps.begin(), steps.end(), [&](int64_t s) { return (s < 0 ? num_steps + s : s) == step; });
   }
   return false;
 }
@@ -61,9 +63,10 @@ void FeedbackSteps::validate(int64_t num_steps) const {
   if (count < 0) throw Error("feedback_steps.count must be >= 0 (got " + std::to_string(count) + ")");
   if (mode == Mode::kList) {
     for (int64_t s : steps)
-      if (s < 0 || s >= num_steps)
-        throw Error("feedback_steps.steps: step " + std::to_string(s) + " is outside [0, " + std::to_string(num_steps) +
-                    ") for " + std::to_string(num_steps) + " sampling steps");
+      if (s < -num_steps || s >= num_steps)
+        throw Error("feedback_steps.steps: step " + std::to_string(s) + " is outside [-" + std::to_string(num_steps) + ", " +
+                    std::to_string(num_steps) + ") for " + std::to_string(num_steps) +
+                    " sampling steps (a negative step counts from the end: -1 is the last)");
   }
 }
 

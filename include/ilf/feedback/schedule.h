@@ -34,10 +34,10 @@ struct FeedbackSteps {
   enum class Mode { kAll, kOuter, kFirst, kLast, kAlternating, kList, kNone };
   Mode mode = Mode::kAll;
   int64_t count = 2;           // outer: first `count` and last `count`; first/last: `count` steps
-  std::vector<int64_t> steps;  // kList: explicit step indices
+  std::vector<int64_t> steps;  // kList: explicit step indices; negative ones count from the end (-1: last)
 
   bool uses_feedback(int64_t step, int64_t num_steps) const;
-  // Throws ilf::Error for impossible settings (count < 0, list entries outside [0, num_steps)).
+  // Throws ilf::Error for impossible settings (count < 0, list entries outside [-num_steps, num_steps)).
   void validate(int64_t num_steps) const;
 };
 
