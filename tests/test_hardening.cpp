@@ -104,7 +104,8 @@ TEST(HardeningFlags, BadSearchSpaceListsAreRefusedNamingTheFlagWithNoOutput) {
   for (const auto& [flags, name] : std::vector<std::pair<std::string, std::string>>{{"--t-post none,anneel", "--t-post"},
                                                                                     {"--anneal-floors 5,x", "--anneal-floors"},
                                                                                     {"--anneal-scales -1", "--anneal-scales"},
-                                                                                    {"--cache inside", "--cache"}}) {
+                                                                                    {"--cache inside", "--cache"},
+                                                                                    {"--strengths 1,-0.5", "--strengths"}}) {
     const int code = run_tool("ilf_search", "--config " + config + " --out " + dir + "/search " + flags, dir + "/log.txt");
     const std::string text = slurp(dir + "/log.txt");
     EXPECT_EQ(code, cli::kUsageError) << flags << ": " << text;

@@ -186,21 +186,23 @@ TEST(Search, FindsTheBestPlantedInAToyObjective) {
   }
 }
 
-TEST(Search, FindsPlantedAnnealParametersAndCachingWhenTheSpaceOffersThem) {
+TEST(Search, FindsPlantedAnnealParametersCachingAndStrengthWhenTheSpaceOffersThem) {
   const std::string dir = test::scratch_dir("search_planted_settings");
   SearchSpace space = toy_space();
   space.anneal_floors = {5, 10, 20};
   space.anneal_scales = {0.5, 1, 2};
   space.cache_modes = {"", "outside"};
-  // The planted schedule of the toy problem with anneal, floor 20, scale 0.5 and caching outside the loop.
+  space.strengths = {1, 0.5, 0.25};
+  // The planted schedule of the toy problem with anneal, floor 20, scale 0.5, caching outside the loop
+  // and the feedback at half strength.
   Schedule best = planted();
-  best.t_post = TPostRule::kAnneal, best.anneal = AnnealParams{20.0, 0.5}, best.cache = "outside";
+  best.t_post = TPostRule::kAnneal, best.anneal = AnnealParams{20.0, 0.5}, best.cache = "outside", best.strength = 0.5;
   auto metrics = [&](const Schedule& s) {
     Schedule same_rule = s;  // the toy distance in steps and feedback steps, then one per other setting
     same_rule.t_post = planted().t_post;
     nlohmann::json m = toy_metrics(same_rule);
     m["fid"] = m["fid"].get<double>() + (s.t_post != TPostRule::kAnneal) + (s.anneal.floor != 20.0) + (s.anneal.scale != 0.5) +
-               (s.cache != "outside");
+               (s.cache != "outside") + (s.strength != 0.5);
     return m;
   };
   ASSERT_EQ(metrics(best)["fid"].get<double>(), 0.0);
@@ -220,21 +222,30 @@ TEST(Search, FindsPlantedAnnealParametersAndCachingWhenTheSpaceOffersThem) {
       } else {
         EXPECT_TRUE(s.anneal.is_default()) << s.key();
       }
+      EXPECT_NE(std::find(space.strengths.begin(), space.strengths.end(), s.strength), space.strengths.end()) << s.key();
       if (s.feedback_steps.empty()) {
         EXPECT_EQ(s.cache, "") << s.key();
+        EXPECT_EQ(s.strength, 1.0) << s.key();
       }
     }
   }
   // The schedule's JSON round-trips; a schedule with the paper's settings writes them as before.
   EXPECT_EQ(Schedule::from_json(best.to_json()).key(), best.key());
-  EXPECT_EQ(best.key(), "9 steps, feedback 0,4,8, anneal (floor 20, scale 0.5), cache outside");
+  EXPECT_EQ(best.key(), "9 steps, feedback 0,4,8, anneal (floor 20, scale 0.5), cache outside, strength 0.5");
   EXPECT_FALSE(planted().to_json().contains("anneal"));
   EXPECT_FALSE(planted().to_json().contains("cache"));
+  EXPECT_FALSE(planted().to_json().contains("strength"));
+  // The strength is always set, so that a config's own strength does not leak into the search.
+  const auto overrides = planted().overrides();
+  EXPECT_NE(std::find(overrides.begin(), overrides.end(), "ilf.strength=1.0"), overrides.end());
   // The flags' lists are checked, naming the flag.
   EXPECT_EQ(parse_number_list("--anneal-floors", "5,10,20"), std::vector<double>({5, 10, 20}));
   EXPECT_EQ(parse_cache_mode_list("--cache", "none,outside"), std::vector<std::string>({"", "outside"}));
-  for (const auto& [flag, bad] : std::vector<std::pair<std::string, std::string>>{
-           {"--anneal-floors", "5,x"}, {"--anneal-scales", "-1"}, {"--anneal-floors", "1e999"}, {"--cache", "inside"}}) {
+  for (const auto& [flag, bad] : std::vector<std::pair<std::string, std::string>>{{"--anneal-floors", "5,x"},
+                                                                                  {"--anneal-scales", "-1"},
+                                                                                  {"--anneal-floors", "1e999"},
+                                                                                  {"--cache", "inside"},
+                                                                                  {"--strengths", "0.5,-1"}}) {
     const std::string message = error_of([&] {
       if (flag == "--cache")
         parse_cache_mode_list(flag, bad);
@@ -267,6 +278,9 @@ TEST(Search, SchedulesThatSampleAlikeShareAPlanSignatureAndOnlyOneIsEvaluated) {
   Schedule scaled = a;  // a scale that changes step 1's t_post
   scaled.anneal = AnnealParams{10.0, 0.5};
   EXPECT_NE(signature(scaled), signature(a));
+  Schedule weaker = a;  // the same plan, with less feedback in both feedback steps
+  weaker.strength = 0.5;
+  EXPECT_NE(signature(weaker), signature(a));
 
   // In a search, a schedule whose signature was evaluated is not proposed: here the cache mode is
   // declared irrelevant, so no two candidates differ by it alone.

@@ -1,6 +1,6 @@
 // ilf_search: finds the best ILF schedule (step count, the steps with feedback, the t_post rule and its
-// anneal parameters, caching on the other steps) for a trained feedback module under a budget of block
-// forwards per image (see experiments/search/search.h).
+// anneal parameters, caching on the other steps, the feedback strength) for a trained feedback module
+// under a budget of block forwards per image (see experiments/search/search.h).
 // Writes OUT/state.json (resumable: run the same command again), OUT/report.md, OUT/best.json.
 //   ilf_search --config configs/fashion_mnist.json --budget-fraction 0.6 --objective fid --out runs/search
 #include <CLI/CLI.hpp>
@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   run.search_seeds.num_samples = 1000;
   run.heldout_seeds.num_samples = 5000;
   run.heldout_seeds.seed = 1000000;
-  std::string objective = "fid", t_post_rules, anneal_floors, anneal_scales, cache_modes;
+  std::string objective = "fid", t_post_rules, anneal_floors, anneal_scales, cache_modes, strengths;
   app.add_option("--config", run.target.config, "run config with a trained feedback module")->capture_default_str();
   app.add_option("--set", run.target.overrides, "override a config value: key.path=value (repeatable)");
   app.add_option("--model-folder", run.target.model_folder, "text-to-image: model folder with model.json");
@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
       ->check(list_check("--anneal-scales", parse_number_list));
   app.add_option("--cache", cache_modes, "caching on the steps without feedback: none,alternate,outside (default: none)")
       ->check(list_check("--cache", parse_cache_mode_list));
+  app.add_option("--strengths", strengths, "feedback strengths (ilf.strength) to choose from, e.g. 1,0.5,0.25 (default: 1)")
+      ->check(list_check("--strengths", parse_number_list));
   app.add_option("--seed", run.options.seed, "seed of the search's own choices")->capture_default_str()->transform(cli::Seed);
   app.add_option("--search-samples", run.search_seeds.num_samples, "samples per candidate")
       ->capture_default_str()
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
     if (!anneal_floors.empty()) run.space.anneal_floors = parse_number_list("--anneal-floors", anneal_floors);
     if (!anneal_scales.empty()) run.space.anneal_scales = parse_number_list("--anneal-scales", anneal_scales);
     if (!cache_modes.empty()) run.space.cache_modes = parse_cache_mode_list("--cache", cache_modes);
+    if (!strengths.empty()) run.space.strengths = parse_number_list("--strengths", strengths);
     run.heldout_seeds.batch = run.search_seeds.batch;
     run.heldout_seeds.device = run.search_seeds.device;
     const SearchResult result = run_search(run);

@@ -27,6 +27,7 @@ Schedule Schedule::normalized() const {
   if (s.feedback_steps.empty()) {
     s.t_post = TPostRule::kNone;
     s.cache.clear();
+    s.strength = 1.0;
   }
   if (s.t_post != TPostRule::kAnneal) s.anneal = AnnealParams{};
   return s;
@@ -51,6 +52,7 @@ std::string Schedule::key() const {
   k += ", " + to_string(s.t_post);
   if (!s.anneal.is_default()) k += " (floor " + number(s.anneal.floor) + ", scale " + number(s.anneal.scale) + ")";
   if (!s.cache.empty()) k += ", cache " + s.cache;
+  if (s.strength != 1.0) k += ", strength " + number(s.strength);
   return k;
 }
 
@@ -59,7 +61,8 @@ std::vector<std::string> Schedule::overrides() const {
   if (s.feedback_steps.empty()) return {"sampling.method=baseline", "sampling.steps=" + std::to_string(s.steps)};
   std::vector<std::string> o = {"sampling.method=" + std::string(s.cache.empty() ? "ilf" : "ilf_cache"),
                                 "sampling.steps=" + std::to_string(s.steps), "ilf.t_post=" + to_string(s.t_post),
-                                "ilf.feedback_steps=" + nlohmann::json{{"mode", "list"}, {"steps", s.feedback_steps}}.dump()};
+                                "ilf.feedback_steps=" + nlohmann::json{{"mode", "list"}, {"steps", s.feedback_steps}}.dump(),
+                                "ilf.strength=" + nlohmann::json(s.strength).dump()};
   if (!s.anneal.is_default()) {
     o.push_back("ilf.anneal_floor=" + nlohmann::json(s.anneal.floor).dump());
     o.push_back("ilf.anneal_scale=" + nlohmann::json(s.anneal.scale).dump());
@@ -73,6 +76,7 @@ nlohmann::json Schedule::to_json() const {
   nlohmann::json j = {{"steps", s.steps}, {"feedback_steps", s.feedback_steps}, {"t_post", to_string(s.t_post)}};
   if (!s.anneal.is_default()) j["anneal"] = {{"floor", s.anneal.floor}, {"scale", s.anneal.scale}};
   if (!s.cache.empty()) j["cache"] = s.cache;
+  if (s.strength != 1.0) j["strength"] = s.strength;
   return j;
 }
 
@@ -87,13 +91,14 @@ Schedule Schedule::from_json(const nlohmann::json& j) {
       s.anneal.scale = j["anneal"].at("scale").get<double>();
     }
     s.cache = j.value("cache", "");
+    s.strength = j.value("strength", 1.0);
     if (s.cache != "" && s.cache != "alternate" && s.cache != "outside")
       throw Error("a schedule's \"cache\" must be \"alternate\" or \"outside\" (got \"" + s.cache + "\")");
     return s.normalized();
   } catch (const nlohmann::json::exception& e) {
     throw Error(
         "a schedule must be {\"steps\", \"feedback_steps\", \"t_post\"} with optional \"anneal\" {\"floor\", \"scale\"} "
-        "and \"cache\" (" +
+        "and \"cache\", \"strength\" (" +
         std::string(e.what()) + ")");
   }
 }
@@ -244,9 +249,10 @@ T pick_other(const std::vector<T>& choices, const T& current, Rng& rng) {
   return others.empty() ? current : pick(others, rng);
 }
 
-// The anneal parameters and cache modes, when the space gives more than one value.
+// The anneal parameters, cache modes and strengths, when the space gives more than one value.
 bool has_settings_choices(const SearchSpace& space) {
-  return space.anneal_floors.size() > 1 || space.anneal_scales.size() > 1 || space.cache_modes.size() > 1;
+  return space.anneal_floors.size() > 1 || space.anneal_scales.size() > 1 || space.cache_modes.size() > 1 ||
+         space.strengths.size() > 1;
 }
 
 Schedule mutate(Schedule s, const SearchSpace& space, Rng& rng) {
@@ -280,11 +286,12 @@ Schedule mutate(Schedule s, const SearchSpace& space, Rng& rng) {
           k = std::clamp<int64_t>(k + (draw(rng, 2) ? 1 : -1), 0, s.steps - 1);
         }
         break;
-      default:  // another anneal floor, anneal scale or cache mode
-        switch (draw(rng, 3)) {
+      default:  // another anneal floor, anneal scale, cache mode or strength
+        switch (draw(rng, 4)) {
           case 0: s.anneal.floor = pick_other(space.anneal_floors, s.anneal.floor, rng); break;
           case 1: s.anneal.scale = pick_other(space.anneal_scales, s.anneal.scale, rng); break;
-          default: s.cache = pick_other(space.cache_modes, s.cache, rng);
+          case 2: s.cache = pick_other(space.cache_modes, s.cache, rng); break;
+          default: s.strength = pick_other(space.strengths, s.strength, rng);
         }
     }
   }
@@ -305,6 +312,7 @@ Schedule random_schedule(const SearchSpace& space, Rng& rng) {
     s.anneal.floor = pick(space.anneal_floors, rng);
     s.anneal.scale = pick(space.anneal_scales, rng);
     s.cache = pick(space.cache_modes, rng);
+    s.strength = pick(space.strengths, rng);
   }
   return s.normalized();
 }
@@ -316,7 +324,8 @@ bool contains(const std::vector<T>& v, const T& x) {
 
 bool in_space(const Schedule& s, const SearchSpace& space) {
   if (s.steps < space.min_steps || s.steps > space.max_steps) return false;
-  if (!s.feedback_steps.empty() && (!contains(space.t_post_rules, s.t_post) || !contains(space.cache_modes, s.cache)))
+  if (!s.feedback_steps.empty() && (!contains(space.t_post_rules, s.t_post) || !contains(space.cache_modes, s.cache) ||
+                                    !contains(space.strengths, s.strength)))
     return false;
   // Anneal parameters come from the space's lists; the paper's (the structured seeds') are always allowed.
   if (s.t_post == TPostRule::kAnneal && !s.anneal.is_default() &&
@@ -340,6 +349,7 @@ nlohmann::json settings_json(const SearchSpace& space, const SearchOptions& opti
   if (space.anneal_floors != defaults.anneal_floors) j["anneal_floors"] = space.anneal_floors;
   if (space.anneal_scales != defaults.anneal_scales) j["anneal_scales"] = space.anneal_scales;
   if (space.cache_modes != defaults.cache_modes) j["cache_modes"] = space.cache_modes;
+  if (space.strengths != defaults.strengths) j["strengths"] = space.strengths;
   return j;
 }
 
@@ -421,6 +431,7 @@ std::vector<Schedule> seed_schedules(const SearchSpace& space, int64_t budget, c
         s.feedback_steps = pattern(n);
         s.t_post = rule;
         s.cache = space.cache_modes.front();
+        s.strength = space.strengths.front();
         s = s.normalized();
         if (!in_space(s, space) || cost(s) > budget) continue;
         const bool seen = std::any_of(seeds.begin(), seeds.end(), [&](const Schedule& o) { return o.key() == s.key(); });
@@ -436,8 +447,8 @@ SearchResult run_schedule_search(const SearchSpace& space, const SearchOptions& 
   if (space.min_steps < 1 || space.max_steps < space.min_steps)
     throw Error("search space: steps must satisfy 1 <= min_steps <= max_steps");
   if (space.t_post_rules.empty()) throw Error("search space: no t_post rule to choose from");
-  if (space.anneal_floors.empty() || space.anneal_scales.empty() || space.cache_modes.empty())
-    throw Error("search space: no anneal floor, anneal scale or cache mode to choose from");
+  if (space.anneal_floors.empty() || space.anneal_scales.empty() || space.cache_modes.empty() || space.strengths.empty())
+    throw Error("search space: no anneal floor, anneal scale, cache mode or strength to choose from");
   if (options.budget < 1 || options.evaluations < 1 || options.finalists < 0 || options.initial < 0)
     throw Error("search options: budget and evaluations must be >= 1, initial and finalists >= 0");
   const nlohmann::json settings = settings_json(space, options, objective);
@@ -610,7 +621,9 @@ SignatureFunction make_plan_signature(const SearchTarget& target) {
   return [target](const Schedule& s) {
     const LoadedRunConfig loaded = load_tool_config(target.config, with_schedule(target, s), target.model_folder);
     const nlohmann::json plan = plan_run(loaded.config);
-    return nlohmann::json{{"solver", plan.at("solver")}, {"steps", plan.at("steps")}}.dump();
+    // The plan does not show the strength, which changes the samples of every feedback step.
+    return nlohmann::json{{"solver", plan.at("solver")}, {"steps", plan.at("steps")}, {"strength", s.normalized().strength}}
+        .dump();
   };
 }
 

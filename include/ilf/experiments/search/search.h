@@ -30,29 +30,34 @@ struct Schedule {
   TPostRule t_post = TPostRule::kAnneal;  // ignored (kept kNone) without feedback steps
   AnnealParams anneal;                    // used by t_post anneal (kept at the defaults otherwise)
   std::string cache;                      // "": no caching; "alternate" or "outside": method ilf_cache's mode
+  double strength = 1.0;                  // ilf.strength, the feedback's multiplier at sampling (1 without feedback)
 
-  // Sorts and deduplicates the steps, drops the rule and caching of a plain schedule and the anneal
-  // parameters of other rules.
+  // Sorts and deduplicates the steps, drops the rule, caching and strength of a plain schedule and the
+  // anneal parameters of other rules.
   Schedule normalized() const;
   // "10 steps, feedback 0,1,8,9, anneal" (unique per normalized schedule; the state file's key), with
-  // " (floor 20, scale 0.5)" for anneal parameters other than the paper's and ", cache outside".
+  // " (floor 20, scale 0.5)" for anneal parameters other than the paper's, ", cache outside" and
+  // ", strength 0.5" for a strength other than 1.
   std::string key() const;
   // The run-config overrides that select it: sampling.method (baseline, ilf or ilf_cache), sampling.steps,
-  // ilf.t_post, ilf.feedback_steps, and where they differ from the defaults ilf.anneal_floor,
-  // ilf.anneal_scale and ilf_cache.mode. Caching "alternate" uses the config's "cache" section.
+  // ilf.t_post, ilf.feedback_steps, ilf.strength (always: a config's own strength does not leak into the
+  // search), and where they differ from the defaults ilf.anneal_floor, ilf.anneal_scale and
+  // ilf_cache.mode. Caching "alternate" uses the config's "cache" section.
   std::vector<std::string> overrides() const;
   nlohmann::json to_json() const;
   static Schedule from_json(const nlohmann::json& j);  // throws ilf::Error on malformed entries
 };
 
 // What a candidate may be.
-// The anneal parameters and cache modes are searched only when given more than the default value.
+// The anneal parameters, cache modes and strengths are searched only when given more than the default
+// value; the first cache mode and strength are the structured starting points'.
 struct SearchSpace {
   int64_t min_steps = 4, max_steps = 24;
   std::vector<TPostRule> t_post_rules = {TPostRule::kNone, TPostRule::kUniform, TPostRule::kRescale, TPostRule::kAnneal};
   std::vector<double> anneal_floors = {10.0};
   std::vector<double> anneal_scales = {1.0};
   std::vector<std::string> cache_modes = {""};  // "" (none), "alternate", "outside"
+  std::vector<double> strengths = {1.0};        // the feedback as trained
 };
 
 // Comma-separated lists of the ilf_search flags, checked: t_post rules, numbers >= 0, cache modes
