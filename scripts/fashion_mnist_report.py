@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 NOTES_BEGIN = "<!-- notes begin -->"
 NOTES_END = "<!-- notes end -->"
 CLASS_NAMES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
-GRID_ROWS = ["base20", "base10", "cache20", "ilf10"]  # the Figure 9 rows, when present
+GRID_ROWS = ["base20", "base10", "cache20", "ilf10", "ilf11"]  # the Figure 9 rows (and the default), when present
 
 
 def read_samples(path, count):
@@ -67,7 +67,7 @@ def same_seed_grid(rows, samples_dir, out_png, crop=2):
 
 
 def short_label(name):
-    return {"base20": "20 steps", "base10": "10 steps", "cache20": "caching", "ilf10": "ILF 10"}.get(name, name)
+    return {"base20": "20 steps", "base10": "10 steps", "cache20": "caching", "ilf10": "ILF 10", "ilf11": "ILF 11 (default)"}.get(name, name)
 
 
 def quality_plot(rows, out_png):
@@ -76,12 +76,13 @@ def quality_plot(rows, out_png):
     groups = {
         "baseline (plain steps)": lambda n, m: m["settings"]["method"] == "baseline",
         "caching": lambda n, m: m["settings"]["method"] == "cache",
-        "ILF (t_post anneal, 3000-step feedback)": lambda n, m: m["settings"]["method"] == "ilf"
-        and m["settings"]["t_post"] == "anneal" and "fb1000" not in n,
+        "ILF (paper schedule, t_post anneal, 3000-step feedback)": lambda n, m: m["settings"]["method"] == "ilf"
+        and m["settings"]["t_post"] == "anneal" and "fb1000" not in n and n != "ilf11",
         "ILF, other t_post / training": lambda n, m: m["settings"]["method"] == "ilf"
         and (m["settings"]["t_post"] != "anneal" or "fb1000" in n),
+        "ILF, ilf_search's schedule (the default)": lambda n, m: n == "ilf11",
     }
-    styles = ["o-", "s", "^-", "x"]
+    styles = ["o-", "s", "^-", "x", "*"]
     for ax, key, title in [(axes[0], "fid", "FID (classifier features, lower is better)"),
                            (axes[1], "class_accuracy", "class accuracy (higher is better)")]:
         # Outliers (e.g. a broken t_post rule) would flatten the rest: FIDs above 1.6x the median are

@@ -70,21 +70,24 @@ FEEDBACK=$REPO/$MODELS/feedback.safetensors
 FEEDBACK_1000=$REPO/$MODELS/feedback_1000_steps.safetensors
 
 # --- the rows: name | label | overrides -----------------------------------------------------------
-# The first row is the reference of the fidelity columns (same seeds, same batches).
+# The first row is the reference of the fidelity columns (same seeds, same batches). The "(outer 2)"
+# rows use the paper's schedule (configs/fashion_mnist_paper.json), the default's until ilf_search.
+PAPER="ilf.feedback_steps.mode=outer ilf.feedback_steps.count=2 ilf.strength=1"
 ROWS=(
   "base20|Baseline, 20 steps|sampling.method=baseline sampling.steps=20"
   "base12|Baseline, 12 steps|sampling.method=baseline sampling.steps=12"
   "base10|Baseline, 10 steps|sampling.method=baseline sampling.steps=10"
   "cache20|Caching, 20 steps (inner 8 blocks, every 3rd step)|sampling.method=cache sampling.steps=20"
-  "ilf10|ILF, 10 steps (outer 2), t_post anneal|sampling.method=ilf sampling.steps=10 ilf.t_post=anneal"
-  "ilf12|ILF, 12 steps (outer 2), t_post anneal|sampling.method=ilf sampling.steps=12 ilf.t_post=anneal"
-  "ilf10_none|ILF, 10 steps (outer 2), t_post none|sampling.method=ilf sampling.steps=10 ilf.t_post=none"
-  "ilf10_uniform|ILF, 10 steps (outer 2), t_post uniform|sampling.method=ilf sampling.steps=10 ilf.t_post=uniform"
-  "ilf10_rescale|ILF, 10 steps (outer 2), t_post rescale|sampling.method=ilf sampling.steps=10 ilf.t_post=rescale"
-  "ilf10_fb1000|ILF, 10 steps (outer 2), anneal, feedback trained 1000 steps|sampling.method=ilf sampling.steps=10 ilf.t_post=anneal ilf.feedback_weights=$FEEDBACK_1000"
+  "ilf11|ILF, 11 steps, feedback on steps 2 and -2, strength 0.25 (the default)|sampling.method=ilf sampling.steps=11 ilf.t_post=anneal ilf.feedback_steps.mode=list ilf.feedback_steps.steps=[2,-2] ilf.strength=0.25"
+  "ilf10|ILF, 10 steps (outer 2), t_post anneal|sampling.method=ilf sampling.steps=10 ilf.t_post=anneal $PAPER"
+  "ilf12|ILF, 12 steps (outer 2), t_post anneal|sampling.method=ilf sampling.steps=12 ilf.t_post=anneal $PAPER"
+  "ilf10_none|ILF, 10 steps (outer 2), t_post none|sampling.method=ilf sampling.steps=10 ilf.t_post=none $PAPER"
+  "ilf10_uniform|ILF, 10 steps (outer 2), t_post uniform|sampling.method=ilf sampling.steps=10 ilf.t_post=uniform $PAPER"
+  "ilf10_rescale|ILF, 10 steps (outer 2), t_post rescale|sampling.method=ilf sampling.steps=10 ilf.t_post=rescale $PAPER"
+  "ilf10_fb1000|ILF, 10 steps (outer 2), anneal, feedback trained 1000 steps|sampling.method=ilf sampling.steps=10 ilf.t_post=anneal ilf.feedback_weights=$FEEDBACK_1000 $PAPER"
   "base6|Baseline, 6 steps|sampling.method=baseline sampling.steps=6"
   "base8|Baseline, 8 steps|sampling.method=baseline sampling.steps=8"
-  "ilf6|ILF, 6 steps (outer 2), t_post anneal|sampling.method=ilf sampling.steps=6 ilf.t_post=anneal"
+  "ilf6|ILF, 6 steps (outer 2), t_post anneal|sampling.method=ilf sampling.steps=6 ilf.t_post=anneal $PAPER"
 )
 
 evaluate_row() {  # evaluate_row "name|label|overrides"

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <set>
 
+#include "ilf/accel/ilf.h"
+#include "ilf/accel/registry.h"
 #include "ilf/error.h"
 #include "ilf/experiments/search/search.h"
 #include "ilf/feedback/feedback.h"
@@ -370,24 +372,29 @@ TEST(Search, TheBestConfigRunsFromAnotherFolderWithTheSchedule) {
   EXPECT_EQ(plan_run(rc).at("total_block_forwards").get<int64_t>(), 9 * 12 + 2 * (12 + 4 + 1));
 }
 
-TEST(Search, TheShippedSearchedConfigIsTheEmbeddedModelWithTheChosenSchedule) {
-  // configs/fashion_mnist_searched.json differs from the embedded default only in the schedule and
-  // the feedback strength.
-  const std::string searched = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist_searched.json";
-  Json expected = read_run_config_json(std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json", {});
-  expected.erase("training");
-  expected.erase("data");
-  Schedule s;
-  s.steps = 11;
-  s.feedback_steps = {2, 9};
-  for (const auto& o : s.overrides()) apply_override(expected, o);
-  apply_override(expected, "ilf.strength=0.5");
-  Json actual = read_run_config_json(searched, {});
-  expected["sampling"].erase("method");  // the overrides' method ("ilf") is the file's
-  actual["sampling"].erase("method");
+TEST(Search, TheDefaultConfigIsThePapersModelWithTheSearchedSchedule) {
+  // configs/fashion_mnist.json samples with the schedule ilf_search chose (11 steps, feedback on steps 2
+  // and 9 written as [2, -2], a quarter of the feedback); configs/fashion_mnist_paper.json keeps the
+  // paper's. The two differ only there.
+  const std::string dir = std::string(ILF_SOURCE_DIR) + "/configs/";
+  Json expected = read_run_config_json(dir + "fashion_mnist_paper.json", {});
+  for (const std::string o :
+       {"sampling.steps=11", R"(ilf.feedback_steps={"mode": "list", "steps": [2, -2]})", "ilf.strength=0.25"})
+    apply_override(expected, o);
+  Json actual = read_run_config_json(dir + "fashion_mnist.json", {});
+  actual.erase("training");
+  actual.erase("data");
   EXPECT_EQ(actual, expected) << actual.dump() << "\n" << expected.dump();
-  const RunConfig rc = load_run_config(searched, {});
-  EXPECT_TRUE(std::filesystem::exists(rc.ilf.weights)) << rc.ilf.weights;
-  EXPECT_EQ(rc.sampling.method, "ilf");
+
+  const RunConfig rc = load_run_config(dir + "fashion_mnist.json", {});
+  const auto& ilf = settings_as<IlfSettings>(*rc.methods.at("ilf"), "ilf");
+  std::vector<int64_t> feedback;
+  for (int64_t k = 0; k < rc.sampling.options.steps; ++k)
+    if (ilf.feedback_steps.uses_feedback(k, rc.sampling.options.steps)) feedback.push_back(k);
+  EXPECT_EQ(feedback, (std::vector<int64_t>{2, 9}));
+  EXPECT_EQ(ilf.strength, 0.25);
   EXPECT_EQ(plan_run(rc).at("total_block_forwards").get<int64_t>(), 142);
+  const RunConfig paper = load_run_config(dir + "fashion_mnist_paper.json", {});
+  EXPECT_TRUE(std::filesystem::exists(paper.ilf.weights)) << paper.ilf.weights;
+  EXPECT_EQ(plan_run(paper).at("total_block_forwards").get<int64_t>(), 140);
 }
