@@ -37,6 +37,8 @@ def key(s):
         k += f" (floor {number(s['anneal']['floor'])}, scale {number(s['anneal']['scale'])})"
     if s.get("cache"):
         k += f", cache {s['cache']}"
+    if s.get("strength", 1) != 1:
+        k += f", strength {number(s['strength'])}"
     return k
 
 
@@ -54,7 +56,7 @@ def pareto(cands):
     return front
 
 
-def section(folder, index):
+def section(folder, index, model):
     state = json.load(open(os.path.join(folder, "state.json")))
     st = state["settings"]
     refs = {}
@@ -65,12 +67,13 @@ def section(folder, index):
     obj = st["objective"]
     terms = [t for t in (f"{obj['fid']}*FID" if obj["fid"] else "", f"- {obj['accuracy']}*accuracy%" if obj["accuracy"] else "",
                          f"- {obj['psnr']}*PSNR" if obj["psnr"] else "") if t]
-    out = [f"## Search {index}: budget {st['budget']} block forwards, objective {' '.join(terms)}", "",
+    out = [f"## Search {index}: {model}, budget {st['budget']} block forwards, objective {' '.join(terms)}", "",
            f"Output folder `{os.path.relpath(folder)}`; steps {st['min_steps']}-{st['max_steps']}, t_post rules "
            f"{', '.join(st['t_post_rules'])}"
            + (f"; anneal floors {', '.join(map(number, st['anneal_floors']))}" if "anneal_floors" in st else "")
            + (f"; anneal scales {', '.join(map(number, st['anneal_scales']))}" if "anneal_scales" in st else "")
            + (f"; cache modes {', '.join(m or 'none' for m in st['cache_modes'])}" if "cache_modes" in st else "")
+           + (f"; feedback strengths {', '.join(map(number, st['strengths']))}" if "strengths" in st else "")
            + f"; {len(state['candidates'])} candidates ({st['initial']} structured "
            f"starting points, then mutations; seed {st['seed']}).", ""]
     out += ["Every candidate on the search seeds, in evaluation order (**bold**: on the Pareto front of block forwards "
@@ -128,21 +131,23 @@ def plot(searches, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--search", action="append", required=True, help="an ilf_search output folder (repeatable)")
+    ap.add_argument("--search", action="append", required=True,
+                    help="an ilf_search output folder, optionally FOLDER:MODEL naming the model (repeatable)")
     ap.add_argument("--report", default="docs/results/schedule-search.md")
     ap.add_argument("--machine", required=True)
     ap.add_argument("--command", action="append", default=[], help="the commands that produced the folders")
     args = ap.parse_args()
     plot_png = os.path.splitext(args.report)[0] + ".png"
-    out = ["# Schedule search on the embedded Fashion-MNIST model", "",
+    out = ["# Schedule search on the embedded Fashion-MNIST models", "",
            f"Generated {datetime.date.today()} by `scripts/search/report.py` on {args.machine}, from:", "", "```bash"]
     out += args.command + ["```", "",
                            "Scores are lower-is-better (FID minus weighted class accuracy in percent); every candidate was "
                            "priced by the sampler's plan before sampling, so none exceeds the budget.", "",
                            f"![FID and class accuracy of every candidate against block forwards]({os.path.basename(plot_png)})", ""]
     searches = []
-    for i, folder in enumerate(args.search, 1):
-        lines, state, refs = section(folder, i)
+    for i, spec in enumerate(args.search, 1):
+        folder, _, model = spec.partition(":")
+        lines, state, refs = section(folder, i, model or "class-to-image DiT")
         out += lines + [""]
         searches.append((folder, state, refs))
     plot(searches, plot_png)
