@@ -1,6 +1,7 @@
 // Schedule search (ilf_search): the budget is priced exactly by the sampler's plan, a killed search
 // resumes into the same result, the search finds a best planted in a toy objective, and the written
-// config runs from anywhere. The toy objectives stand in for sampling so the tests take milliseconds.
+// config runs from anywhere. The toy objectives stand in for sampling so those tests take milliseconds;
+// one test samples the embedded model to show that a search loads it and judges the reference set once.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -16,8 +17,10 @@
 #include "ilf/accel/registry.h"
 #include "ilf/error.h"
 #include "ilf/experiments/search/search.h"
+#include "ilf/experiments/search/search_run.h"
 #include "ilf/feedback/feedback.h"
 #include "ilf/models/dit.h"
+#include "ilf/pipelines/evaluation.h"
 #include "ilf/pipelines/loading.h"
 #include "ilf/sampling/dpm_solver.h"
 #include "ilf/sampling/sampler.h"
@@ -397,4 +400,52 @@ TEST(Search, TheDefaultConfigIsThePapersModelWithTheSearchedSchedule) {
   const RunConfig paper = load_run_config(dir + "fashion_mnist_paper.json", {});
   EXPECT_TRUE(std::filesystem::exists(paper.ilf.weights)) << paper.ilf.weights;
   EXPECT_EQ(plan_run(paper).at("total_block_forwards").get<int64_t>(), 140);
+}
+
+TEST(Search, TheModelIsLoadedOnceAndTheReferenceJudgedOnceWithTheMetricsOfEvaluatingFromScratch) {
+  // Three schedules of the embedded model (plain; feedback at half strength; feedback with caching
+  // outside the loop) through one SearchModel: it loads once and judges the 10,000 reference images
+  // once. The last one, evaluated by a model that served two others, is also evaluated from scratch as
+  // ilf_eval evaluates a config: every metric but the timing is the same.
+  const SearchTarget target{std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json", {}, "", ""};
+  std::vector<Schedule> schedules(3);
+  schedules[0].steps = 4;
+  schedules[1].steps = 5, schedules[1].feedback_steps = {0, 4}, schedules[1].strength = 0.5;
+  schedules[2].steps = 6, schedules[2].feedback_steps = {1, 4}, schedules[2].cache = "outside";
+  EvalRequest request;
+  request.num_samples = 6, request.batch = 4, request.seed = 11;
+  SearchModel model(target, "cpu");
+  EXPECT_EQ(model.model_loads(), 0);
+  std::vector<nlohmann::json> shared;
+  for (const Schedule& s : schedules) shared.push_back(model.evaluate(s, request));
+  EXPECT_EQ(model.model_loads(), 1);
+  EXPECT_EQ(model.reference_judgements(), 1);
+  const RunConfig config = load_tool_config(target.config, schedules[2].overrides()).config;
+  nlohmann::json scratch = evaluate_class_to_image(config, request), reused = shared[2];
+  scratch.erase("seconds_per_image");
+  reused.erase("seconds_per_image");
+  EXPECT_EQ(reused, scratch);
+  EXPECT_EQ(reused.at("settings").at("method"), "ilf_cache");
+  EXPECT_EQ(shared[1].at("settings").at("ilf").at("strength"), 0.5) << shared[1].dump();
+  EXPECT_NE(shared[1].at("fid"), shared[2].at("fid"));  // the schedules sampled differently
+  EvalRequest elsewhere = request;
+  elsewhere.device = "cuda";
+  EXPECT_THROW(model.evaluate(schedules[0], elsewhere), Error);
+}
+
+TEST(Search, TheDefaultsShownByTheToolParseBackIntoThemselves) {
+  // ilf_search shows SearchRun's defaults in --help through these functions; each must read back as
+  // what it shows.
+  const SearchSpace space;
+  EXPECT_EQ(format_t_post_list(space.t_post_rules), "none,uniform,rescale,anneal");
+  EXPECT_EQ(parse_t_post_list("--t-post", format_t_post_list(space.t_post_rules)), space.t_post_rules);
+  EXPECT_EQ(format_cache_mode_list({"", "outside"}), "none,outside");
+  EXPECT_EQ(parse_cache_mode_list("--cache", "none,outside"), (std::vector<std::string>{"", "outside"}));
+  EXPECT_EQ(format_number_list({10.0, 0.25, 1.5}), "10,0.25,1.5");
+  EXPECT_EQ(parse_number_list("--strengths", format_number_list({10.0, 0.25, 1.5})), (std::vector<double>{10.0, 0.25, 1.5}));
+  for (const std::string text : {"fid", "accuracy", "psnr", "fid=1,accuracy=0.5", "accuracy=2,psnr=0.25"}) {
+    const Objective o = Objective::parse(text);
+    EXPECT_EQ(o.text(), text);
+  }
+  EXPECT_EQ(SearchRun{}.objective.text(), "fid");
 }

@@ -70,18 +70,25 @@ struct Generated {
   nlohmann::json settings;
 };
 
-nlohmann::json score(const RunConfig& config, const EvalRequest& request, const torch::Device& device, const Generated& g) {
-  torch::jit::script::Module extractor = load_extractor(config.eval.feature_extractor, device);
+nlohmann::json score(const RunConfig& config, const EvalRequest& request, EvalReference& ref, const Generated& g) {
+  const EvalSection& eval = config.eval;
+  if (eval.feature_extractor != ref.eval.feature_extractor || eval.crop != ref.eval.crop ||
+      eval.dataset_folder != ref.eval.dataset_folder || torch::Device(request.device) != ref.device)
+    throw Error(config.source + ": evaluated against a reference loaded for another \"eval\" section or device");
   if (!request.write_samples.empty())
     write_safetensors(request.write_samples, {{"samples", g.images}}, {{"config", config.source}});
 
-  // Quality: FID against the reference set, class accuracy.
-  const Judged generated = judge(extractor, crop(g.images, config.eval.crop).to(device), 1000);
-  FashionMnistDataset test_set(config.eval.dataset_folder, "test");
-  std::vector<int64_t> all(static_cast<size_t>(test_set.size()));
-  for (int64_t i = 0; i < test_set.size(); ++i) all[static_cast<size_t>(i)] = i;
-  const Judged reference = judge(extractor, crop(test_set.load(all).x0, config.eval.crop).to(device), 1000);
-  const double fid = frechet_distance(feature_statistics(generated.features), feature_statistics(reference.features));
+  // Quality: FID against the reference set (judged by the first evaluation), class accuracy.
+  const Judged generated = judge(*ref.extractor, crop(g.images, eval.crop).to(ref.device), 1000);
+  if (!ref.statistics) {
+    FashionMnistDataset test_set(eval.dataset_folder, "test");
+    std::vector<int64_t> all(static_cast<size_t>(test_set.size()));
+    for (int64_t i = 0; i < test_set.size(); ++i) all[static_cast<size_t>(i)] = i;
+    ref.statistics =
+        feature_statistics(judge(*ref.extractor, crop(test_set.load(all).x0, eval.crop).to(ref.device), 1000).features);
+    ++ref.reference_judgements;
+  }
+  const double fid = frechet_distance(feature_statistics(generated.features), *ref.statistics);
   const double accuracy =
       generated.predicted.to(torch::kCPU).eq(torch::tensor(g.labels, torch::kInt64)).to(torch::kFloat64).mean().item<double>();
 
@@ -124,12 +131,25 @@ void check_request(const EvalRequest& request) {
 
 }  // namespace
 
+EvalReference load_eval_reference(const RunConfig& config, const torch::Device& device) {
+  EvalReference r;
+  r.eval = config.eval;
+  r.device = device;
+  r.extractor = std::make_shared<torch::jit::script::Module>(load_extractor(config.eval.feature_extractor, device));
+  return r;
+}
+
 nlohmann::json evaluate_class_to_image(const RunConfig& config, const EvalRequest& request) {
   check_request(request);
   const torch::Device device(request.device);
   ClassToImageModel model = load_class_to_image_model(config, device);
-  load_extractor(config.eval.feature_extractor, device);  // a bad extractor fails before sampling
+  EvalReference reference = load_eval_reference(config, device);  // a bad extractor fails before sampling
+  return evaluate_class_to_image(model, config, request, reference);
+}
 
+nlohmann::json evaluate_class_to_image(ClassToImageModel& model, const RunConfig& config, const EvalRequest& request,
+                                       EvalReference& reference) {
+  check_request(request);
   Generated g;
   std::vector<torch::Tensor> samples;
   for (int64_t start = 0; start < request.num_samples; start += request.batch) {
@@ -147,7 +167,7 @@ nlohmann::json evaluate_class_to_image(const RunConfig& config, const EvalReques
   std::cerr << std::endl;
   g.images = torch::cat(samples);  // (N, C, H, W) in [-1, 1]
   g.settings = generation_settings(config, *model.sampling.method, *model.sampling.solver);
-  return score(config, request, device, g);
+  return score(config, request, reference, g);
 }
 
 std::vector<LabelledPrompt> read_labelled_prompts(const std::string& path) {
@@ -176,11 +196,18 @@ nlohmann::json evaluate_text_to_image(const LoadedRunConfig& loaded, const std::
                                       const EvalRequest& request) {
   check_request(request);
   if (prompts.empty()) throw Error("text-to-image evaluation: no prompts");
-  const RunConfig& config = loaded.config;
   const torch::Device device(request.device);
-  TextToImageModel model = load_text_to_image_model(config, device, loaded.folder ? &*loaded.folder : nullptr);
-  load_extractor(config.eval.feature_extractor, device);  // a bad extractor fails before sampling
+  TextToImageModel model = load_text_to_image_model(loaded.config, device, loaded.folder ? &*loaded.folder : nullptr);
+  EvalReference reference = load_eval_reference(loaded.config, device);  // a bad extractor fails before sampling
+  return evaluate_text_to_image(model, loaded, prompts, request, reference);
+}
 
+nlohmann::json evaluate_text_to_image(TextToImageModel& model, const LoadedRunConfig& loaded,
+                                      const std::vector<LabelledPrompt>& prompts, const EvalRequest& request,
+                                      EvalReference& reference) {
+  check_request(request);
+  if (prompts.empty()) throw Error("text-to-image evaluation: no prompts");
+  const RunConfig& config = loaded.config;
   const std::vector<LabelledPrompt> order = interleave_classes(prompts);
   Generated g;
   std::vector<torch::Tensor> samples;
@@ -204,7 +231,7 @@ nlohmann::json evaluate_text_to_image(const LoadedRunConfig& loaded, const std::
   g.images = torch::cat(samples);
   g.settings = generation_settings(config, *model.sampling.method, *model.sampling.solver);
   if (loaded.folder) g.settings["model_folder"] = loaded.folder->path;
-  return score(config, request, device, g);
+  return score(config, request, reference, g);
 }
 
 }  // namespace ilf

@@ -13,12 +13,21 @@
 // models/fashion_mnist_t2i/captions_eval.txt) are taken round-robin over the classes (the first caption
 // of every class, then the second, ...; cycled), sample i with the noise of seed + i; the class is what
 // the accuracy is judged against. The extractor sees the decoded images.
+// A caller that evaluates many settings of one model (ilf_search) loads the model and an EvalReference
+// once and passes them to every evaluation, so the reference images are judged once.
 #pragma once
+#include <torch/script.h>
+
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "ilf/config/run_config.h"
+#include "ilf/eval/metrics.h"
+#include "ilf/pipelines/class_to_image.h"
 #include "ilf/pipelines/loading.h"
+#include "ilf/pipelines/text_to_image.h"
 
 namespace ilf {
 
@@ -49,5 +58,26 @@ std::vector<LabelledPrompt> read_labelled_prompts(const std::string& path);
 // images generated from `prompts` as described at the top; settings also record the prompts file.
 nlohmann::json evaluate_text_to_image(const LoadedRunConfig& loaded, const std::vector<LabelledPrompt>& prompts,
                                       const EvalRequest& request);
+
+// The reference side of the judging ("eval": the feature extractor, the crop, the reference set), which
+// evaluations of one model share: the extractor loaded once, the reference set's feature statistics
+// computed by the first evaluation and kept.
+struct EvalReference {
+  EvalSection eval;
+  torch::Device device{torch::kCPU};
+  std::shared_ptr<torch::jit::script::Module> extractor;
+  std::optional<FeatureStatistics> statistics;  // the reference set's, once judged
+  int64_t reference_judgements = 0;             // how often the reference set was judged
+};
+// Loads config.eval's extractor on `device` (errors name the file); judges nothing yet.
+EvalReference load_eval_reference(const RunConfig& config, const torch::Device& device);
+
+// The evaluations above with a loaded model (its method, solver and options as `config` sets them) and a
+// shared reference (loaded for the same "eval" section and device as request.device): the same metrics.
+nlohmann::json evaluate_class_to_image(ClassToImageModel& model, const RunConfig& config, const EvalRequest& request,
+                                       EvalReference& reference);
+nlohmann::json evaluate_text_to_image(TextToImageModel& model, const LoadedRunConfig& loaded,
+                                      const std::vector<LabelledPrompt>& prompts, const EvalRequest& request,
+                                      EvalReference& reference);
 
 }  // namespace ilf

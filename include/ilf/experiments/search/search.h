@@ -8,9 +8,9 @@
 // few re-evaluated on a held-out seed set. The state is saved after every evaluation, so a killed
 // search resumes where it stopped and proposes exactly what an uninterrupted one would have.
 //
-// The search itself knows nothing about models: it takes a cost function (the plan) and an evaluator
-// (metrics JSON for a schedule). make_plan_cost / make_sampling_evaluator build those from a run config
-// for ilf_search; the tests plant a known best in a toy objective.
+// This header is the search itself, which knows nothing about models: it takes a cost function (the plan)
+// and an evaluator (metrics JSON for a schedule). search_run.h builds those from a run config for
+// ilf_search (its model loaded once per search); the tests plant a known best in a toy objective.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "ilf/feedback/schedule.h"
-#include "ilf/pipelines/evaluation.h"
 
 namespace ilf {
 
@@ -65,6 +64,10 @@ struct SearchSpace {
 std::vector<TPostRule> parse_t_post_list(const std::string& flag, const std::string& text);
 std::vector<double> parse_number_list(const std::string& flag, const std::string& text);
 std::vector<std::string> parse_cache_mode_list(const std::string& flag, const std::string& text);
+// The lists written back in the flags' syntax (what the parse functions read; ilf_search's defaults).
+std::string format_t_post_list(const std::vector<TPostRule>& rules);
+std::string format_number_list(const std::vector<double>& values);
+std::string format_cache_mode_list(const std::vector<std::string>& modes);
 
 // The score to minimise: fid * FID - accuracy * (class accuracy in percent) - psnr * (PSNR in dB to the
 // reference samples). Parsed from "fid", "accuracy", "psnr" or weights "fid=1,accuracy=0.5".
@@ -74,6 +77,7 @@ struct Objective {
   static Objective parse(const std::string& text);    // throws ilf::Error naming the bad term
   double score(const nlohmann::json& metrics) const;  // throws ilf::Error naming a missing metric
   std::string describe() const;                       // "1*fid - 0.5*accuracy%"
+  std::string text() const;                           // what parse reads back: "fid" or "fid=1,accuracy=0.5"
   bool needs_reference() const { return psnr != 0; }
 };
 
@@ -126,51 +130,5 @@ std::vector<EvaluatedSchedule> pareto_front(const std::vector<EvaluatedSchedule>
 
 // The report of a result: the Pareto front and the finalists as Markdown tables.
 std::string search_report_markdown(const SearchResult& result, const Objective& objective, const SearchOptions& options);
-
-}  // namespace ilf
-
-// --- The search over a run config (what ilf_search runs) ---
-
-namespace ilf {
-
-// The model the schedules are for, as the tools load it: a run config file with --set overrides, and
-// for text-to-image a model folder and a labelled prompts file (see pipelines/evaluation.h).
-struct SearchTarget {
-  std::string config;
-  std::vector<std::string> overrides;
-  std::string model_folder, prompts_file;
-};
-
-// The schedule's block forwards per image from the sampler's plan (plan_run; needs "model.depth").
-CostFunction make_plan_cost(const SearchTarget& target);
-// The plan's steps (what each step runs, its times, t_post and reused blocks) and solver, as text.
-SignatureFunction make_plan_signature(const SearchTarget& target);
-// ilf_eval's metrics for the schedule, with `request`'s samples, batch and seed.
-Evaluator make_sampling_evaluator(const SearchTarget& target, const EvalRequest& request);
-// Writes the target's config with the schedule applied to `path` (atomically), every relative file path
-// in it rewritten relative to the new file's folder, so that `ilf_sample --config path` runs it anywhere.
-void write_schedule_config(const SearchTarget& target, const Schedule& schedule, const std::string& path);
-
-}  // namespace ilf
-
-namespace ilf {
-
-// Everything ilf_search runs, in OUT:
-//   reference_search.json / reference_heldout.json (+ .safetensors): the plain sampler with
-//     `reference_steps` steps on both seed sets (the PSNR reference and the baseline row of the report);
-//   state.json: the search state (resumable); report.md: the Pareto front and the finalists;
-//   best.json: the run config with the best finalist's schedule, ready for ilf_sample --config.
-struct SearchRun {
-  SearchTarget target;
-  SearchSpace space;
-  SearchOptions options;       // options.budget is replaced when budget_fraction > 0
-  double budget_fraction = 0;  // > 0: budget = floor(fraction * the reference sampler's block forwards)
-  Objective objective;
-  EvalRequest search_seeds;      // num_samples, batch, seed, device of the candidates' evaluations
-  EvalRequest heldout_seeds;     // the same for the finalists (another seed, more samples)
-  int64_t reference_steps = 20;  // 0 = no reference (then the objective cannot use PSNR)
-  std::string out;               // the output folder
-};
-SearchResult run_search(SearchRun run);
 
 }  // namespace ilf
