@@ -228,6 +228,38 @@ TEST(NoiseSchedule, RejectsBadTimestepsAndOptions) {
   EXPECT_NE(message_of([&] { NoiseSchedule::create(options); }).find("beta_schedule"), std::string::npos);
 }
 
+TEST(NoiseSchedule, SpacedTimestepsFollowDiffusersPlacementPerGrid) {
+  // Expected values: numpy on the formulas of diffusers' DDIMScheduler (one point per step) and
+  // DPMSolverMultistepScheduler (N + 1 points, the last dropped), worked out by hand for N = 10, T = 1000.
+  const NoiseSchedule schedule = NoiseSchedule::create();
+  using V = std::vector<int64_t>;
+  auto spaced = [&](TimestepSpacing spacing, SpacingGrid grid, int64_t offset = 0) {
+    return schedule.spaced_timesteps("test", spacing, grid, 10, offset);
+  };
+  // round(linspace(0, 999, 10))[::-1]: step 111.
+  EXPECT_EQ(spaced(TimestepSpacing::kLinspace, SpacingGrid::kOnePerStep), (V{999, 888, 777, 666, 555, 444, 333, 222, 111, 0}));
+  // round(linspace(0, 999, 11))[::-1][:-1]: step 99.9, 499.5... rounds to 500.
+  EXPECT_EQ(spaced(TimestepSpacing::kLinspace, SpacingGrid::kWithFinalBoundary),
+            (V{999, 899, 799, 699, 599, 500, 400, 300, 200, 100}));
+  // arange(10) * (1000 // 10) reversed, + 1; arange(11) * (1000 // 11) reversed without the 0.
+  EXPECT_EQ(spaced(TimestepSpacing::kLeading, SpacingGrid::kOnePerStep, 1), (V{901, 801, 701, 601, 501, 401, 301, 201, 101, 1}));
+  EXPECT_EQ(spaced(TimestepSpacing::kLeading, SpacingGrid::kWithFinalBoundary),
+            (V{900, 810, 720, 630, 540, 450, 360, 270, 180, 90}));
+  // round(arange(1000, 0, -100)) - 1, the same for both grids.
+  const V trailing{999, 899, 799, 699, 599, 499, 399, 299, 199, 99};
+  EXPECT_EQ(spaced(TimestepSpacing::kTrailing, SpacingGrid::kOnePerStep), trailing);
+  EXPECT_EQ(spaced(TimestepSpacing::kTrailing, SpacingGrid::kWithFinalBoundary), trailing);
+  // Errors start with the solver's name.
+  EXPECT_EQ(message_of([&] {
+              schedule.spaced_timesteps("dpmpp2m", TimestepSpacing::kLinspace, SpacingGrid::kOnePerStep, 0);
+            }).rfind("dpmpp2m: the number of steps must be >= 1", 0),
+            0u);
+  EXPECT_NE(message_of([&] {
+              schedule.spaced_timesteps("ddim", TimestepSpacing::kLinspace, SpacingGrid::kWithFinalBoundary, 1000);
+            }).find("ddim: 1000 steps with timestep_spacing linspace give repeated timesteps"),
+            std::string::npos);
+}
+
 // ---------------------------------------------------------------------------------------------
 // DPM-Solver++(2M) against diffusers' DPMSolverMultistepScheduler
 
@@ -540,6 +572,36 @@ TEST(SolverSteps, StepTensorsOutsideTheScheduleNameTheSolverAndTheStep) {
   PixArtDPMSolver pixart;
   pixart.set_timesteps(5);
   EXPECT_NE(message_of([&] { pixart.step_tensors(-1, torch::kCPU); }).find("pixart_dpm: step -1"), std::string::npos);
+}
+
+TEST(SolverSteps, TheTableIsCopiedToADeviceOncePerScheduleAndDevice) {
+  // The meta device stands in for a GPU here: every copy onto it makes a new storage, so step tensors
+  // that share one storage come from one copy of the table, not one host-to-device copy per call.
+  const torch::Device meta(torch::kMeta);
+  DPMSolverMultistep dpm;
+  dpm.set_timesteps(20);
+  const SolverStep first = dpm.step_tensors(0, meta);
+  const SolverStep later = dpm.step_tensors(7, meta);
+  EXPECT_EQ(first.coefficients.device(), meta);
+  EXPECT_EQ(first.timestep.device(), meta);
+  EXPECT_TRUE(later.coefficients.is_alias_of(first.coefficients)) << "step 7 read from the same device table";
+  EXPECT_TRUE(later.timestep.is_alias_of(first.timestep));
+  EXPECT_TRUE(dpm.step_tensors(0, meta).coefficients.is_alias_of(first.coefficients)) << "a repeated call copies nothing";
+  // The same schedule again keeps the device table (a captured CUDA graph keeps reading it); another
+  // schedule replaces it.
+  dpm.set_timesteps(20);
+  EXPECT_TRUE(dpm.step_tensors(3, meta).coefficients.is_alias_of(first.coefficients));
+  dpm.set_timesteps(10);
+  EXPECT_FALSE(dpm.step_tensors(3, meta).coefficients.is_alias_of(first.coefficients));
+  // On the host the table itself is read: two steps share its storage, and the values are step k's row.
+  DDIMSolver ddim;
+  ddim.set_timesteps(10);
+  const SolverStep host0 = ddim.step_tensors(0, torch::kCPU), host4 = ddim.step_tensors(4, torch::kCPU);
+  EXPECT_TRUE(host0.coefficients.is_alias_of(host4.coefficients));
+  EXPECT_EQ(host4.timestep.item<float>(), static_cast<float>(ddim.integer_timesteps()[4]));
+  // After a step on another device the host table is still what step_tensors() returns on the host.
+  ddim.step_tensors(1, meta);
+  EXPECT_TRUE(ddim.step_tensors(2, torch::kCPU).coefficients.is_alias_of(host0.coefficients));
 }
 
 // ---------------------------------------------------------------------------------------------

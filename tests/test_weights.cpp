@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "ilf/error.h"
 #include "ilf/models/weights.h"
@@ -252,6 +254,35 @@ TEST(Weights, InfersTheArchitectureFromTheTensors) {
   EXPECT_EQ(detect_family(tensors_of("dit_tiny.weights.safetensors")), "dit");
   EXPECT_EQ(detect_family(tensors_of("pixart_sigma_tiny.weights.safetensors")), "pixart");
   EXPECT_EQ(detect_family(tensors_of("pixart_tiny.diffusers.safetensors")), "pixart");
+}
+
+TEST(Weights, EachFamilyOfTheRegistryBuildsItsOwnWeightsAndSpecs) {
+  // Every family's marker key picks its own weights, and both ways of building reach the family's model.
+  std::vector<std::string> names;
+  for (const BackboneFamily& family : backbone_families()) {
+    names.push_back(family.name);
+    EXPECT_EQ(find_backbone_family(family.name), &family);
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"dit", "pixart"}));
+  EXPECT_EQ(find_backbone_family("unet"), nullptr);
+  const BackbonePtr dit = build(tensors_of("dit_tiny.weights.safetensors"), R"({"num_heads": 4})");
+  EXPECT_EQ(dit->family(), "dit");
+  const BackbonePtr pixart = build(tensors_of("pixart_sigma_tiny.weights.safetensors"),
+                                   R"({"num_heads": 4, "variant": "sigma", "pe_interpolation": 2.0})");
+  EXPECT_EQ(pixart->family(), "pixart");
+  EXPECT_EQ(pixart->variant(), "sigma");
+  EXPECT_EQ(make_backbone(test::model_spec(R"({"family": "pixart", "hidden_size": 24, "depth": 2, "num_heads": 2,
+                                              "caption_channels": 8, "input_size": 8})"))
+                ->family(),
+            "pixart");
+  // A family the registry lacks (a ModelSpec filled by code, not by the config layer) is refused by name.
+  ModelSpec unknown;
+  unknown.source = "test.json";
+  unknown.family = "unet";
+  const std::string message = error_of([&] { make_backbone(unknown); });
+  EXPECT_TRUE(contains(message, "model.family")) << message;
+  EXPECT_TRUE(contains(message, "\"dit\" or \"pixart\" (got \"unet\")")) << message;
+  EXPECT_TRUE(contains(error_of([&] { make_backbone(ModelSpec{}); }), "given: \"dit\" or \"pixart\""));
 }
 
 TEST(Weights, WhatTheWeightsCannotTellMustComeFromTheConfig) {

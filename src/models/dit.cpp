@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ilf/error.h"
+#include "ilf/models/weights.h"
 
 namespace ilf {
 
@@ -37,13 +38,7 @@ DiTConfig DiTConfig::from_spec(const ModelSpec& spec) { return from_spec(spec, D
 
 DiTConfig DiTConfig::from_spec(const ModelSpec& spec, const DiTConfig& defaults) {
   DiTConfig c = defaults;
-  c.input_size = spec.input_size.value_or(c.input_size);
-  c.patch_size = spec.patch_size.value_or(c.patch_size);
-  c.in_channels = spec.in_channels.value_or(c.in_channels);
-  c.hidden_size = spec.hidden_size.value_or(c.hidden_size);
-  c.depth = spec.depth.value_or(c.depth);
-  c.num_heads = spec.num_heads.value_or(c.num_heads);
-  c.mlp_ratio = spec.mlp_ratio.value_or(c.mlp_ratio);
+  complete_transformer_settings(c, spec);
   c.num_classes = spec.num_classes.value_or(c.num_classes);
   c.learn_sigma = spec.learn_sigma.value_or(c.learn_sigma);
   for (const auto& [field, given] : {std::pair<const char*, bool>{"variant", spec.variant.has_value()},
@@ -63,19 +58,8 @@ void DiTConfig::validate(const std::string& where) const {
   auto fail = [&](const std::string& field, const std::string& expectation) {
     throw Error(where + "." + field + " must be " + expectation);
   };
-  if (patch_size < 1) fail("patch_size", ">= 1, got " + std::to_string(patch_size));
-  if (input_size < 1 || input_size % patch_size != 0)
-    fail("input_size",
-         "a positive multiple of patch_size (" + std::to_string(patch_size) + "), got " + std::to_string(input_size));
-  if (in_channels < 1) fail("in_channels", ">= 1, got " + std::to_string(in_channels));
-  if (depth < 1) fail("depth", ">= 1, got " + std::to_string(depth));
-  if (hidden_size < 4 || hidden_size % 4 != 0)
-    fail("hidden_size", "a positive multiple of 4 (the 2-D sin-cos embedding), got " + std::to_string(hidden_size));
-  if (num_heads < 1 || hidden_size % num_heads != 0)
-    fail("num_heads",
-         "a positive divisor of hidden_size (" + std::to_string(hidden_size) + "), got " + std::to_string(num_heads));
-  if (!(mlp_ratio > 0) || static_cast<int64_t>(hidden_size * mlp_ratio) < 1)
-    fail("mlp_ratio", "positive, got " + std::to_string(mlp_ratio));
+  validate_transformer_shape(*this, where);
+  validate_transformer_width(*this, where);
   if (num_classes < 1) fail("num_classes", ">= 1, got " + std::to_string(num_classes));
   if (timestep_freq_shift != 0 && timestep_freq_shift != 1)
     fail("timestep_freq_shift", "0 (official) or 1 (diffusers), got " + std::to_string(timestep_freq_shift));
@@ -119,19 +103,13 @@ torch::Tensor DiTFinalLayerImpl::forward(const torch::Tensor& h, const torch::Te
   return linear(modulate(layer_norm_no_affine(h), m[0], m[1]));
 }
 
-DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
-  config_.validate("DiTConfig");
+DiTImpl::DiTImpl(const DiTConfig& config) : PatchTransformer("DiT", config) {
   x_embedder = register_module("x_embedder", PatchEmbed(config_.patch_size, config_.in_channels, config_.hidden_size));
   t_embedder = register_module("t_embedder", TimestepEmbedder(config_.hidden_size, 256, config_.timestep_freq_shift));
   y_embedder = register_module("y_embedder", LabelEmbedder(config_.num_classes, config_.hidden_size));
   const int64_t grid = config_.grid_size();
   pos_embed = register_buffer("pos_embed", sincos_pos_embed_2d(config_.hidden_size, grid, grid, grid).unsqueeze(0));
-  blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config_.depth; ++i) {
-    auto block = std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio, config_.mlp_norm_eps);
-    blocks->push_back(block);
-    block_list_.push_back(block);
-  }
+  register_blocks();
   final_layer = register_module("final_layer", DiTFinalLayer(config_.hidden_size, config_.patch_size, config_.out_channels()));
 }
 
@@ -144,8 +122,6 @@ torch::Tensor DiTImpl::embed(const torch::Tensor& x) {
   }
   return x_embedder(x) + pos_embed.to(x_embedder->proj->weight.scalar_type());  // (B, T, D)
 }
-
-torch::Tensor DiTImpl::embed_timestep(const torch::Tensor& t) { return t_embedder(t); }
 
 torch::Tensor DiTImpl::embed_labels(const torch::Tensor& labels) {
   if (!labels.defined()) throw Error("DiT: class_labels are required (null class = " + std::to_string(config_.num_classes) + ")");
@@ -177,28 +153,10 @@ Conditioning DiTImpl::condition(const torch::Tensor& t, const ConditionInputs& i
   return cond;
 }
 
-torch::Tensor DiTImpl::block(int64_t j, const torch::Tensor& h, const Conditioning& cond) {
-  TORCH_CHECK(j >= 0 && j < config_.depth, "DiT::block: index ", j, " outside [0, ", config_.depth, ")");
-  return block_list_[j]->forward(h, cond);
-}
-
 torch::Tensor DiTImpl::final_tokens(const torch::Tensor& h, const Conditioning& cond) { return final_layer(h, cond.head); }
 
-torch::Tensor DiTImpl::head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) {
-  const int64_t p = config_.patch_size;
-  return unpatchify(final_tokens(h, cond), height / p, width / p, p, config_.out_channels());
-}
-
-BlockPtr DiTImpl::make_block() const {
-  auto block = std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio, config_.mlp_norm_eps);
-  const torch::Tensor& like = x_embedder->proj->weight;
-  block->to(like.device(), like.scalar_type());
-  return block;
-}
-
-BlockPtr DiTImpl::block_module(int64_t j) const {
-  TORCH_CHECK(j >= 0 && j < config_.depth, "DiT::block_module: index ", j, " outside [0, ", config_.depth, ")");
-  return block_list_[j];
+BlockPtr DiTImpl::new_block() const {
+  return std::make_shared<DiTBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio, config_.mlp_norm_eps);
 }
 
 ConditionInputs DiTImpl::null_condition(const ConditionInputs& like) const {
@@ -219,16 +177,10 @@ void DiTImpl::set_null_condition(const ConditionInputs&) {
 
 nlohmann::json DiTImpl::architecture_json() const {
   const DiTConfig& c = config_;
-  nlohmann::json j = {{"family", "dit"},
-                      {"input_size", c.input_size},
-                      {"patch_size", c.patch_size},
-                      {"in_channels", c.in_channels},
-                      {"hidden_size", c.hidden_size},
-                      {"depth", c.depth},
-                      {"num_heads", c.num_heads},
-                      {"mlp_ratio", c.mlp_ratio},
-                      {"num_classes", c.num_classes},
-                      {"learn_sigma", c.learn_sigma}};
+  nlohmann::json j = transformer_settings_json(c);
+  j["family"] = "dit";
+  j["num_classes"] = c.num_classes;
+  j["learn_sigma"] = c.learn_sigma;
   if (c.timestep_freq_shift != 0 || c.mlp_norm_eps != 1e-6) {  // diffusers' numerics (weights in its layout)
     j["timestep_freq_shift"] = c.timestep_freq_shift;
     j["mlp_norm_eps"] = c.mlp_norm_eps;
@@ -236,10 +188,67 @@ nlohmann::json DiTImpl::architecture_json() const {
   return j;
 }
 
-std::shared_ptr<DiTImpl> as_dit(const BackbonePtr& backbone) {
-  auto typed = std::dynamic_pointer_cast<DiTImpl>(backbone);
-  if (!typed) throw Error("expected a DiT backbone, got " + (backbone ? backbone->family() : std::string("none")));
-  return typed;
+// ---- architecture from weights (the registry entry) ---------------------------------------------
+
+namespace {
+
+// Weights in diffusers' DiT layout run with diffusers' DiT forward (see DiTConfig).
+void use_numerics_of_layout(DiTConfig& c, WeightLayout layout) {
+  const bool diffusers = layout == WeightLayout::kDiffusersDiT;
+  c.timestep_freq_shift = diffusers ? 1 : 0;
+  c.mlp_norm_eps = diffusers ? 1e-5 : 1e-6;
+}
+
+// `weights` in the official layout, converted from `layout`.
+DiTConfig infer_from_official(const TensorMap& w, WeightLayout layout, const std::string& source) {
+  DiTConfig c;
+  use_numerics_of_layout(c, layout);
+  const TransformerShape shape = infer_transformer_shape(w, source);
+  c.hidden_size = shape.hidden_size;
+  c.in_channels = shape.in_channels;
+  c.patch_size = shape.patch_size;
+  c.depth = shape.depth;
+  c.learn_sigma = shape.doubled_output;
+  c.num_classes = shape_tensor(w, "y_embedder.embedding_table.weight", 2, "num_classes", source).size(0) - 1;
+  c.mlp_ratio = infer_mlp_ratio(w, c.hidden_size, source);
+  c.input_size = infer_input_size(w, c.patch_size);
+  c.num_heads = 0;
+  return c;
+}
+
+BackbonePtr make_for_spec(const ModelSpec& spec) { return std::make_shared<DiTImpl>(DiTConfig::from_spec(spec)); }
+
+BackbonePtr make_for_weights(const TensorMap& w, WeightLayout layout, const ModelSpec& spec, const std::string& source) {
+  const DiTConfig inferred = infer_from_official(w, layout, source);
+  DiTConfig base = inferred;
+  base.num_heads = default_num_heads(spec, inferred.hidden_size);
+  if (inferred.input_size == 0) {
+    if (!spec.input_size) throw spec.invalid("input_size", "given: the weights have no pos_embed to infer it from");
+    base.input_size = 32;
+  }
+  const DiTConfig c = DiTConfig::from_spec(spec, base);
+  auto agree = [&](const std::string& key, double from_weights, double configured) {
+    expect_spec_agrees(spec, key, from_weights, configured);
+  };
+  expect_spec_agrees_on_shape(spec, inferred, c);
+  agree("num_classes", inferred.num_classes, c.num_classes);
+  agree("learn_sigma", inferred.learn_sigma, c.learn_sigma);
+  agree("mlp_ratio", inferred.mlp_ratio, c.mlp_ratio);
+  if (inferred.input_size != 0) agree("input_size", inferred.input_size, c.input_size);
+  return std::make_shared<DiTImpl>(c);
+}
+
+}  // namespace
+
+DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source) {
+  WeightLayout layout = WeightLayout::kOfficial;
+  const TensorMap w = to_official_layout(weights, source, &layout);
+  return infer_from_official(w, layout, source);
+}
+
+BackboneFamily dit_family() {
+  return {"dit", "y_embedder.embedding_table.weight", "y_embedder.embedding_table.weight (DiT)", &make_for_spec,
+          &make_for_weights};
 }
 
 }  // namespace ilf

@@ -1,9 +1,12 @@
 // PixArt-alpha / alpha-MS / Sigma backbone (see include/ilf/models/pixart.h).
 #include "ilf/models/pixart.h"
 
+#include <spdlog/spdlog.h>
+
 #include <sstream>
 
 #include "ilf/error.h"
+#include "ilf/models/weights.h"
 
 namespace ilf {
 namespace {
@@ -37,13 +40,7 @@ PixArtConfig PixArtConfig::from_spec(const ModelSpec& spec) { return from_spec(s
 PixArtConfig PixArtConfig::from_spec(const ModelSpec& spec, const PixArtConfig& defaults) {
   PixArtConfig c = defaults;
   c.variant = spec.variant.value_or(c.variant);
-  c.input_size = spec.input_size.value_or(c.input_size);
-  c.patch_size = spec.patch_size.value_or(c.patch_size);
-  c.in_channels = spec.in_channels.value_or(c.in_channels);
-  c.hidden_size = spec.hidden_size.value_or(c.hidden_size);
-  c.depth = spec.depth.value_or(c.depth);
-  c.num_heads = spec.num_heads.value_or(c.num_heads);
-  c.mlp_ratio = spec.mlp_ratio.value_or(c.mlp_ratio);
+  complete_transformer_settings(c, spec);
   c.pred_sigma = spec.pred_sigma.value_or(c.pred_sigma);
   c.caption_channels = spec.caption_channels.value_or(c.caption_channels);
   c.model_max_length = spec.model_max_length.value_or(c.model_max_length);
@@ -70,22 +67,11 @@ void PixArtConfig::validate(const std::string& where) const {
   if (variant != "alpha" && variant != "alpha_ms" && variant != "sigma")
     fail("variant", "one of alpha, alpha_ms, sigma (got \"" + variant + "\")");
   if (kv_compress) fail("kv_compress", "false: KV compression (the PixArt-Sigma kv-compress checkpoints) is not supported");
-  if (patch_size < 1) fail("patch_size", ">= 1, got " + std::to_string(patch_size));
-  if (input_size < 1 || input_size % patch_size != 0)
-    fail("input_size",
-         "a positive multiple of patch_size (" + std::to_string(patch_size) + "), got " + std::to_string(input_size));
-  if (in_channels < 1) fail("in_channels", ">= 1, got " + std::to_string(in_channels));
-  if (depth < 1) fail("depth", ">= 1, got " + std::to_string(depth));
-  if (hidden_size < 4 || hidden_size % 4 != 0)
-    fail("hidden_size", "a positive multiple of 4 (the 2-D sin-cos embedding), got " + std::to_string(hidden_size));
+  validate_transformer_shape(*this, where);
   if (variant == "alpha_ms" && hidden_size % 3 != 0)
     fail("hidden_size", "a multiple of 3 for alpha_ms (the size and aspect-ratio embeddings are D/3 wide each), got " +
                             std::to_string(hidden_size));
-  if (num_heads < 1 || hidden_size % num_heads != 0)
-    fail("num_heads",
-         "a positive divisor of hidden_size (" + std::to_string(hidden_size) + "), got " + std::to_string(num_heads));
-  if (!(mlp_ratio > 0) || static_cast<int64_t>(hidden_size * mlp_ratio) < 1)
-    fail("mlp_ratio", "positive, got " + std::to_string(mlp_ratio));
+  validate_transformer_width(*this, where);
   if (caption_channels < 1) fail("caption_channels", ">= 1, got " + std::to_string(caption_channels));
   if (model_max_length < 1) fail("model_max_length", ">= 1, got " + std::to_string(model_max_length));
   if (!(lewei_scale > 0)) fail("lewei_scale", "positive, got " + std::to_string(lewei_scale));
@@ -131,8 +117,7 @@ torch::Tensor T2IFinalLayerImpl::forward(const torch::Tensor& h, const torch::Te
   return linear(modulate(layer_norm_no_affine(h), m[0], m[1]));
 }
 
-PixArtImpl::PixArtImpl(const PixArtConfig& config) : config_(config) {
-  config_.validate("PixArtConfig");
+PixArtImpl::PixArtImpl(const PixArtConfig& config) : PatchTransformer("PixArt", config) {
   const int64_t d = config_.hidden_size, base = config_.base_size();
   x_embedder = register_module("x_embedder", PatchEmbed(config_.patch_size, config_.in_channels, d));
   t_embedder = register_module("t_embedder", TimestepEmbedder(d));
@@ -145,12 +130,7 @@ PixArtImpl::PixArtImpl(const PixArtConfig& config) : config_(config) {
     csize_embedder = register_module("csize_embedder", TimestepEmbedder(d / 3));
     ar_embedder = register_module("ar_embedder", TimestepEmbedder(d / 3));
   }
-  blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config_.depth; ++i) {
-    auto block = std::make_shared<PixArtBlockImpl>(d, config_.num_heads, config_.mlp_ratio, config_.qk_norm);
-    blocks->push_back(block);
-    block_list_.push_back(block);
-  }
+  register_blocks();
   final_layer = register_module("final_layer", T2IFinalLayer(d, config_.patch_size, config_.out_channels()));
 }
 
@@ -186,8 +166,6 @@ torch::Tensor PixArtImpl::embed(const torch::Tensor& x) {
                 ", got " + shape_of(x) + " (use variant alpha_ms or sigma for other sizes)");
   return x_embedder(x) + positional_embedding(x.size(2) / p, x.size(3) / p);  // (B, T, D)
 }
-
-torch::Tensor PixArtImpl::embed_timestep(const torch::Tensor& t) { return t_embedder(t); }
 
 std::pair<torch::Tensor, torch::Tensor> PixArtImpl::embed_micro_conditions(const torch::Tensor& image_hw,
                                                                            const torch::Tensor& aspect_ratio, int64_t batch) {
@@ -236,28 +214,10 @@ Conditioning PixArtImpl::condition(const torch::Tensor& t, const ConditionInputs
   return cond;
 }
 
-torch::Tensor PixArtImpl::block(int64_t j, const torch::Tensor& h, const Conditioning& cond) {
-  TORCH_CHECK(j >= 0 && j < config_.depth, "PixArt::block: index ", j, " outside [0, ", config_.depth, ")");
-  return block_list_[j]->forward(h, cond);
-}
-
 torch::Tensor PixArtImpl::final_tokens(const torch::Tensor& h, const Conditioning& cond) { return final_layer(h, cond.head); }
 
-torch::Tensor PixArtImpl::head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) {
-  const int64_t p = config_.patch_size;
-  return unpatchify(final_tokens(h, cond), height / p, width / p, p, config_.out_channels());
-}
-
-BlockPtr PixArtImpl::make_block() const {
-  auto block = std::make_shared<PixArtBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio, config_.qk_norm);
-  const torch::Tensor& like = x_embedder->proj->weight;
-  block->to(like.device(), like.scalar_type());
-  return block;
-}
-
-BlockPtr PixArtImpl::block_module(int64_t j) const {
-  TORCH_CHECK(j >= 0 && j < config_.depth, "PixArt::block_module: index ", j, " outside [0, ", config_.depth, ")");
-  return block_list_[j];
+BlockPtr PixArtImpl::new_block() const {
+  return std::make_shared<PixArtBlockImpl>(config_.hidden_size, config_.num_heads, config_.mlp_ratio, config_.qk_norm);
 }
 
 void PixArtImpl::set_null_caption(const torch::Tensor& caption, const torch::Tensor& mask) {
@@ -334,27 +294,114 @@ void PixArtImpl::set_null_condition(const ConditionInputs& null) {
 
 nlohmann::json PixArtImpl::architecture_json() const {
   const PixArtConfig& c = config_;
-  return {{"family", "pixart"},
-          {"variant", c.variant},
-          {"input_size", c.input_size},
-          {"patch_size", c.patch_size},
-          {"in_channels", c.in_channels},
-          {"hidden_size", c.hidden_size},
-          {"depth", c.depth},
-          {"num_heads", c.num_heads},
-          {"mlp_ratio", c.mlp_ratio},
-          {"pred_sigma", c.pred_sigma},
-          {"caption_channels", c.caption_channels},
-          {"model_max_length", c.model_max_length},
-          {"lewei_scale", c.lewei_scale},
-          {"pe_interpolation", c.pe_interpolation},
-          {"qk_norm", c.qk_norm}};
+  nlohmann::json j = transformer_settings_json(c);
+  j.update({{"family", "pixart"},
+            {"variant", c.variant},
+            {"pred_sigma", c.pred_sigma},
+            {"caption_channels", c.caption_channels},
+            {"model_max_length", c.model_max_length},
+            {"lewei_scale", c.lewei_scale},
+            {"pe_interpolation", c.pe_interpolation},
+            {"qk_norm", c.qk_norm}});
+  return j;
 }
 
-std::shared_ptr<PixArtImpl> as_pixart(const BackbonePtr& backbone) {
-  auto typed = std::dynamic_pointer_cast<PixArtImpl>(backbone);
-  if (!typed) throw Error("expected a PixArt backbone, got " + (backbone ? backbone->family() : std::string("none")));
-  return typed;
+// ---- architecture from weights (the registry entry) ---------------------------------------------
+
+namespace {
+
+// `weights` in the official layout.
+PixArtConfig infer_from_official(const TensorMap& w, const std::string& source) {
+  PixArtConfig c;
+  const TransformerShape shape = infer_transformer_shape(w, source);
+  c.hidden_size = shape.hidden_size;
+  c.in_channels = shape.in_channels;
+  c.patch_size = shape.patch_size;
+  c.depth = shape.depth;
+  c.pred_sigma = shape.doubled_output;
+  c.caption_channels = shape_tensor(w, "y_embedder.y_proj.fc1.weight", 2, "caption_channels", source).size(1);
+  c.mlp_ratio = infer_mlp_ratio(w, c.hidden_size, source);
+  if (w.count("y_embedder.y_embedding"))
+    c.model_max_length = shape_tensor(w, "y_embedder.y_embedding", 2, "model_max_length", source).size(0);
+  c.qk_norm = w.count("blocks.0.attn.q_norm.weight") > 0;
+  c.kv_compress = false;
+  for (const auto& [name, tensor] : w)
+    if (name.find(".attn.sr.") != std::string::npos) c.kv_compress = true;
+  c.input_size = infer_input_size(w, c.patch_size);
+  const bool micro = w.count("csize_embedder.mlp.0.weight") > 0;
+  c.variant = micro ? "alpha_ms" : (c.qk_norm ? "sigma" : "alpha");
+  c.num_heads = 0;
+  return c;
+}
+
+// The pos-embed scale that reproduces a stored PixArt pos_embed, among the values the official models use.
+double scale_of_stored_pos_embed(const torch::Tensor& stored, const PixArtConfig& config) {
+  const int64_t base = config.base_size();
+  if (stored.numel() != base * base * config.hidden_size) return 0;
+  for (const double scale : {1.0, 2.0, 0.5, 4.0, 0.25}) {
+    const torch::Tensor candidate =
+        sincos_pos_embed_2d(config.hidden_size, base, base, base, scale, config.pos_embed_division()).reshape_as(stored);
+    if ((candidate - stored.to(torch::kFloat32)).abs().max().item<double>() < 1e-5) return scale;
+  }
+  return 0;
+}
+
+BackbonePtr make_for_spec(const ModelSpec& spec) { return std::make_shared<PixArtImpl>(PixArtConfig::from_spec(spec)); }
+
+BackbonePtr make_for_weights(const TensorMap& w, WeightLayout /*layout*/, const ModelSpec& spec, const std::string& source) {
+  const PixArtConfig inferred = infer_from_official(w, source);
+  if (inferred.kv_compress)
+    throw Error(source + ": KV-compression weights (blocks.*.attn.sr.*) found: PixArt-Sigma KV compression is not supported");
+  PixArtConfig base = inferred;
+  base.num_heads = default_num_heads(spec, inferred.hidden_size);
+  const bool variant_known = inferred.variant != "alpha";  // micro-conditions or qk norm identify it
+  if (!variant_known && !spec.variant)
+    throw spec.invalid("variant", "given (\"alpha\" or \"sigma\"): the weights cannot tell PixArt-alpha from PixArt-Sigma");
+  base.variant = spec.variant.value_or(inferred.variant);
+  if (inferred.input_size == 0) {
+    if (!spec.input_size) throw spec.invalid("input_size", "given: the weights have no pos_embed to infer it from");
+    base.input_size = *spec.input_size;
+  }
+  // The pos-embed scale: from the config, else recovered from the stored pos_embed.
+  const bool sigma = base.variant == "sigma";
+  const std::string scale_field = sigma ? "pe_interpolation" : "lewei_scale";
+  if (!(sigma ? spec.pe_interpolation : spec.lewei_scale)) {
+    auto stored = w.find("pos_embed");
+    const double scale = stored == w.end() ? 0.0 : scale_of_stored_pos_embed(stored->second, base);
+    if (scale == 0.0)
+      throw spec.invalid(scale_field,
+                         std::string("given: ") + (stored == w.end() ? "the weights have no pos_embed to recover it from"
+                                                                     : "no usual value reproduces the stored pos_embed"));
+    (sigma ? base.pe_interpolation : base.lewei_scale) = scale;
+    spdlog::info("{} not set: using {}, which reproduces the pos_embed stored in the weights", spec.key(scale_field), scale);
+  }
+  const PixArtConfig c = PixArtConfig::from_spec(spec, base);
+  auto agree = [&](const std::string& key, double from_weights, double configured) {
+    expect_spec_agrees(spec, key, from_weights, configured);
+  };
+  expect_spec_agrees_on_shape(spec, inferred, c);
+  agree("pred_sigma", inferred.pred_sigma, c.pred_sigma);
+  agree("caption_channels", inferred.caption_channels, c.caption_channels);
+  agree("mlp_ratio", inferred.mlp_ratio, c.mlp_ratio);
+  agree("qk_norm", inferred.qk_norm, c.qk_norm);
+  if (inferred.input_size != 0) agree("input_size", inferred.input_size, c.input_size);
+  if (w.count("y_embedder.y_embedding")) agree("model_max_length", inferred.model_max_length, c.model_max_length);
+  const bool micro = inferred.variant == "alpha_ms";
+  if (micro != c.micro_condition())
+    throw spec.invalid("variant", micro ? "\"alpha_ms\": the weights have micro-condition embedders (csize_embedder, ar_embedder)"
+                                        : "\"alpha\" or \"sigma\": the weights have no micro-condition embedders");
+  return std::make_shared<PixArtImpl>(c);
+}
+
+}  // namespace
+
+PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source) {
+  return infer_from_official(to_official_layout(weights, source), source);
+}
+
+BackboneFamily pixart_family() {
+  return {"pixart", "y_embedder.y_proj.fc1.weight", "y_embedder.y_proj.fc1.weight / caption_projection.linear_1.weight (PixArt)",
+          &make_for_spec, &make_for_weights};
 }
 
 }  // namespace ilf

@@ -1,4 +1,4 @@
-// Weight reading, layout conversion, architecture inference, backbone construction and strict
+// Weight reading, layout conversion, backbone construction through the family registry and strict
 // loading (see include/ilf/models/weights.h).
 #include "ilf/models/weights.h"
 
@@ -211,88 +211,6 @@ TensorMap convert_diffusers_dit(TensorMap w, const std::string& source) {
   return out;
 }
 
-// Weights in diffusers' DiT layout run with diffusers' DiT forward (see DiTConfig).
-void use_numerics_of_layout(DiTConfig& c, WeightLayout layout) {
-  const bool diffusers = layout == WeightLayout::kDiffusersDiT;
-  c.timestep_freq_shift = diffusers ? 1 : 0;
-  c.mlp_norm_eps = diffusers ? 1e-5 : 1e-6;
-}
-
-int64_t count_blocks(const TensorMap& w, const std::string& prefix, const std::string& source) {
-  const std::regex pattern(prefix + R"(\.(\d+)\..*)");
-  std::set<int64_t> ids;
-  for (const auto& [name, tensor] : w) {
-    std::smatch m;
-    if (std::regex_match(name, m, pattern)) ids.insert(std::stoll(m[1].str()));
-  }
-  if (ids.empty()) return 0;
-  const int64_t depth = *ids.rbegin() + 1;
-  if (static_cast<int64_t>(ids.size()) != depth)
-    throw Error(source + ": block indices of \"" + prefix + ".*\" are not contiguous (" + std::to_string(ids.size()) +
-                " blocks, highest index " + std::to_string(depth - 1) + ")");
-  return depth;
-}
-
-const torch::Tensor& need(const TensorMap& w, const std::string& name, const std::string& what, const std::string& source) {
-  auto it = w.find(name);
-  if (it == w.end()) throw Error(source + ": missing \"" + name + "\" (needed to infer " + what + ")");
-  return it->second;
-}
-
-// need() for a tensor whose sizes give the architecture: it must have `dims` dimensions, each >= 1
-// (a 0x0 patch kernel divided by zero when the output channels were inferred: SIGFPE).
-const torch::Tensor& need_sized(const TensorMap& w, const std::string& name, int64_t dims, const std::string& what,
-                                const std::string& source) {
-  const torch::Tensor& t = need(w, name, what, source);
-  bool ok = t.dim() == dims;
-  for (int64_t i = 0; ok && i < t.dim(); ++i) ok = t.size(i) >= 1;
-  if (!ok)
-    throw Error(source + ": \"" + name + "\" has shape " + c10::str(t.sizes()) + ", expected " + std::to_string(dims) +
-                " dimensions of size >= 1 (needed to infer " + what + ")");
-  return t;
-}
-
-// The patch embedding's kernel (D, C, p, p): square and non-empty.
-const torch::Tensor& need_patch_kernel(const TensorMap& w, const std::string& source) {
-  const std::string name = "x_embedder.proj.weight";
-  const torch::Tensor& patch = need_sized(w, name, 4, "hidden_size, in_channels and patch_size", source);
-  if (patch.size(2) != patch.size(3))
-    throw Error(source + ": \"" + name + "\" has shape " + c10::str(patch.sizes()) +
-                ", expected a square patch kernel (hidden_size, in_channels, p, p)");
-  return patch;
-}
-
-// Grid side of a (1, T, D) pos_embed with T a square; 0 if not square.
-int64_t square_grid(const torch::Tensor& pos_embed) {
-  if (pos_embed.dim() < 2) return 0;
-  const int64_t tokens = pos_embed.size(pos_embed.dim() - 2);
-  const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
-  return side * side == tokens ? side : 0;
-}
-
-// Head counts of the official models, by width.
-int64_t official_num_heads(int64_t hidden_size) {
-  switch (hidden_size) {
-    case 384: return 6;
-    case 768: return 12;
-    case 1024:
-    case 1152: return 16;
-    default: return 0;
-  }
-}
-
-// The pos-embed scale that reproduces a stored PixArt pos_embed, among the values the official models use.
-double scale_of_stored_pos_embed(const torch::Tensor& stored, const PixArtConfig& config) {
-  const int64_t base = config.base_size();
-  if (stored.numel() != base * base * config.hidden_size) return 0;
-  for (const double scale : {1.0, 2.0, 0.5, 4.0, 0.25}) {
-    const torch::Tensor candidate =
-        sincos_pos_embed_2d(config.hidden_size, base, base, base, scale, config.pos_embed_division()).reshape_as(stored);
-    if ((candidate - stored.to(torch::kFloat32)).abs().max().item<double>() < 1e-5) return scale;
-  }
-  return 0;
-}
-
 }  // namespace
 
 TensorMap read_weights(const std::string& path) {
@@ -344,71 +262,21 @@ TensorMap to_official_layout(TensorMap weights, const std::string& source, Weigh
 
 std::string detect_family(const TensorMap& weights, const std::string& source) {
   const TensorMap w = to_official_layout(weights, source);
-  if (w.count("y_embedder.embedding_table.weight")) return "dit";
-  if (w.count("y_embedder.y_proj.fc1.weight")) return "pixart";
-  throw Error(source +
-              ": cannot tell the model family (neither y_embedder.embedding_table.weight (DiT) nor "
-              "y_embedder.y_proj.fc1.weight / caption_projection.linear_1.weight (PixArt) is present)");
-}
-
-DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source) {
-  WeightLayout layout = WeightLayout::kOfficial;
-  const TensorMap w = to_official_layout(weights, source, &layout);
-  DiTConfig c;
-  use_numerics_of_layout(c, layout);
-  const torch::Tensor& patch = need_patch_kernel(w, source);  // (D, C, p, p)
-  c.hidden_size = patch.size(0);
-  c.in_channels = patch.size(1);
-  c.patch_size = patch.size(2);
-  c.depth = count_blocks(w, "blocks", source);
-  const int64_t out_rows = need_sized(w, "final_layer.linear.weight", 2, "the output channels", source).size(0);
-  const int64_t out_channels = out_rows / (c.patch_size * c.patch_size);
-  c.learn_sigma = out_channels == 2 * c.in_channels;
-  if (!c.learn_sigma && out_channels != c.in_channels)
-    throw Error(source + ": final_layer.linear.weight has " + std::to_string(out_rows) + " rows, expected p*p*" +
-                std::to_string(c.in_channels) + " or p*p*" + std::to_string(2 * c.in_channels));
-  c.num_classes = need_sized(w, "y_embedder.embedding_table.weight", 2, "num_classes", source).size(0) - 1;
-  c.mlp_ratio = static_cast<double>(need_sized(w, "blocks.0.mlp.fc1.weight", 2, "mlp_ratio", source).size(0)) / c.hidden_size;
-  c.input_size = 0;
-  if (auto it = w.find("pos_embed"); it != w.end()) c.input_size = square_grid(it->second) * c.patch_size;
-  c.num_heads = 0;
-  return c;
-}
-
-PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source) {
-  const TensorMap w = to_official_layout(weights, source);
-  PixArtConfig c;
-  const torch::Tensor& patch = need_patch_kernel(w, source);
-  c.hidden_size = patch.size(0);
-  c.in_channels = patch.size(1);
-  c.patch_size = patch.size(2);
-  c.depth = count_blocks(w, "blocks", source);
-  const int64_t out_rows = need_sized(w, "final_layer.linear.weight", 2, "the output channels", source).size(0);
-  const int64_t out_channels = out_rows / (c.patch_size * c.patch_size);
-  c.pred_sigma = out_channels == 2 * c.in_channels;
-  if (!c.pred_sigma && out_channels != c.in_channels)
-    throw Error(source + ": final_layer.linear.weight has " + std::to_string(out_rows) + " rows, expected p*p*" +
-                std::to_string(c.in_channels) + " or p*p*" + std::to_string(2 * c.in_channels));
-  c.caption_channels = need_sized(w, "y_embedder.y_proj.fc1.weight", 2, "caption_channels", source).size(1);
-  c.mlp_ratio = static_cast<double>(need_sized(w, "blocks.0.mlp.fc1.weight", 2, "mlp_ratio", source).size(0)) / c.hidden_size;
-  if (w.count("y_embedder.y_embedding"))
-    c.model_max_length = need_sized(w, "y_embedder.y_embedding", 2, "model_max_length", source).size(0);
-  c.qk_norm = w.count("blocks.0.attn.q_norm.weight") > 0;
-  c.kv_compress = false;
-  for (const auto& [name, tensor] : w)
-    if (name.find(".attn.sr.") != std::string::npos) c.kv_compress = true;
-  c.input_size = 0;
-  if (auto it = w.find("pos_embed"); it != w.end()) c.input_size = square_grid(it->second) * c.patch_size;
-  const bool micro = w.count("csize_embedder.mlp.0.weight") > 0;
-  c.variant = micro ? "alpha_ms" : (c.qk_norm ? "sigma" : "alpha");
-  c.num_heads = 0;
-  return c;
+  std::string markers;
+  for (const BackboneFamily& family : backbone_families()) {
+    if (w.count(family.marker_key)) return family.name;
+    markers += (markers.empty() ? "neither " : " nor ") + family.marker_description;
+  }
+  throw Error(source + ": cannot tell the model family (" + markers + " is present)");
 }
 
 BackbonePtr make_backbone(const ModelSpec& spec) {
-  if (!spec.family) throw spec.invalid("family", "given: \"dit\" or \"pixart\"");
-  if (*spec.family == "dit") return std::make_shared<DiTImpl>(DiTConfig::from_spec(spec));
-  return std::make_shared<PixArtImpl>(PixArtConfig::from_spec(spec));
+  std::string names;
+  for (const BackboneFamily& family : backbone_families()) names += (names.empty() ? "\"" : " or \"") + family.name + "\"";
+  if (!spec.family) throw spec.invalid("family", "given: " + names);
+  const BackboneFamily* family = find_backbone_family(*spec.family);
+  if (!family) throw spec.invalid("family", names + " (got \"" + *spec.family + "\")");
+  return family->make(spec);
 }
 
 BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec& spec, const std::string& source) {
@@ -417,90 +285,7 @@ BackbonePtr make_backbone_for_weights(const TensorMap& weights, const ModelSpec&
   const std::string family = detect_family(w, source);
   if (spec.family && *spec.family != family)
     throw spec.invalid("family", "\"" + family + "\" for these weights (got \"" + *spec.family + "\")");
-  // Settings the weights fix: a config value must agree with them.
-  auto agree = [&](const std::string& key, double from_weights, double configured) {
-    if (from_weights != configured) {
-      std::ostringstream s;
-      s << from_weights << " as in the weights (got " << configured << ")";
-      throw spec.invalid(key, s.str());
-    }
-  };
-  auto heads_for = [&](int64_t hidden_size) {
-    if (spec.num_heads) return int64_t{0};  // taken from the spec
-    const int64_t heads = official_num_heads(hidden_size);
-    if (heads == 0)
-      throw spec.invalid("num_heads", "given (e.g. --set " + spec.key("num_heads") +
-                                          "=N): the weights do not determine "
-                                          "the head count and hidden_size " +
-                                          std::to_string(hidden_size) + " is not the width of an official model");
-    spdlog::info("{} not set: using {}, the head count of the official models of width {}", spec.key("num_heads"), heads,
-                 hidden_size);
-    return heads;
-  };
-
-  if (family == "dit") {
-    DiTConfig inferred = infer_dit_config(w, source);  // w is in the official layout now
-    use_numerics_of_layout(inferred, layout);
-    DiTConfig base = inferred;
-    base.num_heads = heads_for(inferred.hidden_size);
-    if (inferred.input_size == 0) {
-      if (!spec.input_size) throw spec.invalid("input_size", "given: the weights have no pos_embed to infer it from");
-      base.input_size = 32;
-    }
-    const DiTConfig c = DiTConfig::from_spec(spec, base);
-    agree("patch_size", inferred.patch_size, c.patch_size);
-    agree("in_channels", inferred.in_channels, c.in_channels);
-    agree("hidden_size", inferred.hidden_size, c.hidden_size);
-    agree("depth", inferred.depth, c.depth);
-    agree("num_classes", inferred.num_classes, c.num_classes);
-    agree("learn_sigma", inferred.learn_sigma, c.learn_sigma);
-    agree("mlp_ratio", inferred.mlp_ratio, c.mlp_ratio);
-    if (inferred.input_size != 0) agree("input_size", inferred.input_size, c.input_size);
-    return std::make_shared<DiTImpl>(c);
-  }
-
-  const PixArtConfig inferred = infer_pixart_config(w, source);
-  if (inferred.kv_compress)
-    throw Error(source + ": KV-compression weights (blocks.*.attn.sr.*) found: PixArt-Sigma KV compression is not supported");
-  PixArtConfig base = inferred;
-  base.num_heads = heads_for(inferred.hidden_size);
-  const bool variant_known = inferred.variant != "alpha";  // micro-conditions or qk norm identify it
-  if (!variant_known && !spec.variant)
-    throw spec.invalid("variant", "given (\"alpha\" or \"sigma\"): the weights cannot tell PixArt-alpha from PixArt-Sigma");
-  base.variant = spec.variant.value_or(inferred.variant);
-  if (inferred.input_size == 0) {
-    if (!spec.input_size) throw spec.invalid("input_size", "given: the weights have no pos_embed to infer it from");
-    base.input_size = *spec.input_size;
-  }
-  // The pos-embed scale: from the config, else recovered from the stored pos_embed.
-  const bool sigma = base.variant == "sigma";
-  const std::string scale_field = sigma ? "pe_interpolation" : "lewei_scale";
-  if (!(sigma ? spec.pe_interpolation : spec.lewei_scale)) {
-    auto stored = w.find("pos_embed");
-    const double scale = stored == w.end() ? 0.0 : scale_of_stored_pos_embed(stored->second, base);
-    if (scale == 0.0)
-      throw spec.invalid(scale_field,
-                         std::string("given: ") + (stored == w.end() ? "the weights have no pos_embed to recover it from"
-                                                                     : "no usual value reproduces the stored pos_embed"));
-    (sigma ? base.pe_interpolation : base.lewei_scale) = scale;
-    spdlog::info("{} not set: using {}, which reproduces the pos_embed stored in the weights", spec.key(scale_field), scale);
-  }
-  const PixArtConfig c = PixArtConfig::from_spec(spec, base);
-  agree("patch_size", inferred.patch_size, c.patch_size);
-  agree("in_channels", inferred.in_channels, c.in_channels);
-  agree("hidden_size", inferred.hidden_size, c.hidden_size);
-  agree("depth", inferred.depth, c.depth);
-  agree("pred_sigma", inferred.pred_sigma, c.pred_sigma);
-  agree("caption_channels", inferred.caption_channels, c.caption_channels);
-  agree("mlp_ratio", inferred.mlp_ratio, c.mlp_ratio);
-  agree("qk_norm", inferred.qk_norm, c.qk_norm);
-  if (inferred.input_size != 0) agree("input_size", inferred.input_size, c.input_size);
-  if (w.count("y_embedder.y_embedding")) agree("model_max_length", inferred.model_max_length, c.model_max_length);
-  const bool micro = inferred.variant == "alpha_ms";
-  if (micro != c.micro_condition())
-    throw spec.invalid("variant", micro ? "\"alpha_ms\": the weights have micro-condition embedders (csize_embedder, ar_embedder)"
-                                        : "\"alpha\" or \"sigma\": the weights have no micro-condition embedders");
-  return std::make_shared<PixArtImpl>(c);
+  return find_backbone_family(family)->make_for_weights(w, layout, spec, source);
 }
 
 void load_backbone_weights(Backbone& model, TensorMap weights, const std::string& source) {

@@ -6,43 +6,9 @@
 #include <cmath>
 
 #include "ilf/error.h"
-#include "solver_checks.h"
 
 namespace ilf {
 namespace {
-
-// diffusers' DDIM timesteps for `n` steps over `num_train` training timesteps, decreasing.
-std::vector<int64_t> ddim_timesteps(TimestepSpacing spacing, int64_t n, int64_t num_train, int64_t steps_offset) {
-  std::vector<int64_t> timesteps(n);
-  switch (spacing) {
-    case TimestepSpacing::kLinspace: {
-      // round(linspace(0, T - 1, n))[::-1]: n points (unlike DPM-Solver's n + 1), end point exact.
-      const double stop = static_cast<double>(num_train - 1);
-      const double step = n > 1 ? stop / static_cast<double>(n - 1) : 0.0;
-      for (int64_t k = 0; k < n; ++k) {
-        const int64_t i = n - 1 - k;  // index into the ascending linspace
-        timesteps[k] =
-            (n > 1 && i == n - 1) ? static_cast<int64_t>(stop) : detail::round_half_even(static_cast<double>(i) * step);
-      }
-      break;
-    }
-    case TimestepSpacing::kLeading: {
-      // arange(0, n) * (T // n), reversed, plus steps_offset.
-      const int64_t ratio = num_train / n;
-      for (int64_t k = 0; k < n; ++k) timesteps[k] = (n - 1 - k) * ratio + steps_offset;
-      break;
-    }
-    case TimestepSpacing::kTrailing: {
-      // round(arange(T, 0, -T / n)) - 1 with numpy's arange fill start + i * ((start + step) - start);
-      // exactly n steps (numpy's float arange adds a timestep -1 for some n, e.g. 61).
-      const double start = static_cast<double>(num_train);
-      const double delta = (start - start / static_cast<double>(n)) - start;
-      for (int64_t k = 0; k < n; ++k) timesteps[k] = detail::round_half_even(start + static_cast<double>(k) * delta) - 1;
-      break;
-    }
-  }
-  return timesteps;
-}
 
 double sigma_of(float alpha_cumprod) { return static_cast<double>(std::sqrt((1.0f - alpha_cumprod) / alpha_cumprod)); }
 
@@ -66,22 +32,8 @@ DDIMSolver::DDIMSolver(const DDIMOptions& options) : options_(options) {
 }
 
 void DDIMSolver::set_timesteps(int64_t num_steps) {
-  const int64_t num_train = schedule_.num_train_timesteps();
-  if (num_steps < 1) throw Error("ddim: the number of steps must be >= 1 (got " + std::to_string(num_steps) + ")");
-  if (num_steps > num_train)
-    throw Error("ddim: the number of steps (" + std::to_string(num_steps) + ") cannot exceed the training timesteps (" +
-                std::to_string(num_train) + ")");
-  std::vector<int64_t> timesteps = ddim_timesteps(options_.timestep_spacing, num_steps, num_train, options_.steps_offset);
-  for (size_t k = 0; k < timesteps.size(); ++k) {
-    if (timesteps[k] < 0 || timesteps[k] >= num_train)
-      throw Error("ddim: timestep " + std::to_string(timesteps[k]) + " (steps_offset " + std::to_string(options_.steps_offset) +
-                  ") lies outside the training range [0, " + std::to_string(num_train) + ")");
-    if (k > 0 && timesteps[k] >= timesteps[k - 1])
-      throw Error("ddim: " + std::to_string(num_steps) + " steps with timestep_spacing " + to_string(options_.timestep_spacing) +
-                  " give repeated timesteps; use fewer steps");
-  }
-  timesteps_ = std::move(timesteps);
-
+  timesteps_ =
+      schedule_.spaced_timesteps("ddim", options_.timestep_spacing, SpacingGrid::kOnePerStep, num_steps, options_.steps_offset);
   // Per step: sqrt(1 - abar_t), sqrt(abar_t), sqrt(abar_prev), sqrt(1 - abar_prev), in float32.
   std::vector<float> rows, timestep_values;
   for (int64_t k = 0; k < num_steps; ++k) {
@@ -91,17 +43,13 @@ void DDIMSolver::set_timesteps(int64_t num_steps) {
     rows.insert(rows.end(), {std::sqrt(beta_t), std::sqrt(alpha_t), std::sqrt(alpha_prev), std::sqrt(1.0f - alpha_prev)});
     timestep_values.push_back(static_cast<float>(timesteps_[k]));  // integers, exact in float32
   }
-  coefficients_ = torch::tensor(rows, torch::kFloat32).view({num_steps, 4});
-  timestep_table_ = torch::tensor(timestep_values, torch::kFloat32);
-  x0_ = torch::Tensor();
-  step_index_ = 0;
+  set_step_table(std::vector<int64_t>(num_steps, 0), std::move(timestep_values),
+                 torch::tensor(rows, torch::kFloat32).view({num_steps, 4}));
 }
-
-std::vector<double> DDIMSolver::timesteps() const { return {timesteps_.begin(), timesteps_.end()}; }
 
 float DDIMSolver::prev_alpha_cumprod(int64_t k) const {
   // diffusers steps to t - T // N whatever the spacing.
-  const int64_t prev = timesteps_[k] - schedule_.num_train_timesteps() / num_steps();
+  const int64_t prev = timesteps_[k] - schedule_.num_train_timesteps() / static_cast<int64_t>(timesteps_.size());
   return prev >= 0 ? alphas_cumprod_[prev] : final_alpha_cumprod_;
 }
 
@@ -110,11 +58,6 @@ std::vector<double> DDIMSolver::sigmas() const {
   for (const int64_t t : timesteps_) sigmas.push_back(sigma_of(alphas_cumprod_[t]));
   if (!timesteps_.empty()) sigmas.push_back(sigma_of(prev_alpha_cumprod(num_steps() - 1)));
   return sigmas;
-}
-
-SolverStep DDIMSolver::step_tensors(int64_t k, const torch::Device& device) const {
-  detail::check_step_index("ddim", k, num_steps());
-  return {k, 0, timestep_table_[k].to(device), coefficients_[k].to(device)};
 }
 
 SolverUpdate DDIMSolver::update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
@@ -128,14 +71,6 @@ SolverUpdate DDIMSolver::update(const SolverStep& step, const torch::Tensor& mod
   // eta = 0: no noise term, and the direction uses the raw model eps (use_clipped_model_output=False).
   out.sample = out.x0 * c[2] + eps * c[3];
   return out;
-}
-
-torch::Tensor DDIMSolver::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
-  detail::check_step_arguments("ddim", !timesteps_.empty(), step_index_, num_steps(), model_output, sample);
-  const SolverUpdate next = update(step_tensors(step_index_, sample.device()), model_output, sample, x0_);
-  x0_ = next.x0;
-  ++step_index_;
-  return next.sample.to(sample.scalar_type());
 }
 
 }  // namespace ilf

@@ -8,6 +8,46 @@
 #include "ilf/error.h"
 
 namespace ilf {
+namespace {
+
+// numpy's round(): half to even (the default floating-point rounding mode).
+int64_t round_half_even(double value) { return static_cast<int64_t>(std::nearbyint(value)); }
+
+// The first n of `points` timesteps spread over num_train training timesteps, decreasing (points is n
+// or n + 1, see SpacingGrid).
+std::vector<int64_t> spaced(TimestepSpacing spacing, int64_t n, int64_t points, int64_t num_train, int64_t steps_offset) {
+  std::vector<int64_t> timesteps(n);
+  switch (spacing) {
+    case TimestepSpacing::kLinspace: {
+      // round(linspace(0, T - 1, points))[::-1][:n]; numpy's linspace is i * step with the end point exact.
+      const double stop = static_cast<double>(num_train - 1);
+      const double step = points > 1 ? stop / static_cast<double>(points - 1) : 0.0;
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t i = points - 1 - k;  // index into the ascending linspace
+        timesteps[k] = round_half_even((points > 1 && i == points - 1) ? stop : static_cast<double>(i) * step);
+      }
+      break;
+    }
+    case TimestepSpacing::kLeading: {
+      // arange(0, points) * (T // points), reversed, the first n, plus steps_offset.
+      const int64_t ratio = num_train / points;
+      for (int64_t k = 0; k < n; ++k) timesteps[k] = (points - 1 - k) * ratio + steps_offset;
+      break;
+    }
+    case TimestepSpacing::kTrailing: {
+      // round(arange(T, 0, -T / n)) - 1. numpy fills arange as start + i * ((start + step) - start).
+      // For some n (61, 103, ...) numpy's float arange yields an extra element that becomes timestep
+      // -1; we keep exactly n steps instead.
+      const double start = static_cast<double>(num_train);
+      const double delta = (start - start / static_cast<double>(n)) - start;
+      for (int64_t k = 0; k < n; ++k) timesteps[k] = round_half_even(start + static_cast<double>(k) * delta) - 1;
+      break;
+    }
+  }
+  return timesteps;
+}
+
+}  // namespace
 
 void NoiseScheduleOptions::validate() const {
   if (beta_schedule != "linear" && beta_schedule != "scaled_linear")
@@ -65,6 +105,27 @@ torch::Tensor NoiseSchedule::add_noise(const torch::Tensor& x0, const torch::Ten
   const torch::Tensor sqrt_abar = abar.sqrt().reshape(factor_shape);
   const torch::Tensor sqrt_one_minus_abar = (1.0 - abar).sqrt().reshape(factor_shape);
   return sqrt_abar * x0 + sqrt_one_minus_abar * eps;
+}
+
+std::vector<int64_t> NoiseSchedule::spaced_timesteps(const std::string& solver, TimestepSpacing spacing, SpacingGrid grid,
+                                                     int64_t num_steps, int64_t steps_offset) const {
+  const int64_t num_train = num_train_timesteps();
+  if (num_steps < 1) throw Error(solver + ": the number of steps must be >= 1 (got " + std::to_string(num_steps) + ")");
+  if (num_steps > num_train)
+    throw Error(solver + ": the number of steps (" + std::to_string(num_steps) + ") cannot exceed the training timesteps (" +
+                std::to_string(num_train) + ")");
+  const int64_t points = grid == SpacingGrid::kWithFinalBoundary ? num_steps + 1 : num_steps;
+  std::vector<int64_t> timesteps = spaced(spacing, num_steps, points, num_train, steps_offset);
+  for (size_t k = 0; k < timesteps.size(); ++k) {
+    if (timesteps[k] < 0 || timesteps[k] >= num_train)
+      throw Error(solver + ": timestep " + std::to_string(timesteps[k]) + " (steps_offset " + std::to_string(steps_offset) +
+                  ") lies outside the training range [0, " + std::to_string(num_train) + ")");
+    if (k > 0 && timesteps[k] >= timesteps[k - 1])
+      throw Error(solver + ": " + std::to_string(num_steps) + " steps with timestep_spacing " + to_string(spacing) +
+                  " give repeated timesteps (" + std::to_string(timesteps[k - 1]) + ", " + std::to_string(timesteps[k]) +
+                  "); use fewer steps");
+  }
+  return timesteps;
 }
 
 TimestepSpacing parse_timestep_spacing(const std::string& name) {

@@ -10,7 +10,6 @@
 #include "dpm_update.h"
 #include "float32_math.h"
 #include "ilf/error.h"
-#include "solver_checks.h"
 
 namespace ilf {
 namespace {
@@ -104,44 +103,18 @@ void PixArtDPMSolver::set_timesteps(int64_t num_steps) {
   std::vector<float> model_times(num_steps);
   for (int64_t k = 0; k < num_steps; ++k) model_times[k] = (times[k] - offset) * 1000.0f;
 
-  timestep_table_ = detail::to_float_tensor(model_times);
-  coefficients_ = detail::dpm_coefficient_table(orders, sigma, alpha, lambda, detail::float32_expm1(neg_h));
+  torch::Tensor coefficients = detail::dpm_coefficient_table(orders, sigma, alpha, lambda, detail::float32_expm1(neg_h));
+  set_step_table(std::move(orders), std::move(model_times), std::move(coefficients));
   time_grid_ = std::move(times);
-  model_times_ = std::move(model_times);
   alpha_ = alpha;
   sigma_ = std::move(sigma);
-  orders_ = std::move(orders);
-  x0_history_[0] = torch::Tensor();
-  x0_history_[1] = torch::Tensor();
-  step_index_ = 0;
 }
-
-std::vector<double> PixArtDPMSolver::timesteps() const { return {model_times_.begin(), model_times_.end()}; }
 
 std::vector<double> PixArtDPMSolver::sigmas() const {
   std::vector<double> sigmas;
   for (size_t i = 0; i < time_grid_.size(); ++i)
     sigmas.push_back(static_cast<double>(sigma_[i]) / static_cast<double>(alpha_[i]));
   return sigmas;
-}
-
-SolverStep PixArtDPMSolver::step_tensors(int64_t k, const torch::Device& device) const {
-  detail::check_step_index("pixart_dpm", k, num_steps());
-  return {k, orders_[k], timestep_table_[k].to(device), coefficients_[k].to(device)};
-}
-
-SolverUpdate PixArtDPMSolver::update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
-                                     const torch::Tensor& previous_x0) const {
-  return detail::dpm_update(step, model_output, sample, previous_x0);
-}
-
-torch::Tensor PixArtDPMSolver::step(const torch::Tensor& model_output, const torch::Tensor& sample) {
-  detail::check_step_arguments("pixart_dpm", !time_grid_.empty(), step_index_, num_steps(), model_output, sample);
-  const SolverUpdate next = update(step_tensors(step_index_, sample.device()), model_output, sample, x0_history_[1]);
-  x0_history_[0] = x0_history_[1];
-  x0_history_[1] = next.x0;
-  ++step_index_;
-  return next.sample.to(sample.scalar_type());
 }
 
 }  // namespace ilf

@@ -8,9 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "ilf/models/model_spec.h"
+#include "ilf/io/safetensors.h"
 #include "ilf/models/backbone.h"
+#include "ilf/models/backbone_family.h"
 #include "ilf/models/layers.h"
+#include "ilf/models/model_spec.h"
+#include "ilf/models/patch_transformer.h"
 
 namespace ilf {
 
@@ -86,18 +89,12 @@ class DiTFinalLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DiTFinalLayer);
 
-class DiTImpl : public Backbone {
+class DiTImpl : public PatchTransformer<DiTConfig> {
  public:
   explicit DiTImpl(const DiTConfig& config);
 
   std::string family() const override { return "dit"; }
   std::string variant() const override { return "dit"; }
-  int64_t depth() const override { return config_.depth; }
-  int64_t hidden_size() const override { return config_.hidden_size; }
-  int64_t in_channels() const override { return config_.in_channels; }
-  int64_t out_channels() const override { return config_.out_channels(); }
-  int64_t patch_size() const override { return config_.patch_size; }
-  int64_t input_size() const override { return config_.input_size; }
   bool accepts_any_size() const override { return false; }
   ConditionKind condition_kind() const override { return ConditionKind::kClassLabel; }
   int64_t num_classes() const override { return config_.num_classes; }
@@ -109,35 +106,34 @@ class DiTImpl : public Backbone {
   torch::Tensor embed(const torch::Tensor& x) override;
   // t (B,) and inputs.class_labels (B,) int64 in [0, num_classes] -> block = head = c (B, D).
   Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override;
-  torch::Tensor block(int64_t j, const torch::Tensor& h, const Conditioning& cond) override;
-  torch::Tensor head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) override;
-  BlockPtr make_block() const override;
-  BlockPtr block_module(int64_t j) const override;
   // class_labels = num_classes for every image of `like`.
   ConditionInputs null_condition(const ConditionInputs& like) const override;
 
-  // The stages of condition() and head(), exposed for tests and tools.
-  torch::Tensor embed_timestep(const torch::Tensor& t);                          // t_embedder(t) (B, D)
-  torch::Tensor embed_labels(const torch::Tensor& labels);                       // y_embedder(y) (B, D)
-  torch::Tensor final_tokens(const torch::Tensor& h, const Conditioning& cond);  // (B, T, p*p*out)
+  // The stages of condition() and head(), exposed for tests and tools (also embed_timestep).
+  torch::Tensor embed_labels(const torch::Tensor& labels);                                // y_embedder(y) (B, D)
+  torch::Tensor final_tokens(const torch::Tensor& h, const Conditioning& cond) override;  // (B, T, p*p*out)
 
-  const DiTConfig& config() const { return config_; }
-
-  PatchEmbed x_embedder{nullptr};
-  TimestepEmbedder t_embedder{nullptr};
+  // x_embedder, t_embedder, blocks: PatchTransformerBackbone.
   LabelEmbedder y_embedder{nullptr};
   torch::Tensor pos_embed;  // buffer (1, T, D), fixed sin-cos
-  torch::nn::ModuleList blocks{nullptr};
   DiTFinalLayer final_layer{nullptr};
 
  private:
-  DiTConfig config_;
-  std::vector<std::shared_ptr<DiTBlockImpl>> block_list_;  // the modules in `blocks`, typed
+  BlockPtr new_block() const override;
 };
 TORCH_MODULE(DiT);
 
 // The DiT behind a backbone, for code that needs DiT internals (parity tests and tools); throws
 // ilf::Error for another family. Library code above models/ uses the Backbone interface instead.
-std::shared_ptr<DiTImpl> as_dit(const BackbonePtr& backbone);
+inline std::shared_ptr<DiTImpl> as_dit(const BackbonePtr& backbone) { return backbone_as<DiTImpl>(backbone, "a DiT"); }
+
+// What DiT weights (official or diffusers layout) tell about the architecture: depth, hidden_size,
+// patch_size, in_channels, learn_sigma, num_classes, mlp_ratio, and input_size from pos_embed (0 when
+// absent); for the diffusers layout diffusers' numerics (timestep_freq_shift 1, mlp_norm_eps 1e-5, see
+// DiTConfig). num_heads cannot be inferred and is left 0. `source` names the weights in errors.
+DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source = "weights");
+
+// The DiT entry of the backbone registry (backbone_family.h): marker key y_embedder.embedding_table.weight.
+BackboneFamily dit_family();
 
 }  // namespace ilf

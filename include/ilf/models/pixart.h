@@ -15,9 +15,12 @@
 #include <utility>
 #include <vector>
 
-#include "ilf/models/model_spec.h"
+#include "ilf/io/safetensors.h"
 #include "ilf/models/backbone.h"
+#include "ilf/models/backbone_family.h"
 #include "ilf/models/layers.h"
+#include "ilf/models/model_spec.h"
+#include "ilf/models/patch_transformer.h"
 
 namespace ilf {
 
@@ -96,18 +99,12 @@ class T2IFinalLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(T2IFinalLayer);
 
-class PixArtImpl : public Backbone {
+class PixArtImpl : public PatchTransformer<PixArtConfig> {
  public:
   explicit PixArtImpl(const PixArtConfig& config);
 
   std::string family() const override { return "pixart"; }
   std::string variant() const override { return config_.variant; }
-  int64_t depth() const override { return config_.depth; }
-  int64_t hidden_size() const override { return config_.hidden_size; }
-  int64_t in_channels() const override { return config_.in_channels; }
-  int64_t out_channels() const override { return config_.out_channels(); }
-  int64_t patch_size() const override { return config_.patch_size; }
-  int64_t input_size() const override { return config_.input_size; }
   bool accepts_any_size() const override { return config_.recomputes_pos_embed(); }
   ConditionKind condition_kind() const override { return ConditionKind::kCaption; }
   int64_t caption_channels() const override { return config_.caption_channels; }
@@ -125,10 +122,6 @@ class PixArtImpl : public Backbone {
   // alpha_ms also inputs.image_hw (B, 2) and inputs.aspect_ratio (B, 1).
   // -> block = t0 (B, 6D), head = t (B, D), caption_tokens (B, L, D), caption_mask (B, L) bool.
   Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) override;
-  torch::Tensor block(int64_t j, const torch::Tensor& h, const Conditioning& cond) override;
-  torch::Tensor head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) override;
-  BlockPtr make_block() const override;
-  BlockPtr block_module(int64_t j) const override;
   // The null caption, fitted to like.caption's length L (zero-padded with mask 0, or cut where only
   // masked-out tokens are dropped), with like's micro-conditions. Source: set_null_caption() if
   // called, else (alpha / alpha_ms) the y_embedding buffer with an all-ones mask. The mask has like's
@@ -144,29 +137,24 @@ class PixArtImpl : public Backbone {
   void set_builtin_null_caption_available(bool available) { builtin_null_caption_ = available; }
   bool builtin_null_caption_available() const { return builtin_null_caption_; }
 
-  // The stages of embed(), condition() and head(), exposed for tests and tools.
+  // The stages of embed(), condition() and head(), exposed for tests and tools (also embed_timestep).
   torch::Tensor positional_embedding(int64_t grid_h, int64_t grid_w);  // (1, T, D) in the weights' dtype
-  torch::Tensor embed_timestep(const torch::Tensor& t);                // t_embedder(t) (B, D)
   // (csize_emb (B, 2*(D/3)), ar_emb (B, D/3)); alpha_ms only.
   std::pair<torch::Tensor, torch::Tensor> embed_micro_conditions(const torch::Tensor& image_hw, const torch::Tensor& aspect_ratio,
                                                                  int64_t batch);
-  torch::Tensor project_caption(const torch::Tensor& caption);                   // (B, L, C) or (B, 1, L, C) -> (B, L, D)
-  torch::Tensor final_tokens(const torch::Tensor& h, const Conditioning& cond);  // (B, T, p*p*out)
+  torch::Tensor project_caption(const torch::Tensor& caption);  // (B, L, C) or (B, 1, L, C) -> (B, L, D)
+  torch::Tensor final_tokens(const torch::Tensor& h, const Conditioning& cond) override;  // (B, T, p*p*out)
 
-  const PixArtConfig& config() const { return config_; }
-
-  PatchEmbed x_embedder{nullptr};
-  TimestepEmbedder t_embedder{nullptr};
+  // x_embedder, t_embedder, blocks: PatchTransformerBackbone.
   torch::Tensor pos_embed;  // buffer (1, base_size^2, D); used by "alpha", kept for the state_dict otherwise
   torch::nn::Sequential t_block{nullptr};
   CaptionEmbedder y_embedder{nullptr};
   TimestepEmbedder csize_embedder{nullptr}, ar_embedder{nullptr};  // alpha_ms only
-  torch::nn::ModuleList blocks{nullptr};
   T2IFinalLayer final_layer{nullptr};
 
  private:
-  PixArtConfig config_;
-  std::vector<std::shared_ptr<PixArtBlockImpl>> block_list_;
+  BlockPtr new_block() const override;
+
   bool builtin_null_caption_ = true;
   torch::Tensor null_caption_, null_caption_mask_;  // set_null_caption: (L, C), (L) bool
   // The last recomputed pos embedding and the grid / device / dtype it was made for.
@@ -177,6 +165,18 @@ TORCH_MODULE(PixArt);
 
 // The PixArt model behind a backbone, for code that needs PixArt internals (parity tests and tools);
 // throws ilf::Error for another family. Library code above models/ uses the Backbone interface instead.
-std::shared_ptr<PixArtImpl> as_pixart(const BackbonePtr& backbone);
+inline std::shared_ptr<PixArtImpl> as_pixart(const BackbonePtr& backbone) {
+  return backbone_as<PixArtImpl>(backbone, "a PixArt");
+}
+
+// What PixArt weights (official or diffusers layout) tell about the architecture: depth, hidden_size,
+// patch_size, in_channels, pred_sigma, caption_channels, mlp_ratio, qk_norm, model_max_length (from
+// y_embedding), input_size (from pos_embed; 0 when absent), and a variant guess: "alpha_ms" with
+// micro-condition embedders, "sigma" with qk norm, else "alpha" (the weights cannot tell alpha from
+// sigma). kv_compress is true when KV-compression weights exist. num_heads is left 0.
+PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source = "weights");
+
+// The PixArt entry of the backbone registry (backbone_family.h): marker key y_embedder.y_proj.fc1.weight.
+BackboneFamily pixart_family();
 
 }  // namespace ilf

@@ -1,8 +1,9 @@
 // Backbone weights: reading them (safetensors, TorchScript archives, torch.save zip files, diffusers
-// folders), converting the diffusers PixArt and DiT layouts to the official key names, inferring the
-// architecture from the tensors, building a backbone from a JSON "model" section (optionally on top of
-// what the weights tell), and loading strictly: every missing, unexpected or mis-shaped key is reported
-// in one error and nothing half-loaded ever runs. Also the mixed-precision move to bf16 / fp16.
+// folders), converting the diffusers PixArt and DiT layouts to the official key names, building a
+// backbone from a config's "model" section (optionally on top of what the weights tell: each family
+// infers its architecture in its own file, reached through the registry in backbone_family.h), and
+// loading strictly: every missing, unexpected or mis-shaped key is reported in one error and nothing
+// half-loaded ever runs. Also the mixed-precision move to bf16 / fp16.
 #pragma once
 #include <torch/torch.h>
 
@@ -10,6 +11,7 @@
 
 #include "ilf/io/safetensors.h"
 #include "ilf/models/backbone.h"
+#include "ilf/models/backbone_family.h"
 #include "ilf/models/dit.h"
 #include "ilf/models/model_spec.h"
 #include "ilf/models/pixart.h"
@@ -26,8 +28,6 @@ namespace ilf {
 // Errors name the file.
 TensorMap read_weights(const std::string& path);
 
-enum class WeightLayout { kOfficial, kDiffusersPixArt, kDiffusersDiT };
-
 // Recognises the layout of `weights` (official keys, diffusers PixArtTransformer2DModel or
 // DiTTransformer2DModel keys, or any of them under a "state_dict." / "ema." / "model." / "module."
 // prefix: the first prefix that holds them wins and other tensors are dropped) and returns the tensors
@@ -37,24 +37,14 @@ enum class WeightLayout { kOfficial, kDiffusersPixArt, kDiffusersDiT };
 // checkpoints).
 TensorMap to_official_layout(TensorMap weights, const std::string& source, WeightLayout* layout = nullptr);
 
-// "dit" or "pixart", from the key names (official or diffusers layout). Throws if neither. `source`
-// (the file) names the weights in error messages, here and below.
+// The family ("dit" or "pixart", see backbone_families()) from the key names (official or diffusers
+// layout). Throws if none matches. `source` (the file) names the weights in error messages, here and
+// below. What the tensors tell about each family's architecture: infer_dit_config (dit.h),
+// infer_pixart_config (pixart.h).
 std::string detect_family(const TensorMap& weights, const std::string& source = "weights");
 
-// What the tensors tell about the architecture (official or diffusers layout accepted):
-// DiT: depth, hidden_size, patch_size, in_channels, learn_sigma, num_classes, mlp_ratio, and
-// input_size from pos_embed (0 when absent); for the diffusers layout diffusers' numerics
-// (timestep_freq_shift 1, mlp_norm_eps 1e-5, see DiTConfig). num_heads cannot be inferred and is left 0.
-DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source = "weights");
-// PixArt: depth, hidden_size, patch_size, in_channels, pred_sigma, caption_channels, mlp_ratio,
-// qk_norm, model_max_length (from y_embedding), input_size (from pos_embed; 0 when absent), and a
-// variant guess: "alpha_ms" with micro-condition embedders, "sigma" with qk norm, else "alpha" (the
-// weights cannot tell alpha from sigma). kv_compress is true when KV-compression weights exist.
-// num_heads is left 0.
-PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source = "weights");
-
-// Builds a freshly initialised backbone from `spec` alone (family required; the fields of
-// DiTConfig::from_spec / PixArtConfig::from_spec). Errors name the config key.
+// Builds a freshly initialised backbone from `spec` alone (family required; the fields of the family's
+// Config::from_spec). Errors name the config key.
 BackbonePtr make_backbone(const ModelSpec& spec);
 
 // Builds a backbone for `weights`: the architecture inferred from the tensors, completed and checked

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "ilf/sampling/noise_schedule.h"
-#include "ilf/sampling/solver.h"
+#include "ilf/sampling/tabulated_solver.h"
 
 namespace ilf {
 
@@ -25,7 +25,7 @@ struct DDIMOptions {
   void validate() const;
 };
 
-class DDIMSolver : public Solver {
+class DDIMSolver : public TabulatedSolver {
  public:
   DDIMSolver();  // default options
   explicit DDIMSolver(const DDIMOptions& options);
@@ -34,21 +34,15 @@ class DDIMSolver : public Solver {
   // Throws ilf::Error for num_steps < 1, num_steps > the training timesteps, or settings that give
   // repeated or out-of-range timesteps.
   void set_timesteps(int64_t num_steps) override;
-  int64_t num_steps() const override { return static_cast<int64_t>(timesteps_.size()); }
-  std::vector<double> timesteps() const override;
   // sigma(t_k) for each step, then sigma of the abar the last step lands on (0 with set_alpha_to_one).
   std::vector<double> sigmas() const override;
-  torch::Tensor step(const torch::Tensor& model_output, const torch::Tensor& sample) override;
-  int64_t step_index() const override { return step_index_; }
-  // kind 0 (one formula); coefficients (4,): sqrt(1 - abar_t), sqrt(abar_t), sqrt(abar_prev),
+  // Step tensors: kind 0 (one formula); coefficients (4,): sqrt(1 - abar_t), sqrt(abar_t), sqrt(abar_prev),
   // sqrt(1 - abar_prev). The clipping range is an option, the same for every step.
-  SolverStep step_tensors(int64_t k, const torch::Device& device) const override;
   SolverUpdate update(const SolverStep& step, const torch::Tensor& model_output, const torch::Tensor& sample,
                       const torch::Tensor& previous_x0) const override;
 
   const std::vector<int64_t>& integer_timesteps() const { return timesteps_; }
-  // diffusers' pred_original_sample of the latest step (after clipping; undefined before one).
-  const torch::Tensor& x0_prediction() const { return x0_; }
+  // x0_prediction(): diffusers' pred_original_sample of the latest step (after clipping).
   float final_alpha_cumprod() const { return final_alpha_cumprod_; }
 
   const DDIMOptions& options() const { return options_; }
@@ -63,10 +57,6 @@ class DDIMSolver : public Solver {
   std::vector<float> alphas_cumprod_;  // (T,) float32
   float final_alpha_cumprod_ = 1.0f;
   std::vector<int64_t> timesteps_;  // (N,)
-  torch::Tensor timestep_table_;    // (N,) float32
-  torch::Tensor coefficients_;      // (N, 4) float32, see step_tensors()
-  torch::Tensor x0_;
-  int64_t step_index_ = 0;
 };
 
 }  // namespace ilf

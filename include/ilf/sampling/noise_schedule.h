@@ -1,12 +1,24 @@
 // The discrete training noise schedule (DDPM betas over 1000 steps) as diffusers computes it, shared by
 // the solvers and the trainer: betas, alphas_cumprod = cumprod(1 - beta) in float32, the forward
-// noising x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, and sigma(t) = sqrt((1 - abar_t) / abar_t).
+// noising x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, sigma(t) = sqrt((1 - abar_t) / abar_t), and the
+// placement of a sampler's integer timesteps over the training timesteps (diffusers' timestep_spacing).
 #pragma once
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 namespace ilf {
+
+// How diffusers-style solvers place their integer timesteps (diffusers' `timestep_spacing`).
+enum class TimestepSpacing { kLinspace, kLeading, kTrailing };
+TimestepSpacing parse_timestep_spacing(const std::string& name);  // throws ilf::Error listing the names
+std::string to_string(TimestepSpacing spacing);
+
+// How many points a spacing lays out for N steps: DDIMScheduler one per step; DPMSolverMultistepScheduler
+// N + 1, the last being the final boundary (timestep 0 for "linspace" and "leading"), which it drops.
+// "trailing" lays out the same N timesteps either way.
+enum class SpacingGrid { kOnePerStep, kWithFinalBoundary };
 
 struct NoiseScheduleOptions {
   std::string beta_schedule = "linear";  // "linear" or "scaled_linear" (linspace of sqrt(beta), squared)
@@ -35,11 +47,13 @@ struct NoiseSchedule {
   // x0 and eps: (B, ...) of the same shape; computed in x0's dtype on x0's device. Throws ilf::Error
   // for mismatched shapes or timesteps outside [0, T).
   torch::Tensor add_noise(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t) const;
-};
 
-// How diffusers-style solvers place their integer timesteps (diffusers' `timestep_spacing`).
-enum class TimestepSpacing { kLinspace, kLeading, kTrailing };
-TimestepSpacing parse_timestep_spacing(const std::string& name);  // throws ilf::Error listing the names
-std::string to_string(TimestepSpacing spacing);
+  // diffusers' integer timesteps for `num_steps` steps over the training timesteps, decreasing, as numpy
+  // computes them (float64 linspace / arange, round half to even); steps_offset is added to "leading"
+  // ones. Throws ilf::Error starting with `solver` (e.g. "ddim") for num_steps < 1, more steps than
+  // training timesteps, a timestep outside [0, T) or a repeated one.
+  std::vector<int64_t> spaced_timesteps(const std::string& solver, TimestepSpacing spacing, SpacingGrid grid, int64_t num_steps,
+                                        int64_t steps_offset = 0) const;
+};
 
 }  // namespace ilf

@@ -50,7 +50,8 @@ class Solver {
   virtual torch::Tensor step(const torch::Tensor& model_output, const torch::Tensor& sample) = 0;
   virtual int64_t step_index() const = 0;
 
-  // Step k's kind, timestep and coefficients, as tensors on `device` (after set_timesteps()).
+  // Step k's kind, timestep and coefficients, as tensors on `device` (after set_timesteps()). They may
+  // alias the solver's own tables (TabulatedSolver keeps one copy per device): read, never write them.
   virtual SolverStep step_tensors(int64_t k, const torch::Device& device) const = 0;
   // The update of one step as a pure function of tensors: the model's eps and the sample at the step,
   // and the previous step's data prediction (read only by second-order kinds; may be undefined
