@@ -19,7 +19,7 @@ const torch::Tensor* optional_tensor(const TensorMap& tensors, const std::string
 }  // namespace
 
 ForwardDumpInputs read_forward_dump_inputs(const TensorMap& io, const std::string& source, const Backbone& backbone,
-                                  const torch::Device& device) {
+                                           const torch::Device& device) {
   ForwardDumpInputs in;
   in.x = require_tensor(io, "x", source).to(device);
   if (!in.x.is_floating_point() || in.x.dim() != 4) throw Error(source + ": \"x\" must be a float tensor (B, C, H, W)");

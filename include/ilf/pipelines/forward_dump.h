@@ -26,7 +26,7 @@ struct ForwardDumpInputs {
 // Reads the inputs for `backbone`'s kind of condition from `io` (the tensors of the file `source`),
 // on `device`. Errors name `source` and the tensor missing or mis-shaped.
 ForwardDumpInputs read_forward_dump_inputs(const TensorMap& io, const std::string& source, const Backbone& backbone,
-                                  const torch::Device& device);
+                                           const torch::Device& device);
 
 // The plain forward without gradients, keeping "hidden.0" (the embedding), "hidden.k" (the output of
 // block k-1, k = 1..depth) and "out" (the head's output), each float32 on the CPU. `source` names the
