@@ -11,6 +11,7 @@
 #include "ilf/feedback/inner_loop.h"
 #include "ilf/feedback/schedule.h"
 #include "ilf/models/dit.h"
+#include "ilf/models/pixart.h"
 #include "ilf/sampling/dpm_solver.h"
 #include "ilf/sampling/sampler.h"
 #include "test_helpers.h"
@@ -44,6 +45,69 @@ ConditionInputs labels(std::vector<int64_t> ys) {
   return in;
 }
 
+// A PixArt-alpha of the DiT's size with a 16-wide, 5-token caption and every weight non-trivial.
+PixArt tiny_pixart() {
+  torch::manual_seed(9);
+  PixArtConfig c;
+  c.input_size = 8, c.patch_size = 2, c.in_channels = 4, c.hidden_size = 32, c.depth = 6, c.num_heads = 4;
+  c.caption_channels = 16, c.model_max_length = 5;
+  PixArt model(c);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) p.value().normal_(0, 0.2);
+  model->eval();
+  return model;
+}
+
+ConditionInputs captions() {
+  ConditionInputs in;
+  in.caption = torch::randn({2, 5, 16});
+  in.caption_mask = torch::tensor({{1, 1, 1, 0, 0}, {1, 1, 1, 1, 1}}, torch::kInt64);
+  return in;
+}
+
+// Paper Eq. 2-3 as docs/design.md, "The method" states it, written out over the backbone's stages with
+// F, the scales s_b..s_e and the loop [b, e] given directly (nothing of the library's inner loop):
+//   h = embed(x); B_0..B_e under cond(t), keeping h_{b-1} (the input of B_b); f = F(f_e, cond(t));
+//   h = h_{b-1}; for j in b..e: h = B_j(h + s_j f, cond(t_post)); B_{e+1}..B_{N-1} and the head under cond(t_post).
+torch::Tensor inner_loop_as_written(Backbone& model, TransformerBlock& F, const std::vector<double>& s, int64_t b, int64_t e,
+                                    const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& t_post,
+                                    const ConditionInputs& in) {
+  torch::Tensor h = model.embed(x);  // (B, T, D)
+  const Conditioning cond_t = model.condition(t, in);
+  torch::Tensor h_before_loop;  // h_{b-1}
+  for (int64_t j = 0; j <= e; ++j) {
+    if (j == b) h_before_loop = h;
+    h = model.block(j, h, cond_t);
+  }
+  const torch::Tensor f = F.forward(h, cond_t);  // F(f_e), (B, T, D)
+  const Conditioning cond_post = model.condition(t_post, in);
+  h = h_before_loop;
+  for (int64_t j = b; j <= e; ++j) h = model.block(j, h + s[static_cast<size_t>(j - b)] * f, cond_post);
+  for (int64_t j = e + 1; j < model.depth(); ++j) h = model.block(j, h, cond_post);
+  return model.head(h, cond_post, x.size(2), x.size(3));
+}
+
+// The inner-loop forward with feedback switched on (random F, non-zero scales, t_post != t) against
+// inner_loop_as_written, and its block count N + m + 1.
+void expect_active_inner_loop_as_written(Backbone& model, const ConditionInputs& in) {
+  const int64_t b = 2, e = 4;
+  FeedbackModule feedback(model, FeedbackOptions{b, e, FeedbackInit::kRandom});
+  torch::NoGradGuard no_grad;
+  for (auto& p : feedback->block->parameters()) p.normal_(0, 0.2);  // no zero-initialised gates in F
+  const std::vector<double> s = {0.75, -0.5, 0.375};                // exact in float32
+  feedback->scales.copy_(torch::tensor({0.75f, -0.5f, 0.375f}));
+  const auto x = torch::randn({2, 4, 8, 8});
+  const auto t = torch::tensor({700.0f, 300.0f}), t_post = torch::tensor({450.0f, 120.0f});
+
+  BlockRunner runner(model);
+  const auto ours = inner_loop_forward(runner, *feedback, x, t, t_post, in);
+  const auto expected = inner_loop_as_written(model, *feedback->block, s, b, e, x, t, t_post, in);
+  EXPECT_LE(test::relative_error(ours, expected), 1e-6) << model.family();
+  EXPECT_EQ(runner.block_forwards(), model.depth() + (e - b + 1) + 1);  // N + m + 1
+  // The feedback matters here: the plain forward under t is far from it.
+  EXPECT_GT(test::relative_error(model.forward(x, t, in), expected), 1e-3) << model.family();
+}
+
 }  // namespace
 
 TEST(InnerLoop, ZeroScalesWithTPostEqualToTReproduceTheBackbone) {
@@ -53,11 +117,21 @@ TEST(InnerLoop, ZeroScalesWithTPostEqualToTReproduceTheBackbone) {
   const auto x = torch::randn({2, 4, 8, 8});
   const auto t = torch::tensor({900.0f, 35.0f});
   const auto in = labels({3, 10});
-  int64_t forwards = 0;
-  const auto ours = inner_loop_forward(*model, *feedback, x, t, t, in, &forwards);
+  BlockRunner runner(*model);
+  const auto ours = inner_loop_forward(runner, *feedback, x, t, t, in);
   const auto plain = model->forward(x, t, in);
   EXPECT_TRUE(torch::equal(ours, plain)) << "max diff " << (ours - plain).abs().max().item<double>();
-  EXPECT_EQ(forwards, 6 + 3 + 1);  // N + m + 1
+  EXPECT_EQ(runner.block_forwards(), 6 + 3 + 1);  // N + m + 1
+}
+
+TEST(InnerLoop, WithFeedbackFollowsThePaperEquationsOnDiT) {
+  DiT model = tiny_dit();
+  expect_active_inner_loop_as_written(*model, labels({3, 10}));
+}
+
+TEST(InnerLoop, WithFeedbackFollowsThePaperEquationsOnPixArt) {
+  PixArt model = tiny_pixart();
+  expect_active_inner_loop_as_written(*model, captions());
 }
 
 TEST(InnerLoop, NonZeroScalesOrAnotherTPostChangeTheOutput) {
@@ -68,10 +142,11 @@ TEST(InnerLoop, NonZeroScalesOrAnotherTPostChangeTheOutput) {
   const auto t = torch::tensor({500.0f});
   const auto in = labels({1});
   const auto plain = model->forward(x, t, in);
-  const auto later = inner_loop_forward(*model, *feedback, x, t, torch::tensor({400.0f}), in);
+  BlockRunner runner(*model);
+  const auto later = inner_loop_forward(runner, *feedback, x, t, torch::tensor({400.0f}), in);
   EXPECT_GT((later - plain).abs().max().item<double>(), 1e-4);
   feedback->scales.fill_(0.5);
-  const auto fed = inner_loop_forward(*model, *feedback, x, t, t, in);
+  const auto fed = inner_loop_forward(runner, *feedback, x, t, t, in);
   EXPECT_GT((fed - plain).abs().max().item<double>(), 1e-4);
 }
 
@@ -83,11 +158,12 @@ TEST(InnerLoop, StrengthScalesTheFeedbackLikeScaledLearnedScales) {
   const auto t = torch::tensor({700.0f, 120.0f});
   const auto in = labels({4, 2});
   feedback->scales.fill_(0.6);
-  const auto half_strength = inner_loop_forward(*model, *feedback, x, t, t, in, nullptr, 0.5);
-  const auto zero_strength = inner_loop_forward(*model, *feedback, x, t, t, in, nullptr, 0.0);
-  const auto full = inner_loop_forward(*model, *feedback, x, t, t, in);
+  BlockRunner runner(*model);
+  const auto half_strength = inner_loop_forward(runner, *feedback, x, t, t, in, 0.5);
+  const auto zero_strength = inner_loop_forward(runner, *feedback, x, t, t, in, 0.0);
+  const auto full = inner_loop_forward(runner, *feedback, x, t, t, in);
   feedback->scales.fill_(0.3);  // 0.6 * 0.5: halving is exact in floating point, so the outputs are equal bit for bit
-  const auto half_scales = inner_loop_forward(*model, *feedback, x, t, t, in);
+  const auto half_scales = inner_loop_forward(runner, *feedback, x, t, t, in);
   EXPECT_TRUE(torch::equal(half_strength, half_scales)) << (half_strength - half_scales).abs().max().item<double>();
   EXPECT_TRUE(torch::equal(zero_strength, model->forward(x, t, in)));  // no feedback: the backbone
   EXPECT_GT((full - half_scales).abs().max().item<double>(), 1e-4);

@@ -315,7 +315,8 @@ TEST_F(Training, GuidanceAwareDistillationComparesTheGuidedPredictionsOfStudentA
   const torch::Tensor t_teacher = teacher_timesteps(noise.t, o.t_ratio);
   const int64_t C = backbone.in_channels();
   auto student = [&](const ConditionInputs& c) {
-    return inner_loop_forward(backbone, *run.trainer->feedback(), x_t, noise.t, noise.t, c).narrow(1, 0, C);
+    BlockRunner runner(backbone);
+    return inner_loop_forward(runner, *run.trainer->feedback(), x_t, noise.t, noise.t, c).narrow(1, 0, C);
   };
   auto teacher = [&](const ConditionInputs& c) { return fad_teacher(backbone, schedule, x0, noise.eps, t_teacher, c); };
   const torch::Tensor s_c = student(cond), s_u = student(null), t_c = teacher(cond), t_u = teacher(null);

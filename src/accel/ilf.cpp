@@ -72,7 +72,7 @@ torch::Tensor IlfMethod::forward(BlockRunner& runner, const torch::Tensor& x, co
   if (!action.feedback) return runner.forward(x, t, inputs);
   if (!feedback_) throw Error("sampling method ilf needs a feedback module (ilf.feedback_weights)");
   const torch::Tensor t_post = torch::full({x.size(0)}, action.t_post, t.options());  // (B,)
-  return inner_loop_forward(runner.backbone(), *feedback_, x, t, t_post, inputs, runner.counter(), settings_.strength);
+  return inner_loop_forward(runner, *feedback_, x, t, t_post, inputs, settings_.strength);
 }
 
 }  // namespace ilf

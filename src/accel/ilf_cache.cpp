@@ -71,8 +71,7 @@ torch::Tensor IlfCacheMethod::feedback_reusing_outside(BlockRunner& runner, cons
   for (int64_t j = 0; j < b; ++j) h = h + residuals_[static_cast<size_t>(j)];
   const torch::Tensor loop_input = h;
   for (int64_t j = b; j <= e; ++j) h = runner.block(j, h, cond_t);
-  const torch::Tensor f_feed = feedback_at_strength(*feedback_, h, cond_t, ilf_.strength);  // (B, T, D)
-  ++*runner.counter();                                                                      // F is a block forward
+  const torch::Tensor f_feed = feedback_at_strength(runner, *feedback_, h, cond_t, ilf_.strength);  // (B, T, D), one block
   const Conditioning cond_post = runner.condition(t_post, inputs);
   h = loop_input;
   for (int64_t j = b; j <= e; ++j) h = runner.block(j, h + feedback_->scale(j).to(h.dtype()) * f_feed, cond_post);

@@ -3,6 +3,7 @@
 
 #include "ilf/accel/registry.h"
 #include "ilf/error.h"
+#include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
 #include "ilf/sampling/solvers.h"
 
@@ -22,9 +23,7 @@ LoadedRunConfig load_tool_config(const std::string& path, const std::vector<std:
 
 BackbonePtr load_backbone(const RunConfig& config, const torch::Device& device, torch::Dtype dtype) {
   if (config.weights.empty()) throw Error(config.source + ": missing required key \"weights\" (the backbone weights file)");
-  TensorMap weights = read_weights(config.weights);
-  BackbonePtr backbone = make_backbone_for_weights(weights, config.model, config.weights);
-  load_backbone_weights(*backbone, std::move(weights), config.weights);
+  BackbonePtr backbone = load_backbone(config.weights, config.model);
   move_backbone(*backbone, device, dtype);
   backbone->eval();
   return backbone;

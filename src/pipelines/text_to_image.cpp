@@ -9,6 +9,7 @@
 
 #include "ilf/accel/registry.h"
 #include "ilf/error.h"
+#include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
 
 namespace ilf {
@@ -114,12 +115,11 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
   text_options.cache_capacity = config.text.cache_size;
   const std::string encoder_device = config.text.encoder_device.empty() ? device.str() : config.text.encoder_device;
 
-  // The backbone: built for its weights (reading them is I/O only), checked against the folder.
+  // The backbone, checked against the folder.
   TextToImageModel model;
   model.device = device;
   model.options = config.sampling.options;
-  TensorMap weights = read_weights(weights_path);
-  model.backbone = make_backbone_for_weights(weights, config.model, weights_path);
+  model.backbone = load_backbone(weights_path, config.model);
   if (model.backbone->condition_kind() != ConditionKind::kCaption)
     throw Error(weights_path + ": text-to-image needs a PixArt backbone; these weights are " + model.backbone->family());
   Backbone& backbone = *model.backbone;
@@ -142,7 +142,6 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
                 std::to_string(backbone.caption_length()) + " (got " + std::to_string(text_options.max_length) + ")");
   if (std::abs(scale_factor - family_scale) > 1e-9 && downsampling == kVaeDownsampling)
     spdlog::warn("vae.scale_factor {} is not the {} latent scale {}", scale_factor, model.family, family_scale);
-  load_backbone_weights(backbone, std::move(weights), weights_path);
   move_backbone(backbone, device, torch::kFloat32);
   backbone.eval();
 

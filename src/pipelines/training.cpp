@@ -9,6 +9,7 @@
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/safetensors.h"
+#include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
 #include "ilf/pipelines/loading.h"
 #include "ilf/accel/l2c.h"
@@ -106,9 +107,7 @@ TrainerSetup make_trainer_setup(const RunConfig& config, const std::string& out_
   // freshly initialised from "model" (pretraining from scratch); built right after seeding.
   torch::manual_seed(config.training.seed);
   if (!config.weights.empty()) {
-    TensorMap tensors = read_weights(config.weights);
-    s.backbone = make_backbone_for_weights(tensors, config.model, config.weights);
-    load_backbone_weights(*s.backbone, std::move(tensors), config.weights);
+    s.backbone = load_backbone(config.weights, config.model);
   } else {
     s.backbone = make_backbone(config.model);
   }

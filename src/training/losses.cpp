@@ -123,8 +123,9 @@ LossTerms fad_loss(Backbone& student, FeedbackModuleImpl& feedback, Backbone& te
   torch::Tensor student_eps, teacher_eps;  // (B or 2B, C, H, W) float32
   {
     AutocastScope scope(options.precision == "bf16");
+    BlockRunner runner(student);  // training reports no cost: the count is not read
     student_eps =
-        inner_loop_forward(student, feedback, rows(x_t), rows(t), rows(t_post), inputs).narrow(1, 0, C).to(torch::kFloat32);
+        inner_loop_forward(runner, feedback, rows(x_t), rows(t), rows(t_post), inputs).narrow(1, 0, C).to(torch::kFloat32);
     if (options.teacher == TeacherKind::kFad) {
       // Fast Approximate Distillation: the frozen backbone at t' from the same x0 and eps.
       teacher_eps = fad_teacher(teacher, schedule, rows(x0), rows(eps), rows(t_teacher), inputs);

@@ -3,8 +3,8 @@
 // compared with) is one class behind this interface, in one file of accel/, registered in
 // accel/registry.cpp. The sampler (sampling/sampler.h) knows no method by name: it asks the method
 // what each step will do (plan_step, which `ilf_sample --plan` prints without weights) and then lets
-// it run the step (forward), counting the blocks that really run through a BlockRunner, so that
-// the plan and the measured count can be compared (tests do, per method).
+// it run the step (forward), counting the blocks that really run through a BlockRunner
+// (models/block_runner.h), so that the plan and the measured count can be compared (tests do, per method).
 //
 // Cost unit: one transformer block forward of the backbone (the feedback block F counts as one).
 // What a method costs beyond that (e.g. TeaCache's modulated-input distance, TaylorSeer's elementwise
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ilf/models/backbone.h"
+#include "ilf/models/block_runner.h"
 
 namespace ilf {
 
@@ -43,34 +44,6 @@ struct StepAction {
   // result holds what it did.
   bool decided_at_run_time = false;
   std::string extra_work;  // work beyond block forwards, in words ("" = none)
-};
-
-// Runs the backbone's stages and counts every block forward it runs (the measured cost).
-class BlockRunner {
- public:
-  explicit BlockRunner(Backbone& backbone) : backbone_(backbone) {}
-
-  Backbone& backbone() { return backbone_; }
-  torch::Tensor embed(const torch::Tensor& x) { return backbone_.embed(x); }
-  Conditioning condition(const torch::Tensor& t, const ConditionInputs& inputs) { return backbone_.condition(t, inputs); }
-  // Block j of the backbone: h (B, T, D) -> (B, T, D). Counted.
-  torch::Tensor block(int64_t j, const torch::Tensor& h, const Conditioning& cond) {
-    ++block_forwards_;
-    return backbone_.block(j, h, cond);
-  }
-  torch::Tensor head(const torch::Tensor& h, const Conditioning& cond, int64_t height, int64_t width) {
-    return backbone_.head(h, cond, height, width);
-  }
-  // The plain forward, every block through block(): (B, out_channels, H, W).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& inputs);
-
-  // Blocks counted so far; methods that run blocks through other code (ILF's inner loop) add theirs.
-  int64_t block_forwards() const { return block_forwards_; }
-  int64_t* counter() { return &block_forwards_; }
-
- private:
-  Backbone& backbone_;
-  int64_t block_forwards_ = 0;
 };
 
 class AccelerationMethod {

@@ -28,8 +28,6 @@ class FeedbackModuleImpl : public torch::nn::Module {
   int64_t loop_end() const { return options_.loop_end; }
   int64_t loop_size() const { return options_.loop_end - options_.loop_begin + 1; }  // m
 
-  // f_e (B, T, D) -> f_feed (B, T, D)
-  torch::Tensor feedback(const torch::Tensor& f_e, const Conditioning& cond) { return block->forward(f_e, cond); }
   // The scale s_j for loop block j as a 0-d tensor (on the autograd path).
   torch::Tensor scale(int64_t j) const { return scales[j - options_.loop_begin]; }
 
@@ -38,7 +36,7 @@ class FeedbackModuleImpl : public torch::nn::Module {
   // Loads weights saved by save(); refuses files made for another backbone or loop.
   void load(const std::string& path);
 
-  BlockPtr block;        // F
+  BlockPtr block;        // F: f_e (B, T, D) -> f_feed (B, T, D); runs through a BlockRunner (inner_loop.h)
   torch::Tensor scales;  // (m,) float32, zero at initialisation
 
  private:

@@ -16,7 +16,9 @@
 #include "ilf/io/safetensors.h"
 #include "ilf/models/dit.h"
 #include "ilf/models/pixart.h"
+#include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
+#include "ilf/pipelines/forward_dump.h"
 #include "ilf/pipelines/loading.h"
 
 namespace ilf {
@@ -497,28 +499,13 @@ double median_milliseconds(const std::function<void()>& fn, const torch::Device&
 double reference_parity(const std::string& weights_path, const std::string& io_path, const std::vector<std::string>& overrides,
                         const torch::Device& device) {
   const RunConfig config = parse_run_config(read_run_config_json("", overrides), "--set");
-  TensorMap weights = read_weights(weights_path);
-  BackbonePtr model = make_backbone_for_weights(weights, config.model, weights_path);
-  load_backbone_weights(*model, std::move(weights), weights_path);
+  BackbonePtr model = load_backbone(weights_path, config.model);
   move_backbone(*model, device, torch::kFloat32);
   model->eval();
   const TensorMap io = read_safetensors(io_path).tensors;
-  auto input = [&](const std::string& name) { return require_tensor(io, name, io_path).to(device); };
-  auto optional = [&](const std::string& name) { return io.count(name) ? io.at(name).to(device) : torch::Tensor(); };
-  ConditionInputs inputs;
-  torch::Tensor t;
-  if (model->condition_kind() == ConditionKind::kClassLabel) {
-    t = input("t");
-    inputs.class_labels = input("y");
-  } else {
-    t = input("timestep");
-    inputs.caption = input("y");
-    inputs.caption_mask = optional("mask");
-    inputs.image_hw = optional("data_info.img_hw");
-    inputs.aspect_ratio = optional("data_info.aspect_ratio");
-  }
+  const ForwardDumpInputs in = read_forward_dump_inputs(io, io_path, *model, device);
   torch::NoGradGuard no_grad;
-  const torch::Tensor ours = model->forward(input("x"), t, inputs).to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor ours = model->forward(in.x, in.t, in.condition).to(torch::kCPU, torch::kFloat64);
   const torch::Tensor ref = require_tensor(io, "out", io_path).to(torch::kFloat64);
   if (ours.sizes() != ref.sizes()) throw Error(io_path + ": our output has another shape than \"out\"");
   return (ours - ref).abs().max().item<double>() / ref.abs().max().item<double>();
