@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+// The test's own PNG decoder (static: independent of the library's copy).
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_PNG
 #if __has_include(<stb/stb_image.h>)
 #include <stb/stb_image.h>
 #else
