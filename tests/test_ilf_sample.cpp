@@ -206,7 +206,8 @@ TEST(IlfSampleProgress, StderrToAFileHasWholeLinesAndQuietHasNone) {
 TEST(IlfSampleProgress, IlfEvalProgressInAFileHasNoCarriageReturns) {
   const std::string dir = test::scratch_dir("ilf_eval_progress");
   const std::string command = "cd " + std::string(ILF_SOURCE_DIR) + " && " + std::string(ILF_BINARY_DIR) +
-                              "/ilf_eval --config configs/fashion_mnist.json --set sampling.steps=2 --num-samples 20 --batch 10 "
+                              "/ilf_eval --config configs/fashion_mnist.json --set sampling.method=baseline --set "
+                              "sampling.steps=2 --num-samples 20 --batch 10 "
                               "--out " +
                               dir + "/eval.json > " + dir + "/out.txt 2> " + dir + "/err.txt";
   ASSERT_EQ(std::system(command.c_str()), 0) << test::read_file(dir + "/err.txt");

@@ -172,7 +172,10 @@ LoadedRunConfig load_plan_config(Json json, const std::string& source, const Sam
   const std::string folder = model_folder_path(json, source, request.model_folder);
   if (folder.empty() || std::filesystem::exists(std::filesystem::path(folder) / "model.json"))
     return load_config(std::move(json), source, request, false);
-  if (json.contains("model") && json["model"].is_object()) json["model"].erase("folder");
+  if (json.contains("model") && json["model"].is_object()) {
+    json["model"].erase("folder");
+    if (json["model"].empty()) json.erase("model");  // then the plan names the missing "model.depth"
+  }
   SampleFilesRequest without_folder = request;
   without_folder.model_folder.clear();
   return load_config(std::move(json), source, without_folder, false);
