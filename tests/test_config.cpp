@@ -4,8 +4,11 @@
 #include <fstream>
 
 #include "ilf/accel/ilf.h"
+#include "ilf/config/run_config.h"
 #include "ilf/io/config.h"
+#include "ilf/io/json.h"
 #include "test_helpers.h"
+#include "tool_test_support.h"
 
 using namespace ilf;
 
@@ -82,7 +85,7 @@ TEST(Config, OverridesParseJsonOrStrings) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Issue 18: nesting depth and duplicate keys.
+// Nesting depth and duplicate keys.
 
 namespace {
 std::string write_text(const std::string& name, const std::string& text) {
@@ -124,4 +127,84 @@ TEST(ConfigLimits, DuplicateKeysAreRefusedNamingTheirPath) {
   EXPECT_NE(msg.find("duplicate key \"model.depth\""), std::string::npos) << msg;
   // The same name in different objects is fine.
   EXPECT_NO_THROW(load_json_file(write_text("nodup", R"({"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 1}, {"x": 2}]})")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages: unknown-key lists cut short, a section of the wrong type named as such.
+
+TEST(HardeningMessages, ALongListOfUnknownKeysIsCut) {
+  Json config = Json::object();
+  for (int i = 0; i < 30; ++i) config["x" + std::to_string(i)] = 1;
+  ConfigReader reader(config, "run.json");
+  const std::string message = test::any_error_of([&] { reader.check_all_used(); });
+  EXPECT_NE(message.find("and 20 more"), std::string::npos) << message;
+  EXPECT_LT(message.size(), 400u) << message;
+}
+
+TEST(HardeningMessages, ASectionOfTheWrongTypeIsATypeErrorNotAnUnknownKey) {
+  // `--set sampling=3` once said: unknown key "sampling".
+  const std::string message = test::any_error_of([] { parse_run_config(Json{{"sampling", 3}}, "run.json"); });
+  EXPECT_NE(message.find("run.json: \"sampling\" must be an object"), std::string::npos) << message;
+  EXPECT_EQ(message.find("unknown key"), std::string::npos) << message;
+  const std::string training = test::any_error_of([] { parse_run_config(Json{{"training", "fast"}}, "run.json"); });
+  EXPECT_NE(training.find("run.json: \"training\" must be an object"), std::string::npos) << training;
+}
+
+// Found by fuzzing (tests/fuzz/corpus/*/regression-*): an exception without a file or key escaped.
+TEST(HardeningFuzzFindings, AnOverrideOnAConfigThatIsNotAnObjectIsRefusedWithoutReadingOutOfBounds) {
+  // A config file holding just `3`, then --set: the message read the key before the first (UBSan).
+  Json config = 3;
+  const std::string message = test::any_error_of([&] { apply_override(config, "sampling.steps=5"); });
+  EXPECT_NE(message.find("--set sampling.steps=5: the config's top level is not an object"), std::string::npos) << message;
+}
+
+TEST(HardeningFuzzFindings, ANumberBeyondDoubleIsAnErrorNamingTheFileNotAnEscapedJsonException) {
+  // 4444...e424444444444 overflows a double: nlohmann throws out_of_range.406, which no caller caught.
+  const std::string path = test::scratch_dir("fuzz_number") + "/config.json";
+  std::ofstream(path) << R"({"sampling": {"guidance_scale": 4444444444e424444444444}})";
+  const std::string message = test::any_error_of([&] { load_json_file(path); });
+  EXPECT_NE(message.find(path + ": invalid JSON"), std::string::npos) << message;
+  EXPECT_NE(message.find("number overflow"), std::string::npos) << message;
+  Json config = Json::object();
+  const std::string set = test::any_error_of([&] { apply_override(config, "sampling.guidance_scale=1e999"); });
+  EXPECT_NE(set.find("--set sampling.guidance_scale"), std::string::npos) << set;
+  EXPECT_NE(set.find("number overflow"), std::string::npos) << set;
+  const std::string header = test::any_error_of([] { parse_json_strict(R"({"a": -1e400})", "x.safetensors: header"); });
+  EXPECT_NE(header.find("x.safetensors: header: invalid JSON"), std::string::npos) << header;
+}
+
+TEST(HardeningFuzzFindings, AnOverrideThatIsNotUtf8IsRefusedNamingSet) {
+  // Taken as a plain string, it made every later message that quotes it throw nlohmann's type_error.316.
+  Json config = Json::object();
+  const std::string message = test::any_error_of([&] { apply_override(config, "model.depth=2\xf7\xf7"); });
+  EXPECT_NE(message.find("--set"), std::string::npos) << message;
+  EXPECT_NE(message.find("UTF-8"), std::string::npos) << message;
+  EXPECT_TRUE(is_valid_utf8("plain \xc3\xa9t\xc3\xa9 \xe2\x98\x83 \xf0\x9f\x91\x9f"));
+  for (const char* bad : {"\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff"})
+    EXPECT_FALSE(is_valid_utf8(bad)) << bad;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits: sizes bounded before allocation, integers out of range named as such.
+
+TEST(HardeningLimits, HugeModelSizesAndStepCountsAreRefusedNamingTheKey) {
+  auto message = [](const std::string& assignment) {
+    Json config = Json::object();
+    apply_override(config, assignment);
+    return test::any_error_of([&] { parse_run_config(config, "run.json"); });
+  };
+  for (const std::string key : {"model.depth", "model.hidden_size", "model.num_heads", "model.patch_size", "model.input_size"}) {
+    const std::string m = message(key + "=1e9");
+    EXPECT_NE(m.find(key), std::string::npos) << m;
+    EXPECT_NE(m.find("from 1 to"), std::string::npos) << m;
+    EXPECT_NE(message(key + "=0").find(key), std::string::npos);
+  }
+  EXPECT_NE(message("sampling.num_train_timesteps=1e9").find("num_train_timesteps"), std::string::npos);
+  EXPECT_NE(message("sampling.steps=1000000000").find("sampling.steps"), std::string::npos);
+  EXPECT_NE(message("model.mlp_ratio=1e9").find("model.mlp_ratio"), std::string::npos);
+  // 2^64-1 was read as -1 ("got -1").
+  const std::string big = message("training.steps=18446744073709551615");
+  EXPECT_NE(big.find("training.steps"), std::string::npos) << big;
+  EXPECT_EQ(big.find("-1"), std::string::npos) << big;
+  EXPECT_NE(big.find("18446744073709551615"), std::string::npos) << big;
 }

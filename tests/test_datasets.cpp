@@ -2,6 +2,7 @@
 // validation), and the DataLoader's batch layout over ranks, micro-batches and read-ahead.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include "ilf/io/image.h"
 #include "ilf/training/datasets.h"
 #include "test_helpers.h"
+#include "tool_test_support.h"
 #include "training_test_support.h"
 
 namespace ilf {
@@ -233,6 +235,49 @@ TEST(Datasets, PrepareDataBuildsLabelledLatentShardsFromAnImageFolder) {
   }
   EXPECT_EQ(seen.size(), 5u);
   EXPECT_TRUE(std::filesystem::exists(root + "/shards/classes.json"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad idx files: sizes bounded by the header before allocation, a gzip stream needs its trailer.
+
+// Found by fuzzing (tests/fuzz/corpus/idx/regression-*): a LibTorch error without the file escaped.
+TEST(HardeningFuzzFindings, AnIdxZeroDimensionBeforeHugeOnesIsRefusedNotAStrideOverflow) {
+  // 6 dimensions: 0, then five of about 2^32: no data, but strides beyond int64 (a LibTorch error).
+  const std::string path = test::scratch_dir("fuzz_idx") + "/zero-dim.idx";
+  const unsigned char bytes[] = {0,    0,    8,    6,    0,    0,    0,    0, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+                                 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbd, 0, 0,    8,    3,    0,    0,    0xff};
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes), sizeof bytes);
+  const std::string message = test::any_error_of([&] { read_idx_file(path); });
+  EXPECT_NE(message.find(path + ": the idx header declares more than the limit"), std::string::npos) << message;
+}
+
+// An idx file of `declared` dims holding `bytes` data bytes, gzip-compressed (optionally without the trailer).
+std::string write_idx(const std::string& path, const std::vector<uint32_t>& declared, size_t bytes, bool trailer = true) {
+  std::string raw = {0, 0, 8, static_cast<char>(declared.size())};
+  for (uint32_t d : declared)
+    for (int s = 24; s >= 0; s -= 8) raw.push_back(static_cast<char>((d >> s) & 0xff));
+  raw += std::string(bytes, '\x07');
+  gzFile f = gzopen(path.c_str(), "wb");
+  gzwrite(f, raw.data(), static_cast<unsigned>(raw.size()));
+  gzclose(f);
+  if (!trailer) std::filesystem::resize_file(path, std::filesystem::file_size(path) - 8);
+  return path;
+}
+
+TEST(HardeningLimits, IdxDataIsBoundedByItsHeaderAndGzipNeedsItsTrailer) {
+  const std::string dir = test::scratch_dir("hardening_idx");
+  EXPECT_EQ(read_idx_file(write_idx(dir + "/ok.gz", {3, 4}, 12)).sizes().vec(), (std::vector<int64_t>{3, 4}));
+  // More data than declared (a bomb inflates far beyond its header): refused after the declared bytes.
+  const std::string more = test::any_error_of([&] { read_idx_file(write_idx(dir + "/more.gz", {3, 4}, 1 << 20)); });
+  EXPECT_NE(more.find("more.gz"), std::string::npos) << more;
+  EXPECT_NE(more.find("more than 12"), std::string::npos) << more;
+  // Declared dimensions beyond the limit: refused before allocating.
+  const std::string huge = test::any_error_of([&] { read_idx_file(write_idx(dir + "/huge.gz", {60000, 60000, 28}, 16)); });
+  EXPECT_NE(huge.find("limit"), std::string::npos) << huge;
+  // A gzip stream without its 8-byte trailer.
+  const std::string cut = test::any_error_of([&] { read_idx_file(write_idx(dir + "/cut.gz", {3, 4}, 12, /*trailer=*/false)); });
+  EXPECT_NE(cut.find("cut.gz"), std::string::npos) << cut;
+  EXPECT_NE(cut.find("trailer"), std::string::npos) << cut;
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ TEST(Safetensors, FailedWriteLeavesNoFile) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Strict reading (issue 18): the data must be contiguous, non-overlapping and exactly fill the file
+// Strict reading: the data must be contiguous, non-overlapping and exactly fill the file
 // after the header; no duplicate keys; byte lengths match shape x dtype. Every error names the file
 // and the tensor key.
 

@@ -502,7 +502,8 @@ TEST(IlfSampleTextToImage, PromptToPngWithItsSettingsAndThePlannedBlockForwards)
                          {"feedback_weights", dir + "/feedback.safetensors"}}}};
   write_text(dir + "/run.json", config.dump(2));
   const std::string png = dir + "/corgi.png";
-  const std::string common = "--config " + dir + "/run.json --prompt \"a corgi wearing a red scarf\" --seed 11";
+  // --no-enlarge: the PNG has the sampled size (the default enlarges a 64 x 64 image 4 times).
+  const std::string common = "--config " + dir + "/run.json --prompt \"a corgi wearing a red scarf\" --seed 11 --no-enlarge";
   ASSERT_EQ(run_ilf_sample(common + " --out " + png, dir + "/log.txt"), 0) << read_text(dir + "/log.txt");
   ASSERT_EQ(run_ilf_sample(common + " --plan", dir + "/plan.json"), 0) << read_text(dir + "/plan.json");
 
@@ -538,8 +539,10 @@ TEST(IlfSampleTextToImage, PromptsFileWritesOnePngPerLine) {
   const std::vector<std::string> prompts = {"a corgi wearing a red scarf", "an astronaut riding a horse", "a bowl of soup"};
   for (size_t i = 0; i < prompts.size(); ++i) {
     const std::string png = dir + "/samples/0000" + std::to_string(i) + ".png";
-    ASSERT_EQ(png_size(png), (std::pair<uint32_t, uint32_t>{64, 64})) << png;
+    // Sampled at 64 x 64 and written enlarged 4 times (the smallest factor reaching 256 px).
+    ASSERT_EQ(png_size(png), (std::pair<uint32_t, uint32_t>{256, 256})) << png;
     const Json settings = Json::parse(read_png_text(png).at("ilf"));
+    EXPECT_EQ(settings["enlarged"], 4);
     EXPECT_EQ(settings["prompt"], prompts[i]);
     EXPECT_EQ(settings["seed"], i);
     EXPECT_EQ(settings["negative_prompt"], "blurry");

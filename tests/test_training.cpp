@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "ilf/error.h"
 #include "ilf/feedback/feedback.h"
@@ -17,6 +20,7 @@
 #include "ilf/training/losses.h"
 #include "ilf/feedback/inner_loop.h"
 #include "ilf/training/trainer.h"
+#include "tool_test_support.h"
 #include "training_test_support.h"
 
 namespace ilf {
@@ -443,6 +447,102 @@ TEST_F(Training, AnUnknownConfigKeyIsReportedByTheTool) {
   const auto child = test::spawn_train(data(), root + "/run", {"training.learning_rate=1"});
   EXPECT_EQ(test::wait_process(child), 1);
   EXPECT_NE(test::read_text(child.log).find("training.learning_rate"), std::string::npos) << test::read_text(child.log);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints: checksums, metadata validation, fallback to the previous checkpoint.
+
+TrainingCheckpoint small_checkpoint(int64_t step) {
+  TrainingCheckpoint ck;
+  ck.mode = "ilf";
+  ck.step = step;
+  ck.config_json = "{}";
+  ck.trainable["w"] = torch::randn({4, 4});
+  ck.ema["w"] = torch::randn({4, 4});
+  ck.optimizer["w"] = AdamState{std::max<int64_t>(step, 0), torch::randn({4, 4}), torch::rand({4, 4})};
+  return ck;
+}
+
+TEST(HardeningCheckpoint, AFlippedBitIsRefusedByTheChecksum) {
+  const std::string dir = test::scratch_dir("hardening_checkpoint_bitflip");
+  const std::string path = save_checkpoint(dir, small_checkpoint(5), 3);
+  EXPECT_NO_THROW(load_checkpoint(path));
+  std::string bytes = test::read_file(path);
+  bytes[bytes.size() - 3] ^= 0x10;  // inside the last tensor's data
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  const std::string message = test::any_error_of([&] { load_checkpoint(path); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  EXPECT_NE(message.find("checksum"), std::string::npos) << message;
+}
+
+TEST(HardeningCheckpoint, NegativeOrMalformedStepMetadataIsRefusedNamingFileAndField) {
+  const std::string dir = test::scratch_dir("hardening_checkpoint_step");
+  // Written with a valid checksum: the metadata check itself refuses it.
+  TrainingCheckpoint ck = small_checkpoint(-3);
+  ck.optimizer.clear();
+  const std::string path = save_checkpoint(dir, ck, 3);
+  const std::string message = test::any_error_of([&] { load_checkpoint(path); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  EXPECT_NE(message.find("\"step\""), std::string::npos) << message;
+  // Adam steps beyond the checkpoint's step.
+  TrainingCheckpoint adam = small_checkpoint(4);
+  adam.optimizer["w"].step = 1000;
+  const std::string adam_path = save_checkpoint(dir, adam, 3);
+  EXPECT_NE(test::any_error_of([&] { load_checkpoint(adam_path); }).find("adam_steps"), std::string::npos);
+}
+
+class HardeningTraining : public ::testing::Test {
+ protected:
+  void SetUp() override { spdlog::set_level(spdlog::level::err); }
+  void TearDown() override { spdlog::set_level(spdlog::level::info); }
+  static std::string data() {
+    static const std::string folder = [] {
+      const std::string dir = test::scratch_dir("hardening_training_data_" + std::to_string(getpid()));
+      test::write_synthetic_shards(dir);
+      return dir;
+    }();
+    return folder;
+  }
+};
+
+TEST_F(HardeningTraining, ACorruptNewestCheckpointFallsBackToThePreviousOne) {
+  const std::string out = test::scratch_dir("hardening_fallback");
+  {
+    test::InProcessRun run(data(), out, {"training.steps=4", "training.checkpoint_every=2", "training.keep_checkpoints=3"});
+    ASSERT_TRUE(run.trainer->run());
+  }
+  const auto all = list_checkpoints(out + "/checkpoints");
+  ASSERT_EQ(all.size(), 2u);  // steps 2 and 4
+  std::string bytes = test::read_file(all.back());
+  bytes[bytes.size() - 5] ^= 0x01;
+  std::ofstream(all.back(), std::ios::binary | std::ios::trunc) << bytes;
+  // A stale temporary file of a killed writer, removed at start.
+  std::ofstream(out + "/config.json.tmp.999999999") << "partial";
+
+  test::InProcessRun resumed(data(), out, {"training.steps=4", "training.checkpoint_every=2", "training.keep_checkpoints=3"},
+                             /*resume=*/true);
+  EXPECT_EQ(resumed.trainer->step(), 2);  // the previous checkpoint
+  EXPECT_TRUE(fs::exists(all.back() + ".corrupt"));
+  EXPECT_FALSE(fs::exists(out + "/config.json.tmp.999999999"));
+  ASSERT_TRUE(resumed.trainer->run());
+  EXPECT_EQ(resumed.trainer->step(), 4);
+}
+
+TEST_F(HardeningTraining, ACheckpointStepPastTrainingStepsIsRefused) {
+  const std::string out = test::scratch_dir("hardening_step_past_end");
+  {
+    test::InProcessRun run(data(), out, {"training.steps=4", "training.checkpoint_every=0"});
+    ASSERT_TRUE(run.trainer->run());
+  }
+  const std::string config_before = test::read_file(out + "/config.json");
+  ASSERT_NE(config_before.find("\"steps\": 4"), std::string::npos);
+  const std::string message =
+      test::any_error_of([&] { test::InProcessRun resumed(data(), out, {"training.steps=2"}, /*resume=*/true); });
+  EXPECT_NE(message.find("checkpoint-00000004.safetensors"), std::string::npos) << message;
+  EXPECT_NE(message.find("\"step\""), std::string::npos) << message;
+  EXPECT_NE(message.find("training.steps"), std::string::npos) << message;
+  // The refused resume left the run's config as it was (it used to be rewritten with steps 2 first).
+  EXPECT_EQ(test::read_file(out + "/config.json"), config_before);
 }
 
 }  // namespace

@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "ilf/error.h"
+#include "ilf/io/safetensors.h"
 #include "ilf/models/weights.h"
 #include "test_helpers.h"
+#include "tool_test_support.h"
 
 using namespace ilf;
 using test::error_of;
@@ -379,4 +381,43 @@ TEST(ExportWeights, ScriptRoundTripsTheReferenceWeights) {
   const TensorMap diffusers = tensors_of("pixart_tiny.diffusers.safetensors");
   expect_same_tensors(read_weights(dir + "/b.torchscript.pt"), diffusers);
   expect_same_tensors(read_weights(dir + "/b.safetensors"), diffusers);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes by signal: a 0x0 patch kernel (SIGFPE while inferring the size from the weights).
+
+TEST(HardeningWeights, ZeroSizePatchKernelIsAnErrorNamingTheKey) {
+  for (const std::string file : {"dit_tiny.weights.safetensors", "pixart_tiny.weights.safetensors"}) {
+    TensorMap w = read_safetensors(test::data_path(file)).tensors;
+    const torch::Tensor& kernel = w.at("x_embedder.proj.weight");
+    for (const std::vector<int64_t>& shape :
+         {std::vector<int64_t>{kernel.size(0), kernel.size(1), 0, 0}, std::vector<int64_t>{kernel.size(0), kernel.size(1), 2, 0},
+          std::vector<int64_t>{kernel.size(0), kernel.size(1), 2, 1}, std::vector<int64_t>{kernel.size(0)}}) {
+      w["x_embedder.proj.weight"] = torch::zeros(shape);
+      const std::string message = test::any_error_of([&] {
+        if (file.rfind("dit", 0) == 0)
+          infer_dit_config(w, file);
+        else
+          infer_pixart_config(w, file);
+      });
+      EXPECT_NE(message.find("x_embedder.proj.weight"), std::string::npos) << file << " " << message;
+      EXPECT_NE(message.find(file), std::string::npos) << message;
+    }
+  }
+}
+
+TEST(HardeningWeights, ZeroSizePatchKernelFileGivesAToolError) {
+  const std::string dir = test::scratch_dir("hardening_patch_tool");
+  TensorMap w = read_safetensors(test::data_path("dit_tiny.weights.safetensors")).tensors;
+  w["x_embedder.proj.weight"] =
+      torch::zeros({w.at("x_embedder.proj.weight").size(0), w.at("x_embedder.proj.weight").size(1), 0, 0});
+  write_safetensors(dir + "/w.safetensors", w);
+  const int code = test::run_tool("ilf_forward",
+                                  "--weights " + dir + "/w.safetensors --inputs " + test::data_path("dit_tiny.io.safetensors") +
+                                      " --out " + dir + "/out.safetensors --set model.num_heads=4",
+                                  dir + "/log.txt");
+  EXPECT_EQ(code, 1) << test::read_file(dir + "/log.txt");
+  EXPECT_NE(test::read_file(dir + "/log.txt").find("x_embedder.proj.weight"), std::string::npos)
+      << test::read_file(dir + "/log.txt");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out.safetensors"));
 }

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   app.add_option("--label", request.label, "a name for this row in reports");
   app.add_option("--out", out, "metrics JSON file");
   app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
+  app.add_flag("--quiet", request.quiet, "no progress lines (a live line on a terminal, whole lines on a pipe or file)");
   app.add_option("--model-folder", model_folder, "text-to-image: model folder with model.json");
   app.add_option("--prompts-file", prompts_file, "text-to-image: lines \"class<TAB>caption\" (the class judges accuracy)");
   if (const int code = cli::parse(app, argc, argv, "ilf_eval"); code >= 0) return code;

@@ -4,7 +4,10 @@
 //   text-to-image (PixArt-alpha / Sigma, like the diffusers pipelines; see docs/text-to-image.md):
 //                                    ilf_sample --model-folder models/pixart_sigma_1024 --prompt "a corgi" --steps 10
 //                                    ilf_sample --config configs/pixart_alpha_512.json --prompts-file prompts.txt --out samples/
-// `--plan` prints what each step will do and the block forwards, without loading any weights.
+// `--plan` prints what each step will do and the block forwards, without loading any weights (nor
+// needing the model folder: only "model.depth" and the sampling settings).
+// Images smaller than 256 px on their shorter side are written enlarged by an integer factor (nearest
+// neighbour) so they can be seen; --no-enlarge writes the sampled pixels as they are.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +15,7 @@
 
 #include "ilf/pipelines/loading.h"
 #include "ilf/pipelines/sample_files.h"
+#include "ilf/util/progress.h"
 #include "tool_common.h"
 
 using namespace ilf;
@@ -24,14 +28,16 @@ struct Args {
   int64_t steps = 0;
   double cfg = -1;
   std::string method, weights, feedback;
-  bool plan = false;
+  bool plan = false, quiet = false;
   SampleFilesRequest request;
 };
 
-void print_progress(int64_t run, int64_t runs, int64_t k, int64_t n) {
-  std::cerr << "\rsampling" << (runs > 1 ? ": batch " + std::to_string(run + 1) + "/" + std::to_string(runs) : "") << ": step "
-            << k << "/" << n << std::flush;
-  if (k == n && run + 1 == runs) std::cerr << std::endl;
+// "sampling[: batch r/R]: step k/n" as a live line on a terminal, whole lines elsewhere (util/progress.h).
+SampleFilesProgress progress_report(Progress& progress) {
+  return [&progress](int64_t run, int64_t runs, int64_t k, int64_t n) {
+    const std::string batch = runs > 1 ? ": batch " + std::to_string(run + 1) + "/" + std::to_string(runs) : "";
+    progress.update("sampling" + batch + ": step " + std::to_string(k) + "/" + std::to_string(n), run * n + k, runs * n);
+  };
 }
 
 int run(const Args& args, bool config_given) {
@@ -43,12 +49,14 @@ int run(const Args& args, bool config_given) {
   if (!args.method.empty()) json["sampling"]["method"] = args.method;
   if (!args.weights.empty()) json["weights"] = args.weights;
   if (!args.feedback.empty()) json["ilf"]["feedback_weights"] = args.feedback;
-  const LoadedRunConfig loaded = load_sample_config(std::move(json), config_path.empty() ? "ilf_sample" : config_path, request);
-  if (args.plan) {
-    std::cout << plan_run(loaded.config).dump(2) << std::endl;
+  const std::string source = config_path.empty() ? "ilf_sample" : config_path;
+  if (args.plan) {  // no files: the architecture keys and the sampling settings are all a plan needs
+    std::cout << plan_run(load_plan_config(std::move(json), source, request).config).dump(2) << std::endl;
     return 0;
   }
-  const SampleFilesSummary s = write_sample_files(loaded, request, print_progress);
+  const LoadedRunConfig loaded = load_sample_config(std::move(json), source, request);
+  Progress progress(args.quiet ? Progress::Mode::kQuiet : Progress::Mode::kAuto);
+  const SampleFilesSummary s = write_sample_files(loaded, request, progress_report(progress));
   const char* plural = s.images == 1 ? "" : "s";
   if (request.text_to_image())
     spdlog::info("wrote {} ({} image{}; {} block forwards per sampling run, {} in all; {:.2f} s)", s.out, s.images, plural,
@@ -86,7 +94,17 @@ int main(int argc, char** argv) {
   app.add_option("--feedback", args.feedback, "feedback module weights (overrides ilf.feedback_weights)");
   app.add_option("--out", out, "output PNG (with --prompts-file: output folder, default samples/)")->capture_default_str();
   app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
-  app.add_flag("--plan", args.plan, "print the per-step plan and block forwards as JSON; loads no weights");
+  app.add_flag("--plan", args.plan,
+               "print the per-step plan and block forwards as JSON; reads no weights (an absent model folder is skipped: "
+               "set model.depth)");
+  bool no_enlarge = false;
+  app.add_flag("--no-enlarge", no_enlarge,
+               "write the sampled pixels as they are; by default a PNG under 256 px on its shorter side (a single image "
+               "or a grid) is enlarged by the smallest integer factor that makes it at least 256 px, each pixel a "
+               "factor x factor block of its value (recorded as \"enlarged\" in the PNG's ilf metadata)");
+  app.add_flag("--quiet", args.quiet,
+               "no progress lines (on a terminal the step counter is one live line; on a pipe or file whole lines, "
+               "one per tenth of the run at most, and the last)");
   app.add_option("--prompt", prompt, "text-to-image: the prompt");
   app.add_option("--prompts-file", request.prompts_file, "text-to-image: a file with one prompt per line (one image each)");
   app.add_option("--negative-prompt", negative_prompt,
@@ -104,6 +122,7 @@ int main(int argc, char** argv) {
   if (app.count("--negative-prompt")) request.negative_prompt = negative_prompt;
   if (app.count("--out")) request.out = out;
   request.resolution_binning = !no_resolution_binning;
+  request.enlarge = !no_enlarge;
   const bool config_given = app.count("--config") > 0;
   if (config_given || !request.text_to_image()) request.config_label = args.config;
   try {

@@ -1,6 +1,6 @@
 // What every command-line tool shares: the checks of its numeric flags, the parsing of the command
 // line and the one-line error report. One place, so that `--steps 0`, `--seed -1` or `--cfg nan` are
-// refused the same way by every tool (issue 18) instead of wrapping or falling back silently.
+// refused the same way by every tool instead of wrapping or falling back silently.
 //
 //   app.add_option("--steps", steps, "...")->transform(ilf::cli::Count);
 //   app.add_option("--seed", seed, "...")->transform(ilf::cli::Seed);

@@ -3,7 +3,8 @@
 # libFuzzer instrumentation, the rest of the library from build/libilf.a), then
 #   1. every fuzz target replays its committed corpus (tests/fuzz/corpus/<target>/) once: no input may
 #      crash, trip a sanitizer, or escape with an exception other than ilf::Error;
-#   2. the parsers' unit tests (safetensors, config, hardening) run sanitized.
+#   2. the parsers' unit tests (suites Safetensors*, Config*) and the hardening regression tests
+#      (suites Hardening*, in the test files of their subjects) run sanitized.
 # Needs build/ (scripts/setup.sh) and clang with libFuzzer (Debian: clang, libclang-rt-14-dev).
 # Prints the number of inputs replayed per target and the test count.
 set -euo pipefail
@@ -35,4 +36,4 @@ for t in safetensors run_config idx checkpoint tokenizer model_json; do
     { tail -40 "$BUILD/replay_$t.log"; echo "sanitizers: fuzz_$t failed on its corpus" >&2; exit 1; }
   echo "sanitizers: fuzz_$t replayed $n inputs clean in $((SECONDS - start)) s"
 done
-"$BUILD/ilf_parser_tests_sanitized" --gtest_brief=1 2>&1 | tail -5
+"$BUILD/ilf_parser_tests_sanitized" --gtest_filter='Safetensors*:Config*:Hardening*' --gtest_brief=1 2>&1 | tail -5

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: checks of the sources themselves, before anything is built (docs/design.md, "Layers" and "Habits"):
+# CI: checks of the sources themselves, before anything is built (docs/design.md, "Layers"):
 #  - no layer of the library includes a layer above it (scripts/ci/check_layers.py);
 #  - no dynamic_cast to a model class and no family() string test outside the models layer (callers use
 #    the Backbone interface);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8 on the GPU machine, in one go: unpack the carried .deb dependencies, configure against the
+# The GPU checks on the GPU machine, in one go: unpack the carried .deb dependencies, configure against the
 # pip torch (TORCH_CUDA_ARCH_LIST=9.0), build ilf_bench, then
 #   parity     the reference cases of tests/data (official-model outputs) in float32 on CUDA, TF32 off;
 #   numerics   bf16 against float32 on the same weights: forward error, same-seed sample PSNR;

@@ -10,7 +10,8 @@ namespace ilf {
 
 namespace {
 
-// The first block's modulated input and, when `compute`, the stack; returns the head's input.
+// One step's stack: embed_and_modulate fills its input, conditioning and the first block's modulated
+// input (what TeaCache measures); run_stack adds its output (the head's input).
 struct Stack {
   torch::Tensor input, output;  // (B, T, D)
   Conditioning cond;

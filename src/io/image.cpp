@@ -3,6 +3,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -51,6 +52,19 @@ torch::Tensor make_image_grid(const torch::Tensor& images, int64_t columns, int6
         .copy_(images[i].to(torch::kFloat32));
   }
   return grid;
+}
+
+int64_t enlargement_factor(int64_t height, int64_t width, int64_t min_side) {
+  const int64_t shorter = std::min(height, width);
+  if (shorter <= 0 || shorter >= min_side) return 1;
+  return (min_side + shorter - 1) / shorter;
+}
+
+torch::Tensor enlarge_image(const torch::Tensor& image, int64_t factor) {
+  TORCH_CHECK(image.dim() == 3, "enlarge_image expects (C, H, W)");
+  TORCH_CHECK(factor >= 1, "enlarge_image: the factor must be >= 1");
+  if (factor == 1) return image;
+  return image.repeat_interleave(factor, 1).repeat_interleave(factor, 2);  // (C, k*H, k*W)
 }
 
 void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text) {

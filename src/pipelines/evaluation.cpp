@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <map>
-#include <iostream>
 
 #include "ilf/error.h"
 #include "ilf/eval/metrics.h"
@@ -13,6 +12,7 @@
 #include "ilf/pipelines/class_to_image.h"
 #include "ilf/pipelines/text_to_image.h"
 #include "ilf/training/datasets.h"
+#include "ilf/util/progress.h"
 
 namespace ilf {
 
@@ -152,6 +152,7 @@ nlohmann::json evaluate_class_to_image(ClassToImageModel& model, const RunConfig
   check_request(request);
   Generated g;
   std::vector<torch::Tensor> samples;
+  Progress progress(request.quiet ? Progress::Mode::kQuiet : Progress::Mode::kAuto);
   for (int64_t start = 0; start < request.num_samples; start += request.batch) {
     const int64_t n = std::min(request.batch, request.num_samples - start);
     std::vector<int64_t> ys;
@@ -162,9 +163,9 @@ nlohmann::json evaluate_class_to_image(ClassToImageModel& model, const RunConfig
     g.block_forwards += result.sampling.block_forwards * n;
     samples.push_back(result.images.clamp(-1, 1).to(torch::kCPU));
     g.labels.insert(g.labels.end(), ys.begin(), ys.end());
-    std::cerr << "\rilf_eval: " << start + n << "/" << request.num_samples << " samples" << std::flush;
+    progress.update("ilf_eval: " + std::to_string(start + n) + "/" + std::to_string(request.num_samples) + " samples", start + n,
+                    request.num_samples);
   }
-  std::cerr << std::endl;
   g.images = torch::cat(samples);  // (N, C, H, W) in [-1, 1]
   g.settings = generation_settings(config, *model.sampling.method, *model.sampling.solver);
   return score(config, request, reference, g);
@@ -211,6 +212,7 @@ nlohmann::json evaluate_text_to_image(TextToImageModel& model, const LoadedRunCo
   const std::vector<LabelledPrompt> order = interleave_classes(prompts);
   Generated g;
   std::vector<torch::Tensor> samples;
+  Progress progress(request.quiet ? Progress::Mode::kQuiet : Progress::Mode::kAuto);
   for (int64_t start = 0; start < request.num_samples; start += request.batch) {
     const int64_t n = std::min(request.batch, request.num_samples - start);
     TextToImageRequest r;
@@ -225,9 +227,9 @@ nlohmann::json evaluate_text_to_image(TextToImageModel& model, const LoadedRunCo
     g.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     g.block_forwards += result.sampling.block_forwards * n;
     samples.push_back(result.images.clamp(-1, 1).to(torch::kCPU));
-    std::cerr << "\rilf_eval: " << start + n << "/" << request.num_samples << " samples" << std::flush;
+    progress.update("ilf_eval: " + std::to_string(start + n) + "/" + std::to_string(request.num_samples) + " samples", start + n,
+                    request.num_samples);
   }
-  std::cerr << std::endl;
   g.images = torch::cat(samples);
   g.settings = generation_settings(config, *model.sampling.method, *model.sampling.solver);
   if (loaded.folder) g.settings["model_folder"] = loaded.folder->path;

@@ -152,17 +152,21 @@ ModelFolder read_model_folder(const std::string& folder) {
   return m;
 }
 
+std::string model_folder_path(const Json& config, const std::string& config_source, const std::string& folder) {
+  const std::string source = config_source.empty() ? "the run config" : config_source;
+  if (!config.is_object() || !config.contains("model") || !config["model"].is_object() || !config["model"].contains("folder"))
+    return folder;
+  const Json& named = config["model"]["folder"];
+  if (!named.is_string()) throw Error(source + ": \"model.folder\" must be a string (a model folder)");
+  return folder.empty() ? resolve_config_path(ConfigReader(config, config_source), named.get<std::string>()) : folder;
+}
+
 std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& config_source, const std::string& folder) {
   const std::string source = config_source.empty() ? "the run config" : config_source;
   if (!config.is_object()) throw Error(source + ": the run config must be a JSON object");
   if (config.contains("model") && !config["model"].is_object()) throw Error(source + ": \"model\" must be an object");
-  std::string path = folder;
-  if (config.contains("model") && config["model"].contains("folder")) {
-    const Json& named = config["model"]["folder"];
-    if (!named.is_string()) throw Error(source + ": \"model.folder\" must be a string (a model folder)");
-    if (path.empty()) path = resolve_config_path(ConfigReader(config, config_source), named.get<std::string>());
-    config["model"].erase("folder");
-  }
+  const std::string path = model_folder_path(config, config_source, folder);
+  if (config.contains("model")) config["model"].erase("folder");
   if (path.empty()) return std::nullopt;
   ModelFolder m = read_model_folder(path);
 

@@ -11,6 +11,7 @@
 #include "ilf/error.h"
 #include "ilf/io/image.h"
 #include "ilf/pipelines/class_to_image.h"
+#include "ilf/pipelines/model_folder.h"
 #include "ilf/pipelines/text_to_image.h"
 
 namespace ilf {
@@ -20,8 +21,12 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void write_sample_png(const std::string& path, const torch::Tensor& image, const nlohmann::json& settings) {
-  write_png(path, image, {{"Software", "ilf_sample"}, {"ilf", settings.dump()}});
+// image (C, H, W) in [-1, 1]; enlarged (nearest neighbour) when the request asks for it and it is small.
+// Enlarging before quantisation keeps each block equal to the original pixel's 8-bit value.
+void write_sample_png(const std::string& path, const torch::Tensor& image, nlohmann::json settings, bool enlarge) {
+  const int64_t factor = enlarge ? enlargement_factor(image.size(1), image.size(2), kMinWrittenSide) : 1;
+  if (factor > 1) settings["enlarged"] = factor;
+  write_png(path, enlarge_image(image, factor), {{"Software", "ilf_sample"}, {"ilf", settings.dump()}});
 }
 
 SampleFilesSummary write_class_to_image(const RunConfig& config, const SampleFilesRequest& request,
@@ -51,7 +56,7 @@ SampleFilesSummary write_class_to_image(const RunConfig& config, const SampleFil
   settings["block_forwards"] = result.sampling.block_forwards;
   if (!request.config_label.empty()) settings["config"] = request.config_label;
   summary.out = request.out.empty() ? "sample.png" : request.out;
-  write_sample_png(summary.out, batch == 1 ? result.images[0] : make_image_grid(result.images), settings);
+  write_sample_png(summary.out, batch == 1 ? result.images[0] : make_image_grid(result.images), settings, request.enlarge);
   summary.images = batch;
   summary.block_forwards_per_run = summary.block_forwards = result.sampling.block_forwards;
   return summary;
@@ -125,12 +130,12 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
       settings["prompt"] = prompts[static_cast<size_t>(i)];
       settings["seed"] = request.seed + static_cast<uint64_t>(i);
       settings["index"] = i;
-      write_sample_png((std::filesystem::path(out) / name).string(), result.images[i - begin], settings);
+      write_sample_png((std::filesystem::path(out) / name).string(), result.images[i - begin], settings, request.enlarge);
     }
     if (!from_file) {
       settings["prompt"] = *request.prompt;
       settings["seed"] = total == 1 ? nlohmann::json(request.seed) : nlohmann::json(generation.seeds);
-      write_sample_png(out, total == 1 ? result.images[0] : make_image_grid(result.images), settings);
+      write_sample_png(out, total == 1 ? result.images[0] : make_image_grid(result.images), settings, request.enlarge);
     }
   }
   summary.seconds = seconds_since(start);
@@ -139,18 +144,41 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
 
 }  // namespace
 
-LoadedRunConfig load_sample_config(Json json, const std::string& source, const SampleFilesRequest& request) {
+namespace {
+
+// load_sample_config and load_plan_config: `need_model` = text-to-image must have a model.
+LoadedRunConfig load_config(Json json, const std::string& source, const SampleFilesRequest& request, bool need_model) {
   const bool text = request.text_to_image();
   if (text && !(json.contains("sampling") && json["sampling"].contains("guidance_scale")))
     json["sampling"]["guidance_scale"] = kTextToImageGuidanceScale;
   if (!text && (!request.model_folder.empty() || request.negative_prompt || request.height || request.width))
     throw Error("--model-folder, --negative-prompt, --height and --width are for text-to-image (--prompt or --prompts-file)");
   LoadedRunConfig loaded = load_tool_config(std::move(json), source, request.model_folder);
-  if (text && !loaded.folder && loaded.config.weights.empty())
+  if (need_model && text && !loaded.folder && loaded.config.weights.empty())
     throw Error(
         "text-to-image needs a model: --model-folder DIR (scripts/export_pixart_model_folder.py makes one from a "
         "PixArt checkpoint; see docs/text-to-image.md), or a --config that names one (\"model.folder\")");
   return loaded;
+}
+
+}  // namespace
+
+LoadedRunConfig load_sample_config(Json json, const std::string& source, const SampleFilesRequest& request) {
+  return load_config(std::move(json), source, request, true);
+}
+
+LoadedRunConfig load_plan_config(Json json, const std::string& source, const SampleFilesRequest& request) {
+  // A folder without its model.json is not read: the plan goes on from the config's own keys.
+  const std::string folder = model_folder_path(json, source, request.model_folder);
+  if (folder.empty() || std::filesystem::exists(std::filesystem::path(folder) / "model.json"))
+    return load_config(std::move(json), source, request, false);
+  if (json.contains("model") && json["model"].is_object()) {
+    json["model"].erase("folder");
+    if (json["model"].empty()) json.erase("model");  // then the plan names the missing "model.depth"
+  }
+  SampleFilesRequest without_folder = request;
+  without_folder.model_folder.clear();
+  return load_config(std::move(json), source, without_folder, false);
 }
 
 SampleFilesSummary write_sample_files(const LoadedRunConfig& loaded, const SampleFilesRequest& request,

@@ -13,6 +13,12 @@ namespace ilf {
 // in [-1, 1], `columns` images per row (0: a near-square grid), separated by `padding` white pixels.
 torch::Tensor make_image_grid(const torch::Tensor& images, int64_t columns = 0, int64_t padding = 2);
 
+// The nearest-neighbour enlargement that makes small samples visible: the smallest integer factor k
+// with k * min(height, width) >= min_side (1 when the image is that large already).
+int64_t enlargement_factor(int64_t height, int64_t width, int64_t min_side = 256);
+// image (C, H, W) -> (C, k*H, k*W): every pixel becomes a k x k block of its value (k >= 1).
+torch::Tensor enlarge_image(const torch::Tensor& image, int64_t factor);
+
 // Writes image (C, H, W) in [-1, 1] as an 8-bit PNG with the given tEXt entries (keyword -> text).
 void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text = {});
 

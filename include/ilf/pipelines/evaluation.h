@@ -39,6 +39,7 @@ struct EvalRequest {
   std::string reference_samples;  // same-seed reference samples for MSE / PSNR ("" = none)
   std::string label;              // a name for this row in reports
   std::string device = "cpu";
+  bool quiet = false;  // no "n/N samples" progress on stderr (util/progress.h otherwise)
 };
 
 // The metrics as JSON: label, fid, class_accuracy, block_forwards (mean per image), seconds_per_image, num_samples,

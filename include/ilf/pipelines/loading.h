@@ -52,10 +52,6 @@ SamplingSetup load_sampling(const RunConfig& config, const Backbone& backbone, c
 // or else `default_scale_factor`.
 std::shared_ptr<TorchScriptVae> load_vae(const RunConfig& config, double default_scale_factor, const torch::Device& device);
 
-}  // namespace ilf
-
-namespace ilf {
-
 // The plan of the configured sampling run without loading weights: the depth comes from "model.depth"
 // (required here), the rest from "sampling" and the method's section. The JSON adds "solver" and "depth".
 nlohmann::json plan_run(const RunConfig& config);

@@ -72,6 +72,10 @@ ModelFolder read_model_folder(const std::string& folder);
 // File paths already in the config win (so --weights / --feedback can replace a folder's file); any
 // other setting already in the config must equal the folder's, else ilf::Error names both. "model.folder"
 // is removed from `config`. Returns the folder read, or nullopt when there is none.
+// The model folder apply_model_folder would read: `folder` when non-empty, else the config's
+// "model.folder" resolved like every config path; "" when there is none. Reads no file.
+std::string model_folder_path(const Json& config, const std::string& config_source, const std::string& folder = "");
+
 std::optional<ModelFolder> apply_model_folder(Json& config, const std::string& config_source, const std::string& folder = "");
 
 }  // namespace ilf

@@ -17,6 +17,9 @@ namespace ilf {
 
 // The PixArt pipelines' default guidance scale, used by text-to-image when the config sets none.
 constexpr double kTextToImageGuidanceScale = 4.5;
+// PNGs smaller than this on their shorter side are written enlarged by an integer factor (see `enlarge`);
+// the factor is recorded in the "ilf" metadata as "enlarged" (absent when 1).
+constexpr int64_t kMinWrittenSide = 256;
 
 struct SampleFilesRequest {
   // Class-to-image: labels repeated to fill `batch`; empty = one image of each class (up to `batch`).
@@ -34,6 +37,9 @@ struct SampleFilesRequest {
   std::string out;    // "" = sample.png (with a prompts file: the folder samples/)
   std::string device = "cpu";
   std::string config_label;  // the config file recorded in the PNG metadata ("" = none)
+  // Small images are written enlarged (nearest neighbour, enlargement_factor: at least kMinWrittenSide px
+  // on the shorter side of each PNG, a grid or a single image); false writes the sampled pixels as they are.
+  bool enlarge = true;
 
   bool text_to_image() const { return prompt.has_value() || !prompts_file.empty(); }
 };
@@ -43,6 +49,11 @@ struct SampleFilesRequest {
 // kTextToImageGuidanceScale. Throws ilf::Error on text-to-image flags without a prompt, or a prompt
 // without a model. `source` names the config in messages.
 LoadedRunConfig load_sample_config(Json json, const std::string& source, const SampleFilesRequest& request);
+
+// The run config of `--plan`: like load_sample_config, but a plan needs only the architecture
+// ("model.depth") and the sampling settings, no files: a model folder that is absent (no model.json) is
+// dropped and planning goes on from the config's own keys; a folder that is there still supplies them.
+LoadedRunConfig load_plan_config(Json json, const std::string& source, const SampleFilesRequest& request);
 
 // Progress of sampling run `run` of `runs`: step k of n.
 using SampleFilesProgress = std::function<void(int64_t run, int64_t runs, int64_t k, int64_t n)>;

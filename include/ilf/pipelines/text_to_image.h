@@ -112,10 +112,6 @@ ConditionInputs null_caption_conditions(TextToImageModel& model, const Condition
 TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& request,
                            const ProgressCallback& progress = nullptr);
 
-}  // namespace ilf
-
-namespace ilf {
-
 // The prompts of a prompts file: one per non-empty line (a trailing '\r' is dropped). Errors name the file.
 std::vector<std::string> read_prompts_file(const std::string& path);
 
