@@ -15,7 +15,7 @@ using namespace ilf;
 
 namespace {
 
-constexpr double kTolerance = 1e-5;
+constexpr double kDiTTolerance = 1e-5;
 
 struct DiTCase {
   std::shared_ptr<DiTImpl> model;
@@ -36,7 +36,7 @@ void expect_parity(const std::string& name, const torch::Tensor& ours, const tor
   ASSERT_TRUE(ours.sizes().equals(ref.sizes())) << name << ": shape " << ours.sizes() << " vs reference " << ref.sizes();
   const double err = test::relative_error(ours, ref);
   std::cout << "[parity] dit_tiny " << name << ": " << err << std::endl;
-  EXPECT_LT(err, kTolerance) << name;
+  EXPECT_LT(err, kDiTTolerance) << name;
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ using namespace ilf;
 
 namespace {
 
-constexpr double kTolerance = 1e-5;
+constexpr double kPixArtTolerance = 1e-5;
 
 struct PixArtCase {
   std::string name;
@@ -41,7 +41,7 @@ void expect_parity(const PixArtCase& c, const std::string& name, const torch::Te
       << c.name << " " << name << ": shape " << ours.sizes() << " vs reference " << ref.sizes();
   const double err = test::relative_error(ours, ref);
   std::cout << "[parity] " << c.name << " " << name << ": " << err << std::endl;
-  EXPECT_LT(err, kTolerance) << c.name << " " << name;
+  EXPECT_LT(err, kPixArtTolerance) << c.name << " " << name;
 }
 
 ConditionInputs inputs_of(const PixArtCase& c) {
@@ -220,7 +220,7 @@ TEST(PixArt, AlphaMsRequiresItsMicroConditions) {
   ConditionInputs one_row = inputs_of(c);
   one_row.image_hw = one_row.image_hw.narrow(0, 0, 1);
   one_row.aspect_ratio = one_row.aspect_ratio.narrow(0, 0, 1);
-  EXPECT_LT(test::relative_error(c.model->condition(c.io.at("timestep"), one_row).head, c.io.at("t")), kTolerance);
+  EXPECT_LT(test::relative_error(c.model->condition(c.io.at("timestep"), one_row).head, c.io.at("t")), kPixArtTolerance);
 }
 
 TEST(PixArt, AlphaRejectsOtherSizesAndSigmaAcceptsThem) {

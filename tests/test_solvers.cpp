@@ -25,7 +25,7 @@ using namespace ilf;
 
 namespace {
 
-constexpr double kTolerance = 1e-5;  // max|ours - ref| / max|ref| per tensor
+constexpr double kSolverTolerance = 1e-5;  // max|ours - ref| / max|ref| per tensor
 
 // The references' fake model: eps(x, t) = tanh(x) * a(t) + b(t) with a(t) = t / 1000 and
 // b(t) = 0.05 cos(t / 37) evaluated in float64 and rounded to float32; the rest in float32.
@@ -116,11 +116,11 @@ ErrorLog check_trajectory(SolverT& solver, const TensorMap& r, int64_t n, const 
     const torch::Tensor next = solver.step(eps_k, x_k);
     log.forced_x = std::max(log.forced_x, test::relative_error(next, ref(r, "x." + std::to_string(k + 1))));
   }
-  EXPECT_LT(log.chained_x, kTolerance);
-  EXPECT_LT(log.chained_x0, kTolerance);
-  EXPECT_LT(log.chained_eps, kTolerance);
-  EXPECT_LT(log.forced_x, kTolerance);
-  EXPECT_LT(log.forced_eps, kTolerance);
+  EXPECT_LT(log.chained_x, kSolverTolerance);
+  EXPECT_LT(log.chained_x0, kSolverTolerance);
+  EXPECT_LT(log.chained_eps, kSolverTolerance);
+  EXPECT_LT(log.forced_x, kSolverTolerance);
+  EXPECT_LT(log.forced_eps, kSolverTolerance);
   return log;
 }
 

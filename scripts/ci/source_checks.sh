@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI: checks of the sources themselves, before anything is built (docs/design.md, "Layers"):
 #  - no layer of the library includes a layer above it (scripts/ci/check_layers.py);
+#  - no name defined at file scope in two files of a unity-built library (scripts/ci/check_unity_names.sh);
 #  - no dynamic_cast to a model class and no family() string test outside the models layer (callers use
 #    the Backbone interface);
 #  - no machine paths (/work/, /home/) in any tracked file;
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python3 scripts/ci/check_layers.py .
+bash scripts/ci/check_unity_names.sh
 
 outside_models=$(git ls-files 'src/*.cpp' 'src/*.h' 'include/*.h' 'tools/*.cpp' 'tools/*.h' |
                  grep -v -e '^src/models/' -e '^include/ilf/models/' || true)

@@ -6,16 +6,11 @@
 #include <cmath>
 
 #include "ilf/error.h"
+#include "ilf/util/strings.h"
 
 namespace ilf {
 
 namespace {
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
 
 // A file path from the config, resolved (as given, or beside the config file); "" when unset.
 std::string path_setting(ConfigReader& r, const std::string& key) {

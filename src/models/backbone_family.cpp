@@ -14,6 +14,12 @@
 #include "ilf/models/pixart.h"
 
 namespace ilf {
+
+std::string shape_of(const torch::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
 namespace {
 
 int64_t count_blocks(const TensorMap& w, const std::string& prefix, const std::string& source) {

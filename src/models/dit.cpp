@@ -200,7 +200,7 @@ void use_numerics_of_layout(DiTConfig& c, WeightLayout layout) {
 }
 
 // `weights` in the official layout, converted from `layout`.
-DiTConfig infer_from_official(const TensorMap& w, WeightLayout layout, const std::string& source) {
+DiTConfig infer_dit_from_official(const TensorMap& w, WeightLayout layout, const std::string& source) {
   DiTConfig c;
   use_numerics_of_layout(c, layout);
   const TransformerShape shape = infer_transformer_shape(w, source);
@@ -216,10 +216,10 @@ DiTConfig infer_from_official(const TensorMap& w, WeightLayout layout, const std
   return c;
 }
 
-BackbonePtr make_for_spec(const ModelSpec& spec) { return std::make_shared<DiTImpl>(DiTConfig::from_spec(spec)); }
+BackbonePtr dit_for_spec(const ModelSpec& spec) { return std::make_shared<DiTImpl>(DiTConfig::from_spec(spec)); }
 
-BackbonePtr make_for_weights(const TensorMap& w, WeightLayout layout, const ModelSpec& spec, const std::string& source) {
-  const DiTConfig inferred = infer_from_official(w, layout, source);
+BackbonePtr dit_for_weights(const TensorMap& w, WeightLayout layout, const ModelSpec& spec, const std::string& source) {
+  const DiTConfig inferred = infer_dit_from_official(w, layout, source);
   DiTConfig base = inferred;
   base.num_heads = default_num_heads(spec, inferred.hidden_size);
   if (inferred.input_size == 0) {
@@ -243,12 +243,11 @@ BackbonePtr make_for_weights(const TensorMap& w, WeightLayout layout, const Mode
 DiTConfig infer_dit_config(const TensorMap& weights, const std::string& source) {
   WeightLayout layout = WeightLayout::kOfficial;
   const TensorMap w = to_official_layout(weights, source, &layout);
-  return infer_from_official(w, layout, source);
+  return infer_dit_from_official(w, layout, source);
 }
 
 BackboneFamily dit_family() {
-  return {"dit", "y_embedder.embedding_table.weight", "y_embedder.embedding_table.weight (DiT)", &make_for_spec,
-          &make_for_weights};
+  return {"dit", "y_embedder.embedding_table.weight", "y_embedder.embedding_table.weight (DiT)", &dit_for_spec, &dit_for_weights};
 }
 
 }  // namespace ilf

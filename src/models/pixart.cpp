@@ -11,12 +11,6 @@
 namespace ilf {
 namespace {
 
-std::string shape_of(const torch::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
-
 // A caption mask in any of the official layouts ((B, L), (B, 1, L), (B, 1, 1, L)) -> (batch, L) bool.
 // Undefined -> all valid. A mask with fewer rows that divide `batch` is tiled, as the official code does.
 torch::Tensor normalise_caption_mask(const torch::Tensor& mask, int64_t batch, int64_t length, const torch::Device& device) {
@@ -311,7 +305,7 @@ nlohmann::json PixArtImpl::architecture_json() const {
 namespace {
 
 // `weights` in the official layout.
-PixArtConfig infer_from_official(const TensorMap& w, const std::string& source) {
+PixArtConfig infer_pixart_from_official(const TensorMap& w, const std::string& source) {
   PixArtConfig c;
   const TransformerShape shape = infer_transformer_shape(w, source);
   c.hidden_size = shape.hidden_size;
@@ -346,10 +340,10 @@ double scale_of_stored_pos_embed(const torch::Tensor& stored, const PixArtConfig
   return 0;
 }
 
-BackbonePtr make_for_spec(const ModelSpec& spec) { return std::make_shared<PixArtImpl>(PixArtConfig::from_spec(spec)); }
+BackbonePtr pixart_for_spec(const ModelSpec& spec) { return std::make_shared<PixArtImpl>(PixArtConfig::from_spec(spec)); }
 
-BackbonePtr make_for_weights(const TensorMap& w, WeightLayout /*layout*/, const ModelSpec& spec, const std::string& source) {
-  const PixArtConfig inferred = infer_from_official(w, source);
+BackbonePtr pixart_for_weights(const TensorMap& w, WeightLayout /*layout*/, const ModelSpec& spec, const std::string& source) {
+  const PixArtConfig inferred = infer_pixart_from_official(w, source);
   if (inferred.kv_compress)
     throw Error(source + ": KV-compression weights (blocks.*.attn.sr.*) found: PixArt-Sigma KV compression is not supported");
   PixArtConfig base = inferred;
@@ -396,12 +390,12 @@ BackbonePtr make_for_weights(const TensorMap& w, WeightLayout /*layout*/, const 
 }  // namespace
 
 PixArtConfig infer_pixart_config(const TensorMap& weights, const std::string& source) {
-  return infer_from_official(to_official_layout(weights, source), source);
+  return infer_pixart_from_official(to_official_layout(weights, source), source);
 }
 
 BackboneFamily pixart_family() {
   return {"pixart", "y_embedder.y_proj.fc1.weight", "y_embedder.y_proj.fc1.weight / caption_projection.linear_1.weight (PixArt)",
-          &make_for_spec, &make_for_weights};
+          &pixart_for_spec, &pixart_for_weights};
 }
 
 }  // namespace ilf

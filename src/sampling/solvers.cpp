@@ -4,17 +4,9 @@
 #include <algorithm>
 
 #include "ilf/error.h"
+#include "ilf/util/strings.h"
 
 namespace ilf {
-namespace {
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
-}  // namespace
 
 const std::vector<SolverSetting>& solver_settings() {
   static const std::vector<SolverSetting> settings = {

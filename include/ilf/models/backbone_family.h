@@ -38,6 +38,9 @@ const std::vector<BackboneFamily>& backbone_families();
 // The family named `name`, or nullptr.
 const BackboneFamily* find_backbone_family(const std::string& name);
 
+// A tensor's sizes as text, "[2, 4, 32, 32]", for messages.
+std::string shape_of(const torch::Tensor& t);
+
 // ---- Reading an architecture from weights (official layout). `source` names the weights in errors.
 
 // The tensor `name`, which must exist and have `dims` dimensions of size >= 1; `what` says what it is

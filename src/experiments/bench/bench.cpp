@@ -234,7 +234,7 @@ void fill_ratios(std::vector<BenchRow>& rows) {
 
 namespace {
 
-std::string fixed(double value, int digits) {
+std::string fixed_digits(double value, int digits) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, "%.*f", digits, value);
   return buffer;
@@ -256,11 +256,11 @@ std::string format_bench_table(const std::vector<BenchRow>& rows) {
   out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const BenchRow& r : rows) {
     out << "| " << r.model << " | " << r.device << " | " << r.dtype << " | " << (r.cuda_graph ? "yes" : "no") << " | " << r.batch
-        << " | " << r.method << " | " << fixed(r.ms_per_forward, 2) << " | " << seconds(r.seconds_per_image) << " | "
+        << " | " << r.method << " | " << fixed_digits(r.ms_per_forward, 2) << " | " << seconds(r.seconds_per_image) << " | "
         << (r.seconds_per_image_with_vae < 0 ? std::string("-") : seconds(r.seconds_per_image_with_vae)) << " | "
-        << r.block_forwards << " | " << (r.speedup > 0 ? fixed(r.speedup, 2) + "x" : std::string("-")) << " | "
-        << (r.block_forward_ratio > 0 ? fixed(r.block_forward_ratio, 2) + "x" : std::string("-")) << " | "
-        << (r.efficiency > 0 ? fixed(r.efficiency, 2) : std::string("-")) << " |\n";
+        << r.block_forwards << " | " << (r.speedup > 0 ? fixed_digits(r.speedup, 2) + "x" : std::string("-")) << " | "
+        << (r.block_forward_ratio > 0 ? fixed_digits(r.block_forward_ratio, 2) + "x" : std::string("-")) << " | "
+        << (r.efficiency > 0 ? fixed_digits(r.efficiency, 2) : std::string("-")) << " |\n";
   }
   return out.str();
 }

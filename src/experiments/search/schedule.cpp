@@ -154,7 +154,7 @@ std::vector<std::string> parse_cache_mode_list(const std::string& flag, const st
 namespace {
 
 template <typename T, typename F>
-std::string join(const std::vector<T>& items, F text) {
+std::string join_mapped(const std::vector<T>& items, F text) {
   std::string s;
   for (size_t i = 0; i < items.size(); ++i) s += (i ? "," : "") + text(items[i]);
   return s;
@@ -163,13 +163,13 @@ std::string join(const std::vector<T>& items, F text) {
 }  // namespace
 
 std::string format_t_post_list(const std::vector<TPostRule>& rules) {
-  return join(rules, [](TPostRule r) { return to_string(r); });
+  return join_mapped(rules, [](TPostRule r) { return to_string(r); });
 }
 
-std::string format_number_list(const std::vector<double>& values) { return join(values, number); }
+std::string format_number_list(const std::vector<double>& values) { return join_mapped(values, number); }
 
 std::string format_cache_mode_list(const std::vector<std::string>& modes) {
-  return join(modes, [](const std::string& m) { return m.empty() ? std::string("none") : m; });
+  return join_mapped(modes, [](const std::string& m) { return m.empty() ? std::string("none") : m; });
 }
 
 // --- Objective ---
