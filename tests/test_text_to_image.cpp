@@ -4,6 +4,8 @@
 // PNG whose metadata and block forwards match --plan). Test data: tests/data/t2i/
 // (tests/data/make_t2i_test_data.py: a tiny SentencePiece model trained by spm_train, a tiny random
 // TorchScript text encoder and VAE, and model folders over the reference tiny PixArt backbones).
+// About 600 lines: every part of the text-to-image path reads the same tiny model folders built at the
+// top, so its tests stay together.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 

@@ -338,8 +338,6 @@ std::vector<EvaluatedSchedule> pareto_front(const std::vector<EvaluatedSchedule>
   return front;
 }
 
-namespace {
-
 std::string metric_cell(const nlohmann::json& m, const char* name, double scale, int precision) {
   if (!m.contains(name) || !m[name].is_number()) return "-";
   std::ostringstream o;
@@ -348,6 +346,8 @@ std::string metric_cell(const nlohmann::json& m, const char* name, double scale,
   o << m[name].get<double>() * scale;
   return o.str();
 }
+
+namespace {
 
 void table(std::ostringstream& o, const std::vector<EvaluatedSchedule>& rows) {
   o << "| block forwards | schedule | score | FID | class accuracy % | PSNR dB | samples |\n"

@@ -153,15 +153,6 @@ void write_schedule_config(const SearchTarget& target, const Schedule& schedule,
 
 namespace {
 
-std::string fixed(const nlohmann::json& m, const char* name, double scale, int precision) {
-  if (!m.contains(name) || !m[name].is_number()) return "-";
-  std::ostringstream o;
-  o.setf(std::ios::fixed);
-  o.precision(precision);
-  o << m[name].get<double>() * scale;
-  return o.str();
-}
-
 // The reference sampler on one seed set: evaluated once, its metrics and samples kept in OUT.
 nlohmann::json reference_run(const SearchRun& run, SearchModel& model, const Schedule& reference, EvalRequest request,
                              const std::string& name) {
@@ -177,7 +168,7 @@ nlohmann::json reference_run(const SearchRun& run, SearchModel& model, const Sch
 
 }  // namespace
 
-SearchResult run_search(SearchRun run) {
+SearchResult run_search(SearchRun& run) {
   namespace fs = std::filesystem;
   if (run.out.empty()) throw Error("ilf_search: --out (the output folder) is required");
   if (run.objective.needs_reference() && run.reference_steps < 1)
@@ -228,9 +219,9 @@ SearchResult run_search(SearchRun run) {
   if (!references.empty()) {
     std::ostringstream o;
     o << "\nThe reference, " << reference.key() << " (" << references[0].block_forwards << " block forwards): FID "
-      << fixed(references[0].metrics, "fid", 1, 2) << " / " << fixed(references[1].metrics, "fid", 1, 2) << ", class accuracy "
-      << fixed(references[0].metrics, "class_accuracy", 100, 1) << "% / "
-      << fixed(references[1].metrics, "class_accuracy", 100, 1) << "% on the search / held-out seeds.\n";
+      << metric_cell(references[0].metrics, "fid", 1, 2) << " / " << metric_cell(references[1].metrics, "fid", 1, 2)
+      << ", class accuracy " << metric_cell(references[0].metrics, "class_accuracy", 100, 1) << "% / "
+      << metric_cell(references[1].metrics, "class_accuracy", 100, 1) << "% on the search / held-out seeds.\n";
     report += o.str();
   }
   write_file_atomically((fs::path(run.out) / "report.md").string(), [&](std::ostream& o) { o << report; });

@@ -130,5 +130,8 @@ std::vector<EvaluatedSchedule> pareto_front(const std::vector<EvaluatedSchedule>
 
 // The report of a result: the Pareto front and the finalists as Markdown tables.
 std::string search_report_markdown(const SearchResult& result, const Objective& objective, const SearchOptions& options);
+// A metric of an evaluation's JSON times `scale` with `precision` decimals, "-" when it is absent: a cell
+// of the report's tables.
+std::string metric_cell(const nlohmann::json& metrics, const char* name, double scale, int precision);
 
 }  // namespace ilf

@@ -83,6 +83,8 @@ struct SearchRun {
   int64_t reference_steps = 20;  // 0 = no reference (then the objective cannot use PSNR)
   std::string out;               // the output folder
 };
-SearchResult run_search(SearchRun run);
+// Runs (or resumes) the search in run.out. With budget_fraction > 0 it first sets run.options.budget
+// from the reference sampler's cost, so that a report printed afterwards states the budget searched.
+SearchResult run_search(SearchRun& run);
 
 }  // namespace ilf
