@@ -166,10 +166,6 @@ ConditionInputs DiTImpl::null_condition(const ConditionInputs& like) const {
   return null;
 }
 
-}  // namespace ilf
-
-namespace ilf {
-
 void DiTImpl::set_null_condition(const ConditionInputs&) {
   throw Error("DiT: the null condition is the null class (num_classes = " + std::to_string(config_.num_classes) +
               ") and cannot be replaced");

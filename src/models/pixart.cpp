@@ -277,10 +277,6 @@ ConditionInputs PixArtImpl::null_condition(const ConditionInputs& like) const {
   return null;
 }
 
-}  // namespace ilf
-
-namespace ilf {
-
 void PixArtImpl::set_null_condition(const ConditionInputs& null) {
   if (!null.caption.defined()) throw Error("PixArt::set_null_condition: the null condition has no caption");
   set_null_caption(null.caption, null.caption_mask);

@@ -55,10 +55,6 @@ std::shared_ptr<TorchScriptVae> load_vae(const RunConfig& config, double default
                                           config.vae.scale_factor.value_or(default_scale_factor), device);
 }
 
-}  // namespace ilf
-
-namespace ilf {
-
 nlohmann::json plan_run(const RunConfig& config) {
   if (!config.model.depth) throw Error(config.source + ": missing required key \"model.depth\" (--plan loads no weights)");
   const int64_t depth = *config.model.depth;

@@ -270,10 +270,6 @@ TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& re
   return result;
 }
 
-}  // namespace ilf
-
-namespace ilf {
-
 std::vector<std::string> read_prompts_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot read the prompts file");
