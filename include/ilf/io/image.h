@@ -22,6 +22,10 @@ torch::Tensor enlarge_image(const torch::Tensor& image, int64_t factor);
 // Writes image (C, H, W) in [-1, 1] as an 8-bit PNG with the given tEXt entries (keyword -> text).
 void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text = {});
 
+// Reads an 8-bit PNG (grey, grey + alpha, RGB or RGBA) into uint8 (H, W, C), C the file's channel count,
+// after checking every chunk's CRC. Errors name the file (not a PNG, a CRC mismatch, truncated, 16-bit).
+torch::Tensor read_png(const std::string& path);
+
 // Reads the tEXt entries of a PNG file (for tests and tools that inspect outputs).
 std::map<std::string, std::string> read_png_text(const std::string& path);
 
