@@ -48,6 +48,32 @@ TEST(EvalClip, TokensEqualTransformersOnTheTinyVocabulary) {
   EXPECT_EQ(batch[0][batch.size(1) - 1].item<int64_t>(), 1513);
 }
 
+TEST(EvalClip, TokensFromTheGzEqualOpenClip) {
+  // tests/data/metrics/clip_tiny_bpe.txt.gz: open_clip's format, CLIP's first 1,000 merges and a repeated
+  // filler merge (tests/metrics/make_clip_test_data.py). Expected ids printed by that script: open_clip
+  // 3.3's SimpleTokenizer(bpe_path=that file).encode(prompt) and its tokenize() of the long prompt.
+  const auto tokenizer = ilf::ClipTokenizer::from_bpe_gz(ilf::test::data_path("metrics/clip_tiny_bpe.txt.gz"));
+  EXPECT_EQ(tokenizer.vocab_size(), 49408 - 47893);  // the 47,894 filler merges give one token, at its last id
+  EXPECT_EQ(tokenizer.bos_id(), 49406);
+  EXPECT_EQ(tokenizer.eos_id(), 49407);
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> cases = {
+      {"a photo of a cat", {320, 1125, 539, 320, 66, 536}},
+      {"It's a DOG's life!", {585, 568, 320, 639, 326, 568, 970, 256}},
+      {"numbers 123 and 4.5", {1156, 758, 612, 272, 273, 274, 537, 275, 269, 276}},
+      {"  whitespace\t\truns  ", {573, 529, 68, 588, 804, 81, 569, 338}},
+      {"\xc3\x85ngstr\xc3\xb6m caf\xc3\xa9", {127, 98, 77, 70, 807, 127, 114, 332, 66, 702, 127, 358}},  // "Ångström café"
+  };
+  for (const auto& [prompt, ids] : cases) EXPECT_EQ(tokenizer.encode(prompt), ids) << prompt;
+  std::string prompt;
+  for (int i = 0; i < 6; ++i) prompt += "a highly detailed photograph of a majestic lion ";
+  const auto tokens = tokenizer.encode_open_clip({prompt, "a cat"});
+  ASSERT_EQ(tokens.sizes(), (std::vector<int64_t>{2, 77}));
+  EXPECT_EQ(row(tokens[0].slice(0, 74)), (std::vector<int64_t>{322, 554, 49407}));
+  EXPECT_EQ(tokens[0][0].item<int64_t>(), 49406);
+  // "a cat": the word ids of "a photo of a cat" above (BPE works word by word), then eot and 0 padding
+  EXPECT_EQ(row(tokens[1].slice(0, 0, 6)), (std::vector<int64_t>{49406, 320, 66, 536, 49407, 0}));
+}
+
 TEST(EvalClip, LongPromptsAreCutTo77TokensWithoutTheEndToken) {
   auto model = ilf::load_clip_model(clip_tiny(), torch::kCPU);
   std::string prompt;

@@ -20,8 +20,7 @@
 
 namespace ilf {
 
-namespace {
-
+// ClipModel's parts (in namespace ilf, not an anonymous one, as members of ClipModel).
 enum class ClipActivation { kQuickGelu, kGelu, kGeluTanh };
 
 struct ClipTowerConfig {
@@ -29,8 +28,6 @@ struct ClipTowerConfig {
   ClipActivation activation = ClipActivation::kQuickGelu;
   double eps = 1e-5;
 };
-
-}  // namespace
 
 class ClipModel {
  public:

@@ -256,7 +256,8 @@ std::pair<std::string, std::string> clip_parse_merge(const std::string& line, co
 ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, int64_t> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
                              Flavor flavor, const std::string& source)
     : vocab_(std::move(vocab)), flavor_(flavor), source_(source) {
-  for (size_t i = 0; i < merges.size(); ++i) ranks_.emplace(merges[i], static_cast<int64_t>(i));  // the first of a duplicate keeps its rank
+  // a merge listed twice keeps its last rank, as the references' dicts / hash maps built from the list do
+  for (size_t i = 0; i < merges.size(); ++i) ranks_[merges[i]] = static_cast<int64_t>(i);
   bos_text_ = flavor == Flavor::kTransformers ? "<|startoftext|>" : "<start_of_text>";
   eos_text_ = flavor == Flavor::kTransformers ? "<|endoftext|>" : "<end_of_text>";
   const auto bos = vocab_.find(bos_text_), eos = vocab_.find(eos_text_);
@@ -293,7 +294,7 @@ ClipTokenizer ClipTokenizer::from_bpe_gz(const std::string& path) {
   for (size_t i = 1; i <= kMerges; ++i) merges.push_back(clip_parse_merge(lines[i], path, i + 1));
   std::unordered_map<std::string, int64_t> vocab;
   int64_t next = 0;
-  auto add = [&](const std::string& token) { vocab.emplace(token, next++); };
+  auto add = [&](const std::string& token) { vocab[token] = next++; };  // a repeated token keeps its last id (Python's dict)
   for (const auto& entry : clip_byte_order()) add(clip_byte_symbols()[static_cast<size_t>(entry.first)]);
   for (const auto& entry : clip_byte_order()) add(clip_byte_symbols()[static_cast<size_t>(entry.first)] + "</w>");
   for (const auto& [a, b] : merges) add(a + b);

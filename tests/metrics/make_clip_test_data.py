@@ -12,6 +12,11 @@ towers 2 layers of width 16 (2 heads, MLP 32), text quick_gelu with config eos_t
 as the openai folders), vision gelu, image 32 with patch 8 (preprocessor_config.json: shortest side 32,
 crop 32), projection 8. Also prints the ids transformers' CLIPTokenizer gives this folder for the prompts
 that tests/test_eval_clip.cpp checks (it quotes them).
+
+Beside the folder, clip_tiny_bpe.txt.gz (a few KB): open_clip's .gz format with the same first 1,000
+merges and the rest of CLIP's 48,894 merge lines filled with one repeated merge ("\u0100 \u0100", two
+symbols of byte 0, which no text produces), so that the .gz reader is tested without Python; the ids
+open_clip's SimpleTokenizer gives for the test prompts with it are printed too.
 """
 import gzip
 import json
@@ -75,6 +80,17 @@ def main():
     for extra in ("generation_config.json",):
         if os.path.exists(os.path.join(out, extra)):
             os.remove(os.path.join(out, extra))
+
+    gz_path = os.path.join(os.path.dirname(os.path.abspath(out)), "clip_tiny_bpe.txt.gz")
+    filler = ["\u0100 \u0100"] * (49152 - 256 - 2 - MERGES)
+    with gzip.GzipFile(gz_path, "wb", mtime=0) as f:
+        f.write("\n".join([lines[0]] + lines[1:1 + MERGES] + filler + [""]).encode("utf-8"))
+    from open_clip.tokenizer import SimpleTokenizer
+    simple = SimpleTokenizer(bpe_path=gz_path)
+    for prompt in TEST_PROMPTS:
+        print("open_clip", json.dumps(prompt, ensure_ascii=False), simple.encode(prompt))
+    print("open_clip tokenize(long prompt)[-3:]", simple(["a highly detailed photograph of a majestic lion " * 6])[0, -3:].tolist())
+    print(f"{gz_path}: {os.path.getsize(gz_path)} bytes")
 
     reloaded = CLIPTokenizer.from_pretrained(out)
     for prompt in TEST_PROMPTS:
