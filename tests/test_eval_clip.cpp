@@ -26,7 +26,8 @@ std::vector<int64_t> row(const torch::Tensor& t) {
 
 std::string copy_of_clip_tiny(const std::string& name) {
   const std::string dir = ilf::test::scratch_dir(name);
-  for (const auto& entry : fs::directory_iterator(clip_tiny())) fs::copy_file(entry.path(), dir + "/" + entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(clip_tiny()))
+    fs::copy_file(entry.path(), dir + "/" + entry.path().filename().string());
   return dir;
 }
 
@@ -39,7 +40,8 @@ TEST(EvalClip, TokensEqualTransformersOnTheTinyVocabulary) {
       {"It's a DOG's life!", {1512, 585, 568, 320, 639, 326, 568, 970, 256, 1513}},
       {"numbers 123 and 4.5", {1512, 1156, 758, 612, 272, 273, 274, 537, 275, 269, 276, 1513}},
       {"  whitespace\t\truns  ", {1512, 573, 529, 68, 588, 804, 81, 569, 338, 1513}},
-      {"\xc3\x85ngstr\xc3\xb6m caf\xc3\xa9", {1512, 127, 98, 77, 70, 807, 127, 114, 332, 66, 702, 127, 358, 1513}},  // "Ångström café"
+      {"\xc3\x85ngstr\xc3\xb6m caf\xc3\xa9",
+       {1512, 127, 98, 77, 70, 807, 127, 114, 332, 66, 702, 127, 358, 1513}},  // "Ångström café"
   };
   for (const auto& [prompt, ids] : cases) EXPECT_EQ(row(ilf::clip_tokens(*model, {prompt})), ids) << prompt;
   // a batch is padded with <|endoftext|> to its longest prompt
@@ -107,7 +109,8 @@ TEST(EvalClip, ShapesAndScoreRanges) {
   ASSERT_EQ(iqa.sizes(), (std::vector<int64_t>{3, 4}));
   EXPECT_TRUE(((iqa >= 0) & (iqa <= 1)).all().item<bool>()) << iqa;
   // an image scored alone scores as in the batch
-  EXPECT_NEAR(ilf::clip_scores_unclamped(*model, images.slice(0, 1, 2), {prompts[1]}).item<double>(), raw[1].item<double>(), 1e-4);
+  EXPECT_NEAR(ilf::clip_scores_unclamped(*model, images.slice(0, 1, 2), {prompts[1]}).item<double>(), raw[1].item<double>(),
+              1e-4);
   EXPECT_THROW(ilf::clip_scores(*model, images, {"one prompt"}), ilf::Error);
   EXPECT_THROW(ilf::clip_image_embeddings(*model, images.to(torch::kFloat32)), ilf::Error);
 }

@@ -67,7 +67,8 @@ ClipTowerConfig clip_tower_config(const nlohmann::json& section, const ClipTower
   c.intermediate = clip_int(section, "intermediate_size", c.intermediate, where);
   c.heads = clip_int(section, "num_attention_heads", c.heads, where);
   c.layers = clip_int(section, "num_hidden_layers", c.layers, where);
-  if (section.contains("layer_norm_eps") && section["layer_norm_eps"].is_number()) c.eps = section["layer_norm_eps"].get<double>();
+  if (section.contains("layer_norm_eps") && section["layer_norm_eps"].is_number())
+    c.eps = section["layer_norm_eps"].get<double>();
   if (section.contains("hidden_act") && !section["hidden_act"].is_null()) {
     const auto act = section["hidden_act"].get<std::string>();
     if (act == "quick_gelu") {
@@ -81,7 +82,8 @@ ClipTowerConfig clip_tower_config(const nlohmann::json& section, const ClipTower
     }
   }
   if (c.hidden <= 0 || c.heads <= 0 || c.hidden % c.heads != 0 || c.layers < 0 || c.intermediate <= 0)
-    throw Error(where + ": hidden_size " + std::to_string(c.hidden) + " must be a positive multiple of num_attention_heads " + std::to_string(c.heads));
+    throw Error(where + ": hidden_size " + std::to_string(c.hidden) + " must be a positive multiple of num_attention_heads " +
+                std::to_string(c.heads));
   return c;
 }
 
@@ -119,7 +121,8 @@ void clip_read_preprocessor(ClipModel& m, const std::string& path) {
   if (j.contains("resample") && j["resample"].is_number_integer() && j["resample"].get<int>() != 3)
     throw Error(path + ": only resample 3 (bicubic, CLIP's) is supported");
   for (const char* flag : {"do_resize", "do_center_crop", "do_rescale", "do_normalize"})
-    if (j.contains(flag) && j[flag].is_boolean() && !j[flag].get<bool>()) throw Error(path + ": \"" + flag + "\": false is not supported");
+    if (j.contains(flag) && j[flag].is_boolean() && !j[flag].get<bool>())
+      throw Error(path + ": \"" + flag + "\": false is not supported");
   if (m.shortest_edge < m.crop_height || m.shortest_edge < m.crop_width)
     throw Error(path + ": crop_size larger than size's shortest_edge is not supported");
 }
@@ -128,8 +131,8 @@ void clip_expect(const ClipModel& m, const std::string& file, const std::string&
   const auto& t = require_tensor(m.weights, key, m.folder + "/" + file);
   if (t.sizes().vec() != shape) {
     std::ostringstream ss;
-    ss << "CLIP model " << m.folder << ": " << file << " tensor \"" << key << "\" has shape " << t.sizes() << ", config.json implies "
-       << torch::IntArrayRef(shape);
+    ss << "CLIP model " << m.folder << ": " << file << " tensor \"" << key << "\" has shape " << t.sizes()
+       << ", config.json implies " << torch::IntArrayRef(shape);
     throw Error(ss.str());
   }
 }
@@ -153,22 +156,22 @@ void clip_expect_tower(const ClipModel& m, const std::string& file, const std::s
   }
 }
 
-const torch::Tensor& clip_w(const ClipModel& m, const std::string& key) { return require_tensor(m.weights, key, m.folder + "/model.safetensors"); }
+const torch::Tensor& clip_w(const ClipModel& m, const std::string& key) {
+  return require_tensor(m.weights, key, m.folder + "/model.safetensors");
+}
 
 torch::Tensor clip_activate(const torch::Tensor& x, ClipActivation a) {
   switch (a) {
-    case ClipActivation::kQuickGelu:
-      return x * torch::sigmoid(1.702 * x);
-    case ClipActivation::kGelu:
-      return torch::gelu(x);
-    case ClipActivation::kGeluTanh:
-      return torch::gelu(x, "tanh");
+    case ClipActivation::kQuickGelu: return x * torch::sigmoid(1.702 * x);
+    case ClipActivation::kGelu: return torch::gelu(x);
+    case ClipActivation::kGeluTanh: return torch::gelu(x, "tanh");
   }
   return x;
 }
 
 // x (B, L, D) through the pre-LayerNorm blocks; mask (L, L) additive or undefined.
-torch::Tensor clip_encoder(const ClipModel& m, torch::Tensor x, const std::string& prefix, const ClipTowerConfig& c, const torch::Tensor& mask) {
+torch::Tensor clip_encoder(const ClipModel& m, torch::Tensor x, const std::string& prefix, const ClipTowerConfig& c,
+                           const torch::Tensor& mask) {
   const int64_t b = x.size(0), l = x.size(1), d = c.hidden, h = c.heads, hd = d / h;
   const double scale = std::pow(static_cast<double>(hd), -0.5);
   for (int64_t i = 0; i < c.layers; ++i) {
@@ -196,16 +199,19 @@ torch::Tensor clip_encoder(const ClipModel& m, torch::Tensor x, const std::strin
 torch::Tensor clip_text_forward(ClipModel& m, const torch::Tensor& ids_cpu) {
   torch::NoGradGuard no_grad;
   const int64_t n = ids_cpu.size(0), l = ids_cpu.size(1);
-  if (l > m.max_positions) throw Error("CLIP model " + m.folder + ": " + std::to_string(l) + " tokens exceed max_position_embeddings");
+  if (l > m.max_positions)
+    throw Error("CLIP model " + m.folder + ": " + std::to_string(l) + " tokens exceed max_position_embeddings");
   if (ids_cpu.numel() > 0 && (ids_cpu.min().item<int64_t>() < 0 || ids_cpu.max().item<int64_t>() >= m.vocab_size))
-    throw Error("CLIP model " + m.folder + ": a token id is outside the text tower's vocabulary of " + std::to_string(m.vocab_size) +
-                " (vocab.json does not fit config.json)");
+    throw Error("CLIP model " + m.folder + ": a token id is outside the text tower's vocabulary of " +
+                std::to_string(m.vocab_size) + " (vocab.json does not fit config.json)");
   const auto ids = ids_cpu.to(m.device);
   auto x = torch::embedding(clip_w(m, "text_model.embeddings.token_embedding.weight"), ids) +
            clip_w(m, "text_model.embeddings.position_embedding.weight").slice(0, 0, l).unsqueeze(0);  // (N, L, D)
-  const auto causal = torch::full({l, l}, -std::numeric_limits<float>::infinity(), torch::TensorOptions().device(m.device)).triu(1);  // (L, L)
+  const auto causal =
+      torch::full({l, l}, -std::numeric_limits<float>::infinity(), torch::TensorOptions().device(m.device)).triu(1);  // (L, L)
   x = clip_encoder(m, x, "text_model", m.text, causal);
-  x = torch::layer_norm(x, {m.text.hidden}, clip_w(m, "text_model.final_layer_norm.weight"), clip_w(m, "text_model.final_layer_norm.bias"), m.text.eps);
+  x = torch::layer_norm(x, {m.text.hidden}, clip_w(m, "text_model.final_layer_norm.weight"),
+                        clip_w(m, "text_model.final_layer_norm.bias"), m.text.eps);
   // the pooled position, as transformers' CLIPTextTransformer chooses it
   torch::Tensor position;  // (N,)
   if (m.eos_token_id == 2) {
@@ -213,7 +219,8 @@ torch::Tensor clip_text_forward(ClipModel& m, const torch::Tensor& ids_cpu) {
   } else {
     position = (ids_cpu == m.eos_token_id).to(torch::kInt32).argmax(-1);  // first eos, 0 when there is none
   }
-  auto pooled = x.index({torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(m.device)), position.to(m.device)});  // (N, D)
+  auto pooled =
+      x.index({torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(m.device)), position.to(m.device)});  // (N, D)
   return torch::linear(pooled, clip_w(m, "text_projection.weight"));
 }
 
@@ -238,7 +245,8 @@ std::pair<int64_t, int64_t> clip_resized_size(int64_t h, int64_t w, int64_t edge
 
 torch::Tensor clip_center_crop(const torch::Tensor& image, int64_t ch, int64_t cw) {  // (C, H, W)
   const int64_t h = image.size(1), w = image.size(2);
-  const auto top = static_cast<int64_t>(static_cast<double>(h - ch) / 2.0), left = static_cast<int64_t>(static_cast<double>(w - cw) / 2.0);
+  const auto top = static_cast<int64_t>(static_cast<double>(h - ch) / 2.0),
+             left = static_cast<int64_t>(static_cast<double>(w - cw) / 2.0);
   return image.slice(1, top, top + ch).slice(2, left, left + cw);
 }
 
@@ -287,16 +295,17 @@ ClipResizeWeights clip_resize_weights(int64_t in, int64_t out) {
   for (; precision < 22; ++precision)
     if (static_cast<int>(0.5 + w_max * (1 << (precision + 1))) >= (1 << 15)) break;
   r.precision = precision;
-  for (double v : w) r.weights.push_back(v < 0 ? static_cast<int32_t>(static_cast<int16_t>(static_cast<int>(-0.5 + v * (1 << precision))))
-                                               : static_cast<int32_t>(static_cast<int16_t>(static_cast<int>(0.5 + v * (1 << precision)))));
+  for (double v : w)
+    r.weights.push_back(v < 0 ? static_cast<int32_t>(static_cast<int16_t>(static_cast<int>(-0.5 + v * (1 << precision))))
+                              : static_cast<int32_t>(static_cast<int16_t>(static_cast<int>(0.5 + v * (1 << precision)))));
   return r;
 }
 
 // eval/images.h's format (uint8 (N, 3, H, W) on the CPU), checked here so that this file does not depend
 // on images.cpp, which another part of the evaluation layer provides.
 void clip_check_images(const torch::Tensor& images, const char* what) {
-  if (!images.defined() || images.dim() != 4 || images.size(1) != 3 || images.scalar_type() != torch::kUInt8 || !images.device().is_cpu() ||
-      images.size(2) == 0 || images.size(3) == 0) {
+  if (!images.defined() || images.dim() != 4 || images.size(1) != 3 || images.scalar_type() != torch::kUInt8 ||
+      !images.device().is_cpu() || images.size(2) == 0 || images.size(3) == 0) {
     std::ostringstream ss;
     ss << what << ": expected uint8 (N, 3, H, W) RGB images on the CPU, got ";
     if (images.defined()) {
@@ -310,7 +319,8 @@ void clip_check_images(const torch::Tensor& images, const char* what) {
 
 // One pass along the last axis of a contiguous (rows, in_stride) uint8 buffer -> (rows, out), in 16-bit
 // fixed point: sum(pixel * weight) + half, shifted right by the precision, clamped to 0..255.
-std::vector<uint8_t> clip_resize_pass(const uint8_t* src, int64_t rows, int64_t in_stride, int64_t out, const ClipResizeWeights& r) {
+std::vector<uint8_t> clip_resize_pass(const uint8_t* src, int64_t rows, int64_t in_stride, int64_t out,
+                                      const ClipResizeWeights& r) {
   std::vector<uint8_t> dst(static_cast<size_t>(rows * out));
   for (int64_t y = 0; y < rows; ++y) {
     for (int64_t x = 0; x < out; ++x) {
@@ -327,7 +337,8 @@ std::vector<uint8_t> clip_resize_pass(const uint8_t* src, int64_t rows, int64_t 
 }  // namespace
 
 torch::Tensor clip_resize_bicubic_uint8(const torch::Tensor& image, int64_t height, int64_t width) {
-  if (image.dim() != 3 || image.scalar_type() != torch::kUInt8) throw Error("clip_resize_bicubic_uint8: expects a uint8 (C, H, W) image");
+  if (image.dim() != 3 || image.scalar_type() != torch::kUInt8)
+    throw Error("clip_resize_bicubic_uint8: expects a uint8 (C, H, W) image");
   const int64_t c = image.size(0), h = image.size(1), w = image.size(2);
   if (height <= 0 || width <= 0 || h <= 0 || w <= 0) throw Error("clip_resize_bicubic_uint8: empty image or size");
   auto current = image.contiguous().to(torch::kCPU);
@@ -352,17 +363,21 @@ ClipModelPtr load_clip_model(const std::string& folder, const torch::Device& dev
   auto m = std::make_shared<ClipModel>();
   m->folder = folder;
   m->device = device;
-  if (!fs::is_directory(folder)) throw Error("CLIP model " + folder + ": not a folder (a Hugging Face CLIPModel folder is expected)");
+  if (!fs::is_directory(folder))
+    throw Error("CLIP model " + folder + ": not a folder (a Hugging Face CLIPModel folder is expected)");
   const std::string config_path = folder + "/config.json";
   if (!fs::exists(config_path)) throw Error("CLIP model " + folder + ": config.json is missing");
   const auto config = parse_json_strict(clip_read_file(config_path, folder), config_path);
-  if (!config.contains("text_config") || !config.contains("vision_config") || !config["text_config"].is_object() || !config["vision_config"].is_object())
+  if (!config.contains("text_config") || !config.contains("vision_config") || !config["text_config"].is_object() ||
+      !config["vision_config"].is_object())
     throw Error("CLIP model " + folder + ": config.json has no text_config / vision_config (not a CLIPModel config)");
   const auto& tc = config["text_config"];
   const auto& vc = config["vision_config"];
   // transformers' CLIPTextConfig / CLIPVisionConfig defaults, which save_pretrained leaves out
-  m->text = clip_tower_config(tc, ClipTowerConfig{512, 2048, 8, 12, ClipActivation::kQuickGelu, 1e-5}, config_path + " text_config");
-  m->vision = clip_tower_config(vc, ClipTowerConfig{768, 3072, 12, 12, ClipActivation::kQuickGelu, 1e-5}, config_path + " vision_config");
+  m->text =
+      clip_tower_config(tc, ClipTowerConfig{512, 2048, 8, 12, ClipActivation::kQuickGelu, 1e-5}, config_path + " text_config");
+  m->vision =
+      clip_tower_config(vc, ClipTowerConfig{768, 3072, 12, 12, ClipActivation::kQuickGelu, 1e-5}, config_path + " vision_config");
   m->vocab_size = clip_int(tc, "vocab_size", 49408, config_path + " text_config");
   m->max_positions = clip_int(tc, "max_position_embeddings", 77, config_path + " text_config");
   if (tc.contains("eos_token_id") && !tc["eos_token_id"].is_null() && !tc["eos_token_id"].is_number_integer())
@@ -371,13 +386,16 @@ ClipModelPtr load_clip_model(const std::string& folder, const torch::Device& dev
   m->projection_dim = clip_int(config, "projection_dim", 512, config_path);
   m->image_size = clip_int(vc, "image_size", 224, config_path + " vision_config");
   m->patch_size = clip_int(vc, "patch_size", 32, config_path + " vision_config");
-  if (clip_int(vc, "num_channels", 3, config_path + " vision_config") != 3) throw Error(config_path + ": vision_config.num_channels must be 3");
-  if (m->patch_size <= 0 || m->image_size % m->patch_size != 0) throw Error(config_path + ": vision_config.image_size must be a multiple of patch_size");
+  if (clip_int(vc, "num_channels", 3, config_path + " vision_config") != 3)
+    throw Error(config_path + ": vision_config.num_channels must be 3");
+  if (m->patch_size <= 0 || m->image_size % m->patch_size != 0)
+    throw Error(config_path + ": vision_config.image_size must be a multiple of patch_size");
 
   const std::string pre_path = folder + "/preprocessor_config.json";
   if (fs::exists(pre_path)) clip_read_preprocessor(*m, pre_path);
   if (m->crop_height != m->image_size || m->crop_width != m->image_size)
-    throw Error("CLIP model " + folder + ": preprocessor_config.json's crop_size does not equal vision_config.image_size " + std::to_string(m->image_size));
+    throw Error("CLIP model " + folder + ": preprocessor_config.json's crop_size does not equal vision_config.image_size " +
+                std::to_string(m->image_size));
 
   const std::string weights_path = folder + "/model.safetensors";
   if (!fs::exists(weights_path)) throw Error("CLIP model " + folder + ": model.safetensors is missing");
@@ -448,17 +466,22 @@ torch::Tensor clip_pixel_values_float(const ClipModel& model, const torch::Tenso
 
 torch::Tensor clip_image_embeddings_from_pixels(ClipModel& m, const torch::Tensor& pixel_values) {
   torch::NoGradGuard no_grad;
-  if (pixel_values.dim() != 4 || pixel_values.size(1) != 3 || pixel_values.size(2) != m.image_size || pixel_values.size(3) != m.image_size)
-    throw Error("CLIP model " + m.folder + ": pixel values must be (N, 3, " + std::to_string(m.image_size) + ", " + std::to_string(m.image_size) + ")");
+  if (pixel_values.dim() != 4 || pixel_values.size(1) != 3 || pixel_values.size(2) != m.image_size ||
+      pixel_values.size(3) != m.image_size)
+    throw Error("CLIP model " + m.folder + ": pixel values must be (N, 3, " + std::to_string(m.image_size) + ", " +
+                std::to_string(m.image_size) + ")");
   const int64_t n = pixel_values.size(0), dv = m.vision.hidden;
-  auto x = torch::conv2d(pixel_values.to(m.device, torch::kFloat32), clip_w(m, "vision_model.embeddings.patch_embedding.weight"), {},
-                         m.patch_size);          // (N, D, g, g)
-  x = x.flatten(2).transpose(1, 2);              // (N, g*g, D)
+  auto x =
+      torch::conv2d(pixel_values.to(m.device, torch::kFloat32), clip_w(m, "vision_model.embeddings.patch_embedding.weight"), {},
+                    m.patch_size);   // (N, D, g, g)
+  x = x.flatten(2).transpose(1, 2);  // (N, g*g, D)
   const auto cls = clip_w(m, "vision_model.embeddings.class_embedding").view({1, 1, dv}).expand({n, 1, dv});
   x = torch::cat({cls, x}, 1) + clip_w(m, "vision_model.embeddings.position_embedding.weight").unsqueeze(0);  // (N, 1 + g*g, D)
-  x = torch::layer_norm(x, {dv}, clip_w(m, "vision_model.pre_layrnorm.weight"), clip_w(m, "vision_model.pre_layrnorm.bias"), m.vision.eps);
+  x = torch::layer_norm(x, {dv}, clip_w(m, "vision_model.pre_layrnorm.weight"), clip_w(m, "vision_model.pre_layrnorm.bias"),
+                        m.vision.eps);
   x = clip_encoder(m, x, "vision_model", m.vision, {});
-  auto pooled = torch::layer_norm(x.select(1, 0), {dv}, clip_w(m, "vision_model.post_layernorm.weight"), clip_w(m, "vision_model.post_layernorm.bias"),
+  auto pooled = torch::layer_norm(x.select(1, 0), {dv}, clip_w(m, "vision_model.post_layernorm.weight"),
+                                  clip_w(m, "vision_model.post_layernorm.bias"),
                                   m.vision.eps);  // (N, D)
   return torch::linear(pooled, clip_w(m, "visual_projection.weight")).to(torch::kCPU);
 }
@@ -497,7 +520,7 @@ torch::Tensor clip_iqa_scores(ClipModel& model, const torch::Tensor& images) {
   }
   auto features = clip_image_embeddings_from_pixels(model, clip_pixel_values_float(model, images));  // (N, P)
   features = features / features.norm(2, -1, true);
-  const auto logits = 100 * torch::matmul(features, model.iqa_anchors.t());  // (N, 8)
+  const auto logits = 100 * torch::matmul(features, model.iqa_anchors.t());                     // (N, 8)
   return logits.reshape({logits.size(0), 4, 2}).softmax(-1).select(-1, 0).to(torch::kFloat64);  // (N, 4)
 }
 

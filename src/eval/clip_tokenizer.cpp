@@ -177,7 +177,8 @@ std::u32string clip_html_unescape(const std::u32string& s) {
           ++j;
           ++digits;
         }
-        if (digits > 0 && j < s.size() && s[j] == U';' && value > 0 && value <= 0x10FFFF && !(value >= 0xD800 && value <= 0xDFFF)) {
+        if (digits > 0 && j < s.size() && s[j] == U';' && value > 0 && value <= 0x10FFFF &&
+            !(value >= 0xD800 && value <= 0xDFFF)) {
           out += static_cast<char32_t>(value);
           i = j + 1;
           continue;
@@ -247,14 +248,16 @@ std::vector<std::string> clip_split_lines(const std::string& text) {
 std::pair<std::string, std::string> clip_parse_merge(const std::string& line, const std::string& source, size_t number) {
   std::istringstream ss(line);
   std::string a, b, extra;
-  if (!(ss >> a >> b) || (ss >> extra)) throw Error("CLIP tokenizer: " + source + " line " + std::to_string(number) + " is not a merge \"a b\": " + line);
+  if (!(ss >> a >> b) || (ss >> extra))
+    throw Error("CLIP tokenizer: " + source + " line " + std::to_string(number) + " is not a merge \"a b\": " + line);
   return {a, b};
 }
 
 }  // namespace
 
-ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, int64_t> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
-                             Flavor flavor, const std::string& source)
+ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, int64_t> vocab,
+                             const std::vector<std::pair<std::string, std::string>>& merges, Flavor flavor,
+                             const std::string& source)
     : vocab_(std::move(vocab)), flavor_(flavor), source_(source) {
   // a merge listed twice keeps its last rank, as the references' dicts / hash maps built from the list do
   for (size_t i = 0; i < merges.size(); ++i) ranks_[merges[i]] = static_cast<int64_t>(i);
@@ -289,7 +292,8 @@ ClipTokenizer ClipTokenizer::from_bpe_gz(const std::string& path) {
   const auto lines = clip_split_lines(clip_read_gz(path));
   constexpr size_t kMerges = 49152 - 256 - 2;  // CLIP uses lines 1 .. 48894 of the file
   if (lines.size() < kMerges + 1)
-    throw Error("CLIP tokenizer: " + path + " has " + std::to_string(lines.size()) + " lines, CLIP's vocabulary needs " + std::to_string(kMerges + 1));
+    throw Error("CLIP tokenizer: " + path + " has " + std::to_string(lines.size()) + " lines, CLIP's vocabulary needs " +
+                std::to_string(kMerges + 1));
   std::vector<std::pair<std::string, std::string>> merges;
   for (size_t i = 1; i <= kMerges; ++i) merges.push_back(clip_parse_merge(lines[i], path, i + 1));
   std::unordered_map<std::string, int64_t> vocab;
@@ -350,8 +354,8 @@ void ClipTokenizer::encode_normalised(const std::u32string& text, std::vector<in
     if (clip_starts_with(text, i, bos) || clip_starts_with(text, i, eos)) {
       end = i + bos.size() * clip_starts_with(text, i, bos) + eos.size() * !clip_starts_with(text, i, bos);
       special = open_clip;  // open_clip maps the special words to their ids; transformers BPE-encodes them
-    } else if (c == U'\'' &&
-               std::any_of(std::begin(kContractions), std::end(kContractions), [&](const std::u32string& k) { return clip_starts_with(text, i, k); })) {
+    } else if (c == U'\'' && std::any_of(std::begin(kContractions), std::end(kContractions),
+                                         [&](const std::u32string& k) { return clip_starts_with(text, i, k); })) {
       for (const auto& k : kContractions) {
         if (clip_starts_with(text, i, k)) {
           end = i + k.size();
@@ -421,7 +425,8 @@ torch::Tensor ClipTokenizer::encode_batch(const std::vector<std::string>& texts,
   auto result = torch::full({static_cast<int64_t>(texts.size()), width}, pad_id(), torch::kInt64);  // (N, width)
   auto acc = result.accessor<int64_t, 2>();
   for (size_t n = 0; n < rows.size(); ++n)
-    for (int64_t t = 0; t < std::min(width, static_cast<int64_t>(rows[n].size())); ++t) acc[static_cast<int64_t>(n)][t] = rows[n][static_cast<size_t>(t)];
+    for (int64_t t = 0; t < std::min(width, static_cast<int64_t>(rows[n].size())); ++t)
+      acc[static_cast<int64_t>(n)][t] = rows[n][static_cast<size_t>(t)];
   return result;
 }
 

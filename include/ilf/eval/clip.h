@@ -61,8 +61,10 @@ torch::Tensor clip_scores_unclamped(ClipModel& model, const torch::Tensor& image
 torch::Tensor clip_iqa_scores(ClipModel& model, const torch::Tensor& images);
 inline const char* const kClipIqaColumns[4] = {"quality", "noisiness", "colorfulness", "naturalness"};
 // The (positive, negative) prompt of each column, torchmetrics' _PROMPTS entries.
-inline const char* const kClipIqaPrompts[4][2] = {
-    {"Good photo.", "Bad photo."}, {"Clean photo.", "Noisy photo."}, {"Colorful photo.", "Dull photo."}, {"Natural photo.", "Synthetic photo."}};
+inline const char* const kClipIqaPrompts[4][2] = {{"Good photo.", "Bad photo."},
+                                                  {"Clean photo.", "Noisy photo."},
+                                                  {"Colorful photo.", "Dull photo."},
+                                                  {"Natural photo.", "Synthetic photo."}};
 
 // The pieces, for tests and tools:
 // CLIPScore's preprocessing: uint8 (N, 3, H, W) -> (N, 3, S, S) float32 pixel values (S = crop size).
