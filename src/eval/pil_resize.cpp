@@ -68,14 +68,10 @@ struct PilKernel {
 
 PilKernel pil_kernel(PilFilter filter) {
   switch (filter) {
-    case PilFilter::kBilinear:
-      return {&pil_bilinear, 1.0};
-    case PilFilter::kBicubic:
-      return {&pil_bicubic, 2.0};
-    case PilFilter::kLanczos:
-      return {&pil_lanczos, 3.0};
-    case PilFilter::kNearest:
-      break;
+    case PilFilter::kBilinear: return {&pil_bilinear, 1.0};
+    case PilFilter::kBicubic: return {&pil_bicubic, 2.0};
+    case PilFilter::kLanczos: return {&pil_lanczos, 3.0};
+    case PilFilter::kNearest: break;
   }
   throw Error("pil_resize: nearest has no convolution kernel");
 }
@@ -213,7 +209,8 @@ torch::Tensor pil_two_pass(const torch::Tensor& image, int out_h, int out_w, Pil
     return PilPlane<T>{t.data_ptr<T>(), static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), static_cast<int>(t.size(2))};
   };
   const auto const_plane = [](const torch::Tensor& t) {
-    return PilPlane<const T>{t.data_ptr<T>(), static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), static_cast<int>(t.size(2))};
+    return PilPlane<const T>{t.data_ptr<T>(), static_cast<int>(t.size(0)), static_cast<int>(t.size(1)),
+                             static_cast<int>(t.size(2))};
   };
   torch::Tensor current = image;  // (h, w, C)
   if (vertical_first) {
@@ -314,8 +311,8 @@ torch::Tensor pil_resize_uint8(const torch::Tensor& image, int64_t height, int64
     input = input.clone();
     pil_premultiply(input);
   }
-  torch::Tensor out = pil_two_pass<uint8_t>(input, static_cast<int>(height), static_cast<int>(width), filter,
-                                            &pil_horizontal_u8, &pil_vertical_u8);
+  torch::Tensor out = pil_two_pass<uint8_t>(input, static_cast<int>(height), static_cast<int>(width), filter, &pil_horizontal_u8,
+                                            &pil_vertical_u8);
   if (rgba) {
     if (out.data_ptr() == input.data_ptr()) out = out.clone();
     pil_unpremultiply(out);
@@ -330,8 +327,7 @@ torch::Tensor pil_resize_float(const torch::Tensor& image, int64_t height, int64
   const torch::Tensor input = image.to(torch::kCPU).contiguous().unsqueeze(2);  // (H, W, 1)
   if (input.size(0) == height && input.size(1) == width) return image.to(torch::kCPU).contiguous().clone();
   if (filter == PilFilter::kNearest) return pil_nearest(input, static_cast<int>(height), static_cast<int>(width)).squeeze(2);
-  return pil_two_pass<float>(input, static_cast<int>(height), static_cast<int>(width), filter, &pil_horizontal_f,
-                             &pil_vertical_f)
+  return pil_two_pass<float>(input, static_cast<int>(height), static_cast<int>(width), filter, &pil_horizontal_f, &pil_vertical_f)
       .squeeze(2)
       .contiguous();
 }
