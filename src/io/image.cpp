@@ -1,17 +1,33 @@
-// PNG output with text metadata and image grids (see include/ilf/io/image.h).
+// PNG output with text metadata and image grids, and PNG input for the evaluation metrics (see
+// include/ilf/io/image.h). Reading checks the container itself (signature, every chunk's length and
+// CRC, IHDR's bit depth) before stb_image decodes the pixels: stb skips CRCs, and a metric computed on
+// a silently corrupt image is wrong without anyone knowing.
 #include "ilf/io/image.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <fstream>
 #include <vector>
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
 #include <stb_image_write.h>
+// This file compiles outside the unity batches (CMakeLists.txt): pipelines/data_preparation.cpp holds
+// its own static copy of stb_image.
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#define STBI_NO_STDIO
+#include <stb_image.h>
 
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
@@ -37,7 +53,85 @@ std::string png_chunk(const std::string& type, const std::string& data) {
   return chunk;
 }
 
+// The whole content of a regular file. A directory, FIFO, device or socket is refused by name, and the
+// open never blocks (O_NONBLOCK: a FIFO without a writer would otherwise wait forever).
+std::vector<unsigned char> png_read_regular_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    const bool directory = S_ISDIR(info.st_mode), fifo = S_ISFIFO(info.st_mode);
+    ::close(fd);
+    throw Error(path + ": not a regular file (" + (directory ? "a directory" : fifo ? "a FIFO" : "a device or socket") + ")");
+  }
+  std::vector<unsigned char> bytes(static_cast<size_t>(info.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string reason = n < 0 ? std::strerror(errno) : "the file shrank while being read";
+      ::close(fd);
+      throw Error(path + ": read error (" + reason + ")");
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return bytes;
+}
+
+// Walks the chunks: every length within the file, every CRC right, IHDR first and 8-bit (or a
+// palette / grey depth below 8, which stb expands), IDAT present, IEND at the end.
+void png_check_container(const std::string& path, const std::vector<unsigned char>& bytes) {
+  static const unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (bytes.size() < 8 || std::memcmp(bytes.data(), kSignature, 8) != 0) throw Error(path + ": not a PNG file");
+  size_t pos = 8;
+  bool seen_idat = false;
+  for (int index = 0;; ++index) {
+    if (pos + 8 > bytes.size()) throw Error(path + ": truncated PNG (no IEND chunk)");
+    const uint32_t length = get_u32_be(&bytes[pos]);
+    std::string type(reinterpret_cast<const char*>(&bytes[pos + 4]), 4);
+    for (char& c : type)
+      if (!std::isalpha(static_cast<unsigned char>(c))) c = '?';
+    if (length > 0x7fffffffu || bytes.size() - pos - 8 < uint64_t{length} + 4)
+      throw Error(path + ": truncated PNG (chunk " + type + " at byte " + std::to_string(pos) + " runs past the end)");
+    const uint32_t stored = get_u32_be(&bytes[pos + 8 + length]);
+    const uint32_t computed = static_cast<uint32_t>(crc32(0, &bytes[pos + 4], static_cast<uInt>(length + 4)));
+    if (stored != computed) throw Error(path + ": CRC mismatch in PNG chunk " + type + " at byte " + std::to_string(pos));
+    if (index == 0) {
+      if (type != "IHDR" || length != 13) throw Error(path + ": corrupt PNG (the first chunk is not IHDR)");
+      const int depth = bytes[pos + 8 + 8], colour = bytes[pos + 8 + 9];
+      if (depth == 16) throw Error(path + ": 16-bit PNG is not supported (8-bit grey, grey + alpha, RGB, RGBA or palette)");
+      const bool low_depth_ok = (colour == 0 || colour == 3) && (depth == 1 || depth == 2 || depth == 4);
+      if (depth != 8 && !low_depth_ok)
+        throw Error(path + ": unsupported PNG bit depth " + std::to_string(depth) + " for colour type " + std::to_string(colour));
+    }
+    if (type == "IDAT") seen_idat = true;
+    pos += 12 + static_cast<size_t>(length);
+    if (type == "IEND") break;
+  }
+  if (!seen_idat) throw Error(path + ": corrupt PNG (no IDAT chunk)");
+}
+
 }  // namespace
+
+torch::Tensor read_png(const std::string& path) {
+  const std::vector<unsigned char> bytes = png_read_regular_file(path);
+  png_check_container(path, bytes);
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw Error(path + ": PNG file too large");
+  int width = 0, height = 0, channels = 0;
+  unsigned char* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels, 0);
+  if (!pixels) throw Error(path + ": cannot decode PNG (" + stbi_failure_reason() + ")");
+  torch::Tensor image;
+  try {
+    image = torch::from_blob(pixels, {height, width, channels}, torch::kUInt8).clone();  // (H, W, C)
+  } catch (...) {
+    stbi_image_free(pixels);
+    throw;
+  }
+  stbi_image_free(pixels);
+  return image;
+}
 
 torch::Tensor make_image_grid(const torch::Tensor& images, int64_t columns, int64_t padding) {
   TORCH_CHECK(images.dim() == 4, "make_image_grid expects (N, C, H, W)");
