@@ -47,7 +47,7 @@ def main():
       f"(Unicode {unicodedata.unidata_version}); do not edit.\n")
     w("// The character data of transformers' BertTokenizer for src/eval/bert_tokenizer.cpp: categories, str.lower\n")
     w("// per character, the full canonical decompositions and the canonical combining classes.\n")
-    w('#include "bert_unicode_tables.h"\n\nnamespace ilf::bert_unicode {\n\n')
+    w('#include "bert_unicode_tables.h"\n\n// clang-format off\nnamespace ilf::bert_unicode {\n\n')
     w(f'const char* const kUnicodeVersion = "{unicodedata.unidata_version}";\n\n')
 
     kinds = ranges(kind)
@@ -90,7 +90,7 @@ def main():
     w("const ClassRange kCombiningClasses[] = {\n")
     for a, b, c in classes:
         w(f"    {{0x{a:X}, 0x{b:X}, {c}}},\n")
-    w(f"}};\nconst size_t kCombiningClassCount = {len(classes)};\n\n}}  // namespace ilf::bert_unicode\n")
+    w(f"}};\nconst size_t kCombiningClassCount = {len(classes)};\n\n}}  // namespace ilf::bert_unicode\n// clang-format on\n")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ namespace {
 
 std::string ir_tiny(const std::string& name) { return test::data_path("metrics/image_reward_tiny/" + name); }
 
-ImageRewardFiles ir_tiny_files() { return {ir_tiny("ImageReward.safetensors"), ir_tiny("vocab.txt"), ir_tiny("med_config.json")}; }
+ImageRewardFiles ir_tiny_files() {
+  return {ir_tiny("ImageReward.safetensors"), ir_tiny("vocab.txt"), ir_tiny("med_config.json")};
+}
 
 nlohmann::json ir_expected() {
   std::ifstream in(ir_tiny("expected.json"));
@@ -91,7 +93,9 @@ TEST(ImageReward, RewardsEqualThePackageOnImagesOfSeveralSizes) {
   const torch::Tensor batch = image_reward_scores(*model, torch::stack(images), prompts);
   ASSERT_EQ(batch.sizes(), torch::IntArrayRef({3}));
   EXPECT_EQ(batch.scalar_type(), torch::kFloat64);
-  EXPECT_LE(test::relative_error(batch, torch::tensor(std::vector<double>(reference.begin(), reference.begin() + 3), torch::kFloat64)), 1e-5);
+  EXPECT_LE(
+      test::relative_error(batch, torch::tensor(std::vector<double>(reference.begin(), reference.begin() + 3), torch::kFloat64)),
+      1e-5);
 }
 
 TEST(ImageReward, BrokenFilesGiveErrorsNamingTheFileAndTheTensor) {
@@ -147,8 +151,13 @@ TEST(ImageReward, PreprocessingCropsTheCentreOfA224Image) {
   const torch::Tensor image = ir_pattern(224, 224);
   const torch::Tensor pixels = image_reward_pixels(image.unsqueeze(0));
   ASSERT_EQ(pixels.sizes(), torch::IntArrayRef({1, 3, 224, 224}));
-  const torch::Tensor mean = torch::tensor({0.48145466, 0.4578275, 0.40821073}, torch::kFloat64).to(torch::kFloat32).view({3, 1, 1});
-  const torch::Tensor std = torch::tensor({0.26862954, 0.26130258, 0.27577711}, torch::kFloat64).to(torch::kFloat32).view({3, 1, 1});
+  const torch::Tensor mean =
+      torch::tensor({0.48145466, 0.4578275, 0.40821073}, torch::kFloat64).to(torch::kFloat32).view({3, 1, 1});
+  const torch::Tensor std =
+      torch::tensor({0.26862954, 0.26130258, 0.27577711}, torch::kFloat64).to(torch::kFloat32).view({3, 1, 1});
   EXPECT_TRUE(torch::equal(pixels[0], (image.to(torch::kFloat32).div(255) - mean) / std));
-  EXPECT_NE(test::error_of([] { image_reward_pixels(torch::zeros({1, 4, 8, 8}, torch::kUInt8)); }).find("(N, 3, H, W)"), std::string::npos);
+  EXPECT_NE(test::error_of([] {
+              image_reward_pixels(torch::zeros({1, 4, 8, 8}, torch::kUInt8));
+            }).find("(N, 3, H, W)"),
+            std::string::npos);
 }

@@ -46,8 +46,10 @@ std::u32string bert_decode_utf8(const std::string& text) {
     }
     bool ok = i + static_cast<size_t>(extra) < n;
     for (int k = 1; ok && k <= extra; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (s[i + k] & 0x3F);
+      if ((s[i + k] & 0xC0) != 0x80)
+        ok = false;
+      else
+        cp = (cp << 6) | (s[i + k] & 0x3F);
     }
     const bool overlong = (extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000);
     if (!ok || overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
@@ -86,7 +88,8 @@ std::string bert_encode_utf8(const std::u32string& text) {
 uint8_t bert_kind(char32_t cp) {  // bert_unicode::KindRange kinds; 0 = none of them
   using bert_unicode::kKindRanges;
   const auto* end = kKindRanges + bert_unicode::kKindRangeCount;
-  const auto* it = std::upper_bound(kKindRanges, end, cp, [](char32_t c, const bert_unicode::KindRange& r) { return c < r.first; });
+  const auto* it =
+      std::upper_bound(kKindRanges, end, cp, [](char32_t c, const bert_unicode::KindRange& r) { return c < r.first; });
   if (it == kKindRanges) return 0;
   --it;
   return cp <= it->last ? it->kind : 0;
@@ -95,7 +98,8 @@ uint8_t bert_kind(char32_t cp) {  // bert_unicode::KindRange kinds; 0 = none of 
 uint8_t bert_combining_class(char32_t cp) {
   using bert_unicode::kCombiningClasses;
   const auto* end = kCombiningClasses + bert_unicode::kCombiningClassCount;
-  const auto* it = std::upper_bound(kCombiningClasses, end, cp, [](char32_t c, const bert_unicode::ClassRange& r) { return c < r.first; });
+  const auto* it =
+      std::upper_bound(kCombiningClasses, end, cp, [](char32_t c, const bert_unicode::ClassRange& r) { return c < r.first; });
   if (it == kCombiningClasses) return 0;
   --it;
   return cp <= it->last ? it->ccc : 0;
@@ -130,9 +134,12 @@ std::u32string bert_nfd(const std::u32string& text) {
     }
     using bert_unicode::kDecompositions;
     const auto* end = kDecompositions + bert_unicode::kDecompositionCount;
-    const auto* it = std::lower_bound(kDecompositions, end, cp, [](const bert_unicode::Decomposition& d, char32_t c) { return d.from < c; });
-    if (it != end && it->from == cp) out.append(bert_unicode::kDecompositionPool + it->offset, it->length);
-    else out += cp;
+    const auto* it =
+        std::lower_bound(kDecompositions, end, cp, [](const bert_unicode::Decomposition& d, char32_t c) { return d.from < c; });
+    if (it != end && it->from == cp)
+      out.append(bert_unicode::kDecompositionPool + it->offset, it->length);
+    else
+      out += cp;
   }
   size_t i = 0;
   while (i < out.size()) {
@@ -333,8 +340,10 @@ std::vector<std::string> BertTokenizer::tokenize_words(const std::string& text) 
         pieces.push_back(std::move(found));
         start = end;
       }
-      if (bad) out.emplace_back("[UNK]");
-      else out.insert(out.end(), pieces.begin(), pieces.end());
+      if (bad)
+        out.emplace_back("[UNK]");
+      else
+        out.insert(out.end(), pieces.begin(), pieces.end());
     }
     stretch.clear();
   };
@@ -375,7 +384,8 @@ std::vector<int64_t> BertTokenizer::encode(const std::string& text) const {
 
 BertTokens BertTokenizer::tokenize(const std::vector<std::string>& texts) const {
   const auto batch = static_cast<int64_t>(texts.size());
-  BertTokens out{torch::full({batch, max_length_}, vocab_->pad, torch::kInt64), torch::zeros({batch, max_length_}, torch::kInt64)};
+  BertTokens out{torch::full({batch, max_length_}, vocab_->pad, torch::kInt64),
+                 torch::zeros({batch, max_length_}, torch::kInt64)};
   auto ids = out.input_ids.accessor<int64_t, 2>();
   auto mask = out.attention_mask.accessor<int64_t, 2>();
   for (int64_t b = 0; b < batch; ++b) {

@@ -3,6 +3,7 @@
 // per character, the full canonical decompositions and the canonical combining classes.
 #include "bert_unicode_tables.h"
 
+// clang-format off
 namespace ilf::bert_unicode {
 
 const char* const kUnicodeVersion = "14.0.0";
@@ -5419,3 +5420,4 @@ const ClassRange kCombiningClasses[] = {
 const size_t kCombiningClassCount = 382;
 
 }  // namespace ilf::bert_unicode
+// clang-format on

@@ -31,10 +31,10 @@ namespace ilf {
 
 namespace {
 
-constexpr int64_t kIrImageSize = 224;    // ImageReward(): BLIP_Pretrain(image_size=224), _transform(224)
-constexpr int64_t kIrMaxTokens = 35;     // ImageReward.score: max_length=35
-constexpr int64_t kIrVitHeadDim = 64;    // create_vit: ViT-B 768 / 12 heads, ViT-L 1024 / 16 heads
-constexpr double kIrVitEps = 1e-6;       // VisionTransformer: partial(nn.LayerNorm, eps=1e-6)
+constexpr int64_t kIrImageSize = 224;                  // ImageReward(): BLIP_Pretrain(image_size=224), _transform(224)
+constexpr int64_t kIrMaxTokens = 35;                   // ImageReward.score: max_length=35
+constexpr int64_t kIrVitHeadDim = 64;                  // create_vit: ViT-B 768 / 12 heads, ViT-L 1024 / 16 heads
+constexpr double kIrVitEps = 1e-6;                     // VisionTransformer: partial(nn.LayerNorm, eps=1e-6)
 constexpr double kIrRewardMean = 0.16717362830052426;  // ImageReward.mean
 constexpr double kIrRewardStd = 1.0333394966054072;    // ImageReward.std
 // _transform's Normalize (CLIP's statistics): Python floats that torchvision turns into float32 tensors.
@@ -49,9 +49,7 @@ struct IrLinear {
 struct IrNorm {
   torch::Tensor weight, bias;  // (C), (C)
   double eps = 1e-12;
-  torch::Tensor operator()(const torch::Tensor& x) const {
-    return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
-  }
+  torch::Tensor operator()(const torch::Tensor& x) const { return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps); }
 };
 
 struct IrVitBlock {
@@ -86,7 +84,8 @@ struct IrStateDict {
     for (size_t i = 0; fits && i < shape.size(); ++i) fits = shape[i] < 0 || t.size(static_cast<int64_t>(i)) == shape[i];
     if (!fits) {
       std::ostringstream expected;
-      for (size_t i = 0; i < shape.size(); ++i) expected << (i ? ", " : "") << (shape[i] < 0 ? std::string("*") : std::to_string(shape[i]));
+      for (size_t i = 0; i < shape.size(); ++i)
+        expected << (i ? ", " : "") << (shape[i] < 0 ? std::string("*") : std::to_string(shape[i]));
       throw Error(path + ": tensor '" + key + "' has shape " + c10::str(t.sizes()) + ", expected [" + expected.str() + "]");
     }
     if (!t.is_floating_point()) throw Error(path + ": tensor '" + key + "' is not a floating-point tensor");
@@ -115,8 +114,8 @@ IrStateDict ir_read_state_dict(const std::string& path) {
     out.tensors = read_safetensors(path).tensors;
     return out;
   }
-  const std::string convert = "; convert the package's file once with: python3 scripts/convert_image_reward.py " + path +
-                              " ImageReward.safetensors";
+  const std::string convert =
+      "; convert the package's file once with: python3 scripts/convert_image_reward.py " + path + " ImageReward.safetensors";
   torch::IValue value;
   try {
     value = torch::pickle_load(bytes);
@@ -124,7 +123,8 @@ IrStateDict ir_read_state_dict(const std::string& path) {
     throw Error(path + ": LibTorch cannot read this torch.save file (" + std::string(e.what()).substr(0, 120) + ")" + convert);
   }
   if (!value.isGenericDict())
-    throw Error(path + ": a torch.save file holding " + (value.isNone() ? std::string("an OrderedDict, which LibTorch reads as None") : value.tagKind()) +
+    throw Error(path + ": a torch.save file holding " +
+                (value.isNone() ? std::string("an OrderedDict, which LibTorch reads as None") : value.tagKind()) +
                 ", not a dict of tensors" + convert);
   for (const auto& item : value.toGenericDict()) {
     if (!item.key().isString()) throw Error(path + ": a state dict key is not a string");
@@ -163,7 +163,8 @@ IrBertConfig ir_read_bert_config(const std::string& path) {
   if (!json.is_object()) throw Error(path + ": expected a JSON object (a BERT configuration)");
   const auto integer = [&](const char* key, int64_t& field) {
     if (!json.contains(key)) return;
-    if (!json[key].is_number_integer() || json[key].get<int64_t>() < 1) throw Error(path + ": '" + key + "' must be a positive integer");
+    if (!json[key].is_number_integer() || json[key].get<int64_t>() < 1)
+      throw Error(path + ": '" + key + "' must be a positive integer");
     field = json[key].get<int64_t>();
   };
   integer("hidden_size", config.hidden_size);
@@ -240,7 +241,8 @@ class ImageRewardModel {
     const auto move = [&](torch::Tensor& t) { t = t.to(target); };
     const auto move_linear = [&](IrLinear& l) { move(l.weight), move(l.bias); };
     const auto move_norm = [&](IrNorm& n) { move(n.weight), move(n.bias); };
-    for (torch::Tensor* t : {&patch_weight, &patch_bias, &cls_token, &pos_embed, &word_embeddings, &position_embeddings}) move(*t);
+    for (torch::Tensor* t : {&patch_weight, &patch_bias, &cls_token, &pos_embed, &word_embeddings, &position_embeddings})
+      move(*t);
     for (auto& b : vit_blocks) {
       move_norm(b.norm1), move_norm(b.norm2);
       for (IrLinear* l : {&b.qkv, &b.proj, &b.fc1, &b.fc2}) move_linear(*l);
@@ -263,7 +265,8 @@ class ImageRewardModel {
     x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1);
     x = x + pos_embed.slice(1, 0, x.size(1));
     for (const IrVitBlock& b : vit_blocks) {
-      const torch::Tensor qkv = b.qkv(b.norm1(x)).reshape({x.size(0), x.size(1), 3, vit_heads, vit_width / vit_heads})
+      const torch::Tensor qkv = b.qkv(b.norm1(x))
+                                    .reshape({x.size(0), x.size(1), 3, vit_heads, vit_width / vit_heads})
                                     .permute({2, 0, 3, 1, 4});  // (3, N, heads, T, d)
       x = x + b.proj(ir_attend(qkv[0], qkv[1], qkv[2], false, {}));
       x = x + b.fc2(torch::gelu(b.fc1(b.norm2(x))));
@@ -271,9 +274,7 @@ class ImageRewardModel {
     return vit_norm(x);
   }
 
-  torch::Tensor activation(const torch::Tensor& x) const {
-    return bert.hidden_act == "relu" ? torch::relu(x) : torch::gelu(x);
-  }
+  torch::Tensor activation(const torch::Tensor& x) const { return bert.hidden_act == "relu" ? torch::relu(x) : torch::gelu(x); }
 
   // ids, mask (B, L) int64, image embeddings (B, T, D) -> last hidden state (B, L, C).
   torch::Tensor encode_text(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& image) const {
@@ -286,7 +287,8 @@ class ImageRewardModel {
     const int64_t heads = bert.num_attention_heads;
     for (const IrBertLayer& layer : bert_layers) {
       const IrBertAttention& s = layer.self_attention;
-      torch::Tensor h = ir_attend(ir_heads(s.query(x), heads), ir_heads(s.key(x), heads), ir_heads(s.value(x), heads), true, self_mask);
+      torch::Tensor h =
+          ir_attend(ir_heads(s.query(x), heads), ir_heads(s.key(x), heads), ir_heads(s.value(x), heads), true, self_mask);
       x = s.norm(s.dense(h) + x);
       const IrBertAttention& c = layer.cross_attention;
       h = ir_attend(ir_heads(c.query(x), heads), ir_heads(c.key(image), heads), ir_heads(c.value(image), heads), true, {});
@@ -308,7 +310,8 @@ int64_t ir_count(const IrStateDict& sd, const std::string& prefix, const std::st
 void ir_check_images(const torch::Tensor& images) {
   if (!images.defined() || images.dim() != 4 || images.size(1) != 3 || images.scalar_type() != torch::kUInt8)
     throw Error("ImageReward images: expected uint8 (N, 3, H, W), got " +
-                (images.defined() ? std::string(c10::toString(images.scalar_type())) + " " + c10::str(images.sizes()) : std::string("none")));
+                (images.defined() ? std::string(c10::toString(images.scalar_type())) + " " + c10::str(images.sizes())
+                                  : std::string("none")));
   if (images.size(2) < 1 || images.size(3) < 1) throw Error("ImageReward images: empty image " + c10::str(images.sizes()));
 }
 
@@ -406,8 +409,10 @@ torch::Tensor image_reward_pixels(const torch::Tensor& images) {
   ir_check_images(images);
   const int64_t n = images.size(0);
   torch::Tensor out = torch::empty({n, 3, kIrImageSize, kIrImageSize}, torch::kFloat32);
-  const torch::Tensor mean = torch::tensor({kIrPixelMean[0], kIrPixelMean[1], kIrPixelMean[2]}, torch::kFloat64).to(torch::kFloat32).view({3, 1, 1});
-  const torch::Tensor std = torch::tensor({kIrPixelStd[0], kIrPixelStd[1], kIrPixelStd[2]}, torch::kFloat64).to(torch::kFloat32).view({3, 1, 1});
+  const torch::Tensor mean =
+      torch::tensor({kIrPixelMean[0], kIrPixelMean[1], kIrPixelMean[2]}, torch::kFloat64).to(torch::kFloat32).view({3, 1, 1});
+  const torch::Tensor std =
+      torch::tensor({kIrPixelStd[0], kIrPixelStd[1], kIrPixelStd[2]}, torch::kFloat64).to(torch::kFloat32).view({3, 1, 1});
   for (int64_t i = 0; i < n; ++i) {
     torch::Tensor image = images[i].to(torch::kCPU).permute({1, 2, 0}).contiguous();  // (H, W, 3) uint8
     const int64_t h = image.size(0), w = image.size(1);
@@ -445,7 +450,8 @@ ImageRewardOutputs image_reward_forward(ImageRewardModel& model, const torch::Te
   }
   const torch::Tensor pixels = image_reward_pixels(images).to(model.device);
   out.image_embeds = model.encode_image(pixels);
-  const torch::Tensor hidden = model.encode_text(tokens.input_ids.to(model.device), tokens.attention_mask.to(model.device), out.image_embeds);
+  const torch::Tensor hidden =
+      model.encode_text(tokens.input_ids.to(model.device), tokens.attention_mask.to(model.device), out.image_embeds);
   out.text_features = hidden.select(1, 0);  // (N, C): last_hidden_state[:, 0, :]
   torch::Tensor rewards = out.text_features;
   for (const IrLinear& linear : model.mlp) rewards = linear(rewards);  // (N, 1); the dropouts are identity

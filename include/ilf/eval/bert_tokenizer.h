@@ -49,7 +49,7 @@ class BertTokenizer {
   BertTokens tokenize(const std::vector<std::string>& texts) const;
 
   int64_t max_length() const { return max_length_; }
-  int64_t vocab_size() const;  // the ids in vocab.txt plus the added [DEC] / [ENC]
+  int64_t vocab_size() const;                     // the ids in vocab.txt plus the added [DEC] / [ENC]
   int64_t id_of(const std::string& token) const;  // -1 when not a token
   const std::string& path() const { return path_; }
 

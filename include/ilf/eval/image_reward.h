@@ -29,8 +29,7 @@ ImageRewardModelPtr load_image_reward(const ImageRewardFiles& files, const torch
 
 // Per-image rewards (N,) float64 of images uint8 (N, 3, H, W) against their prompts, as
 // ImageReward.score(prompt, image) gives them.
-torch::Tensor image_reward_scores(ImageRewardModel& model, const torch::Tensor& images,
-                                  const std::vector<std::string>& prompts);
+torch::Tensor image_reward_scores(ImageRewardModel& model, const torch::Tensor& images, const std::vector<std::string>& prompts);
 
 // What the parity check and the tests compare with the package, step by step.
 struct ImageRewardOutputs {
