@@ -8,13 +8,23 @@
 # measured 2026-11-29: 17 s to download, 33 s to install, nothing when already installed).
 #   TORCH_SPEC      the pip requirement (default torch==2.11.0: the GPU machine's version, cu130)
 #   ILF_TORCH_VENV  the environment (default ~/.cache/ilf/venv-<spec>); prints its python at the end
-#   ILF_EXPORTER_CHECK_PACKAGES=0  skips the exporter-check libraries
+#   ILF_EXPORTER_CHECK_PACKAGES=0  skips the exporter-check libraries and the metric checks' packages
+#   (scripts/ci/metric_check_requirements.txt, installed the same way)
+# And what tests/metrics/check_image_reward.py needs beyond them: image-reward 1.5 and openai-clip 1.0.1
+# in the environment without their dependencies (their pins do not install on this Python; what they
+# import comes from metric_check_requirements.txt), and the older transformers of
+# scripts/ci/image_reward_requirements.txt in a folder of its own, ILF_CACHE/image-reward-site, which
+# only that check puts on sys.path (the environment keeps transformers 5.24).
+#   ILF_IMAGE_REWARD_PACKAGES=0  skips both
 set -euo pipefail
 REQUIREMENTS=$(cd "$(dirname "$0")" && pwd)/exporter_check_requirements.txt
+METRIC_REQUIREMENTS=$(cd "$(dirname "$0")" && pwd)/metric_check_requirements.txt
+IMAGE_REWARD_REQUIREMENTS=$(cd "$(dirname "$0")" && pwd)/image_reward_requirements.txt
 TORCH_SPEC=${TORCH_SPEC:-torch==2.11.0}
 CACHE=${ILF_CACHE:-$HOME/.cache/ilf}
 VENV=${ILF_TORCH_VENV:-$CACHE/venv-$(echo "${TORCH_SPEC//==/-}" | tr -c 'A-Za-z0-9.\n-' _)}
 WHEELS=$CACHE/wheels
+IMAGE_REWARD_SITE=$CACHE/image-reward-site
 PY=$VENV/bin/python
 mkdir -p "$WHEELS"
 if [ -x "$PY" ] && "$PY" - "$TORCH_SPEC" <<'PYEOF' 2>/dev/null
@@ -39,9 +49,13 @@ else
 fi
 "$PY" -c 'import torch; print("install_pip_torch: torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>/dev/null
 
-# The exporter-check libraries, at their pinned versions (cached like torch: nothing to do when present).
+# The exporter-check libraries and the metric checks' reference packages (tests/metrics/,
+# scripts/ci/metric_check_requirements.txt), at their pinned versions (cached like torch: nothing to do
+# when present).
 if [ "${ILF_EXPORTER_CHECK_PACKAGES:-1}" = 1 ]; then
-  if "$PY" - "$REQUIREMENTS" <<'PYEOF' 2>/dev/null
+  for requirements in "$REQUIREMENTS" "$METRIC_REQUIREMENTS"; do
+    what=$(basename "$requirements" _requirements.txt | tr _ -)
+    if "$PY" - "$requirements" <<'PYEOF' 2>/dev/null
 import sys, importlib.metadata as md
 from pip._vendor.packaging.requirements import Requirement
 for line in open(sys.argv[1]):
@@ -51,15 +65,54 @@ for line in open(sys.argv[1]):
         if not req.specifier.contains(md.version(req.name), prereleases=True):
             sys.exit(1)
 PYEOF
-  then
-    echo "install_pip_torch: exporter-check libraries already installed"
-  else
-    start=$SECONDS
-    if ! "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" -r "$REQUIREMENTS" 2>/dev/null; then
-      "$VENV/bin/pip" download -q -d "$WHEELS" -r "$REQUIREMENTS"
-      "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" -r "$REQUIREMENTS"
+    then
+      echo "install_pip_torch: $what libraries already installed"
+    else
+      start=$SECONDS
+      if ! "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" -r "$requirements" 2>/dev/null; then
+        "$VENV/bin/pip" download -q -d "$WHEELS" -r "$requirements"
+        "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" -r "$requirements"
+      fi
+      echo "install_pip_torch: $what libraries installed in $((SECONDS - start)) s"
     fi
-    echo "install_pip_torch: exporter-check libraries installed in $((SECONDS - start)) s"
-  fi
+  done
   "$PY" -c 'import importlib.metadata as md; print("install_pip_torch:", ", ".join(p + " " + md.version(p) for p in ("diffusers", "transformers", "safetensors", "sentencepiece")))'
+fi
+
+# image-reward and openai-clip without their dependencies, and image-reward's transformers 4.x beside the
+# environment (cached like the rest: nothing to do when present).
+if [ "${ILF_IMAGE_REWARD_PACKAGES:-1}" = 1 ]; then
+  start=$SECONDS
+  if "$PY" -c 'import importlib.metadata as md, sys; sys.exit(0 if md.version("image-reward") == "1.5" and md.version("openai-clip") == "1.0.1" else 1)' 2>/dev/null; then
+    echo "install_pip_torch: image-reward and openai-clip already installed"
+  else
+    if ! "$VENV/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" image-reward==1.5 openai-clip==1.0.1 2>/dev/null; then
+      "$VENV/bin/pip" download -q --no-deps -d "$WHEELS" image-reward==1.5 openai-clip==1.0.1
+      "$VENV/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" image-reward==1.5 openai-clip==1.0.1
+    fi
+  fi
+  if "$PY" - "$IMAGE_REWARD_REQUIREMENTS" "$IMAGE_REWARD_SITE" <<'PYEOF' 2>/dev/null
+import sys, importlib.metadata as md
+from pip._vendor.packaging.requirements import Requirement
+installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in md.distributions(path=[sys.argv[2]])}
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if line:
+        req = Requirement(line)
+        version = installed.get(req.name.lower().replace("_", "-"))
+        if version is None or not req.specifier.contains(version, prereleases=True):
+            sys.exit(1)
+PYEOF
+  then
+    echo "install_pip_torch: image-reward's transformers already in $IMAGE_REWARD_SITE"
+  else
+    rm -rf "$IMAGE_REWARD_SITE"
+    if ! "$VENV/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" --target "$IMAGE_REWARD_SITE" -r "$IMAGE_REWARD_REQUIREMENTS" 2>/dev/null; then
+      "$VENV/bin/pip" download -q --no-deps -d "$WHEELS" -r "$IMAGE_REWARD_REQUIREMENTS"
+      rm -rf "$IMAGE_REWARD_SITE"
+      "$VENV/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" --target "$IMAGE_REWARD_SITE" -r "$IMAGE_REWARD_REQUIREMENTS"
+    fi
+    echo "install_pip_torch: image-reward's transformers installed in $IMAGE_REWARD_SITE"
+  fi
+  echo "install_pip_torch: image-reward packages ready in $((SECONDS - start)) s"
 fi
