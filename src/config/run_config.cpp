@@ -213,6 +213,26 @@ EvalSection parse_eval(ConfigReader& r) {
   return e;
 }
 
+MetricsSection parse_metrics(ConfigReader& r) {
+  MetricsSection m;
+  m.clip = path_setting(r, "metrics.clip");
+  m.image_reward = path_setting(r, "metrics.image_reward");
+  m.image_reward_vocab = path_setting(r, "metrics.image_reward_vocab");
+  m.image_reward_med_config = path_setting(r, "metrics.image_reward_med_config");
+  m.inception = path_setting(r, "metrics.inception");
+  m.fid_statistics = path_setting(r, "metrics.fid_statistics");
+  m.lpips = path_setting(r, "metrics.lpips");
+  if (!m.image_reward.empty() && m.image_reward_vocab.empty())
+    throw r.invalid("metrics.image_reward_vocab", "set with metrics.image_reward (the BERT vocab.txt ImageReward tokenizes with)");
+  if (m.image_reward.empty() && (!m.image_reward_vocab.empty() || !m.image_reward_med_config.empty()))
+    throw r.invalid("metrics.image_reward", "set when metrics.image_reward_vocab or metrics.image_reward_med_config is");
+  if (m.inception.empty() != m.fid_statistics.empty())
+    throw r.invalid(m.inception.empty() ? "metrics.inception" : "metrics.fid_statistics",
+                    "set together with metrics." + std::string(m.inception.empty() ? "fid_statistics" : "inception") +
+                        " (FID needs the Inception file and the reference statistics)");
+  return m;
+}
+
 void check_top_level_keys(const ConfigReader& r) {
   const std::vector<std::string> known = run_config_sections();
   for (const auto& key : r.json().items())
@@ -235,7 +255,7 @@ FeedbackOptions FeedbackSection::require(const std::string& source, const std::s
 }
 
 std::vector<std::string> run_config_sections() {
-  std::vector<std::string> sections = {"model", "weights", "ilf", "sampling", "vae", "text", "training", "data", "eval"};
+  std::vector<std::string> sections = {"model", "weights", "ilf", "sampling", "vae", "text", "training", "data", "eval", "metrics"};
   for (const auto& m : acceleration_methods())
     if (!m.section.empty() && std::find(sections.begin(), sections.end(), m.section) == sections.end())
       sections.push_back(m.section);
@@ -264,6 +284,7 @@ RunConfig parse_run_config(const Json& json, const std::string& source) {
   c.training = parse_training(r);
   c.data = parse_data(r);
   c.eval = parse_eval(r);
+  c.metrics = parse_metrics(r);
   r.check_all_used();
   return c;
 }

@@ -161,15 +161,15 @@ torch::Tensor enlarge_image(const torch::Tensor& image, int64_t factor) {
   return image.repeat_interleave(factor, 1).repeat_interleave(factor, 2);  // (C, k*H, k*W)
 }
 
+torch::Tensor unit_range_to_uint8(const torch::Tensor& images) {
+  return ((images.detach().to(torch::kCPU, torch::kFloat32).clamp(-1, 1) + 1) * 127.5).round().to(torch::kUInt8);
+}
+
 void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text) {
   if (image.dim() != 3 || (image.size(0) != 1 && image.size(0) != 3))
     throw Error(path + ": can only write images shaped (1 or 3, H, W)");
   // (C, H, W) in [-1, 1] -> (H, W, C) uint8
-  const torch::Tensor pixels = ((image.detach().to(torch::kCPU, torch::kFloat32).clamp(-1, 1) + 1) * 127.5)
-                                   .round()
-                                   .to(torch::kUInt8)
-                                   .permute({1, 2, 0})
-                                   .contiguous();
+  const torch::Tensor pixels = unit_range_to_uint8(image).permute({1, 2, 0}).contiguous();
   const int width = static_cast<int>(pixels.size(1)), height = static_cast<int>(pixels.size(0));
   const int channels = static_cast<int>(pixels.size(2));
   int length = 0;

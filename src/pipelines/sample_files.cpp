@@ -99,14 +99,7 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
                request.height ? request.height : model.resolution(), generated.width, generated.height, model.options.steps,
                model.sampling.method->name(), model.options.guidance_scale);
 
-  nlohmann::json settings = generation_settings(config, *model.sampling.method, *model.sampling.solver);
-  settings["family"] = model.family;
-  settings["negative_prompt"] = request.negative_prompt ? nlohmann::json(*request.negative_prompt) : nlohmann::json(nullptr);
-  settings["null_caption"] = request.negative_prompt                 ? "negative prompt"
-                             : model.uses_y_embedding_null_caption() ? "y_embedding"
-                                                                     : "empty prompt";
-  if (!request.config_label.empty()) settings["config"] = request.config_label;
-  if (loaded.folder) settings["model_folder"] = loaded.folder->path;
+  nlohmann::json settings = text_to_image_png_settings(loaded, model, request.negative_prompt, request.config_label);
 
   const auto start = std::chrono::steady_clock::now();
   const int64_t runs = (total + per_run - 1) / per_run;
@@ -179,6 +172,19 @@ LoadedRunConfig load_plan_config(Json json, const std::string& source, const Sam
   SampleFilesRequest without_folder = request;
   without_folder.model_folder.clear();
   return load_config(std::move(json), source, without_folder, false);
+}
+
+Json text_to_image_png_settings(const LoadedRunConfig& loaded, const TextToImageModel& model,
+                                const std::optional<std::string>& negative_prompt, const std::string& config_label) {
+  nlohmann::json settings = generation_settings(loaded.config, *model.sampling.method, *model.sampling.solver);
+  settings["family"] = model.family;
+  settings["negative_prompt"] = negative_prompt ? nlohmann::json(*negative_prompt) : nlohmann::json(nullptr);
+  settings["null_caption"] = negative_prompt                         ? "negative prompt"
+                             : model.uses_y_embedding_null_caption() ? "y_embedding"
+                                                                     : "empty prompt";
+  if (!config_label.empty()) settings["config"] = config_label;
+  if (loaded.folder) settings["model_folder"] = loaded.folder->path;
+  return settings;
 }
 
 SampleFilesSummary write_sample_files(const LoadedRunConfig& loaded, const SampleFilesRequest& request,

@@ -81,6 +81,18 @@ struct EvalSection {
   std::string dataset_folder = "/usr/share/datasets/fashion-mnist";
 };
 
+// "metrics": the metric models of prompt-set evaluations (pipelines/prompt_set_evaluation.h), resolved
+// paths; a metric runs only when its file is set ("" = not configured).
+struct MetricsSection {
+  std::string clip;                     // a Hugging Face CLIPModel folder: CLIP score and CLIP-IQA
+  std::string image_reward;             // ImageReward.pt (needs image_reward_vocab)
+  std::string image_reward_vocab;       // BERT vocab.txt
+  std::string image_reward_med_config;  // med_config.json; "" = the package's defaults
+  std::string inception;                // clean-fid's Inception TorchScript (FID, with fid_statistics)
+  std::string fid_statistics;           // the reference set's clean-fid statistics (.npz)
+  std::string lpips;                    // LPIPS weights (fidelity to a reference run, with SSIM and PSNR)
+};
+
 struct RunConfig {
   std::string source;  // the config file (messages and relative paths); a tool name when there is none
   Json json;           // the JSON after overrides (what training checkpoints record)
@@ -95,6 +107,7 @@ struct RunConfig {
   TrainingOptions training;
   DataOptions data;
   EvalSection eval;
+  MetricsSection metrics;
 
   // The settings of sampling.method.
   const MethodSettings& method_settings() const { return *methods.at(sampling.method); }

@@ -19,6 +19,11 @@ int64_t enlargement_factor(int64_t height, int64_t width, int64_t min_side = 256
 // image (C, H, W) -> (C, k*H, k*W): every pixel becomes a k x k block of its value (k >= 1).
 torch::Tensor enlarge_image(const torch::Tensor& image, int64_t factor);
 
+// images (..., C, H, W) (any shape, any float dtype, any device) in [-1, 1] -> uint8 of the same shape on the
+// CPU: clamped to [-1, 1], (x + 1) * 127.5 rounded half to even in float32. The one rounding of pixels:
+// write_png stores exactly these values, and the metric images (eval/images.h) are made with it.
+torch::Tensor unit_range_to_uint8(const torch::Tensor& images);
+
 // Writes image (C, H, W) in [-1, 1] as an 8-bit PNG with the given tEXt entries (keyword -> text).
 void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text = {});
 

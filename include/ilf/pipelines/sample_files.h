@@ -66,6 +66,14 @@ struct SampleFilesSummary {
   double seconds = 0;
 };
 
+struct TextToImageModel;  // pipelines/text_to_image.h
+
+// The "ilf" PNG metadata of text-to-image images that is the same for every image of a run: the
+// generation settings (method, steps, solver, guidance), family, negative prompt, null caption, config
+// (when `config_label` is not empty) and model folder. Callers add the image's prompt, seed and size.
+Json text_to_image_png_settings(const LoadedRunConfig& loaded, const TextToImageModel& model,
+                                const std::optional<std::string>& negative_prompt, const std::string& config_label);
+
 // Loads the model of `loaded`, samples and writes the PNG(s). Errors name the flag or file at fault
 // and leave no partial PNG.
 SampleFilesSummary write_sample_files(const LoadedRunConfig& loaded, const SampleFilesRequest& request,
