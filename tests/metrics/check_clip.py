@@ -28,7 +28,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "exporters"))
+import common  # noqa: E402
 from common import Check, randomize, run  # noqa: E402
+
+common.PIP_NAMES.update({"open_clip": "open_clip_torch", "torchmetrics": "torchmetrics", "ftfy": "ftfy", "torchvision": "torchvision"})
 
 TOLERANCE = 1e-5
 IMAGE_SIZES = [(224, 224, "random"), (256, 320, "smooth"), (97, 150, "random"), (512, 300, "smooth"), (300, 224, "random"),
