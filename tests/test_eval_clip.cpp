@@ -112,6 +112,9 @@ TEST(EvalClip, ShapesAndScoreRanges) {
   EXPECT_NEAR(ilf::clip_scores_unclamped(*model, images.slice(0, 1, 2), {prompts[1]}).item<double>(), raw[1].item<double>(),
               1e-4);
   EXPECT_THROW(ilf::clip_scores(*model, images, {"one prompt"}), ilf::Error);
+  const auto none = torch::zeros({0, 3, 40, 50}, torch::kUInt8);
+  EXPECT_EQ(ilf::clip_scores(*model, none, {}).sizes(), (std::vector<int64_t>{0}));
+  EXPECT_EQ(ilf::clip_iqa_scores(*model, none).sizes(), (std::vector<int64_t>{0, 4}));
   EXPECT_THROW(ilf::clip_image_embeddings(*model, images.to(torch::kFloat32)), ilf::Error);
 }
 

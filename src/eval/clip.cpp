@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -441,6 +442,7 @@ torch::Tensor clip_pixel_values(const ClipModel& model, const torch::Tensor& ima
     const auto resized = clip_resize_bicubic_uint8(image, h, w);
     out.push_back(clip_normalise(model, clip_center_crop(resized, model.crop_height, model.crop_width).to(torch::kFloat32)));
   }
+  if (out.empty()) return torch::zeros({0, 3, model.crop_height, model.crop_width});
   return torch::stack(out);  // (N, 3, S, S)
 }
 
@@ -461,6 +463,7 @@ torch::Tensor clip_pixel_values_float(const ClipModel& model, const torch::Tenso
     }
     out.push_back(clip_normalise(model, clip_center_crop(image, model.crop_height, model.crop_width)));
   }
+  if (out.empty()) return torch::zeros({0, 3, model.crop_height, model.crop_width});
   return torch::stack(out);  // (N, 3, S, S)
 }
 
@@ -471,6 +474,7 @@ torch::Tensor clip_image_embeddings_from_pixels(ClipModel& m, const torch::Tenso
     throw Error("CLIP model " + m.folder + ": pixel values must be (N, 3, " + std::to_string(m.image_size) + ", " +
                 std::to_string(m.image_size) + ")");
   const int64_t n = pixel_values.size(0), dv = m.vision.hidden;
+  if (n == 0) return torch::zeros({0, m.projection_dim});
   auto x =
       torch::conv2d(pixel_values.to(m.device, torch::kFloat32), clip_w(m, "vision_model.embeddings.patch_embedding.weight"), {},
                     m.patch_size);   // (N, D, g, g)

@@ -35,7 +35,12 @@ bool clip_in_ranges(const ClipCodeRange (&ranges)[N], char32_t c) {
 }
 bool clip_is_letter(char32_t c) { return clip_in_ranges(kClipLetterRanges, c); }
 bool clip_is_number(char32_t c) { return clip_in_ranges(kClipNumberRanges, c); }
-bool clip_is_space(char32_t c) { return clip_in_ranges(kClipSpaceRanges, c); }
+// White space: Python's str.isspace (open_clip) or, for transformers (tokenizers' \s, Unicode White_Space),
+// the same without the separators U+001C..U+001F.
+bool clip_is_space(char32_t c, bool python) {
+  if (!python && c >= 0x1C && c <= 0x1F) return false;
+  return clip_in_ranges(kClipSpaceRanges, c);
+}
 
 void clip_append_lower(char32_t c, std::u32string& out) {
   if (c == 0x130) {  // LATIN CAPITAL LETTER I WITH DOT ABOVE: the one multi-character lower case
@@ -190,12 +195,13 @@ std::u32string clip_html_unescape(const std::u32string& s) {
   return out;
 }
 
-// White space runs -> one space (optionally stripped at both ends), then lower case.
-std::u32string clip_clean_lower(const std::u32string& s, bool strip) {
+// White space runs -> one space, then lower case; open_clip's (python) also strips both ends.
+std::u32string clip_clean_lower(const std::u32string& s, bool python) {
+  const bool strip = python;
   std::u32string spaced;
   for (size_t i = 0; i < s.size();) {
-    if (clip_is_space(s[i])) {
-      while (i < s.size() && clip_is_space(s[i])) ++i;
+    if (clip_is_space(s[i], python)) {
+      while (i < s.size() && clip_is_space(s[i], python)) ++i;
       spaced += U' ';
     } else {
       spaced += s[i++];
@@ -206,7 +212,17 @@ std::u32string clip_clean_lower(const std::u32string& s, bool strip) {
     spaced = a == std::u32string::npos ? std::u32string() : spaced.substr(a, spaced.find_last_not_of(U' ') - a + 1);
   }
   std::u32string lower;
-  for (char32_t c : spaced) clip_append_lower(c, lower);
+  for (size_t i = 0; i < spaced.size(); ++i) {
+    // Python's str.lower (open_clip) writes a capital sigma that ends a word as the final sigma; "cased
+    // letter" is approximated by letter here (tokenizers' Lowercase has no such rule)
+    const bool final_sigma = python && spaced[i] == 0x3A3 && i > 0 && clip_is_letter(spaced[i - 1]) &&
+                             (i + 1 == spaced.size() || !clip_is_letter(spaced[i + 1]));
+    if (final_sigma) {
+      lower += char32_t{0x3C2};
+    } else {
+      clip_append_lower(spaced[i], lower);
+    }
+  }
   return lower;
 }
 
@@ -367,9 +383,11 @@ void ClipTokenizer::encode_normalised(const std::u32string& text, std::vector<in
       while (end < text.size() && clip_is_letter(text[end])) ++end;
     } else if (clip_is_number(c)) {
       end = i + 1;
-    } else if (!clip_is_space(c)) {
+    } else if (!clip_is_space(c, open_clip)) {
       end = i;
-      while (end < text.size() && !clip_is_space(text[end]) && !clip_is_letter(text[end]) && !clip_is_number(text[end])) ++end;
+      while (end < text.size() && !clip_is_space(text[end], open_clip) && !clip_is_letter(text[end]) &&
+             !clip_is_number(text[end]))
+        ++end;
     } else {
       ++i;
       continue;

@@ -28,7 +28,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "exporters"))
+import common  # noqa: E402
 from common import Check, randomize, run  # noqa: E402
+
+common.PIP_NAMES.update({"open_clip": "open_clip_torch", "torchmetrics": "torchmetrics", "ftfy": "ftfy", "torchvision": "torchvision"})
 
 TOLERANCE = 1e-5
 IMAGE_SIZES = [(224, 224, "random"), (256, 320, "smooth"), (97, 150, "random"), (512, 300, "smooth"), (300, 224, "random"),
@@ -51,7 +54,9 @@ def prompts():
         "html &amp; entities &lt;b&gt; &#39;quoted&#39; &#x41;", "special <|endoftext|> inside and <|startoftext|> too",
         "!<|endoftext|>!", "Good photo.", long_prompt, long_prompt.upper() + " " + long_prompt,
         " ".join(str(i) for i in range(100)), "word " * 90,
-    ]
+        "a\x1cb\x1fc", "tab\x0bvt and\x85next", "x\u200by", "\u0130stanbul", "\u03a3\u0391\u03a3 \u039f\u0394\u039f\u03a3",
+        "\ufb01ne ligature", "\uff26\uff35\uff2c\uff2c width", "\u2019curly\u2019 \u201cquotes\u201d", "\u01c4 dz \u00df STRASSE",
+    ]  # not "e" + U+0301: NFC normalisation is not replicated (clip_tokenizer.h)
 
 
 def smooth_image(torch, h, w, seed):

@@ -41,6 +41,7 @@ class ClipModel;  // defined in src/eval/clip.cpp
 using ClipModelPtr = std::shared_ptr<ClipModel>;
 class ClipTokenizer;
 
+// One model is used by one thread at a time (clip_iqa_scores caches the prompts' embeddings in it).
 // Loads `folder` (config.json, model.safetensors, and vocab.json + merges.txt for the tokenizer;
 // preprocessor_config.json if present, else CLIP's 224 / OpenAI mean and std) onto `device`. Errors name
 // the folder and the file or key that is missing or does not fit.

@@ -17,12 +17,16 @@
 //     unaffected; decomposed sequences (e.g. "e" + U+0301) are tokenised undecomposed;
 //   - ftfy.fix_text (open_clip): mojibake repair, curly-quote uncurling, ligatures, full-width characters,
 //     control characters and the rest of its repertoire are not applied;
-//   - html.unescape (open_clip): numeric references (&#39; &#x27;) and the named entities amp, lt, gt,
-//     quot, apos, nbsp only, with their terminating ';' (Python also knows ~2,200 names and some without ';');
+//   - html.unescape (open_clip): numeric references (&#39; &#x27;) of code points 1..0x10FFFF outside
+//     the surrogates and the named entities amp, lt, gt, quot, apos, nbsp, all with their ';' (Python also
+//     knows ~2,200 names, accepts some references without ';' and maps &#128;..&#159; as windows-1252);
+//   - white space is Python's str.isspace (from the tables below), without U+001C..U+001F for
+//     transformers (its \s); tokenizers' Oniguruma may differ elsewhere in the Unicode version only;
 //   - lower-casing is Unicode's simple per-character mapping (plus U+0130 -> "i" U+0307) from the tables
-//     of tests/metrics/make_clip_unicode_tables.py (Unicode 14); Python's final-sigma rule (open_clip) is
-//     not applied; the letter / number / space classes are those tables' (the reference regex engines
-//     may know a slightly different Unicode version).
+//     of tests/metrics/make_clip_unicode_tables.py (Unicode 14); for open_clip, Python's final sigma
+//     (a capital sigma after a letter and not before one becomes U+03C2), with "letter" standing in for
+//     Unicode's "cased letter" and no skipping of case-ignorable characters; the letter / number classes
+//     are those tables' (the reference regex engines may know a slightly different Unicode version).
 #pragma once
 #include <torch/torch.h>
 
