@@ -8,6 +8,7 @@
 #include <torch/script.h>
 
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "ilf/error.h"
@@ -82,6 +83,7 @@ TEST(ImageReward, RewardsEqualThePackageOnImagesOfSeveralSizes) {
     reference.push_back(item["reward"].get<double>());
   }
   const double error = test::relative_error(torch::tensor(ours, torch::kFloat64), torch::tensor(reference, torch::kFloat64));
+  std::cout << "[ImageReward] rewards of " << ours.size() << " images: max relative error " << error << " to the package\n";
   EXPECT_LE(error, 1e-5) << "ours " << torch::tensor(ours) << " package " << torch::tensor(reference);
   // A batch gives each image's own reward.
   std::vector<torch::Tensor> images;
@@ -116,6 +118,17 @@ TEST(ImageReward, BrokenFilesGiveErrorsNamingTheFileAndTheTensor) {
   EXPECT_NE(message.find(files.weights), std::string::npos) << message;
   EXPECT_NE(message.find(bad_key), std::string::npos) << message;
   EXPECT_NE(message.find("[5, 64]"), std::string::npos) << message;
+
+  // The start of a torch.save zip whose data.pkl opens with an OrderedDict (the package's ImageReward.pt):
+  // refused at once, naming the converter.
+  files.weights = test::scratch_dir("image_reward_ordered_dict") + "/ImageReward.pt";
+  std::ofstream(files.weights, std::ios::binary) << std::string("PK\x03\x04", 4) << std::string(60, ' ')
+                                                 << "\x80\x02"
+                                                    "ccollections\nOrderedDict\nq\x00)Rq\x01";
+  message = test::error_of([&] { load_image_reward(files, torch::kCPU); });
+  EXPECT_NE(message.find(files.weights), std::string::npos) << message;
+  EXPECT_NE(message.find("OrderedDict"), std::string::npos) << message;
+  EXPECT_NE(message.find("scripts/convert_image_reward.py"), std::string::npos) << message;
 
   files = ir_tiny_files();
   files.vocab = ir_tiny("med_config.json");  // no [CLS] in it

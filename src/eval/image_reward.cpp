@@ -105,27 +105,37 @@ struct IrStateDict {
 IrStateDict ir_read_state_dict(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the ImageReward weights");
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   IrStateDict out;
   out.path = path;
-  const bool zip = bytes.size() >= 4 && bytes[0] == 'P' && bytes[1] == 'K' && bytes[2] == 3 && bytes[3] == 4;
-  if (!zip) {
-    bytes.clear();
-    out.tensors = read_safetensors(path).tensors;
-    return out;
-  }
   const std::string convert =
       "; convert the package's file once with: python3 scripts/convert_image_reward.py " + path + " ImageReward.safetensors";
+  std::string head(4096, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  if (head.compare(0, 4, std::string("PK\x03\x04", 4)) != 0) {  // safetensors (a legacy torch.save file fails here too)
+    try {
+      out.tensors = read_safetensors(path).tensors;
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " (neither safetensors nor a torch.save zip file" + convert + ")");
+    }
+    return out;
+  }
+  // torch.save stores data.pkl first and uncompressed: a pickled OrderedDict shows in the first bytes,
+  // and is refused before a large file is read.
+  if (head.find("collections\nOrderedDict\n") != std::string::npos)
+    throw Error(path + ": the state dict in this torch.save file is a collections.OrderedDict (as model.state_dict() " +
+                "returns it), which LibTorch's torch::pickle_load reads as None" + convert);
+  in.clear();
+  in.seekg(0);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   torch::IValue value;
   try {
     value = torch::pickle_load(bytes);
   } catch (const std::exception& e) {
-    throw Error(path + ": LibTorch cannot read this torch.save file (" + std::string(e.what()).substr(0, 120) + ")" + convert);
+    throw Error(path + ": LibTorch cannot read this torch.save file (" + std::string(e.what()).substr(0, 200) + ")" + convert);
   }
   if (!value.isGenericDict())
-    throw Error(path + ": a torch.save file holding " +
-                (value.isNone() ? std::string("an OrderedDict, which LibTorch reads as None") : value.tagKind()) +
-                ", not a dict of tensors" + convert);
+    throw Error(path + ": a torch.save file holding " + value.tagKind() + ", not a dict of tensors" + convert);
   for (const auto& item : value.toGenericDict()) {
     if (!item.key().isString()) throw Error(path + ": a state dict key is not a string");
     if (item.value().isTensor()) out.tensors[item.key().toStringRef()] = item.value().toTensor();
