@@ -70,6 +70,11 @@ int main(int argc, char** argv) {
   merge->add_option("--device", merge_request.device, "where FID's Inception runs: cpu or cuda")->capture_default_str();
   merge->add_flag("--quiet", merge_request.quiet, "no progress lines");
   if (const int code = cli::parse(app, argc, argv, "ilf_eval_prompts"); code >= 0) return code;
+  if (!merge->parsed() && (request.prompt_set.empty() || request.out_dir.empty())) {
+    std::cerr << "ilf_eval_prompts: error: --prompt-set and --out-dir are required (or: ilf_eval_prompts merge --out-dir DIR)"
+              << " (see ilf_eval_prompts --help)" << std::endl;
+    return cli::kUsageError;
+  }
 
   try {
     if (merge->parsed()) {
@@ -77,8 +82,6 @@ int main(int argc, char** argv) {
       std::cout << table1_markdown(merged);
       return 0;
     }
-    if (request.prompt_set.empty()) throw Error("--prompt-set is required (or the merge command)");
-    if (request.out_dir.empty()) throw Error("--out-dir is required");
     request.format = parse_prompt_set_format(format);
     const EvalShard shard = eval_shard(app.count("--rank") ? std::optional<int64_t>(static_cast<int64_t>(rank)) : std::nullopt,
                                        app.count("--world-size") ? std::optional<int64_t>(static_cast<int64_t>(world_size)) : std::nullopt);

@@ -326,7 +326,9 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
   bool fidelity = false;
   if (!request.reference_dir.empty()) {
     const bool self = pse_same_folder(out, request.reference_dir);
-    if (!self) {
+    if (self) {  // the reference setting itself (a sweep's first point): no fidelity metrics, same table header
+      reference = {{"dir", request.reference_dir}, {"label", label}, {"self", true}};
+    } else {
       const std::string ref_settings = (fs::path(request.reference_dir) / "settings.json").string();
       if (!fs::exists(ref_settings))
         throw Error("--reference-dir " + request.reference_dir + ": no settings.json (not an ilf_eval_prompts output folder)");
@@ -622,7 +624,7 @@ Json merge_prompt_set_evaluation(const PromptSetMergeRequest& request) {
   for (const std::string& key : pse_metric_keys()) {
     int64_t c = 0;
     for (const Json* r : all) c += r->contains(key) && (*r)[key].is_number() ? 1 : 0;
-    if (c > 0 || (key == "psnr" && settings["reference"].is_object())) counts["with_" + key] = c;
+    if (c > 0 || (key == "psnr" && settings["reference"].is_object() && !settings["reference"].value("self", false))) counts["with_" + key] = c;
   }
   merged["counts"] = counts;
 

@@ -28,7 +28,8 @@
 // (kill -9 while writing) is cut off before appending. PNGs are written atomically.
 // Metrics (the run config's "metrics" section; each runs only when its file is set): ImageReward,
 // CLIP score, CLIP-IQA per image while generating; LPIPS / SSIM / PSNR against --reference-dir (another
-// run's folder with the same prompt set and seed; the run's own folder means no fidelity metrics); FID
+// run's folder with the same prompt set and seed; the run's own folder means no fidelity metrics, the
+// table header still naming the reference: a sweep's reference point); FID
 // (clean-fid against metrics.fid_statistics) at merge time, from the PNGs.
 #pragma once
 #include <cstdint>
@@ -103,7 +104,7 @@ struct PromptSetMergeRequest {
 //    "means": {"seconds_per_image", "block_forwards", each metric's mean over the items that have it},
 //    "fid" (null without FID), "counts": {"items", "with_<metric>"...},
 //    "categories": {"<category>": {"items", "means": {...}}} (when the set has categories),
-//    "reference" (the reference run's label, or null), "records": [every record in index order]}
+//    "reference" (the reference run's label, this run's own when it is the reference, or null), "records": [every record in index order]}
 // Means are sums in index order divided by the count, so the result does not depend on the sharding.
 Json merge_prompt_set_evaluation(const PromptSetMergeRequest& request);
 

@@ -4,7 +4,8 @@
 //     skipped, a trailing '\r' is dropped, nothing else is trimmed; the id is the 1-based line number;
 //   - MJHQ-30K's meta_data.json: {"<id>": {"category": ..., "prompt": ...}, ...}; items in the order of
 //     their ids (byte order: a stable order whatever order the file lists them in);
-//   - DrawBench's CSV (.csv): a header with the columns "Prompts" and "Category" (others are ignored),
+//   - DrawBench's CSV (.csv): a header with the columns "Prompts" (or "Prompt") and "Category" (others
+//     are ignored),
 //     RFC 4180 fields (quoted fields may hold commas, newlines and doubled quotes); the id is the 1-based
 //     data row; blank lines are skipped;
 //   - ImageReward's benchmark prompts (benchmark/benchmark-prompts.json): a JSON array of objects with
