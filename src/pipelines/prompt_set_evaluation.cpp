@@ -481,7 +481,8 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
     };
     if (models.image_reward) put("image_reward", image_reward_scores(*models.image_reward, pixels, generation.prompts));
     if (models.clip) {
-      put("clip_score", clip_scores(*models.clip, pixels, generation.prompts));
+      // 100 x cosine per image, unclamped: torchmetrics' CLIPScore clamps the mean at 0 (pse_means), not each image.
+      put("clip_score", clip_scores_unclamped(*models.clip, pixels, generation.prompts));
       const torch::Tensor iqa = clip_iqa_scores(*models.clip, pixels);
       for (int64_t c = 0; c < 4; ++c) put(std::string("clip_iqa_") + kClipIqaColumns[c], iqa.select(1, c));
     }
@@ -558,6 +559,8 @@ Json pse_means(const std::vector<const Json*>& records) {
     }
     if (count > 0) means[key] = sum / static_cast<double>(count);
   }
+  // CLIPScore as torchmetrics computes it over a set: max(mean of 100 x cosine, 0).
+  if (means.contains("clip_score")) means["clip_score"] = std::max(means["clip_score"].get<double>(), 0.0);
   return means;
 }
 
