@@ -18,6 +18,7 @@
 //     deflated .npy (v1) entries that numpy loads.
 #include "ilf/eval/clean_fid.h"
 
+#include <ATen/Parallel.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -355,10 +356,14 @@ torch::Tensor clean_fid_resize(const torch::Tensor& images) {
     throw Error("clean_fid_resize: expected uint8 images shaped (N, 3, H, W)");
   const torch::Tensor cpu = images.to(torch::kCPU);
   torch::Tensor out = torch::empty({images.size(0), 3, kCleanFidSize, kCleanFidSize}, torch::kFloat32);  // (N, 3, 299, 299)
-  for (int64_t i = 0; i < images.size(0); ++i)
-    for (int64_t c = 0; c < 3; ++c)
+  // one (image, channel) plane per task: the resize is the CPU cost of FID on large images
+  at::parallel_for(0, images.size(0) * 3, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t i = k / 3, c = k % 3;
       out[i][c].copy_(
           pil_resize_float(cpu[i][c].to(torch::kFloat32), kCleanFidSize, kCleanFidSize, PilFilter::kBicubic).clamp(0, 255));
+    }
+  });
   return out;
 }
 
@@ -401,9 +406,14 @@ torch::Tensor clean_fid_folder_features(CleanFidExtractor& extractor, const std:
   std::vector<torch::Tensor> features;
   for (size_t first = 0; first < files.size(); first += static_cast<size_t>(batch_size)) {
     const size_t last = std::min(files.size(), first + static_cast<size_t>(batch_size));
-    std::vector<torch::Tensor> resized;
-    for (size_t i = first; i < last; ++i)
-      resized.push_back(clean_fid_resize(clean_fid_rgb(read_png(files[i]), files[i]).unsqueeze(0)));  // (1, 3, 299, 299)
+    std::vector<torch::Tensor> resized(last - first);
+    // images read and resized in parallel (a corrupt file's error is rethrown here, naming it)
+    at::parallel_for(0, static_cast<int64_t>(last - first), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        const std::string& file = files[first + static_cast<size_t>(k)];
+        resized[static_cast<size_t>(k)] = clean_fid_resize(clean_fid_rgb(read_png(file), file).unsqueeze(0));  // (1, 3, 299, 299)
+      }
+    });
     features.push_back(extractor.features(torch::cat(resized, 0)));
   }
   if (files_out) *files_out = files;

@@ -27,7 +27,10 @@
 #define STB_IMAGE_STATIC
 #define STBI_ONLY_PNG
 #define STBI_NO_STDIO
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"  // the static copy's entry points this file does not call
 #include <stb_image.h>
+#pragma GCC diagnostic pop
 
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"

@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("exporter_common", os.path.join(HERE, "..", "exporters", "common.py"))
 common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(common)
+common.PIP_NAMES.update({"cleanfid": "clean-fid", "PIL": "pillow"})  # pip names of the modules checked here
 
 FLOAT_TOLERANCE = 1e-6    # PIL "F" resize: same operations in the same order; measured 0 here
 FEATURE_TOLERANCE = 1e-5  # the float32 parity bound for features, statistics and distances
@@ -216,6 +217,28 @@ def features_section(check, work):
                            FEATURE_TOLERANCE)
         check.expect_close(f"folder {index}: sigma vs np.cov", ours["sigma"], torch.from_numpy(sigma), FEATURE_TOLERANCE)
         stats.append((mu, sigma))
+    # a TorchScript file without `layers`: called as forward(x, return_features=True), the real file's
+    # own entry point; clean-fid given the same call as its custom feature extractor
+    class Blocks(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.blocks = inner.layers
+
+        def forward(self, img, return_features: bool = False):
+            features = self.blocks((img - 128) / 128).reshape(img.shape[0], -1)
+            return features if return_features else features.softmax(1)
+    torch.manual_seed(5)
+    plain = torch.jit.script(Blocks(data.TinyInception()).eval())
+    plain_file = os.path.join(work, "inception_without_layers.pt")
+    plain.save(plain_file)
+    reference = fid.get_folder_features(folders[0], model=lambda x: plain(x, return_features=True), num_workers=0,
+                                        batch_size=8, device=torch.device("cpu"), mode="clean", verbose=False)
+    out = os.path.join(work, "features_plain.safetensors")
+    common.run([check.tool("ilf_metric_probe"), "fid-folder", "--images", folders[0], "--inception", plain_file,
+                "--batch", "8", "--out", out], "fid-folder")
+    check.expect_close("folder 0, a file without `layers` (forward(x, return_features=True)) vs clean-fid with it as "
+                       "custom extractor", load_file(out)["features"], torch.from_numpy(reference), FEATURE_TOLERANCE)
+
     start = time.time()
     reference_distance = fid.frechet_distance(stats[0][0], stats[0][1], stats[1][0], stats[1][1])
     print(f"     clean-fid frechet_distance (2048-d, rank-deficient covariances): {time.time() - start:.1f} s")

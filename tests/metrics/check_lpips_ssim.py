@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("exporter_common", os.path.join(HERE, "..", "exporters", "common.py"))
 common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(common)
+common.PIP_NAMES.update({"cleanfid": "clean-fid", "PIL": "pillow"})  # pip names of the modules checked here
 
 TOLERANCE = 1e-5  # the float32 parity bound
 

@@ -86,9 +86,22 @@ def tiny_lpips_alex(seed=0, widths=(16, 24, 32, 24, 24)):
     return tensors
 
 
+def save_without_debug_info(module, path):
+    """TorchScript's *.debug_pkl records hold the absolute path of this script (a machine path); they are
+    optional for loading, so the archive is written again without them (entries stored, in order)."""
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as out:
+        for info in source.infolist():
+            if not info.filename.endswith(".debug_pkl"):
+                out.writestr(info.filename, source.read(info.filename))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    tiny_inception().save(os.path.join(OUT, "inception_tiny.pt"))
+    save_without_debug_info(tiny_inception(), os.path.join(OUT, "inception_tiny.pt"))
     write_safetensors(os.path.join(OUT, "lpips_alex_tiny.safetensors"), tiny_lpips_alex(),
                       {"format": "ilf-lpips", "net": "alex", "version": "0.1", "backbone": "random-reduced-width"})
     print(f"torch {torch.__version__}: wrote inception_tiny.pt and lpips_alex_tiny.safetensors to {os.path.normpath(OUT)}")
