@@ -13,11 +13,10 @@
 #   4. bad inputs fail with a message naming the file and leave no output folder: an empty prompt set, a
 #      missing metric file; a rerun with other settings names what differs; a merge with a rank missing
 #      names the rank's file.
-# The tiny random metric models (tests/data/metrics/clip_tiny/, image_reward_tiny/*.pt + vocab.txt [+
-# med_config.json], inception_tiny.pt + the folder's first .npz statistics, lpips_alex_tiny.safetensors)
-# are used only where present: each metric is configured
-# (--set metrics.X=...) when its file exists, so the test runs before and after they are added. SSIM and
-# PSNR need no file and always run against the reference.
+# Every metric runs, with the tiny random metric models of tests/data/metrics/ (their scores mean nothing;
+# their parity with the reference packages is tests/metrics/): CLIP score and CLIP-IQA (clip_tiny/),
+# ImageReward (image_reward_tiny/), LPIPS (lpips_alex_tiny.safetensors), and FID with inception_tiny.pt
+# against statistics that ilf_fid_stats writes from the reference run's images. SSIM and PSNR need no file.
 #   tests/prompt_eval_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 BUILD=$1
@@ -35,21 +34,17 @@ fail() { echo "FAILED: $*"; exit 1; }
   awk -F'\t' 'NR % 19 == 1 && n < 8 { n++; printf "\"%s\",class %s\n", $2, $1 }' models/fashion_mnist_t2i/captions_eval.txt
 } >"$WORK/prompts.csv"
 
-METRICS=()
 DATA=tests/data/metrics
-if [ -d "$DATA/clip_tiny" ]; then METRICS+=(--set "metrics.clip=$DATA/clip_tiny"); fi
-IR_WEIGHTS=$(ls "$DATA"/image_reward_tiny/*.pt 2>/dev/null | head -n1 || true)
-if [ -n "$IR_WEIGHTS" ] && [ -f "$DATA/image_reward_tiny/vocab.txt" ]; then
-  METRICS+=(--set "metrics.image_reward=$IR_WEIGHTS" --set "metrics.image_reward_vocab=$DATA/image_reward_tiny/vocab.txt")
-  if [ -f "$DATA/image_reward_tiny/med_config.json" ]; then
-    METRICS+=(--set "metrics.image_reward_med_config=$DATA/image_reward_tiny/med_config.json")
-  fi
-fi
-FID_STATS=$(ls "$DATA"/*.npz 2>/dev/null | head -n1 || true)
-if [ -f "$DATA/inception_tiny.pt" ] && [ -n "$FID_STATS" ]; then
-  METRICS+=(--set "metrics.inception=$DATA/inception_tiny.pt" --set "metrics.fid_statistics=$FID_STATS")
-fi
-if [ -f "$DATA/lpips_alex_tiny.safetensors" ]; then METRICS+=(--set "metrics.lpips=$DATA/lpips_alex_tiny.safetensors"); fi
+for f in "$DATA/clip_tiny/model.safetensors" "$DATA/image_reward_tiny/ImageReward.safetensors" "$DATA/image_reward_tiny/vocab.txt" \
+         "$DATA/image_reward_tiny/med_config.json" "$DATA/inception_tiny.pt" "$DATA/lpips_alex_tiny.safetensors"; do
+  [ -f "$f" ] || fail "missing test data $f"
+done
+METRICS=(--set "metrics.clip=$DATA/clip_tiny"
+         --set "metrics.image_reward=$DATA/image_reward_tiny/ImageReward.safetensors"
+         --set "metrics.image_reward_vocab=$DATA/image_reward_tiny/vocab.txt"
+         --set "metrics.image_reward_med_config=$DATA/image_reward_tiny/med_config.json"
+         --set "metrics.lpips=$DATA/lpips_alex_tiny.safetensors")
+FID=(--set "metrics.inception=$DATA/inception_tiny.pt" --set "metrics.fid_statistics=$WORK/ref_stats.npz")
 echo "metric options: ${METRICS[*]:-(none: only SSIM and PSNR)}"
 
 BASE=(--config configs/fashion_mnist_t2i.json --model-folder models/fashion_mnist_t2i --batch 3 --seed 7 --quiet)
@@ -57,9 +52,12 @@ COMMON=("${BASE[@]}" --prompt-set "$WORK/prompts.csv")
 start=$(date +%s)
 
 # 1. Reference and whole run, single process.
-"$TOOL" "${COMMON[@]}" ${METRICS[@]+"${METRICS[@]}"} --method baseline --steps 8 --label baseline-8 --out-dir "$WORK/ref" \
+"$TOOL" "${COMMON[@]}" "${METRICS[@]}" --method baseline --steps 8 --label baseline-8 --out-dir "$WORK/ref" \
   >"$WORK/ref.log" 2>&1 || { cat "$WORK/ref.log"; fail "the reference run"; }
-RUN=("${COMMON[@]}" ${METRICS[@]+"${METRICS[@]}"} --label ILF-10 --reference-dir "$WORK/ref")
+# FID statistics of the reference run's images, in clean-fid's .npz format.
+"$BUILD/ilf_fid_stats" --images "$WORK/ref/images" --inception "$DATA/inception_tiny.pt" --out "$WORK/ref_stats.npz" \
+  >"$WORK/stats.log" 2>&1 || { cat "$WORK/stats.log"; fail "ilf_fid_stats"; }
+RUN=("${COMMON[@]}" "${METRICS[@]}" "${FID[@]}" --label ILF-10 --reference-dir "$WORK/ref")
 "$TOOL" "${RUN[@]}" --out-dir "$WORK/single" >"$WORK/single.log" 2>&1 || { cat "$WORK/single.log"; fail "the single run"; }
 [ -f "$WORK/single/images/000000_s7.png" ] && [ -f "$WORK/single/images/000007_s14.png" ] || fail "images not named index_seed"
 [ "$(ls "$WORK/single/images" | wc -l)" = 8 ] || fail "expected 8 PNGs"
@@ -87,9 +85,12 @@ num = re.compile(r"^-?[0-9]+\.[0-9]+$")
 for c in cells[1:2] + cells[3:]:
     assert c == "—" or num.match(c), cells
 assert num.match(cells[11]) and num.match(cells[12]), cells  # SSIM and PSNR always run against the reference
-keys = {"image_reward": 3, "clip_score": 4, "clip_iqa_quality": 6, "lpips": 10}
-for key, col in keys.items():
-    assert (key in m["means"]) == (cells[col] != "—"), (key, cells)
+for key in ("image_reward", "clip_score", "clip_iqa_quality", "clip_iqa_noisiness", "clip_iqa_colorfulness",
+            "clip_iqa_naturalness", "lpips", "ssim", "psnr"):
+    assert isinstance(m["means"].get(key), float), (key, m["means"])
+    assert all(isinstance(r.get(key), float) for r in m["records"]), key
+assert isinstance(m["fid"], float) and m["fid"] >= 0, m["fid"]
+assert "—" not in cells, cells  # every column measured
 print("merged JSON and row:", lines[2])
 EOF
 

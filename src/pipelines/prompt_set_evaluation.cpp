@@ -288,6 +288,8 @@ EvalShard eval_shard(std::optional<int64_t> rank_flag, std::optional<int64_t> wo
   } else {
     return shard;
   }
+  if (lookup("LOCAL_RANK")) shard.local_rank = var("LOCAL_RANK");
+  else if (lookup("SLURM_LOCALID")) shard.local_rank = var("SLURM_LOCALID");
   if (shard.world_size < 1) throw Error(what + ": the world size must be >= 1, got " + std::to_string(shard.world_size));
   if (shard.rank < 0 || shard.rank >= shard.world_size)
     throw Error(what + ": rank " + std::to_string(shard.rank) + " outside [0, " + std::to_string(shard.world_size) + ")");
@@ -342,7 +344,8 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
   }
 
   // The model and the metric models (bad files fail here, before any output).
-  const torch::Device device(request.device);
+  // One GPU per process: "cuda" means the process's own device on a node with several.
+  const torch::Device device(request.device == "cuda" ? "cuda:" + std::to_string(shard.local_rank) : request.device);
   TextToImageModel model = load_text_to_image_model(config, device, loaded.folder ? &*loaded.folder : nullptr);
   PseMetricModels models;
   if (!metrics.clip.empty()) models.clip = load_clip_model(metrics.clip, device);

@@ -85,7 +85,7 @@ struct EvalSection {
 // paths; a metric runs only when its file is set ("" = not configured).
 struct MetricsSection {
   std::string clip;                     // a Hugging Face CLIPModel folder: CLIP score and CLIP-IQA
-  std::string image_reward;             // ImageReward.pt (needs image_reward_vocab)
+  std::string image_reward;             // ImageReward.safetensors (scripts/convert_image_reward.py; needs image_reward_vocab)
   std::string image_reward_vocab;       // BERT vocab.txt
   std::string image_reward_med_config;  // med_config.json; "" = the package's defaults
   std::string inception;                // clean-fid's Inception TorchScript (FID, with fid_statistics)

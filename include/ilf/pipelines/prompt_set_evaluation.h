@@ -48,6 +48,8 @@ struct EvalShard {
   int64_t rank = 0;
   int64_t world_size = 1;
   std::string launcher = "single";  // "flags", "torchrun", "slurm", "slurm_array" or "single"
+  int64_t local_rank = 0;  // this process's index on its node (LOCAL_RANK, else SLURM_LOCALID, else 0): with
+                           // --device cuda it runs on cuda:<local_rank>, one GPU per process as torchrun / srun start them
 };
 
 using EvalEnvironment = std::function<std::optional<std::string>(const std::string&)>;
