@@ -198,8 +198,8 @@ TEST(HardeningOutput, IlfCalibrateDoesNotReplaceAShippedModelFileWithoutItsFlag)
   fs::copy_file(models + "/teacache.json", dir + "/model/teacache.json");
   const std::string shipped = test::read_file(dir + "/model/teacache.json");
   const std::string base = "--config " + std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json --set weights=" + dir +
-                           "/model/backbone.safetensors --set sampling.steps=4 --num-samples 2 --batch 2";
-  for (const std::string out : {"", " --out " + dir + "/model/teacache.json"}) {  // the default path, and named
+                           "/model/backbone.safetensors --set sampling.steps=6 --num-samples 2 --batch 2 --degree 1";
+  for (const std::string& out : std::vector<std::string>{"", " --out " + dir + "/model/teacache.json"}) {  // default, named
     const int code = test::run_tool_with_timeout("ilf_calibrate", base + out, dir + "/log.txt", 300);
     const std::string text = test::read_file(dir + "/log.txt");
     EXPECT_EQ(code, cli::kRunError) << out << ": " << text;

@@ -94,7 +94,8 @@ SearchModel::~SearchModel() = default;
 int64_t SearchModel::reference_judgements() const { return loaded_ ? loaded_->reference.reference_judgements : 0; }
 
 nlohmann::json SearchModel::evaluate(const Schedule& schedule, const EvalRequest& request) {
-  if (request.device != device_)
+  // Compared as devices: "auto" and the device it resolves to are the same.
+  if (request.device != device_ && resolve_device(request.device) != resolve_device(device_))
     throw Error("schedule search: an evaluation on " + request.device + " with the model loaded on " + device_);
   const LoadedRunConfig loaded = load_tool_config(target_.config, with_schedule(target_, schedule), target_.model_folder);
   const RunConfig& config = loaded.config;
