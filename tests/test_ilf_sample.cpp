@@ -236,7 +236,8 @@ TEST(HardeningOutput, IlfSampleRemovesTheTemporaryFilesAKilledRunLeftInItsFolder
   const std::string dir = test::scratch_dir("hardening_sample_stale_tmp");
   std::ofstream(dir + "/x.png.tmp.999999999") << "partial";
   std::ofstream(dir + "/y.png.tmp.1") << "pid 1 is alive";
-  ASSERT_EQ(run_sample("--config configs/fashion_mnist.json --batch 1 --steps 2 --no-enlarge --quiet --out " + dir + "/x.png",
+  ASSERT_EQ(run_sample("--config configs/fashion_mnist.json --method baseline --batch 1 --steps 2 --no-enlarge --quiet --out " +
+                           dir + "/x.png",
                        dir + "/out.txt", dir + "/err.txt"),
             0)
       << test::read_file(dir + "/err.txt");
