@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import sys
+import zlib
 
 import torch
 
@@ -52,6 +53,23 @@ SCHEDULER_DEFAULTS = {"algorithm_type": "dpmsolver++", "solver_order": 2, "beta_
                       "beta_end": 0.02, "num_train_timesteps": 1000, "prediction_type": "epsilon",
                       "timestep_spacing": "linspace", "use_karras_sigmas": False, "thresholding": False}
 
+
+
+FILE_KEYS = ["backbone", "feedback", "text_encoder", "tokenizer", "tokenizer_check", "vae_decoder", "vae_encoder"]
+
+
+def file_crc32(path):
+    """The "crc32:<8 hex digits>" of a file's bytes (zlib's CRC-32), as model.json's "checksums" record it."""
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            crc = zlib.crc32(block, crc)
+    return f"crc32:{crc & 0xffffffff:08x}"
+
+
+def record_checksums(manifest, folder):
+    """Adds "checksums" for every file entry of the manifest: the loader verifies them (corruption)."""
+    manifest["checksums"] = {key: file_crc32(os.path.join(folder, manifest[key])) for key in FILE_KEYS if key in manifest}
 
 def log(message):
     print(f"export_pixart_model_folder: {message}", file=sys.stderr)
@@ -262,6 +280,7 @@ def main():
     }
     if os.path.exists(os.path.join(args.out, "feedback.safetensors")):
         manifest["feedback"] = "feedback.safetensors"
+    record_checksums(manifest, args.out)
     with open(os.path.join(args.out, "model.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -1,6 +1,7 @@
 // Training data: Fashion-MNIST idx reading and padding, safetensors shards (content, epoch order,
 // validation), and the DataLoader's batch layout over ranks, micro-batches and read-ahead.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <torch/torch.h>
 #include <zlib.h>
 
@@ -17,6 +18,8 @@
 
 namespace ilf {
 namespace {
+
+namespace fs = std::filesystem;
 
 const char* kFashionFolder = "/usr/share/datasets/fashion-mnist";
 
@@ -278,6 +281,76 @@ TEST(HardeningLimits, IdxDataIsBoundedByItsHeaderAndGzipNeedsItsTrailer) {
   const std::string cut = test::any_error_of([&] { read_idx_file(write_idx(dir + "/cut.gz", {3, 4}, 12, /*trailer=*/false)); });
   EXPECT_NE(cut.find("cut.gz"), std::string::npos) << cut;
   EXPECT_NE(cut.find("trailer"), std::string::npos) << cut;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Round 2: ilf_prepare_data's inputs (caption files, PNG integrity, image sizes).
+
+// Runs ilf_prepare_data on `images` with labels from folders (or captions); returns the exit status, the log in `log`.
+int prepare(const std::string& images, const std::string& out, const std::string& log, const std::string& extra = "") {
+  return test::run_tool_with_timeout("ilf_prepare_data",
+                                     "--images " + images + " --vae-encoder " + test::data_path("tiny_vae_encoder.pt") +
+                                         " --resolution 16 --dtype f32 --out " + out + " " + extra,
+                                     log, 120);
+}
+
+TEST(HardeningInputs, PrepareDataRefusesACaptionFileThatIsAFolderOrAFifo) {
+  const std::string root = test::scratch_dir("hardening_prepare_caption");
+  fs::create_directories(root + "/images");
+  write_png(root + "/images/a.png", torch::zeros({3, 16, 16}));
+  fs::create_directories(root + "/images/a.txt");  // was read as an empty caption
+  const std::string captions = "--captions --text-encoder " + test::data_path("t2i/text_encoder.pt") + " --tokenizer " +
+                               test::data_path("t2i/tiny_spm.model") + " --max-tokens 6";
+  EXPECT_EQ(prepare(root + "/images", root + "/shards", root + "/log.txt", captions), 1) << test::read_file(root + "/log.txt");
+  std::string log = test::read_file(root + "/log.txt");
+  EXPECT_NE(log.find(root + "/images/a.txt"), std::string::npos) << log;
+  EXPECT_NE(log.find("directory"), std::string::npos) << log;
+  fs::remove(root + "/images/a.txt");
+  ASSERT_EQ(::mkfifo((root + "/images/a.txt").c_str(), 0644), 0);  // blocked forever
+  EXPECT_EQ(prepare(root + "/images", root + "/shards", root + "/log.txt", captions), 1) << test::read_file(root + "/log.txt");
+  log = test::read_file(root + "/log.txt");
+  EXPECT_NE(log.find("fifo"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(root + "/shards/shard-000000.safetensors"));
+}
+
+TEST(HardeningInputs, PrepareDataChecksPngCrcsAndRefusesACorruptImageNamingIt) {
+  const std::string root = test::scratch_dir("hardening_prepare_png_crc");
+  fs::create_directories(root + "/images/c0");
+  write_png(root + "/images/c0/a.png", torch::rand({3, 16, 16}) * 2 - 1);
+  EXPECT_EQ(prepare(root + "/images", root + "/good", root + "/log.txt", "--labels-from-folders"), 0)
+      << test::read_file(root + "/log.txt");
+  std::string bytes = test::read_file(root + "/images/c0/a.png");
+  const size_t idat = bytes.find("IDAT");
+  ASSERT_NE(idat, std::string::npos);
+  bytes[idat + 10] ^= 0x01;  // inside the compressed pixels; stb_image decoded it without a word
+  std::ofstream(root + "/images/c0/a.png", std::ios::binary | std::ios::trunc) << bytes;
+  EXPECT_EQ(prepare(root + "/images", root + "/bad", root + "/log.txt", "--labels-from-folders"), 1)
+      << test::read_file(root + "/log.txt");
+  const std::string log = test::read_file(root + "/log.txt");
+  EXPECT_NE(log.find(root + "/images/c0/a.png"), std::string::npos) << log;
+  EXPECT_NE(log.find("CRC"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(root + "/bad/shard-000000.safetensors"));
+}
+
+TEST(HardeningLimits, PrepareDataRefusesAnImageWhoseSizeExceedsTheLimitBeforeDecodingIt) {
+  // A PNG of 1 x 1,000,000 pixels (1 KB) took 2.6 GB: the resize to 16 x 16,000,000 is checked from the header.
+  const std::string root = test::scratch_dir("hardening_prepare_huge_image");
+  fs::create_directories(root + "/images/c0");
+  write_png(root + "/images/c0/strip.png", torch::zeros({1, 1, 1000000}));
+  ASSERT_LT(fs::file_size(root + "/images/c0/strip.png"), 20000u);
+  EXPECT_EQ(prepare(root + "/images", root + "/shards", root + "/log.txt", "--labels-from-folders"), 1)
+      << test::read_file(root + "/log.txt");
+  std::string log = test::read_file(root + "/log.txt");
+  EXPECT_NE(log.find(root + "/images/c0/strip.png"), std::string::npos) << log;
+  EXPECT_NE(log.find("--max-image-pixels"), std::string::npos) << log;
+  // The limit is a flag: a small image above a small limit is refused, below it accepted.
+  fs::remove(root + "/images/c0/strip.png");
+  write_png(root + "/images/c0/small.png", torch::zeros({3, 20, 20}));
+  EXPECT_EQ(prepare(root + "/images", root + "/s1", root + "/log.txt", "--labels-from-folders --max-image-pixels 300"), 1)
+      << test::read_file(root + "/log.txt");
+  EXPECT_EQ(prepare(root + "/images", root + "/s2", root + "/log.txt", "--labels-from-folders --max-image-pixels 400"), 0)
+      << test::read_file(root + "/log.txt");
 }
 
 }  // namespace

@@ -17,12 +17,22 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "ilf/experiments/search/search_run.h"
 #include "ilf/io/image.h"
+#include "ilf/pipelines/calibration.h"
+#include "ilf/pipelines/data_preparation.h"
+#include "ilf/pipelines/evaluation.h"
+#include "ilf/pipelines/forward_dump.h"
+#include "ilf/pipelines/sample_files.h"
+#include "ilf/training/options.h"
+#include "ilf/util/device.h"
 #include "ilf/util/progress.h"
 #include "test_helpers.h"
 #include "tool_test_support.h"
@@ -215,6 +225,60 @@ TEST(IlfSampleProgress, IlfEvalProgressInAFileHasNoCarriageReturns) {
   EXPECT_EQ(err.find('\r'), std::string::npos) << err;
   EXPECT_NE(err.find("ilf_eval: 10/20 samples\n"), std::string::npos) << err;
   EXPECT_NE(err.find("ilf_eval: 20/20 samples\n"), std::string::npos) << err;
+}
+
+
+// ---- Round 2 hardening -----------------------------------------------------------------------
+
+TEST(HardeningOutput, IlfSampleRemovesTheTemporaryFilesAKilledRunLeftInItsFolder) {
+  // Killed mid-write, ilf_sample (and ilf_eval, ilf_forward, ilf_search) left *.tmp.<pid> files that no
+  // later run removed; every atomic writer now cleans its folder of those whose process is gone.
+  const std::string dir = test::scratch_dir("hardening_sample_stale_tmp");
+  std::ofstream(dir + "/x.png.tmp.999999999") << "partial";
+  std::ofstream(dir + "/y.png.tmp.1") << "pid 1 is alive";
+  ASSERT_EQ(run_sample("--config configs/fashion_mnist.json --method baseline --batch 1 --steps 2 --no-enlarge --quiet --out " +
+                           dir + "/x.png",
+                       dir + "/out.txt", dir + "/err.txt"),
+            0)
+      << test::read_file(dir + "/err.txt");
+  EXPECT_TRUE(std::filesystem::exists(dir + "/x.png"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/x.png.tmp.999999999"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/y.png.tmp.1"));
+}
+
+TEST(HardeningConsistency, ToolsThatSampleOrEvaluateDefaultToDeviceAutoAsTheTrainerDoes) {
+  EXPECT_EQ(SampleFilesRequest{}.device, "auto");
+  EXPECT_EQ(EvalRequest{}.device, "auto");
+  EXPECT_EQ(CalibrationRequest{}.device, "auto");
+  EXPECT_EQ(ForwardDumpRequest{}.device, "auto");
+  EXPECT_EQ(SearchRun{}.device, "auto");
+  EXPECT_EQ(DataPreparationOptions{}.device, "auto");
+  EXPECT_EQ(TrainingOptions{}.device, "auto");
+  const torch::Device expected = torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  EXPECT_EQ(resolve_device("auto"), expected);
+  EXPECT_EQ(resolve_device("cpu"), torch::Device(torch::kCPU));
+  EXPECT_NE(test::error_of([] { resolve_device("gpu", "--device"); }).find("--device"), std::string::npos);
+  // The trainer resolves its "auto" the same way.
+  TrainingOptions training;
+  EXPECT_EQ(training_device(training, 0), expected);
+}
+
+TEST(HardeningInputs, AClassBeyondTheExtractorsClassesIsRefusedNamingFileAndLineBeforeSampling) {
+  // A labelled prompt of class 12 with a 10-class extractor was accepted and scored 0 % accuracy.
+  const std::string dir = test::scratch_dir("hardening_eval_class_range");
+  std::ofstream(dir + "/prompts.txt") << "3\ta dress\n12\ta shoe\n";
+  const std::string command = "cd " + std::string(ILF_SOURCE_DIR) + " && " + std::string(ILF_BINARY_DIR) +
+                              "/ilf_eval --config configs/fashion_mnist_t2i.json --model-folder models/fashion_mnist_t2i "
+                              "--prompts-file " +
+                              dir + "/prompts.txt --num-samples 2 --batch 2 --set sampling.steps=2 --out " + dir +
+                              "/eval.json > " + dir + "/log.txt 2>&1";
+  const int status = std::system(command.c_str());
+  const std::string log = test::read_file(dir + "/log.txt");
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 1) << log;
+  EXPECT_NE(log.find(dir + "/prompts.txt: line 2"), std::string::npos) << log;
+  EXPECT_NE(log.find("class 12"), std::string::npos) << log;
+  EXPECT_EQ(log.find("2/2 samples"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/eval.json"));
 }
 
 }  // namespace

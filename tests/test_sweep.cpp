@@ -11,6 +11,7 @@
 #include <functional>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "ilf/error.h"
@@ -448,4 +449,56 @@ TEST(SweepCollect, TablesHoldEveryPointsAxisValuesAndMetrics) {
   EXPECT_NE(markdown.find("| p002 | 19 | 10 | complete | 2 | 10 | 0.25 |"), std::string::npos) << markdown;
   EXPECT_NE(markdown.find("| p003 | 19 | 12 | missing eval | - | - | 0.25 |"), std::string::npos) << markdown;
   EXPECT_NE(markdown.find("3 of 4 points complete"), std::string::npos) << markdown;
+}
+
+TEST(HardeningLimits, ASweepGridAboveItsPointLimitIsRefusedBeforeExpansion) {
+  // `ilf_sweep plan` on a 10^10-point grid grew without bound; the product is now checked first.
+  const std::string dir = ilf::test::scratch_dir("hardening_sweep_grid");
+  Json sweep = Json::parse(R"({"name": "huge", "stages": ["eval"], "axes": []})");
+  const std::vector<std::string> keys = {"sampling.steps", "ilf.loop_begin", "ilf.loop_end", "ilf.strength", "sampling.guidance_scale",
+                                         "training.lr", "training.steps", "training.batch_size", "training.seed", "eval.crop"};
+  for (const auto& key : keys) {
+    Json values = Json::array();
+    for (int i = 1; i <= 10; ++i) values.push_back(i);  // the points need not be valid: none is made
+    sweep["axes"].push_back({{"key", key}, {"values", values}});
+  }
+  const std::string message = expansion_error(dir, sweep);  // returns at once instead of expanding 10^10 points
+  EXPECT_NE(message.find("100000"), std::string::npos) << message;
+  EXPECT_NE(message.find("max_points"), std::string::npos) << message;
+  // The limit is the file's "max_points": a 12-point grid above a limit of 10 is refused, within 20 expanded.
+  Json small = loop_sweep();  // 2 x 3 = 6 points
+  small["axes"].push_back({{"key", "sampling.steps"}, {"values", {10, 12}}});
+  small["max_points"] = 10;
+  EXPECT_NE(expansion_error(dir, small).find("max_points"), std::string::npos);
+  small["max_points"] = 20;
+  EXPECT_EQ(ilf::expand_sweep(ilf::load_sweep(write_sweep(dir, small))).size(), 12u);
+  // A product beyond 64 bits is refused, not wrapped, even with the largest limit.
+  Json wide = sweep;
+  wide["max_points"] = std::numeric_limits<int64_t>::max();
+  for (int k = 0; k < 10; ++k) wide["axes"][k]["values"] = Json::array();
+  for (int k = 0; k < 10; ++k)
+    for (int i = 1; i <= 100; ++i) wide["axes"][k]["values"].push_back(i);
+  EXPECT_NE(expansion_error(dir, wide).find("points"), std::string::npos);  // 100^10 > 2^63
+}
+
+TEST(SweepCommandLine, SetOverridesApplyToEveryPoint) {
+  // The README says every tool takes --set; ilf_sweep refused it.
+  const std::string exe = std::string(ILF_BINARY_DIR) + "/ilf_sweep";
+  if (!fs::exists(exe)) GTEST_SKIP() << "ilf_sweep is not built in " << ILF_BINARY_DIR;
+  const std::string dir = ilf::test::scratch_dir("sweep_cli_set");
+  const std::string path = write_sweep(dir, loop_sweep());
+  const std::string command = exe + " plan " + path + " --json --set sampling.steps=7 --set sampling.solver=ddim > " + dir +
+                              "/plan.json 2> " + dir + "/err.txt";
+  ASSERT_EQ(std::system(command.c_str()), 0) << read_text(dir + "/err.txt");
+  const Json plan = Json::parse(read_text(dir + "/plan.json"));
+  ASSERT_TRUE(plan.contains("points")) << plan.dump();
+  ASSERT_EQ(plan["points"].size(), 6u);
+  for (const auto& point : plan["points"]) {
+    const std::string text = point.dump();
+    EXPECT_NE(text.find("sampling.steps=7"), std::string::npos) << text;
+    EXPECT_NE(text.find("sampling.solver=ddim"), std::string::npos) << text;
+  }
+  // A malformed assignment is an error naming --set.
+  EXPECT_NE(std::system((exe + " plan " + path + " --set nokey > " + dir + "/plan.json 2> " + dir + "/err.txt").c_str()), 0);
+  EXPECT_NE(read_text(dir + "/err.txt").find("--set"), std::string::npos) << read_text(dir + "/err.txt");
 }

@@ -7,6 +7,7 @@
 // About 600 lines: every part of the text-to-image path reads the same tiny model folders built at the
 // top, so its tests stay together.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -27,6 +28,7 @@
 #include "ilf/text/t5_tokenizer.h"
 #include "ilf/text/text_encoder.h"
 #include "test_helpers.h"
+#include "tool_test_support.h"
 
 using namespace ilf;
 namespace fs = std::filesystem;
@@ -606,4 +608,103 @@ TEST(IlfSampleTextToImage, ShippedConfigsPlanThePapersBlockForwards) {
         << read_text(log);
     EXPECT_EQ(Json::parse(read_text(log))["total_block_forwards"], 326) << name;  // paper: caching, 20 steps
   }
+}
+
+// ---- Round 2 hardening: model-folder checksums, non-regular inputs, prompt line length ---------
+
+TEST(ModelFolder, TheShippedFoldersRecordChecksumsAndTheirFilesMatch) {
+  std::vector<std::string> folders = {std::string(ILF_SOURCE_DIR) + "/models/fashion_mnist_t2i"};
+  for (const char* name : {"pixart_alpha_tiny", "pixart_alpha_ms_tiny", "pixart_alpha_diffusers_tiny", "pixart_sigma_tiny"})
+    folders.push_back(t2i_path(name));
+  for (const std::string& folder : folders) {
+    const ModelFolder m = read_model_folder(folder);
+    EXPECT_EQ(m.checksums.size(), m.files.size()) << folder << ": every file entry has its checksum";
+    EXPECT_NO_THROW(verify_model_folder_files(m)) << folder;
+  }
+}
+
+TEST(ModelFolder, AFileThatDoesNotMatchItsRecordedChecksumIsRefusedNamingIt) {
+  // 16 flipped bytes in text_encoder.pt gave a different image at exit 0 (LibTorch's zip reader did not notice).
+  const std::string dir = test::scratch_dir("model_folder_checksum_mismatch");
+  for (const char* f : {"text_encoder.pt", "tiny_spm.model", "vae_decoder.pt", "vae_encoder.pt"})
+    fs::copy_file(t2i_path(f), dir + "/" + f, fs::copy_options::overwrite_existing);
+  fs::copy_file(t2i_path("../pixart_tiny.weights.safetensors"), dir + "/backbone.safetensors",
+                fs::copy_options::overwrite_existing);
+  Json manifest = load_json_file(t2i_path("pixart_alpha_tiny/model.json"));
+  manifest["backbone"] = "backbone.safetensors";
+  manifest["text_encoder"] = "text_encoder.pt";
+  manifest["tokenizer"] = "tiny_spm.model";
+  manifest["vae_decoder"] = "vae_decoder.pt";
+  manifest["vae_encoder"] = "vae_encoder.pt";
+  write_text(dir + "/model.json", manifest.dump(2));
+  EXPECT_NO_THROW(verify_model_folder_files(read_model_folder(dir)));  // the copies match (checked once per process)
+
+  const std::string bad = test::scratch_dir("model_folder_checksum_mismatch_flipped");
+  for (const auto& entry : fs::directory_iterator(dir)) fs::copy_file(entry.path(), bad + "/" + entry.path().filename().string());
+  std::string bytes = read_text(bad + "/text_encoder.pt");
+  for (size_t i = 0; i < 16; ++i) bytes[bytes.size() / 2 + i] ^= 0x5a;
+  std::ofstream(bad + "/text_encoder.pt", std::ios::binary | std::ios::trunc) << bytes;
+  const std::string message = test::error_of([&] { verify_model_folder_files(read_model_folder(bad)); });
+  EXPECT_NE(message.find(bad + "/text_encoder.pt"), std::string::npos) << message;
+  EXPECT_NE(message.find("checksum"), std::string::npos) << message;
+  // Through the loader, before anything is sampled.
+  const std::string load = test::error_of([&] {
+    const LoadedRunConfig loaded = load_tool_config(Json::object(), "test config", bad);
+    load_text_to_image_model(loaded.config, torch::kCPU, &*loaded.folder);
+  });
+  EXPECT_NE(load.find("text_encoder.pt"), std::string::npos) << load;
+  // A malformed checksum entry is a model.json problem.
+  manifest["checksums"]["vae_decoder"] = "md5:1234";
+  write_text(bad + "/model.json", manifest.dump(2));
+  EXPECT_NE(test::error_of([&] { read_model_folder(bad); }).find("checksums.vae_decoder"), std::string::npos);
+}
+
+TEST(HardeningInputs, AFifoOrFolderAsModelJsonPromptsFileOrTextEncoderFailsNamingItInsteadOfHanging) {
+  const std::string dir = test::scratch_dir("hardening_t2i_fifo");
+  const std::string folder = std::string(ILF_SOURCE_DIR) + "/models/fashion_mnist_t2i";
+  const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist_t2i.json";
+  // model.json a fifo.
+  fs::create_directories(dir + "/fifo_manifest");
+  ASSERT_EQ(::mkfifo((dir + "/fifo_manifest/model.json").c_str(), 0644), 0);
+  // text_encoder.pt a fifo in an otherwise good folder (entries as absolute paths).
+  fs::create_directories(dir + "/fifo_encoder");
+  Json manifest = load_json_file(folder + "/model.json");
+  for (const char* key : {"backbone", "feedback", "tokenizer", "tokenizer_check", "vae_decoder", "vae_encoder"})
+    manifest[key] = folder + "/" + manifest[key].get<std::string>();
+  manifest.erase("checksums");
+  manifest["text_encoder"] = dir + "/fifo_encoder/text_encoder.pt";
+  ASSERT_EQ(::mkfifo((dir + "/fifo_encoder/text_encoder.pt").c_str(), 0644), 0);
+  write_text(dir + "/fifo_encoder/model.json", manifest.dump(2));
+  ASSERT_EQ(::mkfifo((dir + "/prompts.fifo").c_str(), 0644), 0);
+  fs::create_directories(dir + "/prompts.folder");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--config " + config + " --model-folder " + dir + "/fifo_manifest --prompt x --out " + dir + "/a.png",
+       dir + "/fifo_manifest/model.json"},
+      {"--config " + config + " --model-folder " + dir + "/fifo_encoder --prompt x --out " + dir + "/b.png",
+       dir + "/fifo_encoder/text_encoder.pt"},
+      {"--config " + config + " --model-folder " + folder + " --prompts-file " + dir + "/prompts.fifo --out " + dir + "/c",
+       dir + "/prompts.fifo"},
+      {"--config " + config + " --model-folder " + folder + " --prompts-file " + dir + "/prompts.folder --out " + dir + "/d",
+       dir + "/prompts.folder"},
+  };
+  for (const auto& [args, named] : cases) {
+    const std::string log = dir + "/log.txt";
+    EXPECT_EQ(test::run_tool_with_timeout("ilf_sample", args, log, 60), 1) << args << "\n" << read_text(log);  // 124: hung
+    const std::string text = read_text(log);
+    EXPECT_NE(text.find(named), std::string::npos) << text;
+    EXPECT_EQ(text.find("underflow"), std::string::npos) << text;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/a.png"));
+  EXPECT_FALSE(fs::exists(dir + "/b.png"));
+}
+
+TEST(HardeningLimits, APromptsFileLineAboveTheLimitIsRefusedNamingTheLine) {
+  const std::string dir = test::scratch_dir("hardening_prompt_line");
+  write_text(dir + "/ok.txt", "a shoe\n" + std::string(kMaxPromptLineBytes, 'x') + "\n");
+  EXPECT_EQ(read_prompts_file(dir + "/ok.txt").size(), 2u);  // exactly the limit is fine
+  write_text(dir + "/long.txt", "a shoe\n\n" + std::string(kMaxPromptLineBytes + 1, 'x') + "\n");
+  const std::string message = test::error_of([&] { read_prompts_file(dir + "/long.txt"); });
+  EXPECT_NE(message.find(dir + "/long.txt"), std::string::npos) << message;
+  EXPECT_NE(message.find("line 3"), std::string::npos) << message;
+  EXPECT_LT(message.size(), 1000u);  // the line is not echoed
 }

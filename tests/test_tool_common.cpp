@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -124,6 +125,94 @@ TEST(HardeningLimits, PlanValidatesTheModelDepth) {
       dir + "/log.txt");
   EXPECT_EQ(code, 1) << test::read_file(dir + "/log.txt");
   EXPECT_NE(test::read_file(dir + "/log.txt").find("model.depth"), std::string::npos) << test::read_file(dir + "/log.txt");
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Round 2: no silent fallbacks.
+
+TEST(HardeningFlags, AnEmptyOutputPathIsAUsageErrorForEveryTool) {
+  // --out "" wrote ./sample.png (ilf_sample) and replaced the shipped models/fashion_mnist/teacache.json
+  // (ilf_calibrate); every tool's output path must now be given as a path.
+  const std::string dir = test::scratch_dir("hardening_empty_out");
+  const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json";
+  fs::create_directories(dir + "/images");
+  std::ofstream(dir + "/sweep.json") << "{}";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"ilf_sample", "--config " + config + " --out ''"},
+      {"ilf_eval", "--config " + config + " --out ''"},
+      {"ilf_eval", "--config " + config + " --write-samples ''"},
+      {"ilf_calibrate", "--config " + config + " --out ''"},
+      {"ilf_forward", "--weights w --inputs i --out ''"},
+      {"ilf_prepare_data", "--images " + dir + "/images --vae-encoder e --labels-from-folders --out ''"},
+      {"ilf_search", "--config " + config + " --out ''"},
+      {"ilf_train", "--config " + config + " --out ''"},
+      {"ilf_sweep", "plan " + dir + "/sweep.json --out ''"},
+      {"ilf_bench", "--out ''"},
+  };
+  for (const auto& [tool, args] : cases) {
+    const std::string log = dir + "/log.txt";
+    const int code = test::run_tool_with_timeout(tool, args, log, 120);
+    const std::string text = test::read_file(log);
+    EXPECT_EQ(code, cli::kUsageError) << tool << " " << args << ": " << text;
+    EXPECT_NE(text.find("empty"), std::string::npos) << tool << " " << args << ": " << text;
+  }
+}
+
+TEST(HardeningFlags, BudgetFractionZeroIsRefusedInsteadOfSearchingTheDefaultBudget) {
+  const std::string dir = test::scratch_dir("hardening_budget_fraction_zero");
+  const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json";
+  for (const std::string value : {"0", "-0.5", "0.0"}) {
+    const int code = test::run_tool_with_timeout(
+        "ilf_search", "--config " + config + " --out " + dir + "/search --budget-fraction " + value, dir + "/log.txt", 120);
+    const std::string text = test::read_file(dir + "/log.txt");
+    EXPECT_EQ(code, cli::kUsageError) << value << ": " << text;
+    EXPECT_NE(text.find("--budget-fraction"), std::string::npos) << text;
+    EXPECT_FALSE(fs::exists(dir + "/search")) << value;
+  }
+}
+
+TEST(HardeningOutput, IlfEvalChecksItsOutputPathsBeforeEvaluating) {
+  // An unwritable --out was found only after the whole evaluation ran.
+  const std::string dir = test::scratch_dir("hardening_eval_out_first");
+  const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json";
+  for (const std::string flag : {"--out", "--write-samples"}) {
+    const std::string log = dir + "/log.txt";
+    const int code = test::run_tool_with_timeout(
+        "ilf_eval", "--config " + config + " --num-samples 2 --batch 2 " + flag + " " + dir + "/missing/folder/x.json", log,
+        300);
+    const std::string text = test::read_file(log);
+    EXPECT_EQ(code, cli::kRunError) << text;
+    EXPECT_NE(text.find(flag), std::string::npos) << text;
+    EXPECT_NE(text.find(dir + "/missing"), std::string::npos) << text;
+    EXPECT_EQ(text.find("2/2 samples"), std::string::npos) << "sampled before the check: " << text;  // no progress line
+  }
+}
+
+TEST(HardeningOutput, IlfCalibrateDoesNotReplaceAShippedModelFileWithoutItsFlag) {
+  // The model's own calibration (an existing file beside its backbone weights) is a shipped model file.
+  const std::string dir = test::scratch_dir("hardening_calibrate_shipped");
+  const std::string models = std::string(ILF_SOURCE_DIR) + "/models/fashion_mnist";
+  fs::create_directories(dir + "/model");
+  fs::copy_file(models + "/backbone.safetensors", dir + "/model/backbone.safetensors");
+  fs::copy_file(models + "/teacache.json", dir + "/model/teacache.json");
+  const std::string shipped = test::read_file(dir + "/model/teacache.json");
+  const std::string base = "--config " + std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json --set weights=" + dir +
+                           "/model/backbone.safetensors --set sampling.steps=6 --num-samples 2 --batch 2 --degree 1";
+  for (const std::string& out : std::vector<std::string>{"", " --out " + dir + "/model/teacache.json"}) {  // default, named
+    const int code = test::run_tool_with_timeout("ilf_calibrate", base + out, dir + "/log.txt", 300);
+    const std::string text = test::read_file(dir + "/log.txt");
+    EXPECT_EQ(code, cli::kRunError) << out << ": " << text;
+    EXPECT_NE(text.find("--overwrite-model-file"), std::string::npos) << text;
+    EXPECT_EQ(test::read_file(dir + "/model/teacache.json"), shipped) << out;
+  }
+  // A new file elsewhere is written; with the flag the model's file is replaced.
+  EXPECT_EQ(test::run_tool_with_timeout("ilf_calibrate", base + " --out " + dir + "/mine.json", dir + "/log.txt", 300), 0)
+      << test::read_file(dir + "/log.txt");
+  EXPECT_TRUE(fs::exists(dir + "/mine.json"));
+  EXPECT_EQ(test::run_tool_with_timeout("ilf_calibrate", base + " --overwrite-model-file", dir + "/log.txt", 300), 0)
+      << test::read_file(dir + "/log.txt");
+  EXPECT_NE(test::read_file(dir + "/model/teacache.json"), shipped);
 }
 
 }  // namespace

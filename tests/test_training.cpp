@@ -2,6 +2,7 @@
 // F and the scales change, checkpoints round-trip and resume exactly (also after SIGKILL), SIGTERM
 // leaves a usable checkpoint, a NaN loss stops cleanly, accumulation and activation checkpointing
 // do not change the result, and the files a run writes load where they are used.
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -14,12 +15,14 @@
 #include "ilf/error.h"
 #include "ilf/feedback/feedback.h"
 #include "ilf/io/image.h"
+#include "ilf/io/safetensors.h"
 #include "ilf/models/weights.h"
 #include "ilf/training/checkpoint.h"
 #include "ilf/training/ema.h"
 #include "ilf/training/losses.h"
 #include "ilf/feedback/inner_loop.h"
 #include "ilf/training/trainer.h"
+#include "ilf/pipelines/training.h"
 #include "tool_test_support.h"
 #include "training_test_support.h"
 
@@ -543,6 +546,134 @@ TEST_F(HardeningTraining, ACheckpointStepPastTrainingStepsIsRefused) {
   EXPECT_NE(message.find("training.steps"), std::string::npos) << message;
   // The refused resume left the run's config as it was (it used to be rewritten with steps 2 first).
   EXPECT_EQ(test::read_file(out + "/config.json"), config_before);
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Round 2: resume never restarts silently, checksums cannot be skipped.
+
+// `path` rewritten without its "checksum" metadata (everything else as it was).
+void drop_checksum(const std::string& path) {
+  SafetensorsFile file = read_safetensors(path);
+  file.metadata.erase("checksum");
+  write_safetensors(path, file.tensors, file.metadata);
+}
+
+TEST(HardeningCheckpoint, ACheckpointWithoutItsChecksumIsRefusedUnlessAllowed) {
+  const std::string dir = test::scratch_dir("hardening_checkpoint_unchecked");
+  const std::string path = save_checkpoint(dir, small_checkpoint(5), 3);
+  drop_checksum(path);
+  const std::string message = test::any_error_of([&] { load_checkpoint(path); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  EXPECT_NE(message.find("checksum"), std::string::npos) << message;
+  EXPECT_NE(message.find("--allow-unchecked-checkpoint"), std::string::npos) << message;
+  EXPECT_THROW(load_checkpoint(path), UncheckedCheckpointError);
+  EXPECT_EQ(load_checkpoint(path, /*allow_unchecked=*/true).step, 5);
+}
+
+TEST(HardeningCheckpoint, AStepNameBeyond64BitsIsSkippedNotAResumeFailure) {
+  const std::string dir = test::scratch_dir("hardening_checkpoint_huge_name");
+  const std::string real = save_checkpoint(dir, small_checkpoint(4), 3);
+  std::ofstream(dir + "/checkpoint-99999999999999999999.safetensors") << "not a checkpoint";
+  std::vector<std::string> all;
+  EXPECT_NO_THROW(all = list_checkpoints(dir));  // was std::out_of_range "stoll"
+  EXPECT_EQ(all, std::vector<std::string>{real});
+  EXPECT_EQ(latest_checkpoint(dir), real);
+}
+
+TEST(HardeningCheckpoint, AnInvalidRngStateIsRefusedNamingTheFile) {
+  const std::string dir = test::scratch_dir("hardening_checkpoint_rng");
+  TrainingCheckpoint ck = small_checkpoint(3);
+  ck.cpu_rng_state = torch::zeros_like(at::detail::getDefaultCPUGenerator().get_state());  // checksum still valid
+  const std::string path = save_checkpoint(dir, ck, 3);
+  const std::string message = test::any_error_of([&] { load_checkpoint(path); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;  // was "Invalid mt19937 state" alone
+  EXPECT_NE(message.find("rng/cpu"), std::string::npos) << message;
+}
+
+TEST_F(HardeningTraining, AnInvalidRngStateFallsBackToThePreviousCheckpoint) {
+  const std::string out = test::scratch_dir("hardening_rng_fallback");
+  const std::vector<std::string> settings = {"training.steps=4", "training.checkpoint_every=2", "training.keep_checkpoints=3"};
+  {
+    InProcessRun run(data(), out, settings);
+    ASSERT_TRUE(run.trainer->run());
+  }
+  const auto all = list_checkpoints(out + "/checkpoints");
+  ASSERT_EQ(all.size(), 2u);
+  TrainingCheckpoint newest = load_checkpoint(all.back());
+  newest.cpu_rng_state = torch::zeros_like(newest.cpu_rng_state);
+  ASSERT_EQ(save_checkpoint(out + "/checkpoints", newest, 3), all.back());  // rewritten with a valid checksum
+  InProcessRun resumed(data(), out, settings, /*resume=*/true);
+  EXPECT_EQ(resumed.trainer->step(), 2);
+  EXPECT_TRUE(fs::exists(all.back() + ".corrupt"));
+}
+
+TEST_F(HardeningTraining, ResumingWhenEveryCheckpointWasCorruptIsRefusedUnlessStartingOverIsAsked) {
+  const std::string out = test::scratch_dir("hardening_all_corrupt");
+  const std::vector<std::string> settings = {"training.steps=4", "training.checkpoint_every=2", "training.keep_checkpoints=3"};
+  {
+    InProcessRun run(data(), out, settings);
+    ASSERT_TRUE(run.trainer->run());
+  }
+  for (const std::string& path : list_checkpoints(out + "/checkpoints")) {
+    std::string bytes = test::read_file(path);
+    bytes[bytes.size() - 5] ^= 0x01;
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  }
+  // The first resume finds every checkpoint corrupt (renamed *.corrupt) and refuses.
+  const std::string first = test::any_error_of([&] { InProcessRun resumed(data(), out, settings, /*resume=*/true); });
+  EXPECT_NE(first.find("no usable checkpoint"), std::string::npos) << first;
+  EXPECT_NE(first.find("--start-over"), std::string::npos) << first;
+  ASSERT_TRUE(list_checkpoints(out + "/checkpoints").empty());
+  // The second one used to start over from step 0 silently (exit 0): now refused too, naming the files.
+  const std::string second = test::any_error_of([&] { InProcessRun resumed(data(), out, settings, /*resume=*/true); });
+  EXPECT_NE(second.find("checkpoint-00000004.safetensors.corrupt"), std::string::npos) << second;
+  EXPECT_NE(second.find("--start-over"), std::string::npos) << second;
+  // Asked for, it starts over from step 0.
+  RunConfig config = test::tiny_config([&] {
+    auto o = test::shard_overrides(data());
+    o.insert(o.end(), settings.begin(), settings.end());
+    return o;
+  }());
+  Distributed distributed(ProcessTopology{}, torch::Device(torch::kCPU), std::chrono::seconds(10));
+  ResumePolicy policy;
+  policy.start_over = true;
+  Trainer trainer(make_trainer_setup(config, out, /*resume=*/true, policy), distributed);
+  EXPECT_EQ(trainer.step(), 0);
+}
+
+TEST_F(HardeningTraining, AResumeFromACheckpointWithoutChecksumIsRefusedAndTheFileKept) {
+  const std::string out = test::scratch_dir("hardening_resume_unchecked");
+  const std::vector<std::string> settings = {"training.steps=4", "training.checkpoint_every=2", "training.keep_checkpoints=3"};
+  {
+    InProcessRun run(data(), out, settings);
+    ASSERT_TRUE(run.trainer->run());
+  }
+  const auto all = list_checkpoints(out + "/checkpoints");
+  ASSERT_EQ(all.size(), 2u);
+  drop_checksum(all.back());
+  const std::string message = test::any_error_of([&] { InProcessRun resumed(data(), out, settings, /*resume=*/true); });
+  EXPECT_NE(message.find(all.back()), std::string::npos) << message;
+  EXPECT_NE(message.find("--allow-unchecked-checkpoint"), std::string::npos) << message;
+  EXPECT_TRUE(fs::exists(all.back()));  // not renamed *.corrupt: nothing says it is corrupt
+  // Allowed, it resumes from it.
+  RunConfig config = test::tiny_config([&] {
+    auto o = test::shard_overrides(data());
+    o.insert(o.end(), settings.begin(), settings.end());
+    return o;
+  }());
+  Distributed distributed(ProcessTopology{}, torch::Device(torch::kCPU), std::chrono::seconds(10));
+  ResumePolicy policy;
+  policy.allow_unchecked_checkpoint = true;
+  Trainer trainer(make_trainer_setup(config, out, /*resume=*/true, policy), distributed);
+  EXPECT_EQ(trainer.step(), 4);
+}
+
+TEST_F(HardeningTraining, IlfTrainStartOverAndAllowUncheckedNeedResume) {
+  const std::string dir = test::scratch_dir("hardening_train_flags");
+  EXPECT_EQ(test::run_tool("ilf_train", "--out " + dir + "/run --start-over", dir + "/a.log"), 2) << test::read_file(dir + "/a.log");
+  EXPECT_EQ(test::run_tool("ilf_train", "--out " + dir + "/run --allow-unchecked-checkpoint", dir + "/b.log"), 2)
+      << test::read_file(dir + "/b.log");
 }
 
 }  // namespace

@@ -44,4 +44,14 @@ inline int run_tool(const std::string& tool, const std::string& args, const std:
   return WEXITSTATUS(status);
 }
 
+// run_tool under `timeout`: a tool that hangs (reading a fifo) is killed after `seconds` and the status
+// is 124, so that a regression fails the test instead of hanging the suite.
+inline int run_tool_with_timeout(const std::string& tool, const std::string& args, const std::string& log, int seconds) {
+  const int status = std::system(("timeout -k 5 " + std::to_string(seconds) + " " + std::string(ILF_BINARY_DIR) + "/" + tool +
+                                  " " + args + " > " + log + " 2>&1")
+                                     .c_str());
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
 }  // namespace ilf::test

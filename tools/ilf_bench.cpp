@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--method", request.methods,
                  "<baseline|cache|ilf>-<steps>; default baseline-20 baseline-12 cache-20 ilf-10 ilf-12");
-  app.add_option("--device", request.device, "cpu or cuda[:i]")->capture_default_str();
+  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda[:i]")->capture_default_str();
   app.add_flag("--cuda-graph", request.cuda_graph, "also time with CUDA graphs (one per denoising step, replayed)");
   app.add_flag("--no-eager", request.no_eager, "with --cuda-graph: skip the eager rows");
   app.add_flag("--tf32", request.tf32, "allow TF32 for float32 matmuls / convolutions on CUDA");
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
       ->transform(cli::Seed);
   app.add_option("--vae", request.vae, "TorchScript VAE decoder: adds seconds per image with decoding");
   app.add_option("--vae-scale", request.vae_scale, "latent scale factor of the VAE")->capture_default_str();
-  app.add_option("--out", args.out, "also write the Markdown table here (atomically)");
+  app.add_option("--out", args.out, "also write the Markdown table here (atomically)")->check(cli::NonEmpty);
   app.add_option("--json", args.json_out, "write all results as JSON here (atomically)");
   app.add_flag("--numerics", request.numerics,
                "compare each non-float32 dtype with float32 (forward error, same-seed sample PSNR)");

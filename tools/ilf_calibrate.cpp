@@ -26,16 +26,23 @@ int main(int argc, char** argv) {
   app.add_option("--batch", request.batch, "images per sampling run")->capture_default_str()->transform(cli::Count);
   app.add_option("--seed", request.seed, "base seed of the initial noise")->capture_default_str()->transform(cli::Seed);
   app.add_option("--degree", request.degree, "degree of the fitted polynomial")->capture_default_str();
-  app.add_option("--out", out, "calibration file (default: teacache.json next to the backbone weights)");
-  app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--out", out, "calibration file (default: teacache.json next to the backbone weights)")->check(cli::NonEmpty);
+  bool overwrite_model_file = false;
+  app.add_flag("--overwrite-model-file", overwrite_model_file,
+               "replace an existing file in the folder of the backbone weights (the model's own teacache.json)");
+  app.add_option("--device", request.device, "cpu, cuda or auto (CUDA when the build and machine have it)")
+      ->capture_default_str();
   if (const int code = cli::parse(app, argc, argv, "ilf_calibrate"); code >= 0) return code;
   try {
     if (config.empty() && model_folder.empty()) throw Error("give --config or --model-folder");
     if (!model_folder.empty() && prompts_file.empty()) throw Error("--model-folder needs --prompts-file (text-to-image)");
     if (!prompts_file.empty()) request.prompts = read_prompts_file(prompts_file);
     const LoadedRunConfig loaded = load_tool_config(config, overrides, model_folder, "ilf_calibrate");
-    const TeaCacheCalibration c = calibrate_teacache(loaded, request);
+    // Checked before the calibration runs: the output can be written and replaces no shipped model file.
     if (out.empty()) out = default_teacache_calibration_path(loaded.config);
+    check_output_path(out, "--out");
+    check_not_replacing_a_model_file(out, loaded.config, overwrite_model_file);
+    const TeaCacheCalibration c = calibrate_teacache(loaded, request);
     write_file_atomically(out, [&](std::ostream& o) { o << c.file.dump(2) << "\n"; });
     std::cout << "TeaCache calibration of " << loaded.config.weights << ": " << c.input_changes.size()
               << " step pairs, rms error " << c.rms_error << "; wrote " << out << "\n"

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Build ilf_train shards (VAE latents + labels or caption features) from a folder of images"};
   DataPreparationOptions args;
   app.add_option("--images", args.images, "folder of images (recursive)")->required();
-  app.add_option("--out", args.out, "output folder for the shards")->required();
+  app.add_option("--out", args.out, "output folder for the shards")->required()->check(cli::NonEmpty);
   app.add_option("--vae-encoder", args.vae_encoder, "TorchScript VAE encoder: images (B,3,H,W) in [-1,1] -> latents")->required();
   app.add_option("--encoder-output", args.encoder_output, "what the encoder returns: mean or moments")
       ->check(CLI::IsMember({"mean", "moments"}));
@@ -36,7 +36,11 @@ int main(int argc, char** argv) {
   app.add_option("--shard-size", args.shard_size, "samples per shard")->transform(cli::Count);
   app.add_option("--batch", args.batch, "images per encoder call")->transform(cli::Count);
   app.add_option("--dtype", args.dtype, "stored dtype: f16, bf16 or f32")->check(CLI::IsMember({"f16", "bf16", "f32"}));
-  app.add_option("--device", args.device, "cpu or cuda");
+  app.add_option("--device", args.device, "auto (CUDA when the build and machine have it), cpu or cuda")->capture_default_str();
+  app.add_option("--max-image-pixels", args.max_image_pixels,
+                 "largest image accepted, in pixels, in the file and after resizing to --resolution (8192 x 8192)")
+      ->capture_default_str()
+      ->transform(cli::Count);
   app.add_option("--seed", args.seed, "shuffle and posterior-sampling seed")->transform(cli::Seed);
   if (const int code = cli::parse(app, argc, argv, "ilf_prepare_data"); code >= 0) return code;
   try {

@@ -92,8 +92,10 @@ int main(int argc, char** argv) {
   app.add_option("--method", args.method, "sampling method: baseline, ilf, cache, ... (overrides sampling.method)");
   app.add_option("--weights", args.weights, "backbone weights (overrides weights)");
   app.add_option("--feedback", args.feedback, "feedback module weights (overrides ilf.feedback_weights)");
-  app.add_option("--out", out, "output PNG (with --prompts-file: output folder, default samples/)")->capture_default_str();
-  app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--out", out, "output PNG (with --prompts-file: output folder, default samples/)")
+      ->capture_default_str()
+      ->check(cli::NonEmpty);
+  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda")->capture_default_str();
   app.add_flag("--plan", args.plan,
                "print the per-step plan and block forwards as JSON; reads no weights (an absent model folder is skipped: "
                "set model.depth)");

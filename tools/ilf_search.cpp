@@ -20,13 +20,13 @@ int main(int argc, char** argv) {
   app.add_option("--set", run.target.overrides, "override a config value: key.path=value (repeatable)");
   app.add_option("--model-folder", run.target.model_folder, "text-to-image: model folder with model.json");
   app.add_option("--prompts-file", run.target.prompts_file, "text-to-image: lines \"class<TAB>caption\"");
-  app.add_option("--out", run.out, "output folder (state.json, report.md, best.json)")->required();
+  app.add_option("--out", run.out, "output folder (state.json, report.md, best.json)")->required()->check(cli::NonEmpty);
   auto* budget = app.add_option("--budget", run.options.budget, "block forwards per image, at most")
                      ->capture_default_str()
                      ->transform(cli::Count);
   app.add_option("--budget-fraction", run.budget_fraction, "budget as a fraction of the reference sampler's block forwards")
       ->excludes(budget)
-      ->check(cli::FiniteNonNegative);
+      ->check(cli::FinitePositive);  // 0 used to mean "not given" and searched the default budget
   // The objective and the lists are text parsed into the fields; a bad one is a usage error naming the flag.
   auto parsed = [&](const std::string& flag, auto& field, auto parse, const std::string& shown, const std::string& help) {
     return app
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--batch", run.batch, "samples per sampling batch")->capture_default_str()->transform(cli::Count);
-  app.add_option("--device", run.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--device", run.device, "cpu, cuda or auto (CUDA when the build and machine have it)")->capture_default_str();
   if (const int code = cli::parse(app, argc, argv, "ilf_search"); code >= 0) return code;
   try {
     const SearchResult result = run_search(run);

@@ -18,6 +18,7 @@
 
 #include "ilf/error.h"
 #include "ilf/experiments/sweep/sweep.h"
+#include "ilf/io/json.h"
 #include "tool_common.h"
 
 using namespace ilf;
@@ -28,7 +29,29 @@ namespace {
 struct CommonArgs {
   std::string sweep_file;
   std::string out;
+  std::vector<std::string> overrides;  // --set key=value: added to the sweep file's "set" (every point)
+  int64_t max_points = -1;             // --max-points: replaces the sweep file's "max_points"
 };
+
+// The sweep file's JSON with the command line's replacements: --out, --set, --max-points and the Slurm flags.
+Json sweep_json(const CommonArgs& common, const Json& slurm_replacements = Json::object()) {
+  Json json = read_sweep_json(common.sweep_file, common.out, slurm_replacements);
+  for (const std::string& assignment : common.overrides) {
+    const auto eq = assignment.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error("--set " + assignment + ": expected key=value, e.g. sampling.steps=10");
+    const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+    Json value;
+    try {
+      value = parse_json_strict(text, "--set " + key);
+    } catch (const nlohmann::json::parse_error&) {
+      value = text;  // a bare string, as the other tools read it
+    }
+    if (json.contains("set") && !json["set"].is_object()) break;  // parse_sweep names the bad "set"
+    json["set"][key] = value;
+  }
+  if (common.max_points > 0) json["max_points"] = common.max_points;
+  return json;
+}
 
 struct SlurmFlags {
   std::string partition, time, account;
@@ -49,7 +72,7 @@ struct SlurmFlags {
 };
 
 SweepSpec read_spec(const CommonArgs& common) {
-  return parse_sweep(read_sweep_json(common.sweep_file, common.out), common.sweep_file);
+  return parse_sweep(sweep_json(common), common.sweep_file);
 }
 
 std::vector<std::string> split_words(const std::string& text) {
@@ -94,7 +117,7 @@ int run_command(const CommonArgs& common, bool local, int64_t point_index, bool 
 }
 
 int submit_command(const CommonArgs& common, const SlurmFlags& flags, bool dry_run, const std::string& sbatch) {
-  const Json json = read_sweep_json(common.sweep_file, common.out, flags.replacements());
+  const Json json = sweep_json(common, flags.replacements());
   const SweepSpec spec = parse_sweep(json, common.sweep_file);
   SlurmSubmitOptions options;
   options.ilf_sweep = (fs::path(executable_dir()) / "ilf_sweep").string();
@@ -130,7 +153,13 @@ int main(int argc, char** argv) {
   CommonArgs common;
   auto add_common = [&](CLI::App* sub) {
     sub->add_option("sweep", common.sweep_file, "sweep file (JSON)")->required();
-    sub->add_option("--out", common.out, "output folder (default: the sweep file's \"output\")");
+    sub->add_option("--out", common.out, "output folder (default: the sweep file's \"output\")")->check(cli::NonEmpty);
+    sub->add_option("--set", common.overrides,
+                    "override a config value of every point, key.path=value (repeatable; added to the sweep's \"set\")");
+    sub->add_option("--max-points", common.max_points,
+                    "most points the sweep may expand to (replaces \"max_points\"; default " +
+                        std::to_string(kDefaultMaxSweepPoints) + ")")
+        ->transform(cli::Count);
   };
 
   bool as_json = false;

@@ -85,6 +85,29 @@ inline const CLI::Validator FiniteNonNegative(
     },
     "FLOAT>=0", "FiniteNonNegative");
 
+// A finite number > 0 (a fraction that 0 would turn into "not given"): nan, inf, 0 and negative values
+// are refused.
+inline const CLI::Validator FinitePositive(
+    [](std::string& text) -> std::string {
+      double value = 0;
+      size_t used = 0;
+      try {
+        value = std::stod(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != text.size() || !std::isfinite(value) || !(value > 0))
+        return "expected a finite number > 0, got " + detail::quoted(text);
+      return "";
+    },
+    "FLOAT>0", "FinitePositive");
+
+// A path that must not be empty (--out ""): an empty output path used to fall back silently to a
+// default file (./sample.png, the shipped teacache.json).
+inline const CLI::Validator NonEmpty(
+    [](std::string& text) -> std::string { return text.empty() ? "expected a path, got an empty string" : ""; }, "PATH",
+    "NonEmpty");
+
 // Parses the command line. Returns -1 to go on; otherwise the status to exit with: 0 after --help,
 // kUsageError after a usage error (printed as one line "tool: error: ...").
 inline int parse(CLI::App& app, int argc, char** argv, const std::string& tool) {

@@ -13,9 +13,27 @@ import json
 import os
 
 import re
+import zlib
 
 MAX_CAPTION_LENGTH = 24  # as make_tokenizer.py checked: every training and eval caption fits, </s> included
 
+
+
+FILE_KEYS = ["backbone", "feedback", "text_encoder", "tokenizer", "tokenizer_check", "vae_decoder", "vae_encoder"]
+
+
+def file_crc32(path):
+    """The "crc32:<8 hex digits>" of a file's bytes (zlib's CRC-32), as model.json's "checksums" record it."""
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            crc = zlib.crc32(block, crc)
+    return f"crc32:{crc & 0xffffffff:08x}"
+
+
+def record_checksums(manifest, folder):
+    """Adds "checksums" for every file entry of the manifest: the loader verifies them (corruption)."""
+    manifest["checksums"] = {key: file_crc32(os.path.join(folder, manifest[key])) for key in FILE_KEYS if key in manifest}
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,6 +66,7 @@ def main():
             manifest[key] = key + ".safetensors"
     for key in ["text_encoder", "tokenizer", "tokenizer_check", "vae_decoder", "vae_encoder"]:
         assert os.path.isfile(os.path.join(args.folder, manifest[key])), manifest[key]
+    record_checksums(manifest, args.folder)
     path = os.path.join(args.folder, "model.json")
     with open(path, "w") as f:
         json.dump(manifest, f, indent=2)

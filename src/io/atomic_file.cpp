@@ -3,13 +3,18 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <regex>
+#include <set>
 
 #include "ilf/error.h"
 
@@ -59,6 +64,7 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   if (target.has_parent_path() && !fs::exists(target.parent_path())) {
     throw Error(path + ": the folder " + target.parent_path().string() + " does not exist");
   }
+  remove_stale_temporary_files_once(target.has_parent_path() ? target.parent_path().string() : std::string("."));
   const std::string tmp = resolved + ".tmp." + std::to_string(::getpid());
   try {
     {
@@ -97,6 +103,50 @@ std::vector<std::string> remove_stale_temporary_files(const std::string& folder)
     if (fs::remove(entry.path(), ec)) removed.push_back(entry.path().string());
   }
   return removed;
+}
+
+void check_output_path(const std::string& path, const std::string& flag) {
+  if (path.empty()) throw Error(flag + ": expected a path, got an empty string");
+  std::string resolved;
+  try {
+    resolved = resolve_output_path(path);
+  } catch (const Error& e) {
+    throw Error(flag + " " + e.what());
+  }
+  const fs::path target(resolved);
+  const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) throw Error(flag + " " + path + ": the folder " + folder.string() + " does not exist");
+  if (::access(folder.c_str(), W_OK | X_OK) != 0)
+    throw Error(flag + " " + path + ": cannot create files in " + folder.string() + " (" + std::strerror(errno) + ")");
+}
+
+void remove_stale_temporary_files_once(const std::string& folder) {
+  static std::mutex mutex;
+  static std::set<std::string> cleaned;
+  std::error_code ec;
+  std::string key = fs::weakly_canonical(folder.empty() ? fs::path(".") : fs::path(folder), ec).string();
+  if (ec) key = folder;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!cleaned.insert(key).second) return;
+  }
+  for (const std::string& removed : remove_stale_temporary_files(folder.empty() ? "." : folder))
+    spdlog::info("removed {}, left by an interrupted run", removed);
+}
+
+void require_regular_file(const std::string& path, const std::string& what) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0)
+    throw Error(path + ": " + what + " " + (errno == ENOENT ? "does not exist" : "cannot be read (" + std::string(std::strerror(errno)) + ")"));
+  if (S_ISREG(info.st_mode)) return;
+  const fs::file_type type = S_ISDIR(info.st_mode)    ? fs::file_type::directory
+                             : S_ISFIFO(info.st_mode) ? fs::file_type::fifo
+                             : S_ISCHR(info.st_mode)  ? fs::file_type::character
+                             : S_ISBLK(info.st_mode)  ? fs::file_type::block
+                             : S_ISSOCK(info.st_mode) ? fs::file_type::socket
+                                                      : fs::file_type::unknown;
+  throw Error(path + ": the " + what + " is " + kind_of(type) + ", not a regular file");
 }
 
 }  // namespace ilf

@@ -6,6 +6,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "ilf/io/atomic_file.h"
 #include "ilf/io/json.h"
 
 namespace ilf {
@@ -22,6 +23,7 @@ std::vector<std::string> split_path(const std::string& path) {
 }  // namespace
 
 Json load_json_file(const std::string& path) {
+  require_regular_file(path, "JSON file");
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open config file");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -191,6 +191,7 @@ void write_png(const std::string& path, const torch::Tensor& image, const std::m
 }
 
 std::map<std::string, std::string> read_png_text(const std::string& path) {
+  require_regular_file(path, "PNG file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open PNG file");
   std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), {});

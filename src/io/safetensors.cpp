@@ -40,6 +40,7 @@ const DtypeInfo& dtype_by_type(torch::ScalarType type, const std::string& where)
 }  // namespace
 
 SafetensorsFile read_safetensors(const std::string& path) {
+  require_regular_file(path, "safetensors file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw Error(path + ": cannot open file");
   const uint64_t file_size = static_cast<uint64_t>(in.tellg());

@@ -2,6 +2,7 @@
 #include "ilf/models/vae.h"
 
 #include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
 #include "ilf/text/text_encoder.h"
 
 namespace ilf {
@@ -9,6 +10,7 @@ namespace ilf {
 namespace {
 
 torch::jit::script::Module load_module(const std::string& path, const std::string& what, const torch::Device& device) {
+  require_regular_file(path, what);
   try {
     torch::jit::script::Module m = torch::jit::load(path, device);
     m.eval();

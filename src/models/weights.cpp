@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
 
 namespace ilf {
 namespace {
@@ -210,6 +211,7 @@ TensorMap convert_diffusers_dit(TensorMap w, const std::string& source) {
 TensorMap read_weights(const std::string& path) {
   if (fs::is_directory(path)) return read_weights_folder(path);
   if (!fs::exists(path)) throw Error(path + ": weights file not found");
+  require_regular_file(path, "weights file");
   if (is_zip_file(path)) return read_zip_weights(path);
   return read_safetensors(path).tensors;
 }

@@ -6,8 +6,10 @@
 
 #include "ilf/accel/teacache.h"
 #include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
 #include "ilf/pipelines/class_to_image.h"
 #include "ilf/pipelines/text_to_image.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 
@@ -16,13 +18,25 @@ std::string default_teacache_calibration_path(const RunConfig& config) {
   return (std::filesystem::path(config.weights).parent_path() / "teacache.json").string();
 }
 
+void check_not_replacing_a_model_file(const std::string& out, const RunConfig& config, bool overwrite) {
+  if (overwrite || config.weights.empty()) return;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path target = fs::weakly_canonical(resolve_output_path(out), ec);
+  if (ec || !fs::exists(target, ec)) return;
+  const fs::path model_folder = fs::weakly_canonical(fs::path(config.weights).parent_path(), ec);
+  if (ec || target.parent_path() != model_folder) return;
+  throw Error(out + ": would replace a file of the model in " + model_folder.string() +
+              " (shipped with it); write elsewhere with --out, or pass --overwrite-model-file to replace it");
+}
+
 TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const CalibrationRequest& request) {
   if (request.num_samples < 1) throw Error("--num-samples must be >= 1");
   if (request.batch < 1) throw Error("--batch must be >= 1");
   if (request.degree < 0 || request.degree > 8) throw Error("--degree must be in [0, 8]");
   RunConfig config = loaded.config;
   config.sampling.method = "baseline";  // the recorder replaces it; no feedback weights are needed
-  const torch::Device device(request.device);
+  const torch::Device device = resolve_device(request.device);
   const bool text = !request.prompts.empty();
   TeaCacheCalibration c;
   // The recorder replaces the model's sampling method, which owns it: `install` keeps a view of it, and

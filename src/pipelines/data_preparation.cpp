@@ -17,9 +17,14 @@
 #include <stb_image_resize.h>
 #endif
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -30,6 +35,7 @@
 #include "ilf/models/vae.h"
 #include "ilf/text/text_encoder.h"
 #include "ilf/training/datasets.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 
@@ -76,8 +82,11 @@ std::vector<Item> list_items(const DataPreparationOptions& args, std::vector<std
     }
     if (args.captions) {
       const fs::path txt = fs::path(p).replace_extension(".txt");
+      std::error_code ec;
+      if (!fs::exists(txt, ec)) throw Error(p + ": caption file " + txt.string() + " is missing");
+      require_regular_file(txt.string(), "caption file");  // a folder read as an empty caption, a fifo blocked
       std::ifstream in(txt);
-      if (!in) throw Error(p + ": caption file " + txt.string() + " is missing");
+      if (!in) throw Error(p + ": caption file " + txt.string() + " cannot be read");
       std::getline(in, item.caption, '\0');
       while (!item.caption.empty() && std::isspace(static_cast<unsigned char>(item.caption.back()))) item.caption.pop_back();
     }
@@ -86,19 +95,63 @@ std::vector<Item> list_items(const DataPreparationOptions& args, std::vector<std
   return items;
 }
 
+uint32_t png_u32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// A PNG's chunks up to IEND, each with its CRC checked (stb_image decodes without checking them, so a
+// flipped bit in the pixel data gave a different image silently). Errors name the file and chunk.
+void check_png_chunks(const std::string& path, const std::vector<unsigned char>& bytes) {
+  size_t pos = 8;  // after the signature
+  while (true) {
+    if (pos + 12 > bytes.size()) throw Error(path + ": truncated PNG (no IEND chunk)");
+    const uint32_t length = png_u32(&bytes[pos]);
+    const std::string type(reinterpret_cast<const char*>(&bytes[pos + 4]), 4);
+    if (length > bytes.size() - pos - 12) throw Error(path + ": truncated PNG chunk " + type);
+    const uLong crc = crc32(crc32(0L, Z_NULL, 0), &bytes[pos + 4], static_cast<uInt>(length + 4));
+    if ((crc & 0xffffffffUL) != png_u32(&bytes[pos + 8 + length]))
+      throw Error(path + ": PNG chunk " + type + " at byte " + std::to_string(pos) + " fails its CRC: the file is corrupt");
+    if (type == "IEND") return;
+    pos += 12 + length;
+  }
+}
+
 // Decodes an image to `channels` channels (3: RGB, 1: grey), resizes the shorter side to `resolution`
 // and centre-crops: (channels, resolution, resolution) float32 in [-1, 1]; `original_hw` receives the
-// source size.
-torch::Tensor load_image(const std::string& path, int64_t resolution, int64_t channels,
+// source size. The size in the header, and after the resize, must stay within `max_pixels`.
+torch::Tensor load_image(const std::string& path, int64_t resolution, int64_t channels, int64_t max_pixels,
                          std::pair<int64_t, int64_t>* original_hw) {
+  require_regular_file(path, "image");
+  std::vector<unsigned char> bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot read the image");
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw Error(path + ": the image file is over 2 GiB");
+  static const unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPngSignature, 8) == 0) check_png_chunks(path, bytes);
   int w = 0, h = 0, file_channels = 0;
   const int c = static_cast<int>(channels);
-  unsigned char* pixels = stbi_load(path.c_str(), &w, &h, &file_channels, c);
+  const int size = static_cast<int>(bytes.size());
+  if (!stbi_info_from_memory(bytes.data(), size, &w, &h, &file_channels) || w < 1 || h < 1)
+    throw Error(path + ": cannot decode image (" + std::string(stbi_failure_reason() ? stbi_failure_reason() : "no size") + ")");
+  // Limits from the header, before any pixel is decoded or resized.
+  const double scale = static_cast<double>(resolution) / std::min(w, h);
+  const double resized_w = std::max<double>(static_cast<double>(resolution), std::round(w * scale));
+  const double resized_h = std::max<double>(static_cast<double>(resolution), std::round(h * scale));
+  if (static_cast<double>(w) * h > static_cast<double>(max_pixels) || resized_w * resized_h > static_cast<double>(max_pixels))
+    throw Error(path + ": image of " + std::to_string(w) + " x " + std::to_string(h) + " pixels (" +
+                std::to_string(static_cast<int64_t>(resized_w)) + " x " + std::to_string(static_cast<int64_t>(resized_h)) +
+                " after resizing its shorter side to " + std::to_string(resolution) + ") exceeds the limit of " +
+                std::to_string(max_pixels) + " pixels (--max-image-pixels)");
+  if (resized_w > std::numeric_limits<int>::max() || resized_h > std::numeric_limits<int>::max())
+    throw Error(path + ": image of " + std::to_string(w) + " x " + std::to_string(h) + " pixels is too elongated to resize");
+  unsigned char* pixels = stbi_load_from_memory(bytes.data(), size, &w, &h, &file_channels, c);
   if (!pixels) throw Error(path + ": cannot decode image (" + std::string(stbi_failure_reason()) + ")");
   *original_hw = {h, w};
-  const double scale = static_cast<double>(resolution) / std::min(w, h);
-  const int rw = std::max<int>(static_cast<int>(resolution), static_cast<int>(std::lround(w * scale)));
-  const int rh = std::max<int>(static_cast<int>(resolution), static_cast<int>(std::lround(h * scale)));
+  const int rw = static_cast<int>(resized_w);
+  const int rh = static_cast<int>(resized_h);
   std::vector<unsigned char> resized(static_cast<size_t>(rw) * rh * c);
   const int ok = stbir_resize_uint8(pixels, w, h, 0, resized.data(), rw, rh, 0, c);
   stbi_image_free(pixels);
@@ -117,9 +170,10 @@ void prepare_shards(const DataPreparationOptions& args) {
   if (args.captions && (args.text_encoder.empty() || args.tokenizer.empty()))
     throw Error("--captions needs --text-encoder and --tokenizer");
   if (args.channels != 1 && args.channels != 3) throw Error("--channels must be 1 or 3");
+  if (args.max_image_pixels < 1) throw Error("--max-image-pixels must be >= 1");
   if (args.encoder_output != "mean" && args.encoder_output != "moments")
     throw Error("--encoder-output must be mean or moments (got " + args.encoder_output + ")");
-  const torch::Device device(args.device);
+  const torch::Device device = resolve_device(args.device, "--device");
   const torch::ScalarType store_type = args.dtype == "f32"    ? torch::kFloat32
                                        : args.dtype == "bf16" ? torch::kBFloat16
                                                               : torch::kFloat16;
@@ -167,7 +221,7 @@ void prepare_shards(const DataPreparationOptions& args) {
       std::vector<std::string> captions;
       for (int64_t i = b; i < e; ++i) {
         std::pair<int64_t, int64_t> hw;
-        images.push_back(load_image(items[i].path, args.resolution, args.channels, &hw));
+        images.push_back(load_image(items[i].path, args.resolution, args.channels, args.max_image_pixels, &hw));
         image_hw.push_back(static_cast<float>(hw.first));
         image_hw.push_back(static_cast<float>(hw.second));
         aspect.push_back(1.0f);  // centre-cropped squares: the aspect-ratio bucket 1.0

@@ -8,11 +8,13 @@
 
 #include "ilf/error.h"
 #include "ilf/eval/metrics.h"
+#include "ilf/io/atomic_file.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/pipelines/class_to_image.h"
 #include "ilf/pipelines/text_to_image.h"
 #include "ilf/training/datasets.h"
 #include "ilf/util/progress.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 
@@ -41,6 +43,7 @@ Judged judge(torch::jit::script::Module& extractor, const torch::Tensor& images,
 }
 
 torch::jit::script::Module load_extractor(const std::string& path, const torch::Device& device) {
+  require_regular_file(path, "TorchScript feature extractor");
   try {
     torch::jit::script::Module extractor = torch::jit::load(path, device);
     extractor.eval();
@@ -73,7 +76,7 @@ struct Generated {
 nlohmann::json score(const RunConfig& config, const EvalRequest& request, EvalReference& ref, const Generated& g) {
   const EvalSection& eval = config.eval;
   if (eval.feature_extractor != ref.eval.feature_extractor || eval.crop != ref.eval.crop ||
-      eval.dataset_folder != ref.eval.dataset_folder || torch::Device(request.device) != ref.device)
+      eval.dataset_folder != ref.eval.dataset_folder || resolve_device(request.device) != ref.device)
     throw Error(config.source + ": evaluated against a reference loaded for another \"eval\" section or device");
   if (!request.write_samples.empty())
     write_safetensors(request.write_samples, {{"samples", g.images}}, {{"config", config.source}});
@@ -131,6 +134,18 @@ void check_request(const EvalRequest& request) {
 
 }  // namespace
 
+int64_t extractor_classes(EvalReference& ref) {
+  if (ref.classes > 0) return ref.classes;
+  torch::NoGradGuard no_grad;
+  FashionMnistDataset test_set(ref.eval.dataset_folder, "test");
+  const torch::Tensor one = crop(test_set.load({0}).x0, ref.eval.crop).to(ref.device);
+  const torch::Tensor logits = ref.extractor->forward({one}).toTensor();
+  if (logits.dim() != 2 || logits.size(1) < 1)
+    throw Error(ref.eval.feature_extractor + ": the feature extractor's forward(x) must return (N, classes) logits");
+  ref.classes = logits.size(1);
+  return ref.classes;
+}
+
 EvalReference load_eval_reference(const RunConfig& config, const torch::Device& device) {
   EvalReference r;
   r.eval = config.eval;
@@ -141,7 +156,7 @@ EvalReference load_eval_reference(const RunConfig& config, const torch::Device& 
 
 nlohmann::json evaluate_class_to_image(const RunConfig& config, const EvalRequest& request) {
   check_request(request);
-  const torch::Device device(request.device);
+  const torch::Device device = resolve_device(request.device);
   ClassToImageModel model = load_class_to_image_model(config, device);
   EvalReference reference = load_eval_reference(config, device);  // a bad extractor fails before sampling
   return evaluate_class_to_image(model, config, request, reference);
@@ -187,6 +202,7 @@ std::vector<LabelledPrompt> read_labelled_prompts(const std::string& path) {
                   lines[i] + "\"");
     }
     p.prompt = lines[i].substr(tab + 1);
+    p.where = path + ": line " + std::to_string(i + 1);
     prompts.push_back(p);
   }
   if (prompts.empty()) throw Error(path + ": no prompts");
@@ -197,7 +213,7 @@ nlohmann::json evaluate_text_to_image(const LoadedRunConfig& loaded, const std::
                                       const EvalRequest& request) {
   check_request(request);
   if (prompts.empty()) throw Error("text-to-image evaluation: no prompts");
-  const torch::Device device(request.device);
+  const torch::Device device = resolve_device(request.device);
   TextToImageModel model = load_text_to_image_model(loaded.config, device, loaded.folder ? &*loaded.folder : nullptr);
   EvalReference reference = load_eval_reference(loaded.config, device);  // a bad extractor fails before sampling
   return evaluate_text_to_image(model, loaded, prompts, request, reference);
@@ -209,6 +225,13 @@ nlohmann::json evaluate_text_to_image(TextToImageModel& model, const LoadedRunCo
   check_request(request);
   if (prompts.empty()) throw Error("text-to-image evaluation: no prompts");
   const RunConfig& config = loaded.config;
+  // Before sampling: a class the extractor cannot predict would only score 0 % accuracy.
+  const int64_t classes = extractor_classes(reference);
+  for (const LabelledPrompt& p : prompts)
+    if (p.label >= classes)
+      throw Error((p.where.empty() ? std::string("a labelled prompt") : p.where) + ": class " + std::to_string(p.label) +
+                  ", but the feature extractor " + reference.eval.feature_extractor + " judges " + std::to_string(classes) +
+                  " classes (0.." + std::to_string(classes - 1) + ")");
   const std::vector<LabelledPrompt> order = interleave_classes(prompts);
   Generated g;
   std::vector<torch::Tensor> samples;

@@ -6,6 +6,7 @@
 #include "ilf/error.h"
 #include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 
@@ -58,7 +59,7 @@ TensorMap forward_keeping_hidden_states(Backbone& backbone, const ForwardDumpInp
 
 void write_forward_dump(const ModelSpec& model, const ForwardDumpRequest& request) {
   const torch::Dtype dtype = parse_dtype(request.dtype);
-  const torch::Device device(request.device);
+  const torch::Device device = resolve_device(request.device);
 
   BackbonePtr backbone = load_backbone(request.weights, model);
   move_backbone(*backbone, device, dtype);

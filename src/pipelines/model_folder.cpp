@@ -5,12 +5,21 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <set>
 #include <sstream>
+#include <vector>
 
 #include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
 #include "ilf/io/config.h"
 #include "ilf/models/vae.h"
 
@@ -43,7 +52,11 @@ std::string read_file_entry(ConfigReader& reader, const fs::path& folder, const 
   }
   const fs::path value = reader.require<std::string>(key);
   const fs::path path = value.is_absolute() ? value : folder / value;
-  if (!fs::exists(path)) problems.push_back("\"" + key + "\": " + path.string() + " does not exist");
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    problems.push_back("\"" + key + "\": " + path.string() + " does not exist");
+  else if (!fs::is_regular_file(path, ec))  // a folder, a fifo (would block the load), a device
+    problems.push_back("\"" + key + "\": " + path.string() + " is not a regular file");
   return path.lexically_normal().string();
 }
 
@@ -130,6 +143,30 @@ ModelFolder read_model_folder(const std::string& folder) {
   m.vae_decoder = read_file_entry(reader, dir, "vae_decoder", true, problems);
   m.vae_encoder = read_file_entry(reader, dir, "vae_encoder", false, problems);
   m.tokenizer_check = read_file_entry(reader, dir, "tokenizer_check", false, problems);
+  for (const auto& [key, path] : {std::pair<const char*, const std::string*>{"backbone", &m.backbone},
+                                  {"feedback", &m.feedback},
+                                  {"text_encoder", &m.text_encoder},
+                                  {"tokenizer", &m.tokenizer},
+                                  {"vae_decoder", &m.vae_decoder},
+                                  {"vae_encoder", &m.vae_encoder},
+                                  {"tokenizer_check", &m.tokenizer_check}})
+    if (!path->empty()) m.files[key] = *path;
+  if (reader.has("checksums")) {
+    const Json checksums = reader.require<Json>("checksums");
+    static const std::regex kCrc(R"(crc32:[0-9a-f]{8})");
+    if (!checksums.is_object()) {
+      problems.push_back("\"checksums\" must be an object {\"backbone\": \"crc32:<8 hex digits>\", ...}");
+    } else {
+      for (const auto& [key, value] : checksums.items()) {
+        if (!m.files.count(key))
+          problems.push_back("\"checksums." + key + "\": not a file entry of this model.json");
+        else if (!value.is_string() || !std::regex_match(value.get<std::string>(), kCrc))
+          problems.push_back("\"checksums." + key + "\" must be \"crc32:<8 lower-case hex digits>\", got " + value.dump());
+        else
+          m.checksums[key] = value.get<std::string>();
+      }
+    }
+  }
   m.device = reader.get<std::string>("device", "");
   if (!m.device.empty()) {
     try {
@@ -150,6 +187,44 @@ ModelFolder read_model_folder(const std::string& folder) {
     throw Error(m.manifest + ": the model folder is incomplete or inconsistent:" + list);
   }
   return m;
+}
+
+std::string file_crc32(const std::string& path) {
+  require_regular_file(path, "model file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot read the file");
+  uLong crc = crc32(0L, Z_NULL, 0);
+  std::vector<char> buffer(size_t{1} << 22);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const std::streamsize n = in.gcount();
+    if (n > 0) crc = crc32(crc, reinterpret_cast<const Bytef*>(buffer.data()), static_cast<uInt>(n));
+  }
+  if (in.bad()) throw Error(path + ": read error");
+  char text[32];
+  std::snprintf(text, sizeof(text), "crc32:%08lx", static_cast<unsigned long>(crc & 0xffffffffUL));
+  return text;
+}
+
+void verify_model_folder_files(const ModelFolder& folder) {
+  static std::mutex mutex;
+  static std::set<std::string> verified;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (verified.count(folder.manifest)) return;
+  if (folder.checksums.empty()) {
+    spdlog::warn("{}: records no \"checksums\" of its files; they are not verified (the scripts that make model "
+                 "folders record them)",
+                 folder.manifest);
+  } else {
+    for (const auto& [key, expected] : folder.checksums) {
+      const std::string& path = folder.files.at(key);
+      const std::string actual = file_crc32(path);
+      if (actual != expected)
+        throw Error(path + ": the file \"" + key + "\" of the model folder does not match the checksum " + folder.manifest +
+                    " records (" + expected + ", the file has " + actual + "): it was corrupted or replaced");
+    }
+  }
+  verified.insert(folder.manifest);
 }
 
 std::string model_folder_path(const Json& config, const std::string& config_source, const std::string& folder) {

@@ -13,6 +13,7 @@
 #include "ilf/pipelines/class_to_image.h"
 #include "ilf/pipelines/model_folder.h"
 #include "ilf/pipelines/text_to_image.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 namespace {
@@ -31,7 +32,7 @@ void write_sample_png(const std::string& path, const torch::Tensor& image, nlohm
 
 SampleFilesSummary write_class_to_image(const RunConfig& config, const SampleFilesRequest& request,
                                         const SampleFilesProgress& progress) {
-  ClassToImageModel model = load_class_to_image_model(config, torch::Device(request.device));
+  ClassToImageModel model = load_class_to_image_model(config, resolve_device(request.device));
   // Class labels: the requested ones, repeated up to the batch; default one of each class.
   std::vector<int64_t> classes = request.classes;
   if (classes.empty())
@@ -69,7 +70,7 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
   if (request.prompt && !request.prompts_file.empty()) throw Error("give either --prompt or --prompts-file, not both");
   const RunConfig& config = loaded.config;
   TextToImageModel model =
-      load_text_to_image_model(config, torch::Device(request.device), loaded.folder ? &*loaded.folder : nullptr);
+      load_text_to_image_model(config, resolve_device(request.device), loaded.folder ? &*loaded.folder : nullptr);
 
   // A prompt: `batch` images of it in one PNG (a grid when several); a prompts file: one PNG per prompt
   // in the `out` folder, `batch` prompts per sampling run. Image i has seed + i.

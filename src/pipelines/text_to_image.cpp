@@ -6,9 +6,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "ilf/accel/registry.h"
 #include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
 #include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
 
@@ -109,6 +111,7 @@ TextToImageModel load_text_to_image_model(const RunConfig& config, const torch::
     throw Error(folder->manifest + ": its TorchScript modules were traced for " + folder->device +
                 " (\"device\") and run only there: sample with --device " + folder->device +
                 ", or export the folder again with --device " + device.str());
+  if (folder) verify_model_folder_files(*folder);  // its files as recorded when it was made (corruption)
   TextEncoderOptions text_options;
   text_options.max_length = config.text.max_length.value_or(0);
   text_options.lowercase = config.text.lowercase;
@@ -271,14 +274,30 @@ TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& re
 }
 
 std::vector<std::string> read_prompts_file(const std::string& path) {
-  std::ifstream in(path);
+  require_regular_file(path, "prompts file");  // a fifo would block the open, a folder read as empty
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot read the prompts file");
   std::vector<std::string> prompts;
   std::string line;
-  while (std::getline(in, line)) {
+  int64_t number = 0;
+  auto finish = [&] {
+    ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") != std::string::npos) prompts.push_back(line);
+    line.clear();
+  };
+  // Read with the limit applied while reading: one huge line never fills the memory.
+  for (std::istreambuf_iterator<char> it(in), end; it != end; ++it) {
+    if (*it == '\n') {
+      finish();
+      continue;
+    }
+    if (line.size() >= kMaxPromptLineBytes)
+      throw Error(path + ": line " + std::to_string(number + 1) + " is longer than the limit of " +
+                  std::to_string(kMaxPromptLineBytes) + " bytes (a prompt is truncated to the model's caption length anyway)");
+    line.push_back(*it);
   }
+  if (!line.empty()) finish();
   if (prompts.empty()) throw Error(path + ": the prompts file has no prompts (one per line)");
   return prompts;
 }

@@ -99,7 +99,7 @@ TrainingOutcome run_l2c_training(const RunConfig& config, const std::string& out
 
 }  // namespace
 
-TrainerSetup make_trainer_setup(const RunConfig& config, const std::string& out_dir, bool resume) {
+TrainerSetup make_trainer_setup(const RunConfig& config, const std::string& out_dir, bool resume, const ResumePolicy& policy) {
   TrainerSetup s;
   s.options = config.training;
   s.config_source = config.source;
@@ -118,6 +118,8 @@ TrainerSetup make_trainer_setup(const RunConfig& config, const std::string& out_
   s.resolved_config = resolved_config(config);
   s.out_dir = out_dir;
   s.resume = resume;
+  s.start_over = policy.start_over;
+  s.allow_unchecked_checkpoint = policy.allow_unchecked_checkpoint;
   return s;
 }
 
@@ -132,7 +134,7 @@ RunConfig load_training_config(const std::string& config_path, const std::vector
   return load_tool_config(source, overrides).config;
 }
 
-TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir, bool resume) {
+TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir, bool resume, const ResumePolicy& policy) {
   if (config.training.mode == TrainingMode::kL2C) {
     TrainingOutcome outcome = run_l2c_training(config, out_dir, resume);
     const Json status = {
@@ -146,7 +148,7 @@ TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir
   const torch::Device device = training_device(config.training, topology.local_rank);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(config.training.collective_timeout_s * 1000));
   Distributed distributed(topology, device, timeout);
-  Trainer trainer(make_trainer_setup(config, out_dir, resume), distributed);
+  Trainer trainer(make_trainer_setup(config, out_dir, resume, policy), distributed);
 
   TrainingOutcome outcome;
   outcome.finished = trainer.run();

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
 
 namespace ilf {
 
@@ -285,6 +286,7 @@ struct T5Tokenizer::Model {
 T5Tokenizer::T5Tokenizer(const std::string& model_path, int64_t max_length) : path_(model_path), max_length_(max_length) {
   if (max_length < 1)
     throw Error(model_path + ": the tokenizer's max_length must be >= 1 (got " + std::to_string(max_length) + ")");
+  require_regular_file(model_path, "SentencePiece tokenizer model");
   std::ifstream in(model_path, std::ios::binary);
   if (!in) throw Error(model_path + ": cannot read the SentencePiece tokenizer model");
   std::ostringstream buffer;
@@ -409,6 +411,7 @@ std::vector<int64_t> T5Tokenizer::encode(const std::string& text) const {
 }
 
 std::vector<std::string> T5Tokenizer::mismatches(const std::string& check_file) const {
+  require_regular_file(check_file, "tokenizer check");
   std::ifstream in(check_file);
   if (!in) throw Error(check_file + ": cannot read the tokenizer check");
   try {

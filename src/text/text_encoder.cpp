@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
 
 namespace ilf {
 
@@ -28,6 +29,7 @@ TextEncoder::TextEncoder(const std::string& module_path, const std::string& toke
                          const torch::Device& device)
     : tokenizer_(tokenizer_path, options.max_length), module_path_(module_path), options_(options), device_(device) {
   if (options.cache_capacity < 0) throw Error(module_path + ": the text encoder's cache capacity must be >= 0");
+  require_regular_file(module_path, "TorchScript text encoder");
   try {
     module_ = torch::jit::load(module_path, device);
   } catch (const c10::Error& e) {

@@ -17,6 +17,8 @@
 
 #include <zlib.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "ilf/error.h"
 #include "ilf/io/json.h"
 
@@ -83,8 +85,16 @@ std::vector<std::string> list_checkpoints(const std::string& folder) {
   for (const auto& entry : fs::directory_iterator(folder)) {
     std::smatch match;
     const std::string name = entry.path().filename().string();
-    if (entry.is_regular_file() && std::regex_match(name, match, kCheckpointName))
-      found.emplace_back(std::stoll(match[1].str()), entry.path().string());
+    if (!entry.is_regular_file() || !std::regex_match(name, match, kCheckpointName)) continue;
+    const std::string digits = match[1].str();
+    int64_t step = -1;
+    const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), step, 10);
+    if (ec != std::errc() || ptr != digits.data() + digits.size()) {
+      // Not a step this code writes (e.g. 20 digits): skipped, so that it cannot block every resume.
+      spdlog::warn("{}: skipped: the step in the name is not an integer of 64 bits", entry.path().string());
+      continue;
+    }
+    found.emplace_back(step, entry.path().string());
   }
   std::sort(found.begin(), found.end());
   std::vector<std::string> paths;
@@ -132,7 +142,7 @@ std::string save_checkpoint(const std::string& folder, const TrainingCheckpoint&
   return path;
 }
 
-TrainingCheckpoint load_checkpoint(const std::string& path) {
+TrainingCheckpoint load_checkpoint(const std::string& path, bool allow_unchecked) {
   const SafetensorsFile file = read_safetensors(path);
   auto meta = [&](const std::string& key) -> const std::string& {
     auto it = file.metadata.find(key);
@@ -147,8 +157,12 @@ TrainingCheckpoint load_checkpoint(const std::string& path) {
     if (actual != it->second)
       throw Error(path + ": checksum mismatch (stored " + it->second + ", content " + actual +
                   "): the file was corrupted after it was written");
+  } else if (!allow_unchecked) {
+    throw UncheckedCheckpointError(path + ": the checkpoint carries no \"checksum\" (written before ILF checked them, or the "
+                                   "key was removed): its integrity cannot be verified; resume from it anyway with "
+                                   "--allow-unchecked-checkpoint");
   } else {
-    spdlog::warn("{}: the checkpoint carries no checksum (written before ILF checked them); its integrity is not verified", path);
+    spdlog::warn("{}: the checkpoint carries no checksum; loading it unverified (--allow-unchecked-checkpoint)", path);
   }
   TrainingCheckpoint out;
   out.step = metadata_count(path, "step", meta("step"));
@@ -171,6 +185,15 @@ TrainingCheckpoint load_checkpoint(const std::string& path) {
       out.ema[strip(name, "ema/")] = value;
     } else if (name == "rng/cpu") {
       out.cpu_rng_state = value;
+      // A state the generator refuses ("Invalid mt19937 state") is a corrupt checkpoint, found here
+      // (naming the file, so that a resume falls back) rather than after the weights were restored.
+      try {
+        auto probe = at::detail::createCPUGenerator();
+        probe.set_state(value);
+      } catch (const c10::Error& e) {
+        throw Error(path + ": corrupt checkpoint tensor \"rng/cpu\": not a valid CPU generator state (" +
+                    e.what_without_backtrace() + ")");
+      }
     } else if (name.rfind("adam/", 0) != 0) {
       throw Error(path + ": unexpected tensor \"" + name + "\" in a training checkpoint");
     }

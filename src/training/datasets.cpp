@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ilf/error.h"
+#include "ilf/io/atomic_file.h"
 #include "ilf/io/json.h"
 #include "ilf/io/safetensors.h"
 
@@ -42,6 +43,7 @@ std::vector<int64_t> Dataset::epoch_order(uint64_t seed, int64_t epoch) const {
 // Fashion-MNIST
 
 torch::Tensor read_idx_file(const std::string& path) {
+  if (std::filesystem::exists(path)) require_regular_file(path, "idx file");  // a fifo would block gzopen
   gzFile file = gzopen(path.c_str(), "rb");  // also reads uncompressed files
   if (!file) throw Error(path + ": cannot open idx file (install the Debian package dataset-fashion-mnist?)");
   struct Closer {
@@ -139,6 +141,7 @@ namespace {
 
 // The JSON header of a safetensors file (without reading the data).
 nlohmann::json read_safetensors_header(const std::string& path) {
+  require_regular_file(path, "shard");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open shard");
   unsigned char len_bytes[8];

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ilf/error.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 
@@ -52,11 +53,10 @@ Json training_options_to_json(const TrainingOptions& o) {
 }
 
 torch::Device training_device(const TrainingOptions& options, int64_t local_rank) {
-  if (options.device == "cuda" || (options.device == "auto" && torch::cuda::is_available())) {
-    if (!torch::cuda::is_available()) throw Error("training.device is \"cuda\" but no CUDA device is available");
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
-  }
-  return torch::Device(torch::kCPU);
+  // The tools' resolution (util/device.h), on this rank's CUDA device.
+  const torch::Device device = resolve_device(options.device, "training.device");
+  if (device.is_cuda()) return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+  return device;
 }
 
 double learning_rate_at(const TrainingOptions& options, int64_t step) {

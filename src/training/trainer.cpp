@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -88,11 +89,35 @@ Trainer::Trainer(const TrainerSetup& setup, Distributed& distributed)
   ema_ = std::make_unique<ParameterEma>(trainable_, options_.ema_decay);
 
   const bool resume = setup.resume;
+  start_over_ = setup.start_over;
+  allow_unchecked_checkpoint_ = setup.allow_unchecked_checkpoint;
   const std::string latest = latest_checkpoint(checkpoint_folder());
   if (!resume && !latest.empty())
     throw Error(out_dir_ + " already holds a run (" + latest + "): continue it with --resume or choose another --out");
-  if (resume && latest.empty() && dist_.is_main())
-    spdlog::info("--resume: no checkpoint in {} yet, starting from step 0", checkpoint_folder());
+  if (resume && latest.empty()) {
+    // No checkpoint, but an earlier resume renamed corrupt ones: resuming now would silently start over.
+    std::vector<std::string> corrupt;
+    std::error_code ec;
+    if (fs::is_directory(checkpoint_folder(), ec))
+      for (const auto& entry : fs::directory_iterator(checkpoint_folder(), ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind("checkpoint-", 0) == 0 && name.size() > 8 && name.compare(name.size() - 8, 8, ".corrupt") == 0)
+          corrupt.push_back(name);
+      }
+    std::sort(corrupt.begin(), corrupt.end());
+    if (!corrupt.empty() && !start_over_) {
+      std::string list;
+      for (const auto& name : corrupt) list += (list.empty() ? "" : ", ") + name;
+      throw Error(checkpoint_folder() + ": no usable checkpoint to resume from: every checkpoint was found corrupt (renamed " +
+                  list + "); resuming would start over from step 0: pass --start-over to do that");
+    }
+    if (dist_.is_main()) {
+      if (corrupt.empty())
+        spdlog::info("--resume: no checkpoint in {} yet, starting from step 0", checkpoint_folder());
+      else
+        spdlog::warn("--resume --start-over: every checkpoint in {} was corrupt; starting over from step 0", checkpoint_folder());
+    }
+  }
   if (dist_.is_main()) {
     fs::create_directories(out_dir_);
     // Temporary files of a killed writer (config.json.tmp.<pid>, metrics.jsonl.tmp.<pid>, ...) go first.
@@ -128,13 +153,17 @@ std::string Trainer::weights_output_path() const {
   return (fs::path(out_dir_) / (options_.mode == TrainingMode::kIlf ? "feedback.safetensors" : "backbone.safetensors")).string();
 }
 
-void Trainer::resume_from_newest_usable() {
+bool Trainer::resume_from_newest_usable() {
   const std::vector<std::string> all = list_checkpoints(checkpoint_folder());
   std::string failures;
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     TrainingCheckpoint ck;
     try {
-      ck = load_checkpoint(*it);  // checksum and metadata: a corrupt file falls back to the previous one
+      // Checksum, metadata and RNG state: a corrupt file falls back to the previous one. One without a
+      // checksum is not known to be corrupt: UncheckedCheckpointError refuses the resume, renaming nothing.
+      ck = load_checkpoint(*it, allow_unchecked_checkpoint_);
+    } catch (const UncheckedCheckpointError&) {
+      throw;
     } catch (const Error& e) {
       failures += std::string("\n  ") + e.what();
       const auto previous = std::next(it);
@@ -158,9 +187,16 @@ void Trainer::resume_from_newest_usable() {
       throw Error(*it + ": the learning rate at checkpoint step " + std::to_string(ck.step) + " is " + std::to_string(lr) +
                   " (expected a finite number > 0; check training.lr and training.warmup_steps)");
     resume_from(ck, *it);
-    return;
+    return true;
   }
-  throw Error(checkpoint_folder() + ": no usable checkpoint to resume from (bad ones renamed *.corrupt):" + failures);
+  if (start_over_) {
+    if (dist_.is_main())
+      spdlog::warn("--resume --start-over: no usable checkpoint in {} (bad ones renamed *.corrupt); starting over from step 0:{}",
+                   checkpoint_folder(), failures);
+    return false;
+  }
+  throw Error(checkpoint_folder() + ": no usable checkpoint to resume from (bad ones renamed *.corrupt); pass --start-over to " +
+              "start from step 0:" + failures);
 }
 
 void Trainer::resume_from(const TrainingCheckpoint& ck, const std::string& path) {

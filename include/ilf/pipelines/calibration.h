@@ -19,7 +19,7 @@ struct CalibrationRequest {
   int64_t batch = 16;        // images per sampling run
   uint64_t seed = 0;         // batch i starts from the noise of seed + i * batch
   int64_t degree = 4;        // the polynomial's degree (TeaCache uses 4)
-  std::string device = "cpu";
+  std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
   // Text-to-image: the prompts, cycled over the samples. Empty: a class-to-image model, sampling its
   // classes in turn.
   std::vector<std::string> prompts;
@@ -39,5 +39,11 @@ TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const Cali
 
 // The default calibration file of a config: teacache.json next to its backbone weights.
 std::string default_teacache_calibration_path(const RunConfig& config);
+
+// A shipped model file is an existing file in the folder of the model's backbone weights (a model
+// folder such as models/fashion_mnist/ or a --model-folder): the calibration that came with the model.
+// Throws ilf::Error naming `out` when writing it would replace such a file and `overwrite` is false
+// (ilf_calibrate --overwrite-model-file); a new file there, or any file elsewhere, is fine.
+void check_not_replacing_a_model_file(const std::string& out, const RunConfig& config, bool overwrite);
 
 }  // namespace ilf

@@ -3,7 +3,9 @@
 // labels (one sub-folder per class) or captions (a .txt beside each image) encoded by a TorchScript
 // text encoder, as for a real DiT / PixArt data set.
 //
-// Images are decoded with stb_image (RGB, or grey with channels = 1), resized so the shorter side
+// Images are read as regular files only (PNG chunks have their CRCs checked, which stb_image skips),
+// their size is checked from the header against max_image_pixels before decoding, then they are
+// decoded with stb_image (RGB, or grey with channels = 1), resized so the shorter side
 // equals `resolution` and centre-cropped, then scaled to [-1, 1] and encoded in batches: latents =
 // encoder(images) * latent_scale. The encoder returns the latent mean (B, C, h, w), or with
 // encoder_output "moments" the (B, 2C, h, w) [mean, logvar] of the latent distribution, sampled with
@@ -19,6 +21,9 @@
 
 namespace ilf {
 
+// The default limit on an image's pixels: 8192 x 8192 = 67,108,864 (an RGB image of 192 MiB decoded).
+constexpr int64_t kDefaultMaxImagePixels = int64_t{8192} * 8192;
+
 struct DataPreparationOptions {
   std::string images, out;              // the image folder (recursive) and the shard folder
   std::string vae_encoder;              // TorchScript VAE encoder
@@ -33,8 +38,12 @@ struct DataPreparationOptions {
   int64_t resolution = 256;             // image side after resize + centre crop
   int64_t shard_size = 1024, batch = 16;
   std::string dtype = "f16";  // stored dtype: f16, bf16 or f32
-  std::string device = "cpu";
+  std::string device = "auto";  // "auto": CUDA when the build and machine have it
   uint64_t seed = 0;
+  // The most pixels an image may have, in the file (width x height, read from its header before
+  // decoding) and after the resize to `resolution` (an extreme aspect ratio such as 1 x 1,000,000
+  // becomes huge): larger images are refused naming the file (ilf_prepare_data --max-image-pixels).
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
 };
 
 // Writes the shards (and classes.json or null_caption.safetensors). Errors name the file or option.

@@ -38,7 +38,7 @@ struct EvalRequest {
   std::string write_samples;      // save the samples (safetensors "samples") here ("" = no)
   std::string reference_samples;  // same-seed reference samples for MSE / PSNR ("" = none)
   std::string label;              // a name for this row in reports
-  std::string device = "cpu";
+  std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
   bool quiet = false;  // no "n/N samples" progress on stderr (util/progress.h otherwise)
 };
 
@@ -51,6 +51,7 @@ nlohmann::json evaluate_class_to_image(const RunConfig& config, const EvalReques
 struct LabelledPrompt {
   int64_t label = 0;
   std::string prompt;
+  std::string where;  // "<file>: line <n>" for messages (empty when not read from a file)
 };
 // Lines "class<TAB>caption"; errors name the file and line.
 std::vector<LabelledPrompt> read_labelled_prompts(const std::string& path);
@@ -69,7 +70,12 @@ struct EvalReference {
   std::shared_ptr<torch::jit::script::Module> extractor;
   std::optional<FeatureStatistics> statistics;  // the reference set's, once judged
   int64_t reference_judgements = 0;             // how often the reference set was judged
+  int64_t classes = 0;                          // classes the extractor judges (its logits), once known
 };
+
+// The number of classes reference.extractor judges (the width of its logits on one reference image);
+// computed once and kept in reference.classes.
+int64_t extractor_classes(EvalReference& reference);
 // Loads config.eval's extractor on `device` (errors name the file); judges nothing yet.
 EvalReference load_eval_reference(const RunConfig& config, const torch::Device& device);
 

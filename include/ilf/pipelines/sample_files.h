@@ -35,7 +35,7 @@ struct SampleFilesRequest {
   uint64_t seed = 0;
   int64_t batch = 0;  // 0 = the default above
   std::string out;    // "" = sample.png (with a prompts file: the folder samples/)
-  std::string device = "cpu";
+  std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
   std::string config_label;  // the config file recorded in the PNG metadata ("" = none)
   // Small images are written enlarged (nearest neighbour, enlargement_factor: at least kMinWrittenSide px
   // on the shorter side of each PNG, a grid or a single image); false writes the sampled pixels as they are.

@@ -112,7 +112,12 @@ ConditionInputs null_caption_conditions(TextToImageModel& model, const Condition
 TextToImageResult generate(TextToImageModel& model, const TextToImageRequest& request,
                            const ProgressCallback& progress = nullptr);
 
-// The prompts of a prompts file: one per non-empty line (a trailing '\r' is dropped). Errors name the file.
+// The longest line a prompts file may hold, in bytes (64 KiB: far above any caption a T5 encoder reads,
+// 120 or 300 tokens; a longer line is refused naming the file and line, before anything is read further).
+constexpr size_t kMaxPromptLineBytes = 65536;
+
+// The prompts of a prompts file: one per non-empty line (a trailing '\r' is dropped). Errors name the
+// file (not a regular file: a fifo or a folder) and the line (longer than kMaxPromptLineBytes).
 std::vector<std::string> read_prompts_file(const std::string& path);
 
 }  // namespace ilf

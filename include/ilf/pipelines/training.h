@@ -13,7 +13,14 @@ namespace ilf {
 
 // The trainer's setup for `config`; `json` is the config as given (recorded with its training section
 // completed and its paths made absolute, so that `--resume` without --config finds the same files).
-TrainerSetup make_trainer_setup(const RunConfig& config, const std::string& out_dir, bool resume);
+// How a resume may go where it cannot simply continue (TrainerSetup::start_over, allow_unchecked_checkpoint).
+struct ResumePolicy {
+  bool start_over = false;
+  bool allow_unchecked_checkpoint = false;
+};
+
+TrainerSetup make_trainer_setup(const RunConfig& config, const std::string& out_dir, bool resume,
+                                const ResumePolicy& policy = {});
 
 struct TrainingOutcome {
   bool finished = false;  // reached training.steps (false: stopped by a signal)
@@ -23,7 +30,8 @@ struct TrainingOutcome {
 
 // Trains `config` into `out_dir` on this process's rank (torchrun / Slurm variables; one rank
 // otherwise), and writes out_dir/status.json on rank 0.
-TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir, bool resume);
+TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir, bool resume,
+                             const ResumePolicy& policy = {});
 
 // The config a training run uses: `config_path`, or without it (resuming) the out_dir/config.json the
 // run saved; with `overrides` applied.

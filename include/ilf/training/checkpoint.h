@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ilf/error.h"
 #include "ilf/io/safetensors.h"
 
 namespace ilf {
@@ -36,10 +37,18 @@ struct TrainingCheckpoint {
 // `keep` checkpoints (keep >= 1). Returns the path written.
 std::string save_checkpoint(const std::string& folder, const TrainingCheckpoint& checkpoint, int64_t keep);
 
-// Reads a checkpoint written by save_checkpoint; throws ilf::Error naming the file if it is not one.
-TrainingCheckpoint load_checkpoint(const std::string& path);
+// A checkpoint without its "checksum" metadata: not corrupt as far as anyone can tell, but unverifiable.
+struct UncheckedCheckpointError : Error {
+  using Error::Error;
+};
 
-// The checkpoint files in `folder`, oldest first (by step); empty if none or no folder.
+// Reads a checkpoint written by save_checkpoint; throws ilf::Error naming the file if it is not one
+// (checksum mismatch, bad metadata, an RNG state the generator refuses). A checkpoint without a
+// "checksum" is refused with UncheckedCheckpointError unless `allow_unchecked` (then a warning).
+TrainingCheckpoint load_checkpoint(const std::string& path, bool allow_unchecked = false);
+
+// The checkpoint files in `folder`, oldest first (by step); empty if none or no folder. A name whose
+// step does not fit 64 bits (checkpoint-99999999999999999999.safetensors) is skipped with a warning.
 std::vector<std::string> list_checkpoints(const std::string& folder);
 
 // The newest checkpoint in `folder`, or "" when there is none.

@@ -80,6 +80,12 @@ struct TrainerSetup {
   Json resolved_config;    // what OUT/config.json and the checkpoints record
   std::string out_dir;
   bool resume = false;
+  // With resume: when no usable checkpoint is left (all were found corrupt, now or by an earlier
+  // resume), start over from step 0 instead of refusing (ilf_train --start-over).
+  bool start_over = false;
+  // With resume: load a checkpoint without its "checksum" (with a warning) instead of refusing it
+  // (ilf_train --allow-unchecked-checkpoint).
+  bool allow_unchecked_checkpoint = false;
 };
 
 class Trainer {
@@ -117,7 +123,9 @@ class Trainer {
  private:
   // Resumes from the newest checkpoint that loads (checksum, metadata) and fits this run; a bad
   // newest checkpoint is renamed *.corrupt with a warning and the previous one is used.
-  void resume_from_newest_usable();
+  // Resumes from the newest usable checkpoint; false when none is usable and setup.start_over allows
+  // starting from step 0 (otherwise an error).
+  bool resume_from_newest_usable();
   void resume_from(const TrainingCheckpoint& checkpoint, const std::string& path);
   void restore_optimizer_state(const std::map<std::string, AdamState>& state, const std::string& source);
   void write_metrics(const StepMetrics& metrics, double seconds_per_step);
@@ -126,6 +134,8 @@ class Trainer {
   TrainingOptions options_;
   Json resolved_config_;
   std::string out_dir_;
+  bool start_over_ = false;
+  bool allow_unchecked_checkpoint_ = false;
   RunOutput output_;  // metrics.jsonl and sample grids under out_dir_
   Distributed& dist_;
   torch::Device device_;

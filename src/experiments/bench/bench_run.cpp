@@ -14,6 +14,7 @@
 #include "ilf/experiments/bench/bench.h"
 #include "ilf/experiments/bench/cuda_support.h"
 #include "ilf/models/weights.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 namespace {
@@ -40,7 +41,7 @@ std::string sanitise(const std::string& name) {
 BenchReport run_parity_cases(const std::vector<std::string>& pairs, const std::vector<std::string>& overrides,
                              const std::string& device_name, bool tf32) {
   if (pairs.size() % 2 != 0) throw Error("--parity takes pairs: WEIGHTS IO");
-  const torch::Device device(device_name);
+  const torch::Device device = resolve_device(device_name);
   set_tf32(tf32);
   BenchReport report;
   report.json = nlohmann::json::array();
@@ -94,7 +95,7 @@ BenchReport run_benchmarks(const BenchRequest& request) {
     methods.push_back(parse_bench_method(m));
   std::vector<torch::Dtype> dtypes;
   for (const auto& d : request.dtypes) dtypes.push_back(parse_dtype(d));
-  const torch::Device device(request.device);
+  const torch::Device device = resolve_device(request.device);
   if (device.is_cuda() && !torch::cuda::is_available()) throw Error("--device " + request.device + ": CUDA is not available");
   if (request.cuda_graph && !device.is_cuda()) throw Error("--cuda-graph needs --device cuda");
   if (request.cuda_graph && !cuda_support_compiled())

@@ -20,6 +20,7 @@
 #include "ilf/io/config.h"
 #include "ilf/pipelines/loading.h"
 #include "ilf/sampling/solvers.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 
@@ -93,11 +94,12 @@ SearchModel::~SearchModel() = default;
 int64_t SearchModel::reference_judgements() const { return loaded_ ? loaded_->reference.reference_judgements : 0; }
 
 nlohmann::json SearchModel::evaluate(const Schedule& schedule, const EvalRequest& request) {
-  if (request.device != device_)
+  // Compared as devices: "auto" and the device it resolves to are the same.
+  if (request.device != device_ && resolve_device(request.device) != resolve_device(device_))
     throw Error("schedule search: an evaluation on " + request.device + " with the model loaded on " + device_);
   const LoadedRunConfig loaded = load_tool_config(target_.config, with_schedule(target_, schedule), target_.model_folder);
   const RunConfig& config = loaded.config;
-  const torch::Device device(device_);
+  const torch::Device device = resolve_device(device_);
   if (!loaded_) {  // what the first evaluation loads, as ilf_eval would for its config
     const auto t0 = std::chrono::steady_clock::now();
     auto l = std::make_unique<Loaded>();
@@ -180,6 +182,9 @@ SearchResult run_search(SearchRun& run) {
   if (run.budget_fraction > 0) {
     if (run.reference_steps < 1) throw Error("ilf_search: --budget-fraction needs --reference-steps >= 1");
     run.options.budget = static_cast<int64_t>(std::floor(run.budget_fraction * static_cast<double>(cost(reference))));
+    if (run.options.budget < 1)
+      throw Error("ilf_search: --budget-fraction " + std::to_string(run.budget_fraction) + " of the reference's " +
+                  std::to_string(cost(reference)) + " block forwards is a budget of less than 1 block forward");
   }
   spdlog::info("schedule search: budget {} block forwards per image, objective {}, {} evaluations of {} samples",
                run.options.budget, run.objective.describe(), run.options.evaluations, run.search_samples);

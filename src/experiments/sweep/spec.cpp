@@ -277,6 +277,8 @@ SweepSpec parse_sweep(const Json& sweep, const std::string& source) {
       throw r.invalid(path, "a metric this sweep makes; \"" + m + "\" comes from metrics.json, which the eval stage writes");
     }
   }
+  spec.max_points = r.get<int64_t>("max_points", spec.max_points);
+  if (spec.max_points < 1) throw r.invalid("max_points", ">= 1");
   spec.eval_num_samples = r.get<int64_t>("eval_num_samples", spec.eval_num_samples);
   if (spec.eval_num_samples < 2) throw r.invalid("eval_num_samples", ">= 2 (FID needs a covariance)");
   spec.commands = stage_lists(r, spec, "commands", "the command and its arguments");
@@ -374,8 +376,16 @@ std::vector<SweepPoint> expand_sweep(const SweepSpec& spec) {
     }
   }
 
+  // The grid's size before any point is made: checked against overflow and the limit.
   int64_t total = 1;
-  for (const auto& axis : spec.axes) total *= static_cast<int64_t>(axis.size());
+  for (const auto& axis : spec.axes) {
+    const auto n = static_cast<int64_t>(axis.size());
+    if (n > 0 && total > spec.max_points / n)
+      throw Error(spec.source + ": the sweep has more than " + std::to_string(spec.max_points) +
+                  " points (the product of its axes' sizes passes it at " + axis.name + "); raise \"max_points\" "
+                  "(or ilf_sweep --max-points) if you mean it");
+    total *= n;
+  }
   const int width = std::max<int>(3, static_cast<int>(std::to_string(std::max<int64_t>(total - 1, 0)).size()));
   std::vector<SweepPoint> points;
   std::map<std::string, int64_t> training_index;  // training overrides -> index

@@ -2,6 +2,7 @@
 // how values appear in folder names and tables, and reading JSON files and dotted paths. Internal to
 // the ilf_experiments library (not installed).
 #pragma once
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -33,6 +34,8 @@ inline std::string value_text(const Json& value) { return value.is_string() ? va
 
 // The JSON object in a file; none when the file is missing, unreadable or not an object.
 inline std::optional<Json> read_json_object(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;  // a fifo would block the open
   std::ifstream in(path);
   if (!in) return std::nullopt;
   try {

@@ -79,7 +79,7 @@ struct SearchRun {
   int64_t heldout_samples = 5000;   // samples per finalist
   uint64_t heldout_seed = 1000000;  // noise seed of the held-out set
   int64_t batch = 500;              // samples per sampling batch
-  std::string device = "cpu";
+  std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
   int64_t reference_steps = 20;  // 0 = no reference (then the objective cannot use PSNR)
   std::string out;               // the output folder
 };

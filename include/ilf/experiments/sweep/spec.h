@@ -37,6 +37,11 @@ struct SweepSlurm {
   std::vector<std::string> sbatch_options;  // extra "#SBATCH" options, e.g. "--constraint=h100"
 };
 
+// The most points a sweep may expand to unless its file's "max_points" (or ilf_sweep --max-points)
+// says more: the grid's size is the product of its axes, computed (with an overflow check) before any
+// point is made.
+constexpr int64_t kDefaultMaxSweepPoints = 100000;
+
 struct SweepSpec {
   std::string source;  // the sweep file
   std::string name, description;
@@ -51,6 +56,7 @@ struct SweepSpec {
   std::map<SweepStage, std::vector<std::string>> args;
   SweepSlurm slurm;
   std::string output;  // the output folder (the CLI's --out replaces it)
+  int64_t max_points = kDefaultMaxSweepPoints;  // "max_points" (the CLI's --max-points replaces it)
 
   bool has_stage(SweepStage stage) const;
 };
