@@ -80,7 +80,6 @@ TEST(HardeningOutput, StaleTemporaryFilesOfDeadWritersAreRemoved) {
   EXPECT_TRUE(fs::exists(dir + "/notes.tmp.txt"));
 }
 
-
 TEST(HardeningOutput, EveryAtomicWriteRemovesStaleTemporariesOfDeadWritersInItsFolder) {
   // Not only the trainer: any writer (samples, evaluations, forward dumps, searches) cleans its folder.
   const std::string dir = test::scratch_dir("hardening_stale_tmp_any_writer");

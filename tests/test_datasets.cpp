@@ -283,7 +283,6 @@ TEST(HardeningLimits, IdxDataIsBoundedByItsHeaderAndGzipNeedsItsTrailer) {
   EXPECT_NE(cut.find("trailer"), std::string::npos) << cut;
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Round 2: ilf_prepare_data's inputs (caption files, PNG integrity, image sizes).
 

@@ -227,7 +227,6 @@ TEST(IlfSampleProgress, IlfEvalProgressInAFileHasNoCarriageReturns) {
   EXPECT_NE(err.find("ilf_eval: 20/20 samples\n"), std::string::npos) << err;
 }
 
-
 // ---- Round 2 hardening -----------------------------------------------------------------------
 
 TEST(HardeningOutput, IlfSampleRemovesTheTemporaryFilesAKilledRunLeftInItsFolder) {

@@ -27,7 +27,9 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 
 TEST(PromptSets, PlainTextHasOnePromptPerLineAndSkipsBlankLines) {
   const std::string dir = test::scratch_dir("prompt_sets_text");
-  const std::string path = write_prompt_file(dir, "p.txt", "\xEF\xBB\xBF" "a red bag\r\n\n   \nan ankle boot, side view\n  leading space kept");
+  const std::string path = write_prompt_file(dir, "p.txt",
+                                             "\xEF\xBB\xBF"
+                                             "a red bag\r\n\n   \nan ankle boot, side view\n  leading space kept");
   const PromptSet set = read_prompt_set(path);
   EXPECT_EQ(set.format, PromptSetFormat::kText);
   ASSERT_EQ(set.items.size(), 3u);
@@ -41,9 +43,8 @@ TEST(PromptSets, PlainTextHasOnePromptPerLineAndSkipsBlankLines) {
 
 TEST(PromptSets, MjhqMetaDataKeepsIdsAndCategoriesInIdOrder) {
   const std::string dir = test::scratch_dir("prompt_sets_mjhq");
-  const std::string path = write_prompt_file(
-      dir, "meta_data.json",
-      R"({"f00d": {"category": "food", "prompt": "a bowl of ramen"},
+  const std::string path = write_prompt_file(dir, "meta_data.json",
+                                             R"({"f00d": {"category": "food", "prompt": "a bowl of ramen"},
           "0a1b": {"category": "people", "prompt": "a portrait, \"soft\" light"},
           "77ee": {"category": "animals", "prompt": "a corgi"}})");
   const PromptSet set = read_prompt_set(path);
@@ -82,8 +83,7 @@ TEST(PromptSets, DrawBenchCsvReadsQuotedFieldsWithCommasQuotesAndNewlines) {
 TEST(PromptSets, ImageRewardBenchmarkJsonIsAListOfIdsAndPrompts) {
   const std::string dir = test::scratch_dir("prompt_sets_image_reward");
   const std::string path = write_prompt_file(
-      dir, "benchmark-prompts.json",
-      R"([{"id": "000864-0061", "prompt": "a cat"}, {"id": 17, "prompt": "a dog", "extra": 1}])");
+      dir, "benchmark-prompts.json", R"([{"id": "000864-0061", "prompt": "a cat"}, {"id": 17, "prompt": "a dog", "extra": 1}])");
   const PromptSet set = read_prompt_set(path);
   EXPECT_EQ(set.format, PromptSetFormat::kImageReward);
   ASSERT_EQ(set.items.size(), 2u);
@@ -149,17 +149,22 @@ TEST(PromptSetEvaluation, TheShardComesFromFlagsTorchrunSlurmArraysOrSlurm) {
   s = eval_shard(1, 3, env({{"RANK", "0"}, {"WORLD_SIZE", "8"}}));  // flags win
   EXPECT_EQ(s.rank, 1);
   EXPECT_EQ(s.world_size, 3);
-  s = eval_shard(std::nullopt, std::nullopt, env({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}));
+  s = eval_shard(std::nullopt, std::nullopt,
+                 env({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}));
   EXPECT_EQ(s.rank, 5);
   EXPECT_EQ(s.launcher, "torchrun");
   s = eval_shard(std::nullopt, std::nullopt,
-                 env({{"SLURM_ARRAY_TASK_ID", "12"}, {"SLURM_ARRAY_TASK_MIN", "10"}, {"SLURM_ARRAY_TASK_COUNT", "4"},
-                      {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}));
+                 env({{"SLURM_ARRAY_TASK_ID", "12"},
+                      {"SLURM_ARRAY_TASK_MIN", "10"},
+                      {"SLURM_ARRAY_TASK_COUNT", "4"},
+                      {"SLURM_PROCID", "0"},
+                      {"SLURM_NTASKS", "1"}}));
   EXPECT_EQ(s.rank, 2);
   EXPECT_EQ(s.world_size, 4);
   EXPECT_EQ(s.launcher, "slurm_array");
-  s = eval_shard(std::nullopt, std::nullopt,
-                 env({{"SLURM_ARRAY_TASK_ID", "1"}, {"SLURM_ARRAY_TASK_COUNT", "2"}, {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}}));
+  s = eval_shard(
+      std::nullopt, std::nullopt,
+      env({{"SLURM_ARRAY_TASK_ID", "1"}, {"SLURM_ARRAY_TASK_COUNT", "2"}, {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}}));
   EXPECT_EQ(s.rank, 3);  // array task 1 of 2, task 1 of 2 within it
   EXPECT_EQ(s.world_size, 4);
   s = eval_shard(std::nullopt, std::nullopt, env({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}}));
@@ -167,7 +172,9 @@ TEST(PromptSetEvaluation, TheShardComesFromFlagsTorchrunSlurmArraysOrSlurm) {
   EXPECT_EQ(s.launcher, "slurm");
   EXPECT_TRUE(contains(test::error_of([&] { eval_shard(2, 2, env({})); }), "rank 2 outside [0, 2)"));
   EXPECT_TRUE(contains(test::error_of([&] { eval_shard(1, std::nullopt, env({})); }), "--rank and --world-size"));
-  EXPECT_TRUE(contains(test::error_of([&] { eval_shard(std::nullopt, std::nullopt, env({{"RANK", "x"}, {"WORLD_SIZE", "2"}})); }),
+  EXPECT_TRUE(contains(test::error_of([&] {
+                         eval_shard(std::nullopt, std::nullopt, env({{"RANK", "x"}, {"WORLD_SIZE", "2"}}));
+                       }),
                        "RANK must be an integer"));
 }
 
@@ -182,7 +189,8 @@ TEST(PromptSetEvaluation, TheMetricsSectionResolvesPathsAndRefusesUnknownKeysAnd
   auto error = [](const std::string& json) {
     return test::error_of([&] { parse_run_config(nlohmann::json::parse(json), "c.json"); });
   };
-  EXPECT_TRUE(contains(error(R"({"metrics": {"clip_model": "x"}})"), "metrics.clip_model")) << error(R"({"metrics": {"clip_model": "x"}})");
+  EXPECT_TRUE(contains(error(R"({"metrics": {"clip_model": "x"}})"), "metrics.clip_model"))
+      << error(R"({"metrics": {"clip_model": "x"}})");
   EXPECT_TRUE(contains(error(R"({"metrics": {"image_reward": "ir.pt"}})"), "metrics.image_reward_vocab"));
   EXPECT_TRUE(contains(error(R"({"metrics": {"inception": "i.pt"}})"), "metrics.fid_statistics"));
 }
@@ -193,11 +201,12 @@ TEST(PromptSetEvaluation, TheTableRowHasTableOnesColumnsAndDashesForMissingMetri
                                  {"fid", nullptr},
                                  {"reference", "baseline-20"}};
   const std::string table = table1_markdown(merged);
-  EXPECT_EQ(table,
-            "| setting | s/img | block forwards | ImageReward | CLIP | FID | CLIP-IQA Good | Noisy | Colorful | Natural | LPIPS | "
-            "SSIM | PSNR (vs baseline-20) |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-            "| ILF-10 | 0.250 | 140 | — | 31.23 | — | — | — | — | — | — | — | — |\n");
+  EXPECT_EQ(
+      table,
+      "| setting | s/img | block forwards | ImageReward | CLIP | FID | CLIP-IQA Good | Noisy | Colorful | Natural | LPIPS | "
+      "SSIM | PSNR (vs baseline-20) |\n"
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+      "| ILF-10 | 0.250 | 140 | — | 31.23 | — | — | — | — | — | — | — | — |\n");
 }
 
 }  // namespace

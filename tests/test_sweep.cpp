@@ -455,8 +455,9 @@ TEST(HardeningLimits, ASweepGridAboveItsPointLimitIsRefusedBeforeExpansion) {
   // `ilf_sweep plan` on a 10^10-point grid grew without bound; the product is now checked first.
   const std::string dir = ilf::test::scratch_dir("hardening_sweep_grid");
   Json sweep = Json::parse(R"({"name": "huge", "stages": ["eval"], "axes": []})");
-  const std::vector<std::string> keys = {"sampling.steps", "ilf.loop_begin", "ilf.loop_end", "ilf.strength", "sampling.guidance_scale",
-                                         "training.lr", "training.steps", "training.batch_size", "training.seed", "eval.crop"};
+  const std::vector<std::string> keys = {"sampling.steps",          "ilf.loop_begin", "ilf.loop_end",   "ilf.strength",
+                                         "sampling.guidance_scale", "training.lr",    "training.steps", "training.batch_size",
+                                         "training.seed",           "eval.crop"};
   for (const auto& key : keys) {
     Json values = Json::array();
     for (int i = 1; i <= 10; ++i) values.push_back(i);  // the points need not be valid: none is made

@@ -127,7 +127,6 @@ TEST(HardeningLimits, PlanValidatesTheModelDepth) {
   EXPECT_NE(test::read_file(dir + "/log.txt").find("model.depth"), std::string::npos) << test::read_file(dir + "/log.txt");
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Round 2: no silent fallbacks.
 
@@ -149,6 +148,10 @@ TEST(HardeningFlags, AnEmptyOutputPathIsAUsageErrorForEveryTool) {
       {"ilf_train", "--config " + config + " --out ''"},
       {"ilf_sweep", "plan " + dir + "/sweep.json --out ''"},
       {"ilf_bench", "--out ''"},
+      {"ilf_eval_prompts", "--prompt-set p.txt --out-dir ''"},
+      {"ilf_eval_prompts", "--prompt-set p.txt --out-dir d --out ''"},
+      {"ilf_eval_prompts", "merge --out-dir ''"},
+      {"ilf_fid_stats", "--images " + dir + "/images --inception i --out ''"},
   };
   for (const auto& [tool, args] : cases) {
     const std::string log = dir + "/log.txt";
@@ -179,8 +182,7 @@ TEST(HardeningOutput, IlfEvalChecksItsOutputPathsBeforeEvaluating) {
   for (const std::string flag : {"--out", "--write-samples"}) {
     const std::string log = dir + "/log.txt";
     const int code = test::run_tool_with_timeout(
-        "ilf_eval", "--config " + config + " --num-samples 2 --batch 2 " + flag + " " + dir + "/missing/folder/x.json", log,
-        300);
+        "ilf_eval", "--config " + config + " --num-samples 2 --batch 2 " + flag + " " + dir + "/missing/folder/x.json", log, 300);
     const std::string text = test::read_file(log);
     EXPECT_EQ(code, cli::kRunError) << text;
     EXPECT_NE(text.find(flag), std::string::npos) << text;

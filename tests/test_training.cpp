@@ -548,7 +548,6 @@ TEST_F(HardeningTraining, ACheckpointStepPastTrainingStepsIsRefused) {
   EXPECT_EQ(test::read_file(out + "/config.json"), config_before);
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Round 2: resume never restarts silently, checksums cannot be skipped.
 
@@ -671,7 +670,8 @@ TEST_F(HardeningTraining, AResumeFromACheckpointWithoutChecksumIsRefusedAndTheFi
 
 TEST_F(HardeningTraining, IlfTrainStartOverAndAllowUncheckedNeedResume) {
   const std::string dir = test::scratch_dir("hardening_train_flags");
-  EXPECT_EQ(test::run_tool("ilf_train", "--out " + dir + "/run --start-over", dir + "/a.log"), 2) << test::read_file(dir + "/a.log");
+  EXPECT_EQ(test::run_tool("ilf_train", "--out " + dir + "/run --start-over", dir + "/a.log"), 2)
+      << test::read_file(dir + "/a.log");
   EXPECT_EQ(test::run_tool("ilf_train", "--out " + dir + "/run --allow-unchecked-checkpoint", dir + "/b.log"), 2)
       << test::read_file(dir + "/b.log");
 }

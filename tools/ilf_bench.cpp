@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--method", request.methods,
                  "<baseline|cache|ilf>-<steps>; default baseline-20 baseline-12 cache-20 ilf-10 ilf-12");
-  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda[:i]")->capture_default_str();
+  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda[:i]")
+      ->capture_default_str();
   app.add_flag("--cuda-graph", request.cuda_graph, "also time with CUDA graphs (one per denoising step, replayed)");
   app.add_flag("--no-eager", request.no_eager, "with --cuda-graph: skip the eager rows");
   app.add_flag("--tf32", request.tf32, "allow TF32 for float32 matmuls / convolutions on CUDA");

@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
   app.add_option("--reference-samples", request.reference_samples, "same-seed reference samples for MSE/PSNR");
   app.add_option("--label", request.label, "a name for this row in reports");
   app.add_option("--out", out, "metrics JSON file")->check(cli::NonEmpty);
-  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda")->capture_default_str();
+  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda")
+      ->capture_default_str();
   app.add_flag("--quiet", request.quiet, "no progress lines (a live line on a terminal, whole lines on a pipe or file)");
   app.add_option("--model-folder", model_folder, "text-to-image: model folder with model.json");
   app.add_option("--prompts-file", prompts_file, "text-to-image: lines \"class<TAB>caption\" (the class judges accuracy)");

@@ -8,7 +8,7 @@
 //                      --prompt-set prompts.txt --out-dir runs/eval/ilf10 [--label ILF-10]
 //                      [--reference-dir runs/eval/base20] [--batch 8] [--seed 0] [--limit N]
 //                      [--format auto|text|mjhq|drawbench|imagereward] [--rank r --world-size W]
-//                      [--set key=value ...] [--steps N] [--method M] [--device cpu|cuda] [--quiet]
+//                      [--set key=value ...] [--steps N] [--method M] [--device auto|cpu|cuda] [--quiet]
 //                      [--out merged.json] [--markdown row.md]
 //   merge (after every rank finished):
 //     ilf_eval_prompts merge --out-dir runs/eval/ilf10 [--out merged.json] [--markdown row.md] [--device cuda]
@@ -46,28 +46,38 @@ int main(int argc, char** argv) {
   app.add_option("--model-folder", model_folder, "text-to-image model folder with model.json (overrides model.folder)");
   app.add_option("--steps", steps, "sampling steps (overrides sampling.steps)")->transform(cli::Count);
   app.add_option("--method", method, "sampling method (overrides sampling.method)");
-  app.add_option("--prompt-set", request.prompt_set, "prompts: .txt (one per line), MJHQ meta_data.json, DrawBench .csv, ImageReward benchmark .json");
+  app.add_option("--prompt-set", request.prompt_set,
+                 "prompts: .txt (one per line), MJHQ meta_data.json, DrawBench .csv, ImageReward benchmark .json")
+      ->check(cli::NonEmpty);
   app.add_option("--format", format, "prompt set format: auto, text, mjhq, drawbench or imagereward")->capture_default_str();
-  app.add_option("--out-dir", request.out_dir, "output folder (images/, records/, settings.json; rerun to resume)");
+  app.add_option("--out-dir", request.out_dir, "output folder (images/, records/, settings.json; rerun to resume)")
+      ->check(cli::NonEmpty);
   app.add_option("--label", request.label, "the setting's name in the table (default: the folder's name)");
   app.add_option("--reference-dir", request.reference_dir,
-                 "another run's --out-dir (same prompt set and seed): LPIPS / SSIM / PSNR to its same-index images");
-  app.add_option("--batch", request.batch, "images per sampling batch (fixed for a folder)")->capture_default_str()->transform(cli::Count);
+                 "another run's --out-dir (same prompt set and seed): LPIPS / SSIM / PSNR to its same-index images")
+      ->check(cli::NonEmpty);
+  app.add_option("--batch", request.batch, "images per sampling batch (fixed for a folder)")
+      ->capture_default_str()
+      ->transform(cli::Count);
   app.add_option("--seed", request.seed, "base seed: item i uses seed + i")->capture_default_str()->transform(cli::Seed);
   app.add_option("--limit", request.limit, "evaluate the first N prompts only")->transform(cli::Count);
-  app.add_option("--rank", rank, "this process's rank (with --world-size; default: torchrun / Slurm variables)")->transform(cli::Seed);
+  app.add_option("--rank", rank, "this process's rank (with --world-size; default: torchrun / Slurm variables)")
+      ->transform(cli::Seed);
   app.add_option("--world-size", world_size, "number of ranks (with --rank)")->transform(cli::Count);
-  app.add_option("--device", request.device, "cpu or cuda")->capture_default_str();
-  app.add_option("--out", out_json, "merged JSON (default <out-dir>/merged.json; a one-process run merges at its end)");
-  app.add_option("--markdown", markdown, "merged Markdown table row (default <out-dir>/table1_row.md)");
+  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda")
+      ->capture_default_str();
+  app.add_option("--out", out_json, "merged JSON (default <out-dir>/merged.json; a one-process run merges at its end)")
+      ->check(cli::NonEmpty);
+  app.add_option("--markdown", markdown, "merged Markdown table row (default <out-dir>/table1_row.md)")->check(cli::NonEmpty);
   app.add_flag("--quiet", request.quiet, "no progress lines");
 
   CLI::App* merge = app.add_subcommand("merge", "merge every rank's records into one JSON and a Markdown row (FID here)");
   PromptSetMergeRequest merge_request;
-  merge->add_option("--out-dir", merge_request.out_dir, "the evaluation's output folder")->required();
-  merge->add_option("--out", merge_request.out_json, "merged JSON (default <out-dir>/merged.json)");
-  merge->add_option("--markdown", merge_request.markdown, "Markdown table (default <out-dir>/table1_row.md)");
-  merge->add_option("--device", merge_request.device, "where FID's Inception runs: cpu or cuda")->capture_default_str();
+  merge->add_option("--out-dir", merge_request.out_dir, "the evaluation's output folder")->check(cli::NonEmpty)->required();
+  merge->add_option("--out", merge_request.out_json, "merged JSON (default <out-dir>/merged.json)")->check(cli::NonEmpty);
+  merge->add_option("--markdown", merge_request.markdown, "Markdown table (default <out-dir>/table1_row.md)")
+      ->check(cli::NonEmpty);
+  merge->add_option("--device", merge_request.device, "where FID's Inception runs: auto, cpu or cuda")->capture_default_str();
   merge->add_flag("--quiet", merge_request.quiet, "no progress lines");
   if (const int code = cli::parse(app, argc, argv, "ilf_eval_prompts"); code >= 0) return code;
   if (!merge->parsed() && (request.prompt_set.empty() || request.out_dir.empty())) {
@@ -83,8 +93,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     request.format = parse_prompt_set_format(format);
-    const EvalShard shard = eval_shard(app.count("--rank") ? std::optional<int64_t>(static_cast<int64_t>(rank)) : std::nullopt,
-                                       app.count("--world-size") ? std::optional<int64_t>(static_cast<int64_t>(world_size)) : std::nullopt);
+    const EvalShard shard =
+        eval_shard(app.count("--rank") ? std::optional<int64_t>(static_cast<int64_t>(rank)) : std::nullopt,
+                   app.count("--world-size") ? std::optional<int64_t>(static_cast<int64_t>(world_size)) : std::nullopt);
 
     Json json = read_run_config_json(config, overrides);
     if (steps > 0) json["sampling"]["steps"] = steps;
@@ -107,7 +118,8 @@ int main(int argc, char** argv) {
       m.quiet = request.quiet;
       std::cout << table1_markdown(merge_prompt_set_evaluation(m));
     } else if (!out_json.empty() || !markdown.empty()) {
-      spdlog::info("--out / --markdown: sharded runs are merged with `ilf_eval_prompts merge --out-dir {}` after every rank", request.out_dir);
+      spdlog::info("--out / --markdown: sharded runs are merged with `ilf_eval_prompts merge --out-dir {}` after every rank",
+                   request.out_dir);
     } else {
       spdlog::info("records in {}; merge with `ilf_eval_prompts merge --out-dir {}` once every rank has finished", s.records,
                    request.out_dir);

@@ -11,23 +11,23 @@
 
 #include "ilf/error.h"
 #include "ilf/eval/clean_fid.h"
+#include "ilf/util/device.h"
 #include "tool_common.h"
 
 using namespace ilf;
 
 int main(int argc, char** argv) {
   CLI::App app{"ilf_fid_stats: clean-fid statistics (.npz: mu, sigma) of every PNG in a folder"};
-  std::string images, inception, out, device_name = "cpu";
+  std::string images, inception, out, device_name = "auto";
   int64_t batch = 32;
   app.add_option("--images", images, "folder of PNG images (searched recursively, as clean-fid does)")->required();
   app.add_option("--inception", inception, "Inception TorchScript file (inception-2015-12-05.pt)")->required();
-  app.add_option("--out", out, "statistics file to write (.npz, clean-fid's format)")->required();
+  app.add_option("--out", out, "statistics file to write (.npz, clean-fid's format)")->required()->check(cli::NonEmpty);
   app.add_option("--batch", batch, "images per Inception forward")->capture_default_str()->transform(cli::Count);
-  app.add_option("--device", device_name, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--device", device_name, "auto (CUDA when the build and machine have it), cpu or cuda")->capture_default_str();
   if (const int code = cli::parse(app, argc, argv, "ilf_fid_stats"); code >= 0) return code;
   try {
-    if (device_name == "cuda" && !torch::cuda::is_available()) throw Error("--device cuda: no CUDA device is available");
-    const torch::Device device = device_name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    const torch::Device device = resolve_device(device_name);
     const CleanFidExtractorPtr extractor = load_clean_fid_extractor(inception, device);
     const FeatureStatistics statistics = clean_fid_folder_statistics(*extractor, images, batch);
     write_fid_statistics(out, statistics);

@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
   app.add_option("--out", out, "output PNG (with --prompts-file: output folder, default samples/)")
       ->capture_default_str()
       ->check(cli::NonEmpty);
-  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda")->capture_default_str();
+  app.add_option("--device", request.device, "auto (CUDA when the build and machine have it), cpu or cuda")
+      ->capture_default_str();
   app.add_flag("--plan", args.plan,
                "print the per-step plan and block forwards as JSON; reads no weights (an absent model folder is skipped: "
                "set model.depth)");

@@ -71,9 +71,7 @@ struct SlurmFlags {
   }
 };
 
-SweepSpec read_spec(const CommonArgs& common) {
-  return parse_sweep(sweep_json(common), common.sweep_file);
-}
+SweepSpec read_spec(const CommonArgs& common) { return parse_sweep(sweep_json(common), common.sweep_file); }
 
 std::vector<std::string> split_words(const std::string& text) {
   std::istringstream in(text);

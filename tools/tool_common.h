@@ -104,9 +104,9 @@ inline const CLI::Validator FinitePositive(
 
 // A path that must not be empty (--out ""): an empty output path used to fall back silently to a
 // default file (./sample.png, the shipped teacache.json).
-inline const CLI::Validator NonEmpty(
-    [](std::string& text) -> std::string { return text.empty() ? "expected a path, got an empty string" : ""; }, "PATH",
-    "NonEmpty");
+inline const CLI::Validator NonEmpty([](std::string& text)
+                                         -> std::string { return text.empty() ? "expected a path, got an empty string" : ""; },
+                                     "PATH", "NonEmpty");
 
 // Parses the command line. Returns -1 to go on; otherwise the status to exit with: 0 after --help,
 // kUsageError after a usage error (printed as one line "tool: error: ...").

@@ -223,7 +223,8 @@ MetricsSection parse_metrics(ConfigReader& r) {
   m.fid_statistics = path_setting(r, "metrics.fid_statistics");
   m.lpips = path_setting(r, "metrics.lpips");
   if (!m.image_reward.empty() && m.image_reward_vocab.empty())
-    throw r.invalid("metrics.image_reward_vocab", "set with metrics.image_reward (the BERT vocab.txt ImageReward tokenizes with)");
+    throw r.invalid("metrics.image_reward_vocab",
+                    "set with metrics.image_reward (the BERT vocab.txt ImageReward tokenizes with)");
   if (m.image_reward.empty() && (!m.image_reward_vocab.empty() || !m.image_reward_med_config.empty()))
     throw r.invalid("metrics.image_reward", "set when metrics.image_reward_vocab or metrics.image_reward_med_config is");
   if (m.inception.empty() != m.fid_statistics.empty())
@@ -255,7 +256,8 @@ FeedbackOptions FeedbackSection::require(const std::string& source, const std::s
 }
 
 std::vector<std::string> run_config_sections() {
-  std::vector<std::string> sections = {"model", "weights", "ilf", "sampling", "vae", "text", "training", "data", "eval", "metrics"};
+  std::vector<std::string> sections = {"model", "weights",  "ilf",  "sampling", "vae",
+                                       "text",  "training", "data", "eval",     "metrics"};
   for (const auto& m : acceleration_methods())
     if (!m.section.empty() && std::find(sections.begin(), sections.end(), m.section) == sections.end())
       sections.push_back(m.section);

@@ -2,6 +2,7 @@
 // replicated). Text is decoded from UTF-8 to code points; the Unicode categories, the lower-case mapping
 // and the canonical decompositions that transformers takes from Python's unicodedata and str.lower come
 // from tables generated from that database (bert_unicode_tables.h).
+#include "ilf/io/atomic_file.h"
 #include "ilf/eval/bert_tokenizer.h"
 
 #include <algorithm>
@@ -254,6 +255,7 @@ struct BertTokenizer::Vocab {
 BertTokenizer::BertTokenizer(const std::string& vocab_path, int64_t max_length)
     : vocab_(std::make_unique<Vocab>()), max_length_(max_length), path_(vocab_path) {
   if (max_length < 2) throw Error("BERT tokenizer: max_length must be >= 2, got " + std::to_string(max_length));
+  require_regular_file(vocab_path, "BERT vocabulary");
   std::ifstream in(vocab_path, std::ios::binary);
   if (!in) throw Error(vocab_path + ": cannot open the BERT vocabulary (vocab.txt)");
   std::stringstream buffer;

@@ -129,6 +129,7 @@ std::vector<unsigned char> npz_read_file(const std::string& path) {
     if (!std::filesystem::exists(path, ec)) throw Error(path + ": statistics file not found");
     throw Error(path + ": not a regular file");
   }
+  require_regular_file(path, "FID statistics");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the statistics file");
   return std::vector<unsigned char>((std::istreambuf_iterator<char>(in)), {});
@@ -343,6 +344,7 @@ CleanFidExtractorPtr load_clean_fid_extractor(const std::string& path, const tor
     throw Error(path + ": Inception TorchScript file not found (or not a regular file)");
   torch::jit::Module module;
   try {
+    require_regular_file(path, "Inception TorchScript file");
     module = torch::jit::load(path, device);
   } catch (const c10::Error& e) {
     throw Error(path + ": not a loadable TorchScript file: " + e.what_without_backtrace());

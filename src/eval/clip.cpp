@@ -4,6 +4,7 @@
 // The towers are written as functions over the checkpoint's tensors (transformers' key names) rather
 // than with the project's DiT layers, whose attention fuses q/k/v and whose norms have no affine weights:
 // CLIP's pre-LayerNorm blocks with separate q/k/v projections are a few lines each.
+#include "ilf/io/atomic_file.h"
 #include "ilf/eval/clip.h"
 
 #include <algorithm>
@@ -49,6 +50,7 @@ class ClipModel {
 namespace {
 
 std::string clip_read_file(const std::string& path, const std::string& folder) {
+  require_regular_file(path, "CLIP folder file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("CLIP model " + folder + ": cannot read " + path);
   std::ostringstream ss;

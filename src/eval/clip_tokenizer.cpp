@@ -2,6 +2,7 @@
 // pattern matched by hand over code points with the Unicode tables of clip_unicode_tables.inc, GPT-2's
 // byte-to-character map, and rank-ordered BPE merges, as transformers' CLIPTokenizer and open_clip's
 // SimpleTokenizer do them.
+#include "ilf/io/atomic_file.h"
 #include "ilf/eval/clip_tokenizer.h"
 
 #include <zlib.h>
@@ -227,6 +228,7 @@ std::u32string clip_clean_lower(const std::u32string& s, bool python) {
 }
 
 std::string clip_read_text_file(const std::string& path, const char* what) {
+  require_regular_file(path, "CLIP tokenizer file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("CLIP tokenizer: cannot open " + std::string(what) + " " + path);
   std::ostringstream ss;
@@ -235,6 +237,7 @@ std::string clip_read_text_file(const std::string& path, const char* what) {
 }
 
 std::string clip_read_gz(const std::string& path) {
+  require_regular_file(path, "CLIP BPE vocabulary");
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) throw Error("CLIP tokenizer: cannot open " + path);
   std::string out;

@@ -12,6 +12,7 @@
 // Sizes come from the tensors' shapes; what no tensor tells: the ViT's head count (64 per head, as both
 // ViTs BLIP builds have: ViT-B 768 / 12, ViT-L 1024 / 16), the image size (224, fixed by the package)
 // and the BERT head count, layer count, layer-norm epsilon and activation (med_config.json).
+#include "ilf/io/atomic_file.h"
 #include "ilf/eval/image_reward.h"
 
 #include <torch/script.h>
@@ -103,6 +104,7 @@ struct IrStateDict {
 // ImageReward.pt, or a torch.save file of a plain dict of tensors (torch::pickle_load reads those; the
 // package's own file is an OrderedDict, which LibTorch's unpickler turns into None).
 IrStateDict ir_read_state_dict(const std::string& path) {
+  require_regular_file(path, "ImageReward file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the ImageReward weights");
   IrStateDict out;
@@ -160,6 +162,7 @@ IrBertConfig ir_read_bert_config(const std::string& path) {
     config.add_cross_attention = true;
     return config;
   }
+  require_regular_file(path, "ImageReward file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the BERT configuration (med_config.json)");
   std::stringstream buffer;

@@ -138,7 +138,8 @@ void remove_stale_temporary_files_once(const std::string& folder) {
 void require_regular_file(const std::string& path, const std::string& what) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0)
-    throw Error(path + ": " + what + " " + (errno == ENOENT ? "does not exist" : "cannot be read (" + std::string(std::strerror(errno)) + ")"));
+    throw Error(path + ": " + what + " " +
+                (errno == ENOENT ? "does not exist" : "cannot be read (" + std::string(std::strerror(errno)) + ")"));
   if (S_ISREG(info.st_mode)) return;
   const fs::file_type type = S_ISDIR(info.st_mode)    ? fs::file_type::directory
                              : S_ISFIFO(info.st_mode) ? fs::file_type::fifo

@@ -83,9 +83,11 @@ std::vector<unsigned char> png_read_regular_file(const std::string& path) {
   return bytes;
 }
 
+}  // namespace
+
 // Walks the chunks: every length within the file, every CRC right, IHDR first and 8-bit (or a
 // palette / grey depth below 8, which stb expands), IDAT present, IEND at the end.
-void png_check_container(const std::string& path, const std::vector<unsigned char>& bytes) {
+void check_png_container(const std::string& path, const std::vector<unsigned char>& bytes) {
   static const unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() < 8 || std::memcmp(bytes.data(), kSignature, 8) != 0) throw Error(path + ": not a PNG file");
   size_t pos = 8;
@@ -116,11 +118,9 @@ void png_check_container(const std::string& path, const std::vector<unsigned cha
   if (!seen_idat) throw Error(path + ": corrupt PNG (no IDAT chunk)");
 }
 
-}  // namespace
-
 torch::Tensor read_png(const std::string& path) {
   const std::vector<unsigned char> bytes = png_read_regular_file(path);
-  png_check_container(path, bytes);
+  check_png_container(path, bytes);
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw Error(path + ": PNG file too large");
   int width = 0, height = 0, channels = 0;
   unsigned char* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels, 0);

@@ -17,8 +17,6 @@
 #include <stb_image_resize.h>
 #endif
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -31,6 +29,7 @@
 
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
+#include "ilf/io/image.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/vae.h"
 #include "ilf/text/text_encoder.h"
@@ -95,27 +94,6 @@ std::vector<Item> list_items(const DataPreparationOptions& args, std::vector<std
   return items;
 }
 
-uint32_t png_u32(const unsigned char* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
-
-// A PNG's chunks up to IEND, each with its CRC checked (stb_image decodes without checking them, so a
-// flipped bit in the pixel data gave a different image silently). Errors name the file and chunk.
-void check_png_chunks(const std::string& path, const std::vector<unsigned char>& bytes) {
-  size_t pos = 8;  // after the signature
-  while (true) {
-    if (pos + 12 > bytes.size()) throw Error(path + ": truncated PNG (no IEND chunk)");
-    const uint32_t length = png_u32(&bytes[pos]);
-    const std::string type(reinterpret_cast<const char*>(&bytes[pos + 4]), 4);
-    if (length > bytes.size() - pos - 12) throw Error(path + ": truncated PNG chunk " + type);
-    const uLong crc = crc32(crc32(0L, Z_NULL, 0), &bytes[pos + 4], static_cast<uInt>(length + 4));
-    if ((crc & 0xffffffffUL) != png_u32(&bytes[pos + 8 + length]))
-      throw Error(path + ": PNG chunk " + type + " at byte " + std::to_string(pos) + " fails its CRC: the file is corrupt");
-    if (type == "IEND") return;
-    pos += 12 + length;
-  }
-}
-
 // Decodes an image to `channels` channels (3: RGB, 1: grey), resizes the shorter side to `resolution`
 // and centre-crops: (channels, resolution, resolution) float32 in [-1, 1]; `original_hw` receives the
 // source size. The size in the header, and after the resize, must stay within `max_pixels`.
@@ -130,7 +108,7 @@ torch::Tensor load_image(const std::string& path, int64_t resolution, int64_t ch
   }
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw Error(path + ": the image file is over 2 GiB");
   static const unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPngSignature, 8) == 0) check_png_chunks(path, bytes);
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPngSignature, 8) == 0) check_png_container(path, bytes);
   int w = 0, h = 0, file_channels = 0;
   const int c = static_cast<int>(channels);
   const int size = static_cast<int>(bytes.size());

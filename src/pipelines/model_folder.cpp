@@ -212,9 +212,10 @@ void verify_model_folder_files(const ModelFolder& folder) {
   std::lock_guard<std::mutex> lock(mutex);
   if (verified.count(folder.manifest)) return;
   if (folder.checksums.empty()) {
-    spdlog::warn("{}: records no \"checksums\" of its files; they are not verified (the scripts that make model "
-                 "folders record them)",
-                 folder.manifest);
+    spdlog::warn(
+        "{}: records no \"checksums\" of its files; they are not verified (the scripts that make model "
+        "folders record them)",
+        folder.manifest);
   } else {
     for (const auto& [key, expected] : folder.checksums) {
       const std::string& path = folder.files.at(key);

@@ -32,6 +32,7 @@
 #include "ilf/pipelines/sample_files.h"
 #include "ilf/pipelines/text_to_image.h"
 #include "ilf/util/progress.h"
+#include "ilf/util/device.h"
 
 namespace ilf {
 namespace fs = std::filesystem;
@@ -42,9 +43,15 @@ constexpr const char* kPseFormat = "ilf.prompt_set_evaluation";
 
 // The per-image metric keys of the records, in the order means and tables list them.
 const std::vector<std::string>& pse_metric_keys() {
-  static const std::vector<std::string> keys = {"image_reward",         "clip_score",          "clip_iqa_quality",
-                                                "clip_iqa_noisiness",   "clip_iqa_colorfulness", "clip_iqa_naturalness",
-                                                "lpips",                "ssim",                "psnr"};
+  static const std::vector<std::string> keys = {"image_reward",
+                                                "clip_score",
+                                                "clip_iqa_quality",
+                                                "clip_iqa_noisiness",
+                                                "clip_iqa_colorfulness",
+                                                "clip_iqa_naturalness",
+                                                "lpips",
+                                                "ssim",
+                                                "psnr"};
   return keys;
 }
 
@@ -96,6 +103,7 @@ std::string pse_digest(const std::vector<PromptItem>& items) {
 }
 
 Json pse_read_json_file(const std::string& path) {
+  require_regular_file(path, "evaluation file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot read");
   std::ostringstream text;
@@ -120,8 +128,10 @@ void pse_differences(const Json& stored, const Json& now, const std::string& pat
     for (const auto& key : keys) {
       const std::string sub = path.empty() ? key : path + "." + key;
       const bool in_stored = stored.contains(key), in_now = now.contains(key);
-      if (in_stored && in_now) pse_differences(stored[key], now[key], sub, out);
-      else out.push_back(sub + (in_now ? " (not in the stored settings)" : " (only in the stored settings)"));
+      if (in_stored && in_now)
+        pse_differences(stored[key], now[key], sub, out);
+      else
+        out.push_back(sub + (in_now ? " (not in the stored settings)" : " (only in the stored settings)"));
     }
     return;
   }
@@ -141,6 +151,7 @@ struct PseRecordsFile {
 
 PseRecordsFile pse_read_records(const std::string& path) {
   PseRecordsFile file;
+  require_regular_file(path, "evaluation file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return file;
   std::ostringstream buffer;
@@ -217,9 +228,12 @@ std::string pse_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const auto s = static_cast<int64_t>(seconds + 0.5);
   char text[32];
-  if (s >= 3600) std::snprintf(text, sizeof(text), "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>(s / 60 % 60));
-  else if (s >= 60) std::snprintf(text, sizeof(text), "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
-  else std::snprintf(text, sizeof(text), "%llds", static_cast<long long>(s));
+  if (s >= 3600)
+    std::snprintf(text, sizeof(text), "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>(s / 60 % 60));
+  else if (s >= 60)
+    std::snprintf(text, sizeof(text), "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  else
+    std::snprintf(text, sizeof(text), "%llds", static_cast<long long>(s));
   return text;
 }
 
@@ -261,7 +275,8 @@ bool pse_same_folder(const fs::path& a, const fs::path& b) {
 
 }  // namespace
 
-EvalShard eval_shard(std::optional<int64_t> rank_flag, std::optional<int64_t> world_size_flag, const EvalEnvironment& lookup_arg) {
+EvalShard eval_shard(std::optional<int64_t> rank_flag, std::optional<int64_t> world_size_flag,
+                     const EvalEnvironment& lookup_arg) {
   const EvalEnvironment lookup = lookup_arg ? lookup_arg : EvalEnvironment(pse_getenv);
   EvalShard shard;
   auto var = [&](const std::string& name) { return pse_parse_count(name, *lookup(name)); };
@@ -288,8 +303,10 @@ EvalShard eval_shard(std::optional<int64_t> rank_flag, std::optional<int64_t> wo
   } else {
     return shard;
   }
-  if (lookup("LOCAL_RANK")) shard.local_rank = var("LOCAL_RANK");
-  else if (lookup("SLURM_LOCALID")) shard.local_rank = var("SLURM_LOCALID");
+  if (lookup("LOCAL_RANK"))
+    shard.local_rank = var("LOCAL_RANK");
+  else if (lookup("SLURM_LOCALID"))
+    shard.local_rank = var("SLURM_LOCALID");
   if (shard.world_size < 1) throw Error(what + ": the world size must be >= 1, got " + std::to_string(shard.world_size));
   if (shard.rank < 0 || shard.rank >= shard.world_size)
     throw Error(what + ": rank " + std::to_string(shard.rank) + " outside [0, " + std::to_string(shard.world_size) + ")");
@@ -307,7 +324,8 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
 
   // Inputs first, all checked before anything is written: the prompt set, the metric files, the reference.
   PromptSet set = read_prompt_set(request.prompt_set, request.format);
-  if (request.limit > 0 && static_cast<int64_t>(set.items.size()) > request.limit) set.items.resize(static_cast<size_t>(request.limit));
+  if (request.limit > 0 && static_cast<int64_t>(set.items.size()) > request.limit)
+    set.items.resize(static_cast<size_t>(request.limit));
   const auto total = static_cast<int64_t>(set.items.size());
   const MetricsSection& metrics = config.metrics;
   if (!metrics.clip.empty()) pse_require_file(metrics.clip, "metrics.clip", true);
@@ -336,8 +354,11 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
         throw Error("--reference-dir " + request.reference_dir + ": no settings.json (not an ilf_eval_prompts output folder)");
       const Json ref = pse_read_json_file(ref_settings);
       if (!ref.contains("prompt_set") || !ref.contains("seed") || ref["seed"] != Json(request.seed) ||
-          ref["prompt_set"].value("digest", "") != pse_digest(set.items) || ref["prompt_set"].value("items", int64_t{-1}) != total)
-        throw Error(ref_settings + ": the reference run has another prompt set, --limit or --seed than this one (its same-index images would not be same-seed images of the same prompts)");
+          ref["prompt_set"].value("digest", "") != pse_digest(set.items) ||
+          ref["prompt_set"].value("items", int64_t{-1}) != total)
+        throw Error(ref_settings +
+                    ": the reference run has another prompt set, --limit or --seed than this one (its same-index images would "
+                    "not be same-seed images of the same prompts)");
       reference = {{"dir", request.reference_dir}, {"label", ref.value("label", std::string())}};
       fidelity = true;
     }
@@ -345,7 +366,9 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
 
   // The model and the metric models (bad files fail here, before any output).
   // One GPU per process: "cuda" means the process's own device on a node with several.
-  const torch::Device device(request.device == "cuda" ? "cuda:" + std::to_string(shard.local_rank) : request.device);
+  torch::Device device = resolve_device(request.device);
+  if (device.is_cuda() && request.device.find(':') == std::string::npos)
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(shard.local_rank));
   TextToImageModel model = load_text_to_image_model(config, device, loaded.folder ? &*loaded.folder : nullptr);
   PseMetricModels models;
   if (!metrics.clip.empty()) models.clip = load_clip_model(metrics.clip, device);
@@ -356,19 +379,20 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
   models.fidelity = fidelity;
 
   // settings.json: written by the first rank, compared by every later one.
-  Json settings = {{"format", kPseFormat},
-                   {"version", 1},
-                   {"label", label},
-                   {"config", config.json},
-                   {"generation", text_to_image_png_settings(loaded, model, std::nullopt, "")},
-                   {"prompt_set",
-                    {{"file", request.prompt_set}, {"format", to_string(set.format)}, {"items", total}, {"digest", pse_digest(set.items)}}},
-                   {"seed", request.seed},
-                   {"batch", request.batch},
-                   {"limit", request.limit},
-                   {"device", device.is_cuda() ? "cuda" : device.str()},
-                   {"reference", reference},
-                   {"metrics", pse_metric_files(metrics)}};
+  Json settings = {
+      {"format", kPseFormat},
+      {"version", 1},
+      {"label", label},
+      {"config", config.json},
+      {"generation", text_to_image_png_settings(loaded, model, std::nullopt, "")},
+      {"prompt_set",
+       {{"file", request.prompt_set}, {"format", to_string(set.format)}, {"items", total}, {"digest", pse_digest(set.items)}}},
+      {"seed", request.seed},
+      {"batch", request.batch},
+      {"limit", request.limit},
+      {"device", device.is_cuda() ? "cuda" : device.str()},
+      {"reference", reference},
+      {"metrics", pse_metric_files(metrics)}};
   fs::create_directories(out / "images");
   fs::create_directories(out / "records");
   const std::string settings_path = (out / "settings.json").string();
@@ -429,8 +453,10 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
     summary.shard_items += end - begin;
     bool whole = true;
     for (int64_t i = begin; i < end; ++i) whole = whole && done[static_cast<size_t>(i)];
-    if (whole) summary.skipped_items += end - begin;
-    else todo.push_back(k);
+    if (whole)
+      summary.skipped_items += end - begin;
+    else
+      todo.push_back(k);
   }
   int64_t todo_items = 0;
   for (const int64_t k : todo) todo_items += std::min(total, (k + 1) * request.batch) - k * request.batch;
@@ -495,7 +521,8 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
         const std::string path =
             (fs::path(request.reference_dir) / "images" / pse_image_name(i, request.seed + static_cast<uint64_t>(i))).string();
         if (!fs::exists(path))
-          throw Error(path + ": the reference run has no image for item " + std::to_string(i) + " (finish the reference run first)");
+          throw Error(path + ": the reference run has no image for item " + std::to_string(i) +
+                      " (finish the reference run first)");
         refs.push_back(pse_png_as_metric_image(path));
         if (refs.back().sizes() != pixels[i - begin].sizes())
           throw Error(path + ": the reference image is " + c10::str(refs.back().sizes()) + ", this run's " +
@@ -515,7 +542,8 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
     pse_append_records(records_path, lines);
     summary.generated_items += n;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    const double eta = elapsed / static_cast<double>(summary.generated_items) * static_cast<double>(todo_items - summary.generated_items);
+    const double eta =
+        elapsed / static_cast<double>(summary.generated_items) * static_cast<double>(todo_items - summary.generated_items);
     progress.update("ilf_eval_prompts: rank " + std::to_string(shard.rank) + "/" + std::to_string(shard.world_size) + ": " +
                         std::to_string(summary.generated_items) + "/" + std::to_string(todo_items) + " images, " +
                         pse_duration(elapsed) + " elapsed, eta " + pse_duration(eta),
@@ -584,11 +612,13 @@ Json merge_prompt_set_evaluation(const PromptSetMergeRequest& request) {
   std::set<std::pair<int64_t, int64_t>> rank_files;  // (world size, rank)
   for (const std::string& file : files) {
     long long r = -1, w = -1;
-    if (std::sscanf(fs::path(file).filename().string().c_str(), "rank-%lld-of-%lld.jsonl", &r, &w) == 2) rank_files.insert({w, r});
+    if (std::sscanf(fs::path(file).filename().string().c_str(), "rank-%lld-of-%lld.jsonl", &r, &w) == 2)
+      rank_files.insert({w, r});
     for (Json& record : pse_read_records(file).records) {
       const int64_t index = record["index"].get<int64_t>();
       if (index < 0 || index >= total)
-        throw Error(file + ": a record of item " + std::to_string(index) + ", outside the set's " + std::to_string(total) + " items");
+        throw Error(file + ": a record of item " + std::to_string(index) + ", outside the set's " + std::to_string(total) +
+                    " items");
       if (by_index[static_cast<size_t>(index)].is_null()) by_index[static_cast<size_t>(index)] = std::move(record);
     }
   }
@@ -611,9 +641,9 @@ Json merge_prompt_set_evaluation(const PromptSetMergeRequest& request) {
     }
     throw Error(request.out_dir + ": " + std::to_string(missing.size()) + " of " + std::to_string(total) +
                 " items have no record (items " + list + ")" +
-                (files.empty() ? std::string("; no records files under records/")
-                               : ranks.empty() ? std::string("; the ranks that had them did not finish (rerun them to resume)")
-                                               : "; missing records files: " + ranks) );
+                (files.empty()   ? std::string("; no records files under records/")
+                 : ranks.empty() ? std::string("; the ranks that had them did not finish (rerun them to resume)")
+                                 : "; missing records files: " + ranks));
   }
 
   std::vector<const Json*> all;
@@ -630,7 +660,8 @@ Json merge_prompt_set_evaluation(const PromptSetMergeRequest& request) {
   for (const std::string& key : pse_metric_keys()) {
     int64_t c = 0;
     for (const Json* r : all) c += r->contains(key) && (*r)[key].is_number() ? 1 : 0;
-    if (c > 0 || (key == "psnr" && settings["reference"].is_object() && !settings["reference"].value("self", false))) counts["with_" + key] = c;
+    if (c > 0 || (key == "psnr" && settings["reference"].is_object() && !settings["reference"].value("self", false)))
+      counts["with_" + key] = c;
   }
   merged["counts"] = counts;
 
@@ -640,7 +671,8 @@ Json merge_prompt_set_evaluation(const PromptSetMergeRequest& request) {
   if (metric_files.contains("inception") && metric_files.contains("fid_statistics")) {
     if (total < 2) throw Error(request.out_dir + ": FID needs at least 2 images");
     const FeatureStatistics reference = read_fid_statistics(metric_files["fid_statistics"].get<std::string>());
-    CleanFidExtractorPtr extractor = load_clean_fid_extractor(metric_files["inception"].get<std::string>(), torch::Device(request.device));
+    CleanFidExtractorPtr extractor =
+        load_clean_fid_extractor(metric_files["inception"].get<std::string>(), resolve_device(request.device));
     std::vector<torch::Tensor> features;
     Progress progress(request.quiet ? Progress::Mode::kQuiet : Progress::Mode::kAuto);
     const int64_t chunk = 50;
@@ -651,9 +683,9 @@ Json merge_prompt_set_evaluation(const PromptSetMergeRequest& request) {
         images.push_back(pse_png_as_metric_image((out / "images" / pse_image_name(i, r["seed"].get<uint64_t>())).string()));
       }
       features.push_back(clean_fid_features(*extractor, torch::stack(images)).to(torch::kCPU));
-      progress.update("ilf_eval_prompts merge: FID features " + std::to_string(std::min(total, begin + chunk)) + "/" +
-                          std::to_string(total),
-                      std::min(total, begin + chunk), total);
+      progress.update(
+          "ilf_eval_prompts merge: FID features " + std::to_string(std::min(total, begin + chunk)) + "/" + std::to_string(total),
+          std::min(total, begin + chunk), total);
     }
     merged["fid"] = frechet_distance(feature_statistics(torch::cat(features)), reference);
   }
@@ -700,7 +732,8 @@ std::string table1_markdown(const Json& merged) {
                                           pse_cell(mean("psnr"), "%.2f")};
   std::string row = "|";
   for (const std::string& c : cells) row += " " + c + " |";
-  return "| setting | s/img | block forwards | ImageReward | CLIP | FID | CLIP-IQA Good | Noisy | Colorful | Natural | LPIPS | SSIM | PSNR (vs " +
+  return "| setting | s/img | block forwards | ImageReward | CLIP | FID | CLIP-IQA Good | Noisy | Colorful | Natural | LPIPS | "
+         "SSIM | PSNR (vs " +
          reference + ") |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + row + "\n";
 }
 

@@ -1,6 +1,7 @@
 // Prompt set readers (see include/ilf/pipelines/prompt_sets.h): one function per format, each naming
 // the file and the line, row or key of whatever it refuses, so that a benchmark file that went wrong in
 // a download is found before hours of sampling.
+#include "ilf/io/atomic_file.h"
 #include "ilf/pipelines/prompt_sets.h"
 
 #include <filesystem>
@@ -17,6 +18,7 @@ bool prompt_set_blank(const std::string& s) { return s.find_first_not_of(" \t\r\
 
 std::string prompt_set_read_file(const std::string& path) {
   if (std::filesystem::is_directory(path)) throw Error(path + ": is a folder, not a prompt set file");
+  require_regular_file(path, "prompt set");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot read the prompt set file");
   std::ostringstream text;
@@ -46,8 +48,7 @@ nlohmann::json prompt_set_parse_json(const std::string& path, const std::string&
   }
 }
 
-std::string prompt_set_string(const nlohmann::json& object, const std::string& key, const std::string& where,
-                              bool required) {
+std::string prompt_set_string(const nlohmann::json& object, const std::string& key, const std::string& where, bool required) {
   const auto it = object.find(key);
   if (it == object.end()) {
     if (required) throw Error(where + ": missing \"" + key + "\"");
@@ -125,7 +126,8 @@ std::vector<CsvRecord> prompt_set_csv_records(const std::string& path, const std
     }
     if (c == '"') {
       if (field_started && !prompt_set_blank(field))
-        throw Error(path + ": line " + std::to_string(line) + ": a quote inside an unquoted field (quote the field and double the quote)");
+        throw Error(path + ": line " + std::to_string(line) +
+                    ": a quote inside an unquoted field (quote the field and double the quote)");
       field.clear();
       quoted = field_started = true;
       quote_line = line;
@@ -202,9 +204,13 @@ PromptSet read_prompt_set(const std::string& path, PromptSetFormat format) {
       format = PromptSetFormat::kDrawBench;
     } else if (extension == ".json" || extension == ".JSON") {
       json = prompt_set_parse_json(path, text);
-      if (json.is_object()) format = PromptSetFormat::kMjhq;
-      else if (json.is_array()) format = PromptSetFormat::kImageReward;
-      else throw Error(path + ": a JSON prompt set is an object (MJHQ-30K's meta_data.json) or an array (ImageReward's benchmark prompts)");
+      if (json.is_object())
+        format = PromptSetFormat::kMjhq;
+      else if (json.is_array())
+        format = PromptSetFormat::kImageReward;
+      else
+        throw Error(path +
+                    ": a JSON prompt set is an object (MJHQ-30K's meta_data.json) or an array (ImageReward's benchmark prompts)");
     } else {
       format = PromptSetFormat::kText;
     }
@@ -216,7 +222,8 @@ PromptSet read_prompt_set(const std::string& path, PromptSetFormat format) {
     case PromptSetFormat::kText: set.items = prompt_set_text(path, text); break;
     case PromptSetFormat::kDrawBench: set.items = prompt_set_drawbench(path, text); break;
     case PromptSetFormat::kMjhq:
-      if (!json.is_object()) throw Error(path + ": MJHQ-30K's meta_data.json is an object {\"<id>\": {\"category\", \"prompt\"}}");
+      if (!json.is_object())
+        throw Error(path + ": MJHQ-30K's meta_data.json is an object {\"<id>\": {\"category\", \"prompt\"}}");
       set.items = prompt_set_mjhq(path, json);
       break;
     case PromptSetFormat::kImageReward:

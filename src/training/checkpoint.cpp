@@ -158,7 +158,8 @@ TrainingCheckpoint load_checkpoint(const std::string& path, bool allow_unchecked
       throw Error(path + ": checksum mismatch (stored " + it->second + ", content " + actual +
                   "): the file was corrupted after it was written");
   } else if (!allow_unchecked) {
-    throw UncheckedCheckpointError(path + ": the checkpoint carries no \"checksum\" (written before ILF checked them, or the "
+    throw UncheckedCheckpointError(path +
+                                   ": the checkpoint carries no \"checksum\" (written before ILF checked them, or the "
                                    "key was removed): its integrity cannot be verified; resume from it anyway with "
                                    "--allow-unchecked-checkpoint");
   } else {

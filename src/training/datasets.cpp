@@ -44,7 +44,7 @@ std::vector<int64_t> Dataset::epoch_order(uint64_t seed, int64_t epoch) const {
 
 torch::Tensor read_idx_file(const std::string& path) {
   if (std::filesystem::exists(path)) require_regular_file(path, "idx file");  // a fifo would block gzopen
-  gzFile file = gzopen(path.c_str(), "rb");  // also reads uncompressed files
+  gzFile file = gzopen(path.c_str(), "rb");                                   // also reads uncompressed files
   if (!file) throw Error(path + ": cannot open idx file (install the Debian package dataset-fashion-mnist?)");
   struct Closer {
     gzFile& f;

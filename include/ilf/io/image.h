@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 namespace ilf {
 
@@ -30,6 +31,11 @@ void write_png(const std::string& path, const torch::Tensor& image, const std::m
 // Reads an 8-bit PNG (grey, grey + alpha, RGB or RGBA) into uint8 (H, W, C), C the file's channel count,
 // after checking every chunk's CRC. Errors name the file (not a PNG, a CRC mismatch, truncated, 16-bit).
 torch::Tensor read_png(const std::string& path);
+
+// The container checks read_png makes before decoding, for readers that decode themselves (data
+// preparation): the PNG signature, every chunk within the file with its CRC right, IHDR first with a
+// supported bit depth, IDAT present, IEND last. Errors name the file and the chunk.
+void check_png_container(const std::string& path, const std::vector<unsigned char>& bytes);
 
 // Reads the tEXt entries of a PNG file (for tests and tools that inspect outputs).
 std::map<std::string, std::string> read_png_text(const std::string& path);

@@ -15,10 +15,10 @@
 namespace ilf {
 
 struct CalibrationRequest {
-  int64_t num_samples = 64;  // images sampled
-  int64_t batch = 16;        // images per sampling run
-  uint64_t seed = 0;         // batch i starts from the noise of seed + i * batch
-  int64_t degree = 4;        // the polynomial's degree (TeaCache uses 4)
+  int64_t num_samples = 64;     // images sampled
+  int64_t batch = 16;           // images per sampling run
+  uint64_t seed = 0;            // batch i starts from the noise of seed + i * batch
+  int64_t degree = 4;           // the polynomial's degree (TeaCache uses 4)
   std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
   // Text-to-image: the prompts, cycled over the samples. Empty: a class-to-image model, sampling its
   // classes in turn.

@@ -37,7 +37,7 @@ struct DataPreparationOptions {
   int64_t channels = 3;                 // 3: RGB; 1: grey
   int64_t resolution = 256;             // image side after resize + centre crop
   int64_t shard_size = 1024, batch = 16;
-  std::string dtype = "f16";  // stored dtype: f16, bf16 or f32
+  std::string dtype = "f16";    // stored dtype: f16, bf16 or f32
   std::string device = "auto";  // "auto": CUDA when the build and machine have it
   uint64_t seed = 0;
   // The most pixels an image may have, in the file (width x height, read from its header before

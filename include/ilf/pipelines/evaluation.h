@@ -38,8 +38,8 @@ struct EvalRequest {
   std::string write_samples;      // save the samples (safetensors "samples") here ("" = no)
   std::string reference_samples;  // same-seed reference samples for MSE / PSNR ("" = none)
   std::string label;              // a name for this row in reports
-  std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
-  bool quiet = false;  // no "n/N samples" progress on stderr (util/progress.h otherwise)
+  std::string device = "auto";    // "auto": CUDA when the build and machine have it (util/device.h)
+  bool quiet = false;             // no "n/N samples" progress on stderr (util/progress.h otherwise)
 };
 
 // The metrics as JSON: label, fid, class_accuracy, block_forwards (mean per image), seconds_per_image, num_samples,

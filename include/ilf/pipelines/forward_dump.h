@@ -38,7 +38,7 @@ struct ForwardDumpRequest {
   std::string inputs;             // safetensors with the inputs above
   std::string out;                // safetensors written: out, hidden.0 .. hidden.<depth>
   std::string dtype = "float32";  // or bfloat16 / float16 on CUDA
-  std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
+  std::string device = "auto";    // "auto": CUDA when the build and machine have it (util/device.h)
 };
 
 // Loads the backbone of `request.weights` (its architecture completed by `model`), runs

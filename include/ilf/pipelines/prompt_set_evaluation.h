@@ -48,7 +48,7 @@ struct EvalShard {
   int64_t rank = 0;
   int64_t world_size = 1;
   std::string launcher = "single";  // "flags", "torchrun", "slurm", "slurm_array" or "single"
-  int64_t local_rank = 0;  // this process's index on its node (LOCAL_RANK, else SLURM_LOCALID, else 0): with
+  int64_t local_rank = 0;           // this process's index on its node (LOCAL_RANK, else SLURM_LOCALID, else 0): with
                            // --device cuda it runs on cuda:<local_rank>, one GPU per process as torchrun / srun start them
 };
 
@@ -69,19 +69,19 @@ struct PromptSetEvalRequest {
   std::string reference_dir;  // another run's --out-dir for LPIPS / SSIM / PSNR ("" = none)
   int64_t batch = 8;
   uint64_t seed = 0;
-  int64_t limit = 0;  // the first `limit` prompts only (0 = all)
-  std::string device = "cpu";
-  std::string config_label;  // the config file, recorded in the PNGs ("" = none)
-  bool quiet = false;        // no progress lines
+  int64_t limit = 0;            // the first `limit` prompts only (0 = all)
+  std::string device = "auto";  // util/device.h; "cuda" (or auto choosing CUDA) runs on cuda:<local rank>
+  std::string config_label;     // the config file, recorded in the PNGs ("" = none)
+  bool quiet = false;           // no progress lines
 };
 
 struct PromptSetEvalSummary {
-  int64_t items = 0;             // in the whole set (after limit)
-  int64_t shard_items = 0;       // this rank's
-  int64_t skipped_items = 0;     // this rank's, finished by an earlier run
-  int64_t generated_items = 0;   // this rank's, generated now
-  std::string records;           // this rank's records file
-  bool complete = false;         // every item of the set has a record (any rank)
+  int64_t items = 0;            // in the whole set (after limit)
+  int64_t shard_items = 0;      // this rank's
+  int64_t skipped_items = 0;    // this rank's, finished by an earlier run
+  int64_t generated_items = 0;  // this rank's, generated now
+  std::string records;          // this rank's records file
+  bool complete = false;        // every item of the set has a record (any rank)
 };
 
 // Runs this rank's part. Loads the model and the configured metric models first (so bad files fail
@@ -92,9 +92,9 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
 
 struct PromptSetMergeRequest {
   std::string out_dir;
-  std::string out_json;   // "" = <out_dir>/merged.json
-  std::string markdown;   // "" = <out_dir>/table1_row.md
-  std::string device = "cpu";  // where FID's Inception runs
+  std::string out_json;         // "" = <out_dir>/merged.json
+  std::string markdown;         // "" = <out_dir>/table1_row.md
+  std::string device = "auto";  // where FID's Inception runs (util/device.h)
   bool quiet = false;
 };
 
@@ -106,7 +106,8 @@ struct PromptSetMergeRequest {
 //    "means": {"seconds_per_image", "block_forwards", each metric's mean over the items that have it},
 //    "fid" (null without FID), "counts": {"items", "with_<metric>"...},
 //    "categories": {"<category>": {"items", "means": {...}}} (when the set has categories),
-//    "reference" (the reference run's label, this run's own when it is the reference, or null), "records": [every record in index order]}
+//    "reference" (the reference run's label, this run's own when it is the reference, or null), "records": [every record in index
+//    order]}
 // Means are sums in index order divided by the count, so the result does not depend on the sharding.
 Json merge_prompt_set_evaluation(const PromptSetMergeRequest& request);
 

@@ -33,10 +33,10 @@ struct SampleFilesRequest {
   std::string model_folder;        // text-to-image model folder (overrides "model.folder")
 
   uint64_t seed = 0;
-  int64_t batch = 0;  // 0 = the default above
-  std::string out;    // "" = sample.png (with a prompts file: the folder samples/)
+  int64_t batch = 0;            // 0 = the default above
+  std::string out;              // "" = sample.png (with a prompts file: the folder samples/)
   std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
-  std::string config_label;  // the config file recorded in the PNG metadata ("" = none)
+  std::string config_label;     // the config file recorded in the PNG metadata ("" = none)
   // Small images are written enlarged (nearest neighbour, enlargement_factor: at least kMinWrittenSide px
   // on the shorter side of each PNG, a grid or a single image); false writes the sampled pixels as they are.
   bool enlarge = true;

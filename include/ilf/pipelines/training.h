@@ -30,8 +30,7 @@ struct TrainingOutcome {
 
 // Trains `config` into `out_dir` on this process's rank (torchrun / Slurm variables; one rank
 // otherwise), and writes out_dir/status.json on rank 0.
-TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir, bool resume,
-                             const ResumePolicy& policy = {});
+TrainingOutcome run_training(const RunConfig& config, const std::string& out_dir, bool resume, const ResumePolicy& policy = {});
 
 // The config a training run uses: `config_path`, or without it (resuming) the out_dir/config.json the
 // run saved; with `overrides` applied.

@@ -382,7 +382,8 @@ std::vector<SweepPoint> expand_sweep(const SweepSpec& spec) {
     const auto n = static_cast<int64_t>(axis.size());
     if (n > 0 && total > spec.max_points / n)
       throw Error(spec.source + ": the sweep has more than " + std::to_string(spec.max_points) +
-                  " points (the product of its axes' sizes passes it at " + axis.name + "); raise \"max_points\" "
+                  " points (the product of its axes' sizes passes it at " + axis.name +
+                  "); raise \"max_points\" "
                   "(or ilf_sweep --max-points) if you mean it");
     total *= n;
   }

@@ -19,8 +19,8 @@ struct BenchRequest {
   std::vector<std::string> dtypes = {"float32"};
   std::vector<std::string> methods;    // <baseline|cache|ilf>-<steps>; empty = default_bench_methods()
   std::vector<int64_t> batches = {2};  // backbone forward batch (with guidance: 2 x images)
-  std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
-  std::string vae;  // TorchScript VAE decoder: adds the "+ VAE" column ("" = none)
+  std::string device = "auto";         // "auto": CUDA when the build and machine have it (util/device.h)
+  std::string vae;                     // TorchScript VAE decoder: adds the "+ VAE" column ("" = none)
   double vae_scale = kSdVaeLatentScale;
   std::string dump_forward;  // PREFIX of PREFIX<model>.safetensors forward dumps ("" = none)
   bool cuda_graph = false, no_eager = false, tf32 = false, numerics = false;

@@ -79,9 +79,9 @@ struct SearchRun {
   int64_t heldout_samples = 5000;   // samples per finalist
   uint64_t heldout_seed = 1000000;  // noise seed of the held-out set
   int64_t batch = 500;              // samples per sampling batch
-  std::string device = "auto";  // "auto": CUDA when the build and machine have it (util/device.h)
-  int64_t reference_steps = 20;  // 0 = no reference (then the objective cannot use PSNR)
-  std::string out;               // the output folder
+  std::string device = "auto";      // "auto": CUDA when the build and machine have it (util/device.h)
+  int64_t reference_steps = 20;     // 0 = no reference (then the objective cannot use PSNR)
+  std::string out;                  // the output folder
 };
 // Runs (or resumes) the search in run.out. With budget_fraction > 0 it first sets run.options.budget
 // from the reference sampler's cost, so that a report printed afterwards states the budget searched.

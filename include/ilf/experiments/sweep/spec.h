@@ -55,7 +55,7 @@ struct SweepSpec {
   std::map<SweepStage, std::vector<std::string>> commands;
   std::map<SweepStage, std::vector<std::string>> args;
   SweepSlurm slurm;
-  std::string output;  // the output folder (the CLI's --out replaces it)
+  std::string output;                           // the output folder (the CLI's --out replaces it)
   int64_t max_points = kDefaultMaxSweepPoints;  // "max_points" (the CLI's --max-points replaces it)
 
   bool has_stage(SweepStage stage) const;
