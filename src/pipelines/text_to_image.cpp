@@ -9,6 +9,7 @@
 
 #include "ilf/accel/registry.h"
 #include "ilf/error.h"
+#include "ilf/io/json.h"
 #include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
 
@@ -275,8 +276,13 @@ std::vector<std::string> read_prompts_file(const std::string& path) {
   if (!in) throw Error(path + ": cannot read the prompts file");
   std::vector<std::string> prompts;
   std::string line;
+  int64_t number = 0;
   while (std::getline(in, line)) {
+    ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    // Found here, not when the PNG metadata is written after the sampling ran (a json type_error 316).
+    if (!is_valid_utf8(line))
+      throw Error(path + ": line " + std::to_string(number) + " is not valid UTF-8 text (prompts must be UTF-8)");
     if (line.find_first_not_of(" \t") != std::string::npos) prompts.push_back(line);
   }
   if (prompts.empty()) throw Error(path + ": the prompts file has no prompts (one per line)");
