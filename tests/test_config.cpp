@@ -238,6 +238,7 @@ TEST(HardeningRanges, NumbersThatOnlyGiveGarbageAreRefusedNamingTheKeyAndTheRang
       {{"model.pe_interpolation=0"}, {"model.pe_interpolation", "(0, 64]"}},
       {{"training.sample_guidance=1e20"}, {"training.sample_guidance", "from 0 to 1000"}},
       {{"training.distill_guidance=1e20"}, {"training.distill_guidance", "from 0 to 1000"}},
+      {{"text.max_length=9223372036854775807"}, {"text.max_length", "from 1 to 65536"}},
   };
   for (const auto& [assignments, expected] : refused) {
     const std::string m = message(assignments);

@@ -118,7 +118,8 @@ TextSection parse_text(ConfigReader& r) {
   t.tokenizer = path_setting(r, "text.tokenizer");
   if (r.has("text.max_length")) {
     t.max_length = r.require<int64_t>("text.max_length");
-    if (*t.max_length < 1) throw r.invalid("text.max_length", "an integer >= 1");
+    if (*t.max_length < 1 || *t.max_length > kMaxModelTokens)
+      throw r.invalid("text.max_length", "an integer from 1 to " + std::to_string(kMaxModelTokens));
   }
   t.lowercase = r.get<bool>("text.lowercase", t.lowercase);
   t.cache_size = r.get<int64_t>("text.cache_size", t.cache_size);
