@@ -208,3 +208,53 @@ TEST(HardeningLimits, HugeModelSizesAndStepCountsAreRefusedNamingTheKey) {
   EXPECT_EQ(big.find("-1"), std::string::npos) << big;
   EXPECT_NE(big.find("18446744073709551615"), std::string::npos) << big;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Ranges (issue 33): numbers that can only give black, NaN or garbage images are refused naming the key
+// and its range, the same through the config file and --set; every published setting stays accepted.
+
+TEST(HardeningRanges, NumbersThatOnlyGiveGarbageAreRefusedNamingTheKeyAndTheRange) {
+  auto message = [](const std::vector<std::string>& assignments) {
+    Json config = Json::object();
+    for (const auto& a : assignments) apply_override(config, a);
+    return test::any_error_of([&] { parse_run_config(config, "run.json"); });
+  };
+  const std::vector<std::pair<std::vector<std::string>, std::pair<std::string, std::string>>> refused = {
+      {{"sampling.guidance_scale=1e20"}, {"sampling.guidance_scale", "from 0 to 1000"}},
+      {{"sampling.guidance_scale=1e308"}, {"sampling.guidance_scale", "from 0 to 1000"}},
+      {{"sampling.guidance_scale=-1e308"}, {"sampling.guidance_scale", "from 0 to 1000"}},  // --cfg -1 is refused too
+      {{"sampling.guidance_scale=-1"}, {"sampling.guidance_scale", "from 0 to 1000"}},
+      {{"sampling.method=ilf", "ilf.strength=1e30"}, {"ilf.strength", "from 0 to 100"}},
+      {{"sampling.beta_start=1e-300"}, {"sampling.beta_start", "from 1e-8 to 0.5"}},
+      {{"sampling.beta_end=1e-300"}, {"sampling.beta_end", "from 1e-8 to 0.5"}},
+      {{"sampling.beta_start=0.9"}, {"sampling.beta_start", "from 1e-8 to 0.5"}},
+      // The documented maximum of timesteps with the default betas: alphas_cumprod underflows to 0.
+      {{"sampling.num_train_timesteps=100000"}, {"sampling.num_train_timesteps", "alphas_cumprod falls to 0"}},
+      // Betas that are valid alone but leave float32's 1 - beta at 1: sigma 0 at timestep 0.
+      {{"sampling.beta_start=1e-8", "sampling.beta_end=1e-8"}, {"sampling.beta_start", "too small"}},
+      {{"vae.scale_factor=1e-300"}, {"vae.scale_factor", "from 1e-4 to 1e4"}},
+      {{"vae.scale_factor=1e30"}, {"vae.scale_factor", "from 1e-4 to 1e4"}},
+      {{"model.lewei_scale=1e300"}, {"model.lewei_scale", "(0, 64]"}},
+      {{"model.pe_interpolation=0"}, {"model.pe_interpolation", "(0, 64]"}},
+      {{"training.sample_guidance=1e20"}, {"training.sample_guidance", "from 0 to 1000"}},
+      {{"training.distill_guidance=1e20"}, {"training.distill_guidance", "from 0 to 1000"}},
+      {{"text.max_length=9223372036854775807"}, {"text.max_length", "from 1 to 65536"}},
+  };
+  for (const auto& [assignments, expected] : refused) {
+    const std::string m = message(assignments);
+    EXPECT_NE(m.find(expected.first), std::string::npos) << assignments.back() << ": " << m;
+    EXPECT_NE(m.find(expected.second), std::string::npos) << assignments.back() << ": " << m;
+  }
+  // Every published setting is inside the ranges.
+  for (const auto& accepted : std::vector<std::vector<std::string>>{
+           {"sampling.guidance_scale=0"},
+           {"sampling.guidance_scale=4.5"},
+           {"sampling.guidance_scale=1000"},
+           {"sampling.method=ilf", "ilf.strength=1.5"},
+           {"sampling.beta_start=0.00085", "sampling.beta_end=0.012", "sampling.beta_schedule=scaled_linear"},
+           {"sampling.num_train_timesteps=4000"},
+           {"vae.scale_factor=0.13025"},
+           {"vae.scale_factor=1.5305"},
+           {"model.lewei_scale=2", "model.pe_interpolation=0.5"}})
+    EXPECT_EQ(message(accepted), "") << accepted.back();
+}

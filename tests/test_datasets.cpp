@@ -240,6 +240,36 @@ TEST(Datasets, PrepareDataBuildsLabelledLatentShardsFromAnImageFolder) {
   EXPECT_TRUE(std::filesystem::exists(root + "/shards/classes.json"));
 }
 
+TEST(HardeningOverflow, PrepareDataWithAHugeShardSizeWritesOneShardOfEveryImage) {
+  // (n + shard_size - 1) / shard_size overflowed at 2^63-1: "1 shard" was logged and none written.
+  const std::string root = test::scratch_dir("hardening_prepare_shard_size");
+  for (const auto& [name, pixel] : std::vector<std::pair<std::string, int>>{{"a", 10}, {"b", 200}, {"b", 90}}) {
+    std::filesystem::create_directories(root + "/images/" + name);
+    write_png(root + "/images/" + name + "/" + std::to_string(pixel) + ".png", torch::full({3, 16, 16}, pixel / 127.5 - 1.0));
+  }
+  const std::vector<std::string> common = {std::string(ILF_BINARY_DIR) + "/ilf_prepare_data", "--images", root + "/images",
+                                           "--labels-from-folders", "--vae-encoder", test::data_path("tiny_vae_encoder.pt"),
+                                           "--resolution", "16", "--dtype", "f32", "--out", root + "/shards"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  // A batch beyond what can run is a usage error naming --batch; nothing is written.
+  const auto refused = test::spawn_process(with({"--batch", "9223372036854775807"}), {}, root + "/refused.log");
+  EXPECT_EQ(test::wait_process(refused), 2) << test::read_text(root + "/refused.log");
+  EXPECT_NE(test::read_text(root + "/refused.log").find("--batch"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(root + "/shards"));
+
+  const auto child = test::spawn_process(with({"--shard-size", "9223372036854775807"}), {}, root + "/prepare.log");
+  ASSERT_EQ(test::wait_process(child), 0) << test::read_text(root + "/prepare.log");
+  EXPECT_NE(test::read_text(root + "/prepare.log").find("1 shard of up to 3"), std::string::npos)
+      << test::read_text(root + "/prepare.log");
+  ShardDataset data(root + "/shards");
+  EXPECT_EQ(data.num_shards(), 1);
+  EXPECT_EQ(data.size(), 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad idx files: sizes bounded by the header before allocation, a gzip stream needs its trailer.
 

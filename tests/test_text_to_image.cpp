@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "ilf/error.h"
@@ -707,4 +708,106 @@ TEST(HardeningLimits, APromptsFileLineAboveTheLimitIsRefusedNamingTheLine) {
   EXPECT_NE(message.find(dir + "/long.txt"), std::string::npos) << message;
   EXPECT_NE(message.find("line 3"), std::string::npos) << message;
   EXPECT_LT(message.size(), 1000u);  // the line is not echoed
+}
+
+// ---- Issue 33: hardening of the text-to-image surfaces -----------------------------------------
+
+TEST(HardeningRanges, AModelFolderLatentScaleOutsideItsRangeIsRefusedNamingTheKey) {
+  // A folder with its own VAE ("vae_downsampling") sets any latent scale: 1e-300 gave black images, 1e30 garbage.
+  const std::string dir = test::scratch_dir("hardening_folder_latent_scale");
+  for (const double scale : {1e-300, 1e30, 0.0}) {
+    Json manifest = load_json_file(t2i_path("pixart_sigma_tiny/model.json"));
+    for (const char* key : {"text_encoder", "vae_decoder", "vae_encoder", "tokenizer", "tokenizer_check"})
+      manifest[key] = t2i_path(manifest[key].get<std::string>().substr(3));
+    manifest["backbone"] = t2i_path("../pixart_sigma_tiny.weights.safetensors");
+    manifest["vae_downsampling"] = 8;
+    manifest["latent_scale"] = scale;
+    write_text(dir + "/model.json", manifest.dump(2));
+    const std::string what = test::error_of([&] { read_model_folder(dir); });
+    EXPECT_NE(what.find("\"latent_scale\" must be a number from 1e-4 to 1e4"), std::string::npos) << scale << ": " << what;
+    if (scale == 1e-300) {  // the same folder with a real scale is read
+      manifest["latent_scale"] = 0.13025;
+      write_text(dir + "/model.json", manifest.dump(2));
+      EXPECT_EQ(test::error_of([&] { read_model_folder(dir); }), "");
+    }
+  }
+}
+
+TEST(HardeningNonFinite, SamplingStopsAtTheStepWhoseLatentsBecomeNonFinite) {
+  TinyModel t = load_tiny("pixart_sigma_tiny", {{"sampling", {{"steps", 4}}}});
+  {
+    torch::NoGradGuard no_grad;
+    t.model.backbone->parameters().back().fill_(std::numeric_limits<float>::quiet_NaN());  // bypasses the load check
+  }
+  TextToImageRequest request;
+  request.prompts = {"a corgi"};
+  request.seeds = {1};
+  const std::string what = test::error_of([&] { generate(t.model, request); });
+  EXPECT_NE(what.find("NaN or Inf at step 1/4"), std::string::npos) << what;
+}
+
+TEST(HardeningNonFinite, ATorchScriptModuleWithANaNWeightIsRefusedAtLoadNamingFileAndTensor) {
+  const std::string dir = test::scratch_dir("hardening_nonfinite_torchscript");
+  torch::jit::script::Module decoder = torch::jit::load(t2i_path("vae_decoder.pt"));
+  const auto first = *decoder.named_parameters().begin();
+  {
+    torch::NoGradGuard no_grad;
+    first.value.view(-1)[0].fill_(std::numeric_limits<float>::infinity());
+  }
+  decoder.save(dir + "/vae_decoder.pt");
+  const std::string what = test::error_of([&] { TorchScriptVae(dir + "/vae_decoder.pt", "", 0.13025, torch::kCPU); });
+  EXPECT_NE(what.find(dir + "/vae_decoder.pt"), std::string::npos) << what;
+  EXPECT_NE(what.find("\"" + first.name + "\""), std::string::npos) << what;
+  EXPECT_NE(what.find("NaN or Inf"), std::string::npos) << what;
+}
+
+TEST(HardeningMessages, AWrongVaeFileIsOneLineNamingTheFileAndWhatWasExpected) {
+  // The encoder given as the decoder: TorchScript's 2 KB traceback used to reach the user.
+  TorchScriptVae vae(t2i_path("vae_encoder.pt"), "", 0.13025, torch::kCPU);
+  const std::string what = test::error_of([&] { vae.decode(torch::zeros({1, 4, 8, 8})); });
+  EXPECT_NE(what.find(t2i_path("vae_encoder.pt")), std::string::npos) << what;
+  EXPECT_NE(what.find("expected a TorchScript VAE decoder"), std::string::npos) << what;
+  EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  EXPECT_EQ(what.find("Traceback"), std::string::npos) << what;
+  EXPECT_LT(what.size(), 600u) << what;
+}
+
+TEST(HardeningMessages, InvalidUtf8InAPromptOrPromptsFileIsFoundBeforeSamplingAndNamed) {
+  const std::string dir = test::scratch_dir("hardening_prompt_utf8");
+  write_text(dir + "/prompts.txt", "a corgi\nan \xff\xfe astronaut\n");
+  const std::string what = test::error_of([&] { read_prompts_file(dir + "/prompts.txt"); });
+  EXPECT_NE(what.find(dir + "/prompts.txt: line 2 is not valid UTF-8"), std::string::npos) << what;
+  // ilf_sample: exit 1 naming the flag or the line, no json type_error 316, no PNG, no sampling.
+  for (const std::string source : {"--prompt \"$(printf 'a \\377 corgi')\" --out " + dir + "/x.png",
+                                   "--prompts-file " + dir + "/prompts.txt --out " + dir + "/samples"}) {
+    const int code = run_ilf_sample("--model-folder " + t2i_path("pixart_sigma_tiny") + " --steps 2 " + source, dir + "/log.txt");
+    const std::string log = read_text(dir + "/log.txt");
+    EXPECT_EQ(code, 1) << log;
+    EXPECT_NE(log.find("not valid UTF-8"), std::string::npos) << log;
+    EXPECT_EQ(log.find("316"), std::string::npos) << log;
+    EXPECT_EQ(log.find("step 1/"), std::string::npos) << log;  // no progress line: it stopped before sampling
+    EXPECT_FALSE(fs::exists(dir + "/x.png"));
+    EXPECT_FALSE(fs::exists(dir + "/samples/00000.png"));
+  }
+}
+
+TEST(HardeningOverflow, AHugeBatchWithAPromptsFileIsRefusedOrRunsEveryPrompt) {
+  const std::string dir = test::scratch_dir("hardening_prompts_batch");
+  write_text(dir + "/prompts.txt", "a corgi\nan astronaut\n");
+  // Beyond the limit: a usage error naming --batch (it logged success and wrote nothing).
+  EXPECT_EQ(run_ilf_sample("--model-folder " + t2i_path("pixart_sigma_tiny") + " --prompts-file " + dir +
+                               "/prompts.txt --batch 9223372036854775807 --out " + dir + "/samples",
+                           dir + "/log.txt"),
+            2)
+      << read_text(dir + "/log.txt");
+  EXPECT_NE(read_text(dir + "/log.txt").find("--batch"), std::string::npos);
+  // At the limit: one run of both prompts (the run count overflowed to 0 before).
+  ASSERT_EQ(run_ilf_sample("--model-folder " + t2i_path("pixart_sigma_tiny") + " --prompts-file " + dir +
+                               "/prompts.txt --steps 2 --batch 1000000 --out " + dir + "/samples",
+                           dir + "/log.txt"),
+            0)
+      << read_text(dir + "/log.txt");
+  EXPECT_TRUE(fs::exists(dir + "/samples/00000.png"));
+  EXPECT_TRUE(fs::exists(dir + "/samples/00001.png"));
+  EXPECT_NE(read_text(dir + "/log.txt").find("2 images"), std::string::npos) << read_text(dir + "/log.txt");
 }

@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -215,6 +217,109 @@ TEST(HardeningOutput, IlfCalibrateDoesNotReplaceAShippedModelFileWithoutItsFlag)
   EXPECT_EQ(test::run_tool_with_timeout("ilf_calibrate", base + " --overwrite-model-file", dir + "/log.txt", 300), 0)
       << test::read_file(dir + "/log.txt");
   EXPECT_NE(test::read_file(dir + "/model/teacache.json"), shipped);
+}
+
+// Issue 33: ranges shared by flag, config and --set; counts that cannot run; short messages.
+
+TEST(HardeningRanges, GuidanceBatchAndSizeFlagsOutsideTheirRangeAreRefusedNamingFlagAndRange) {
+  const std::string dir = test::scratch_dir("hardening_ranges_flags");
+  const std::string out = dir + "/sample.png";
+  const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json";
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"ilf_sample", "--cfg 1e20", "from 0 to 1000"},
+      {"ilf_sample", "--cfg 1e308", "from 0 to 1000"},
+      {"ilf_sample", "--batch 9223372036854775807", "from 1 to 1000000"},
+      {"ilf_sample", "--prompt x --height 4294967328", "from 1 to 16384"},
+      {"ilf_eval", "--batch 9223372036854775807", "from 1 to 1000000"},
+      {"ilf_calibrate", "--batch 9223372036854775807", "from 1 to 1000000"},
+      {"ilf_search", "--budget-fraction 1e308", "from 0 to 100"},
+  };
+  for (const auto& [tool, flags, range] : cases) {
+    const std::string log = dir + "/log.txt";
+    const int code = test::run_tool(tool, "--config " + config + " --out " + out + " " + flags, log);
+    const std::string text = test::read_file(log);
+    const std::string flag = flags.substr(flags.rfind("--"), flags.find(' ', flags.rfind("--")) - flags.rfind("--"));
+    EXPECT_EQ(code, cli::kUsageError) << tool << " " << flags << ": " << text;
+    EXPECT_NE(text.find(flag), std::string::npos) << flags << ": " << text;
+    EXPECT_NE(text.find(range), std::string::npos) << flags << ": " << text;
+    EXPECT_FALSE(fs::exists(out)) << flags;
+  }
+  // ilf_prepare_data: a resolution beyond int was cut to 32; latent scales that give NaN or zero latents.
+  for (const auto& [flags, range] : std::vector<std::pair<std::string, std::string>>{
+           {"--resolution 4294967328", "from 1 to 16384"},
+           {"--latent-scale inf", "from 0.0001 to 10000"},
+           {"--latent-scale 1e308", "from 0.0001 to 10000"},
+           {"--latent-scale 1e-320", "from 0.0001 to 10000"}}) {
+    const int code = test::run_tool("ilf_prepare_data",
+                                    "--images " + dir + " --labels-from-folders --vae-encoder " + test::data_path("tiny_vae_encoder.pt") +
+                                        " --out " + dir + "/shards " + flags,
+                                    dir + "/log.txt");
+    const std::string text = test::read_file(dir + "/log.txt");
+    EXPECT_EQ(code, cli::kUsageError) << flags << ": " << text;
+    EXPECT_NE(text.find(flags.substr(0, flags.find(' '))), std::string::npos) << flags << ": " << text;
+    EXPECT_NE(text.find(range), std::string::npos) << flags << ": " << text;
+    EXPECT_FALSE(fs::exists(dir + "/shards")) << flags;
+  }
+}
+
+TEST(HardeningRanges, ConfigAndSetAgreeWithTheFlagOnGuidance) {
+  // --cfg -1 is refused as a usage error; the same value (and 1e20) through --set is refused naming the key.
+  const std::string dir = test::scratch_dir("hardening_ranges_set");
+  const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json";
+  for (const std::string value : {"-1", "-1e308", "1e20"}) {
+    const int code = test::run_tool(
+        "ilf_sample", "--config " + config + " --set sampling.guidance_scale=" + value + " --out " + dir + "/x.png", dir + "/log.txt");
+    const std::string text = test::read_file(dir + "/log.txt");
+    EXPECT_EQ(code, cli::kRunError) << value << ": " << text;
+    EXPECT_NE(text.find("sampling.guidance_scale"), std::string::npos) << text;
+    EXPECT_NE(text.find("from 0 to 1000"), std::string::npos) << text;
+    EXPECT_FALSE(fs::exists(dir + "/x.png"));
+  }
+}
+
+TEST(HardeningMessages, LongFlagValuesAreNotEchoedInFull) {
+  const std::string dir = test::scratch_dir("hardening_long_value");
+  const std::string value(100000, '7');
+  const int code = test::run_tool("ilf_sample", "--steps x" + value, dir + "/log.txt");
+  const std::string text = test::read_file(dir + "/log.txt");
+  EXPECT_EQ(code, cli::kUsageError) << text.substr(0, 300);
+  EXPECT_NE(text.find("--steps"), std::string::npos) << text.substr(0, 300);
+  EXPECT_LT(text.size(), 400u) << text.substr(0, 300);
+  EXPECT_NE(text.find("(100001 bytes)"), std::string::npos) << text.substr(0, 300);
+}
+
+TEST(HardeningMessages, TorchScriptTracebacksAreCutToTheLineThatSaysWhatFailed) {
+  try {
+    TORCH_CHECK(false,
+                "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript, serialized code "
+                "(most recent call last):\n  File \"code/__torch__/vae.py\", line 12, in forward\n    x = conv(x)\n"
+                "RuntimeError: Given groups=1, weight of size [8, 3, 3, 3], expected input[1, 4, 8, 8] to have 3 channels\n");
+    ADD_FAILURE() << "TORCH_CHECK did not throw";
+  } catch (const c10::Error& e) {
+    const std::string line = short_torch_error(e);
+    EXPECT_EQ(line.rfind("RuntimeError: Given groups=1", 0), 0u) << line;
+    EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+    EXPECT_EQ(cli::current_error_message().find("Traceback"), std::string::npos);
+  }
+  // The interpreter also throws plain std::runtime_error with the same traceback.
+  try {
+    throw std::runtime_error(
+        "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript, serialized code (most "
+        "recent call last):\n  File \"code/__torch__.py\", line 10, in forward\n    _0 = (conv).forward(x)\n"
+        "RuntimeError: expected input[1, 4, 1, 1] to have 3 channels, but got 4 channels instead\n");
+  } catch (const std::exception& e) {
+    EXPECT_EQ(short_torch_error(e).rfind("RuntimeError: expected input", 0), 0u) << short_torch_error(e);
+    const std::string line = cli::current_error_message();
+    EXPECT_EQ(line.rfind("RuntimeError: expected input", 0), 0u) << line;
+    EXPECT_EQ(line.find("Traceback"), std::string::npos) << line;
+  }
+  EXPECT_EQ(abbreviated(std::string(10, 'a'), 80), std::string(10, 'a'));
+  EXPECT_EQ(abbreviated(std::string(100, 'a'), 80), std::string(80, 'a') + "... (100 bytes)");
+  EXPECT_EQ(abbreviated("ab\xc3\xa9", 3), "ab... (4 bytes)");  // not inside a character
+  EXPECT_EQ(ceil_div(9223372036854775807LL, 9223372036854775807LL), 1);
+  EXPECT_EQ(ceil_div(5, 9223372036854775807LL), 1);
+  EXPECT_EQ(ceil_div(0, 3), 0);
+  EXPECT_EQ(ceil_div(7, 2), 4);
 }
 
 }  // namespace

@@ -4,7 +4,10 @@
 // inferred from the tensors; and scripts/export_weights.py round-trips the reference weights.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -420,4 +423,72 @@ TEST(HardeningWeights, ZeroSizePatchKernelFileGivesAToolError) {
   EXPECT_NE(test::read_file(dir + "/log.txt").find("x_embedder.proj.weight"), std::string::npos)
       << test::read_file(dir + "/log.txt");
   EXPECT_FALSE(std::filesystem::exists(dir + "/out.safetensors"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 33: non-finite values never reach a file. A single NaN in the backbone gave a black PNG at exit
+// 0 and ilf_forward outputs of all NaN; weights are now checked at load, naming the file and tensor.
+
+TEST(HardeningNonFinite, WeightsWithNaNOrInfAreRefusedAtLoadNamingFileAndTensor) {
+  const std::string dir = test::scratch_dir("hardening_nonfinite_weights");
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()}) {
+    TensorMap w = tensors_of("dit_tiny.weights.safetensors");
+    w["blocks.1.attn.qkv.weight"] = w.at("blocks.1.attn.qkv.weight").clone();
+    w["blocks.1.attn.qkv.weight"].view(-1)[17] = bad;
+    const std::string path = dir + "/w.safetensors";
+    write_safetensors(path, w);
+    const std::string message = error_of([&] { read_weights(path); });
+    EXPECT_TRUE(contains(message, path)) << message;
+    EXPECT_TRUE(contains(message, "blocks.1.attn.qkv.weight")) << message;
+    EXPECT_TRUE(contains(message, "1 NaN or Inf value")) << message;
+    // The tool: exit 1, one line naming the tensor, no output file.
+    const int code = test::run_tool("ilf_forward",
+                                    "--weights " + path + " --inputs " + test::data_path("dit_tiny.io.safetensors") + " --out " +
+                                        dir + "/out.safetensors --set model.num_heads=4",
+                                    dir + "/log.txt");
+    EXPECT_EQ(code, 1) << test::read_file(dir + "/log.txt");
+    EXPECT_TRUE(contains(test::read_file(dir + "/log.txt"), "blocks.1.attn.qkv.weight")) << test::read_file(dir + "/log.txt");
+    EXPECT_FALSE(std::filesystem::exists(dir + "/out.safetensors"));
+  }
+  // The unchanged file loads (the check reads only).
+  EXPECT_EQ(error_of([] { read_weights(test::data_path("dit_tiny.weights.safetensors")); }), "");
+}
+
+TEST(HardeningNonFinite, ForwardOutputsThatOverflowAreNotWritten) {
+  // Finite weights and inputs whose forward overflows: ilf_forward refuses to write the NaN / Inf outputs.
+  const std::string dir = test::scratch_dir("hardening_nonfinite_forward");
+  TensorMap io = tensors_of("dit_tiny.io.safetensors");
+  io["x"] = torch::full_like(io.at("x"), 3e38f);
+  write_safetensors(dir + "/io.safetensors", io);
+  const int code = test::run_tool("ilf_forward",
+                                  "--weights " + test::data_path("dit_tiny.weights.safetensors") + " --inputs " + dir +
+                                      "/io.safetensors --out " + dir + "/out.safetensors --set model.num_heads=4",
+                                  dir + "/log.txt");
+  const std::string text = test::read_file(dir + "/log.txt");
+  EXPECT_EQ(code, 1) << text;
+  EXPECT_TRUE(contains(text, "NaN or Inf")) << text;
+  EXPECT_TRUE(contains(text, "nothing written")) << text;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out.safetensors"));
+}
+
+// The cost of the load check, not a test (run with --gtest_also_run_disabled_tests
+// --gtest_filter='*FiniteCheckCost*'): 600M float32 parameters, the size of the largest preset
+// (PixArt-XL/2, 611M), in tensors of a PixArt-XL block's shapes; prints the check's seconds per size.
+TEST(HardeningNonFinite, DISABLED_FiniteCheckCostOnTheLargestPresetSize) {
+  torch::manual_seed(0);
+  std::printf("%-14s %-10s %-12s %-12s\n", "parameters", "GB f32", "check s", "GB/s");
+  for (const int64_t millions : {60, 300, 600}) {
+    TensorMap w;
+    int64_t total = 0;
+    for (int64_t i = 0; total < millions * 1000000; ++i) {
+      w["t" + std::to_string(i)] = torch::randn({1152, 4608});  // an MLP matrix of PixArt-XL
+      total += 1152 * 4608;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    require_finite_tensors(w, "bench");
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double gb = static_cast<double>(total) * 4 / 1e9;
+    std::printf("%-14lld %-10.2f %-12.3f %-12.2f\n", static_cast<long long>(total), gb, seconds, gb / seconds);
+  }
 }

@@ -10,6 +10,8 @@
 
 #include "ilf/experiments/bench/bench_run.h"
 #include "ilf/io/atomic_file.h"
+#include "ilf/models/vae.h"
+#include "ilf/sampling/sampler.h"
 #include "tool_common.h"
 
 using namespace ilf;
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--set", request.overrides, "override a config value: key.path=value (repeatable)");
   app.add_option("--batch", request.batches, "backbone forward batch (with guidance: 2 x images); repeatable")
       ->capture_default_str()
-      ->transform(cli::Count);
+      ->transform(cli::CountUpTo(kMaxBatch));
   app.add_option("--dtype", request.dtypes, "float32, bfloat16 / bf16, float16 / fp16 (the last two on CUDA); repeatable")
       ->capture_default_str();
   app.add_option("--method", request.methods,
@@ -68,7 +70,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->transform(cli::Seed);
   app.add_option("--vae", request.vae, "TorchScript VAE decoder: adds seconds per image with decoding");
-  app.add_option("--vae-scale", request.vae_scale, "latent scale factor of the VAE")->capture_default_str();
+  app.add_option("--vae-scale", request.vae_scale, "latent scale factor of the VAE")
+      ->capture_default_str()
+      ->check(cli::NumberInRange(kMinLatentScale, kMaxLatentScale));
   app.add_option("--out", args.out, "also write the Markdown table here (atomically)")->check(cli::NonEmpty);
   app.add_option("--json", args.json_out, "write all results as JSON here (atomically)");
   app.add_flag("--numerics", request.numerics,

@@ -8,6 +8,7 @@
 #include "ilf/io/atomic_file.h"
 #include "ilf/pipelines/calibration.h"
 #include "ilf/pipelines/text_to_image.h"
+#include "ilf/sampling/sampler.h"
 #include "tool_common.h"
 
 using namespace ilf;
@@ -23,7 +24,9 @@ int main(int argc, char** argv) {
   app.add_option("--model-folder", model_folder, "text-to-image: model folder with model.json");
   app.add_option("--prompts-file", prompts_file, "text-to-image: prompts, one per line (cycled over the samples)");
   app.add_option("--num-samples", request.num_samples, "images sampled")->capture_default_str()->transform(cli::Count);
-  app.add_option("--batch", request.batch, "images per sampling run")->capture_default_str()->transform(cli::Count);
+  app.add_option("--batch", request.batch, "images per sampling run")
+      ->capture_default_str()
+      ->transform(cli::CountUpTo(kMaxBatch));
   app.add_option("--seed", request.seed, "base seed of the initial noise")->capture_default_str()->transform(cli::Seed);
   app.add_option("--degree", request.degree, "degree of the fitted polynomial")->capture_default_str();
   app.add_option("--out", out, "calibration file (default: teacache.json next to the backbone weights)")->check(cli::NonEmpty);

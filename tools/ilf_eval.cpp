@@ -12,6 +12,7 @@
 #include "ilf/io/atomic_file.h"
 #include "ilf/pipelines/evaluation.h"
 #include "ilf/pipelines/loading.h"
+#include "ilf/sampling/sampler.h"
 #include "tool_common.h"
 
 using namespace ilf;
@@ -24,7 +25,9 @@ int main(int argc, char** argv) {
   app.add_option("--config", config, "run config (JSON)")->capture_default_str();
   app.add_option("--set", overrides, "override a config value: key.path=value (repeatable)");
   app.add_option("--num-samples", request.num_samples, "samples to generate")->capture_default_str()->transform(cli::Count);
-  app.add_option("--batch", request.batch, "samples per sampling batch")->capture_default_str()->transform(cli::Count);
+  app.add_option("--batch", request.batch, "samples per sampling batch")
+      ->capture_default_str()
+      ->transform(cli::CountUpTo(kMaxBatch));
   app.add_option("--seed", request.seed, "base seed of the initial noise")->capture_default_str()->transform(cli::Seed);
   app.add_option("--write-samples", request.write_samples, "save the generated samples (safetensors) for later fidelity runs")
       ->check(cli::NonEmpty);

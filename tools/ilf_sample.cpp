@@ -15,6 +15,7 @@
 
 #include "ilf/pipelines/loading.h"
 #include "ilf/pipelines/sample_files.h"
+#include "ilf/sampling/sampler.h"
 #include "ilf/util/progress.h"
 #include "tool_common.h"
 
@@ -84,11 +85,11 @@ int main(int argc, char** argv) {
   app.add_option("--steps", args.steps, "sampling steps (overrides sampling.steps)")->transform(cli::Count);
   app.add_option("--cfg", args.cfg,
                  "classifier-free guidance scale (overrides sampling.guidance_scale; text-to-image default 4.5)")
-      ->check(cli::FiniteNonNegative);
+      ->check(cli::NumberInRange(0, kMaxGuidanceScale));
   app.add_option("--batch", request.batch,
                  "number of images (classes repeat to fill it; with --prompt: images of the prompt; "
                  "with --prompts-file: prompts per sampling run)")
-      ->transform(cli::Count);
+      ->transform(cli::CountUpTo(kMaxBatch));
   app.add_option("--method", args.method, "sampling method: baseline, ilf, cache, ... (overrides sampling.method)");
   app.add_option("--weights", args.weights, "backbone weights (overrides weights)");
   app.add_option("--feedback", args.feedback, "feedback module weights (overrides ilf.feedback_weights)");
@@ -115,9 +116,9 @@ int main(int argc, char** argv) {
                  "PixArt-Sigma's empty prompt)");
   app.add_option("--model-folder", request.model_folder, "text-to-image: model folder with model.json (overrides model.folder)");
   app.add_option("--height", request.height, "text-to-image: image height in pixels (default: the model's resolution)")
-      ->transform(cli::Count);
+      ->transform(cli::CountUpTo(kMaxImageSide));
   app.add_option("--width", request.width, "text-to-image: image width in pixels (default: the model's resolution)")
-      ->transform(cli::Count);
+      ->transform(cli::CountUpTo(kMaxImageSide));
   app.add_flag("--no-resolution-binning", no_resolution_binning,
                "text-to-image: sample at --height x --width instead of the nearest aspect-ratio bin of the multi-scale models");
   if (const int code = cli::parse(app, argc, argv, "ilf_sample"); code >= 0) return code;

@@ -9,6 +9,7 @@
 
 #include "ilf/error.h"
 #include "ilf/experiments/search/search_run.h"
+#include "ilf/sampling/sampler.h"
 #include "tool_common.h"
 
 using namespace ilf;
@@ -26,7 +27,8 @@ int main(int argc, char** argv) {
                      ->transform(cli::Count);
   app.add_option("--budget-fraction", run.budget_fraction, "budget as a fraction of the reference sampler's block forwards")
       ->excludes(budget)
-      ->check(cli::FinitePositive);  // 0 used to mean "not given" and searched the default budget
+      ->check(cli::FinitePositive)  // 0 used to mean "not given" and searched the default budget
+      ->check(cli::NumberInRange(0, kMaxBudgetFraction));
   // The objective and the lists are text parsed into the fields; a bad one is a usage error naming the flag.
   auto parsed = [&](const std::string& flag, auto& field, auto parse, const std::string& shown, const std::string& help) {
     return app
@@ -78,7 +80,7 @@ int main(int argc, char** argv) {
   app.add_option("--reference-steps", run.reference_steps, "plain steps of the reference sampler (PSNR, --budget-fraction)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--batch", run.batch, "samples per sampling batch")->capture_default_str()->transform(cli::Count);
+  app.add_option("--batch", run.batch, "samples per sampling batch")->capture_default_str()->transform(cli::CountUpTo(kMaxBatch));
   app.add_option("--device", run.device, "cpu, cuda or auto (CUDA when the build and machine have it)")->capture_default_str();
   if (const int code = cli::parse(app, argc, argv, "ilf_search"); code >= 0) return code;
   try {

@@ -21,7 +21,11 @@
 #include <exception>
 #include <iostream>
 #include <limits>
+#include <sstream>
+#include <stdexcept>
 #include <string>
+
+#include "ilf/util/checks.h"
 
 namespace ilf::cli {
 
@@ -32,7 +36,15 @@ constexpr int kRunError = 1;
 
 namespace detail {
 
-inline std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+// The value as given, in quotes; at most 80 bytes of it (a flag's value can be a 1 MB line).
+inline std::string quoted(const std::string& s) { return "\"" + abbreviated(s, 80) + "\""; }
+
+// The bound as written in messages: "1e+308" style, not std::to_string's "1000.000000".
+inline std::string bound_text(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
 
 // A decimal integer (optional leading '-' for signed types) filling all of `text`; false on anything
 // else, including overflow.
@@ -57,6 +69,21 @@ inline const CLI::Validator Count(
       return "";
     },
     "INT>=1", "Count");
+
+// A count from 1 to `max` (a batch, an image side, a resolution): larger ones cannot run, and used to
+// overflow the arithmetic on them (--batch 2^63-1 ran nothing at exit 0) or be cut when narrowed to int
+// (--resolution 4294967328 became 32).
+inline CLI::Validator CountUpTo(int64_t max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        int64_t value = 0;
+        if (!detail::parse_integer(text, value) || value < 1 || value > max)
+          return "expected an integer from 1 to " + std::to_string(max) + ", got " + detail::quoted(text);
+        text = std::to_string(value);
+        return "";
+      },
+      "INT in [1, " + std::to_string(max) + "]", "CountUpTo");
+}
 
 // A seed: an integer from 0 to 2^64-1 (18446744073709551615), no sign, no wrap, no clamp.
 inline const CLI::Validator Seed(
@@ -108,6 +135,26 @@ inline const CLI::Validator NonEmpty([](std::string& text)
                                          -> std::string { return text.empty() ? "expected a path, got an empty string" : ""; },
                                      "PATH", "NonEmpty");
 
+// A finite number from `min` to `max` (guidance scales, latent scales, fractions), the same range the
+// config key of the flag has.
+inline CLI::Validator NumberInRange(double min, double max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        double value = 0;
+        size_t used = 0;
+        try {
+          value = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size() || !std::isfinite(value) || value < min || value > max)
+          return "expected a number from " + detail::bound_text(min) + " to " + detail::bound_text(max) + ", got " +
+                 detail::quoted(text);
+        return "";
+      },
+      "FLOAT in [" + detail::bound_text(min) + ", " + detail::bound_text(max) + "]", "NumberInRange");
+}
+
 // Parses the command line. Returns -1 to go on; otherwise the status to exit with: 0 after --help,
 // kUsageError after a usage error (printed as one line "tool: error: ...").
 inline int parse(CLI::App& app, int argc, char** argv, const std::string& tool) {
@@ -116,7 +163,7 @@ inline int parse(CLI::App& app, int argc, char** argv, const std::string& tool) 
   } catch (const CLI::Success& e) {  // --help
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << tool << ": error: " << e.what() << " (see " << tool << " --help)" << std::endl;
+    std::cerr << tool << ": error: " << abbreviated(e.what(), 2000) << " (see " << tool << " --help)" << std::endl;
     return kUsageError;
   }
   return -1;
@@ -137,9 +184,11 @@ inline std::string current_error_message() {
   } catch (...) {
     text = "unknown exception";
   }
+  // Never a TorchScript traceback (2 KB of serialized code): its last line says what failed.
+  if (text.find("Traceback of TorchScript") != std::string::npos) text = short_torch_error(std::runtime_error(text), 500);
   for (char& c : text)
     if (c == '\n' || c == '\r') c = ' ';
-  return text;
+  return abbreviated(text, 2000);  // no message of a megabyte, whatever it quotes
 }
 
 // Prints the exception being handled as "tool: error: <one line>" and returns kRunError. Call it

@@ -16,7 +16,8 @@ MethodSettingsPtr parse_ilf_settings(ConfigReader& r) {
   if (!std::isfinite(s->anneal.floor) || s->anneal.floor < 0) throw r.invalid("ilf.anneal_floor", "a number >= 0");
   if (!std::isfinite(s->anneal.scale) || s->anneal.scale < 0) throw r.invalid("ilf.anneal_scale", "a number >= 0");
   s->strength = r.get<double>("ilf.strength", s->strength);
-  if (!std::isfinite(s->strength) || s->strength < 0) throw r.invalid("ilf.strength", "a number >= 0 (1 = as trained)");
+  if (!(s->strength >= 0 && s->strength <= kMaxFeedbackStrength))
+    throw r.invalid("ilf.strength", "a number from 0 to 100 (1 = as trained; got " + std::to_string(s->strength) + ")");
   s->feedback_steps.mode = parse_feedback_steps_mode(r.choice("ilf.feedback_steps.mode", to_string(s->feedback_steps.mode),
                                                               {"all", "outer", "first", "last", "alternating", "list", "none"}));
   s->feedback_steps.count = r.get<int64_t>("ilf.feedback_steps.count", s->feedback_steps.count);

@@ -42,6 +42,7 @@ MethodSettingsPtr parse_l2c_settings(ConfigReader& r) {
   SafetensorsFile f;
   try {
     f = read_safetensors(s->router);
+    require_finite_tensors(f.tensors, s->router);
   } catch (const Error& e) {
     throw r.invalid("l2c.router", std::string("a router file written by ilf_train --set training.mode=l2c (") + e.what() + ")");
   }

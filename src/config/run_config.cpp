@@ -4,8 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "ilf/error.h"
+#include "ilf/models/vae.h"
+#include "ilf/sampling/noise_schedule.h"
+#include "ilf/sampling/sampler.h"
 #include "ilf/util/strings.h"
 
 namespace ilf {
@@ -49,6 +53,12 @@ ModelSpec parse_model(ConfigReader& r) {
   opt_int("hidden_size", m.hidden_size, kMaxModelHiddenSize);
   opt_int("depth", m.depth, kMaxModelDepth);
   opt_int("num_heads", m.num_heads, kMaxModelHiddenSize);
+  // Positional-embedding factors of PixArt (1 .. 2 and 0.5 .. 2 published); 1e300 gave garbage.
+  auto opt_factor = [&](const char* key, std::optional<double>& out) {
+    opt_double(key, out);
+    if (out && !(*out > 0 && *out <= 64))
+      throw r.invalid(std::string("model.") + key, "a number in (0, 64] (got " + number_text(*out) + ")");
+  };
   opt_double("mlp_ratio", m.mlp_ratio);
   if (m.mlp_ratio && !(*m.mlp_ratio > 0 && *m.mlp_ratio <= 64))
     throw r.invalid("model.mlp_ratio", "a number in (0, 64] (got " + std::to_string(*m.mlp_ratio) + ")");
@@ -57,8 +67,8 @@ ModelSpec parse_model(ConfigReader& r) {
   opt_bool("pred_sigma", m.pred_sigma);
   opt_int("caption_channels", m.caption_channels, kMaxModelHiddenSize);
   opt_int("model_max_length", m.model_max_length, kMaxModelTokens);
-  opt_double("lewei_scale", m.lewei_scale);
-  opt_double("pe_interpolation", m.pe_interpolation);
+  opt_factor("lewei_scale", m.lewei_scale);
+  opt_factor("pe_interpolation", m.pe_interpolation);
   opt_bool("qk_norm", m.qk_norm);
   opt_bool("kv_compress", m.kv_compress);
   return m;
@@ -82,7 +92,8 @@ SamplingSection parse_sampling(ConfigReader& r) {
   if (s.options.steps < 1 || s.options.steps > kMaxSamplingSteps)
     throw r.invalid("sampling.steps", "an integer from 1 to " + std::to_string(kMaxSamplingSteps) + " (got " +
                                           std::to_string(s.options.steps) + ")");
-  if (!std::isfinite(s.options.guidance_scale)) throw r.invalid("sampling.guidance_scale", "a finite number");
+  if (!(s.options.guidance_scale >= 0 && s.options.guidance_scale <= kMaxGuidanceScale))
+    throw r.invalid("sampling.guidance_scale", "a number from 0 to 1000 (got " + number_text(s.options.guidance_scale) + ")");
   if (s.options.guided_channels < 0) throw r.invalid("sampling.guided_channels", "an integer >= 0 (0 = all eps channels)");
   s.solver = parse_solver_options(r, "sampling");
   return s;
@@ -94,7 +105,7 @@ VaeSection parse_vae(ConfigReader& r) {
   v.encoder = path_setting(r, "vae.encoder");
   if (r.has("vae.scale_factor")) {
     v.scale_factor = r.require<double>("vae.scale_factor");
-    if (!(*v.scale_factor > 0)) throw r.invalid("vae.scale_factor", "a positive number");
+    check_latent_scale(*v.scale_factor, r.source() + ": \"vae.scale_factor\"");
   }
   v.downsampling = r.get<int64_t>("vae.downsampling", v.downsampling);
   if (v.downsampling < 1 || v.downsampling > 64) throw r.invalid("vae.downsampling", "an integer in [1, 64]");
@@ -107,7 +118,8 @@ TextSection parse_text(ConfigReader& r) {
   t.tokenizer = path_setting(r, "text.tokenizer");
   if (r.has("text.max_length")) {
     t.max_length = r.require<int64_t>("text.max_length");
-    if (*t.max_length < 1) throw r.invalid("text.max_length", "an integer >= 1");
+    if (*t.max_length < 1 || *t.max_length > kMaxModelTokens)
+      throw r.invalid("text.max_length", "an integer from 1 to " + std::to_string(kMaxModelTokens));
   }
   t.lowercase = r.get<bool>("text.lowercase", t.lowercase);
   t.cache_size = r.get<int64_t>("text.cache_size", t.cache_size);
@@ -154,8 +166,8 @@ TrainingOptions parse_training(ConfigReader& c) {
   o.cond_dropout = c.get<double>("training.cond_dropout", o.cond_dropout);
   if (o.cond_dropout < 0 || o.cond_dropout > 1) throw c.invalid("training.cond_dropout", "in [0, 1]");
   o.distill_guidance = c.get<double>("training.distill_guidance", o.distill_guidance);
-  if (!std::isfinite(o.distill_guidance) || o.distill_guidance < 0)
-    throw c.invalid("training.distill_guidance", "a finite guidance scale >= 0 (1 = plain distillation)");
+  if (!(o.distill_guidance >= 0 && o.distill_guidance <= kMaxGuidanceScale))
+    throw c.invalid("training.distill_guidance", "a guidance scale from 0 to 1000 (1 = plain distillation)");
   o.teacher = c.choice("training.teacher", "fad", {"fad", "multistep"}) == "fad" ? TeacherKind::kFad : TeacherKind::kMultistep;
   o.teacher_steps = c.get<int64_t>("training.teacher_steps", o.teacher_steps);
   if (o.teacher_steps < 1) throw c.invalid("training.teacher_steps", ">= 1");
@@ -177,6 +189,8 @@ TrainingOptions parse_training(ConfigReader& c) {
   o.sample_steps = c.get<int64_t>("training.sample_steps", o.sample_steps);
   if (o.sample_steps < 1) throw c.invalid("training.sample_steps", ">= 1");
   o.sample_guidance = c.get<double>("training.sample_guidance", o.sample_guidance);
+  if (!(o.sample_guidance >= 0 && o.sample_guidance <= kMaxGuidanceScale))
+    throw c.invalid("training.sample_guidance", "a guidance scale from 0 to 1000");
   const int64_t seed = c.get<int64_t>("training.seed", 0);
   if (seed < 0) throw c.invalid("training.seed", ">= 0");
   o.seed = static_cast<uint64_t>(seed);
@@ -323,14 +337,20 @@ SolverOptions parse_solver_options(ConfigReader& reader, const std::string& pref
     schedule.beta_schedule = reader.choice(path("beta_schedule"), schedule.beta_schedule, {"linear", "scaled_linear"});
     schedule.beta_start = reader.get<double>(path("beta_start"), schedule.beta_start);
     schedule.beta_end = reader.get<double>(path("beta_end"), schedule.beta_end);
-    if (!(schedule.beta_start > 0 && schedule.beta_start < 1))
-      throw reader.invalid(path("beta_start"), "in (0, 1) (got " + std::to_string(schedule.beta_start) + ")");
-    if (!(schedule.beta_end > 0 && schedule.beta_end < 1))
-      throw reader.invalid(path("beta_end"), "in (0, 1) (got " + std::to_string(schedule.beta_end) + ")");
+    if (!(schedule.beta_start >= kMinBeta && schedule.beta_start <= kMaxBeta))
+      throw reader.invalid(path("beta_start"), "a number from 1e-8 to 0.5 (got " + number_text(schedule.beta_start) + ")");
+    if (!(schedule.beta_end >= kMinBeta && schedule.beta_end <= kMaxBeta))
+      throw reader.invalid(path("beta_end"), "a number from 1e-8 to 0.5 (got " + number_text(schedule.beta_end) + ")");
     schedule.num_train_timesteps = reader.get<int64_t>(path("num_train_timesteps"), schedule.num_train_timesteps);
     if (schedule.num_train_timesteps < 2 || schedule.num_train_timesteps > kMaxTrainTimesteps)
       throw reader.invalid(path("num_train_timesteps"), "an integer from 2 to " + std::to_string(kMaxTrainTimesteps) + " (got " +
                                                             std::to_string(schedule.num_train_timesteps) + ")");
+    try {  // the table the keys make: alphas_cumprod that reach 0 or stay 1 in float32 only give NaN
+      NoiseSchedule::create(schedule);
+    } catch (const Error& e) {
+      throw Error(reader.source() + ": " + path("beta_start") + ", " + path("beta_end") + " and " +
+                  path("num_train_timesteps") + ": " + e.what());
+    }
 
     const std::string default_spacing = solver == "dpmpp2m" ? "linspace" : "leading";
     const TimestepSpacing spacing =
@@ -356,8 +376,8 @@ SolverOptions parse_solver_options(ConfigReader& reader, const std::string& pref
       o.steps_offset = steps_offset;
       o.clip_sample = reader.get<bool>(path("clip_sample"), o.clip_sample);
       o.clip_sample_range = reader.get<double>(path("clip_sample_range"), o.clip_sample_range);
-      if (!(o.clip_sample_range > 0))
-        throw reader.invalid(path("clip_sample_range"), "> 0 (got " + std::to_string(o.clip_sample_range) + ")");
+      if (!(o.clip_sample_range > 0 && std::isfinite(o.clip_sample_range)))
+        throw reader.invalid(path("clip_sample_range"), "a finite number > 0 (got " + number_text(o.clip_sample_range) + ")");
       o.set_alpha_to_one = reader.get<bool>(path("set_alpha_to_one"), o.set_alpha_to_one);
     }
   } else {  // pixart_dpm

@@ -40,6 +40,7 @@ void FeedbackModuleImpl::save(const std::string& path) const {
 
 void FeedbackModuleImpl::load(const std::string& path) {
   const SafetensorsFile file = read_safetensors(path);
+  require_finite_tensors(file.tensors, path);
   auto meta = [&](const std::string& key) -> std::string {
     auto it = file.metadata.find(key);
     if (it == file.metadata.end()) throw Error(path + ": not a feedback module file (metadata \"" + key + "\" missing)");

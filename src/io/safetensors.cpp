@@ -9,6 +9,7 @@
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/json.h"
+#include "ilf/util/checks.h"
 
 namespace ilf {
 namespace {
@@ -183,6 +184,10 @@ void write_safetensors(const std::string& path, const TensorMap& tensors, const 
     for (const auto& t : ordered)
       out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
   });
+}
+
+void require_finite_tensors(const TensorMap& tensors, const std::string& source) {
+  for (const auto& [name, tensor] : tensors) require_finite(tensor, source + ": tensor \"" + name + "\"");
 }
 
 const torch::Tensor& require_tensor(const TensorMap& tensors, const std::string& name, const std::string& source) {

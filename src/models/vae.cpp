@@ -1,9 +1,12 @@
 // TorchScript VAE decoder / encoder with the latent scale factor (see include/ilf/models/vae.h).
 #include "ilf/models/vae.h"
 
+#include <sstream>
+
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/text/text_encoder.h"
+#include "ilf/util/checks.h"
 
 namespace ilf {
 
@@ -14,9 +17,12 @@ torch::jit::script::Module load_module(const std::string& path, const std::strin
   try {
     torch::jit::script::Module m = torch::jit::load(path, device);
     m.eval();
+    require_finite_module(m, path);
     return m;
-  } catch (const c10::Error& e) {
-    throw Error(path + ": cannot load the TorchScript " + what + " (" + e.what_without_backtrace() + ")");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(path + ": cannot load the TorchScript " + what + " (" + short_torch_error(e) + ")");
   }
 }
 
@@ -28,6 +34,14 @@ torch::Dtype module_dtype(const torch::jit::script::Module& m) {
 
 }  // namespace
 
+void check_latent_scale(double scale, const std::string& what) {
+  if (!(scale >= kMinLatentScale && scale <= kMaxLatentScale)) {
+    std::ostringstream got;
+    got << scale;
+    throw Error(what + " must be a number from 1e-4 to 1e4 (got " + got.str() + ")");
+  }
+}
+
 TorchScriptVae::TorchScriptVae(const std::string& decoder_path, const std::string& encoder_path, double scale_factor,
                                const torch::Device& device, int64_t downsampling)
     : decoder_path_(decoder_path),
@@ -36,7 +50,7 @@ TorchScriptVae::TorchScriptVae(const std::string& decoder_path, const std::strin
       downsampling_(downsampling),
       device_(device) {
   const std::string& name = decoder_path.empty() ? encoder_path : decoder_path;
-  if (!(scale_factor > 0)) throw Error(name + ": the VAE latent scale factor must be > 0");
+  check_latent_scale(scale_factor, name + ": the VAE latent scale factor");
   if (decoder_path.empty() && encoder_path.empty()) throw Error("a VAE needs a decoder or an encoder file");
   if (!decoder_path.empty()) {
     decoder_ = load_module(decoder_path, "VAE decoder", device);
@@ -55,14 +69,19 @@ torch::Tensor TorchScriptVae::decode(const torch::Tensor& latents) {
   torch::Tensor images;
   try {
     images = first_output_tensor(decoder_.forward({(latents / scale_factor_).to(device_, dtype)}), decoder_path_);
-  } catch (const c10::Error& e) {
-    throw Error(decoder_path_ + ": the VAE decoder failed on latents of shape " + c10::str(latents.sizes()) + " (" +
-                e.what_without_backtrace() + ")");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(decoder_path_ + ": the VAE decoder failed on latents of shape " + c10::str(latents.sizes()) +
+                " (expected a TorchScript VAE decoder: latents (B, C, h, w) -> images (B, 3, H, W); " + short_torch_error(e) +
+                ")");
   }
   if (images.dim() != 4 || images.size(0) != latents.size(0) || (images.size(1) != 3 && images.size(1) != 1))
     throw Error(decoder_path_ + ": expected images (B, 3, H, W) (or (B, 1, H, W), grey) from the VAE decoder, got " +
                 c10::str(images.sizes()));
-  return images.to(torch::kFloat32).clamp(-1, 1);
+  images = images.to(torch::kFloat32);
+  require_finite(images, decoder_path_ + ": the VAE decoder's images");
+  return images.clamp(-1, 1);
 }
 
 torch::Tensor TorchScriptVae::encode_unscaled(const torch::Tensor& images) {
@@ -72,14 +91,23 @@ torch::Tensor TorchScriptVae::encode_unscaled(const torch::Tensor& images) {
   torch::Tensor latents;
   try {
     latents = first_output_tensor(encoder_.forward({images.to(device_, dtype)}), encoder_path_);
-  } catch (const c10::Error& e) {
-    throw Error(encoder_path_ + ": the VAE encoder failed on images of shape " + c10::str(images.sizes()) + " (" +
-                e.what_without_backtrace() + ")");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(encoder_path_ + ": the VAE encoder failed on images of shape " + c10::str(images.sizes()) +
+                " (expected a TorchScript VAE encoder: images (B, 3, H, W) -> latents (B, C, h, w); " + short_torch_error(e) +
+                ")");
   }
-  return latents.to(torch::kFloat32);
+  latents = latents.to(torch::kFloat32);
+  require_finite(latents, encoder_path_ + ": the VAE encoder's latents");
+  return latents;
 }
 
-torch::Tensor TorchScriptVae::encode(const torch::Tensor& images) { return encode_unscaled(images) * scale_factor_; }
+torch::Tensor TorchScriptVae::encode(const torch::Tensor& images) {
+  torch::Tensor latents = encode_unscaled(images) * scale_factor_;
+  require_finite(latents, encoder_path_ + ": the scaled latents");
+  return latents;
+}
 
 torch::Tensor TorchScriptVae::encode_sample(const torch::Tensor& images, torch::Generator& generator) {
   const torch::Tensor moments = encode_unscaled(images).to(torch::kCPU);  // (B, 2C, h, w)
@@ -87,8 +115,10 @@ torch::Tensor TorchScriptVae::encode_sample(const torch::Tensor& images, torch::
     throw Error(encoder_path_ + ": the VAE encoder returns " + std::to_string(moments.size(1)) +
                 " channels; moments need an even number ([mean, logvar])");
   const auto chunks = moments.chunk(2, 1);  // mean, logvar
-  const torch::Tensor z = chunks[0] + (0.5 * chunks[1].clamp(-30, 20)).exp() * torch::randn(chunks[0].sizes(), generator);
-  return z * scale_factor_;
+  torch::Tensor z = chunks[0] + (0.5 * chunks[1].clamp(-30, 20)).exp() * torch::randn(chunks[0].sizes(), generator);
+  z = z * scale_factor_;
+  require_finite(z, encoder_path_ + ": the sampled latents");
+  return z;
 }
 
 }  // namespace ilf

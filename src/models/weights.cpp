@@ -14,6 +14,7 @@
 
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
+#include "ilf/util/checks.h"
 
 namespace ilf {
 namespace {
@@ -38,7 +39,7 @@ TensorMap read_zip_weights(const std::string& path) {
     return tensors;
   } catch (const c10::Error& e) {
     // LibTorch cannot unpickle torch.save'd checkpoints in general (OrderedDict, nn.Parameter, ...).
-    throw Error(path + ": not a TorchScript archive (" + e.what_without_backtrace() +
+    throw Error(path + ": not a TorchScript archive (" + short_torch_error(e) +
                 "). A torch.save checkpoint (.pt / .pth) must first be converted with scripts/export_weights.py");
   }
 }
@@ -209,11 +210,16 @@ TensorMap convert_diffusers_dit(TensorMap w, const std::string& source) {
 }  // namespace
 
 TensorMap read_weights(const std::string& path) {
-  if (fs::is_directory(path)) return read_weights_folder(path);
-  if (!fs::exists(path)) throw Error(path + ": weights file not found");
-  require_regular_file(path, "weights file");
-  if (is_zip_file(path)) return read_zip_weights(path);
-  return read_safetensors(path).tensors;
+  TensorMap weights;
+  if (fs::is_directory(path)) {
+    weights = read_weights_folder(path);
+  } else {
+    if (!fs::exists(path)) throw Error(path + ": weights file not found");
+    require_regular_file(path, "weights file");
+    weights = is_zip_file(path) ? read_zip_weights(path) : read_safetensors(path).tensors;
+  }
+  require_finite_tensors(weights, path);
+  return weights;
 }
 
 TensorMap to_official_layout(TensorMap weights, const std::string& source, WeightLayout* layout) {

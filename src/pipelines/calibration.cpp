@@ -1,6 +1,7 @@
 // Calibration of the acceleration methods (see include/ilf/pipelines/calibration.h).
 #include "ilf/pipelines/calibration.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -8,8 +9,10 @@
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/pipelines/class_to_image.h"
+#include "ilf/pipelines/evaluation.h"
 #include "ilf/pipelines/text_to_image.h"
 #include "ilf/util/device.h"
+#include "ilf/sampling/sampler.h"
 
 namespace ilf {
 
@@ -31,8 +34,10 @@ void check_not_replacing_a_model_file(const std::string& out, const RunConfig& c
 }
 
 TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const CalibrationRequest& request) {
-  if (request.num_samples < 1) throw Error("--num-samples must be >= 1");
-  if (request.batch < 1) throw Error("--batch must be >= 1");
+  if (request.num_samples < 1 || request.num_samples > kMaxEvalSamples)
+    throw Error("--num-samples must be an integer from 1 to " + std::to_string(kMaxEvalSamples));
+  if (request.batch < 1 || request.batch > kMaxBatch)
+    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch));
   if (request.degree < 0 || request.degree > 8) throw Error("--degree must be in [0, 8]");
   RunConfig config = loaded.config;
   config.sampling.method = "baseline";  // the recorder replaces it; no feedback weights are needed
@@ -83,6 +88,17 @@ TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const Cali
   for (size_t i = 0; i < c.input_changes.size(); ++i)
     squared += std::pow(evaluate_polynomial(c.coefficients, c.input_changes[i]) - c.output_changes[i], 2);
   c.rms_error = std::sqrt(squared / static_cast<double>(c.input_changes.size()));
+  // A non-finite coefficient is written as null (16 of them at exit 0 with guidance 1e308).
+  const auto finite = [](const std::vector<double>& v) {
+    return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
+  };
+  for (const auto& [name, values] : {std::pair<const char*, const std::vector<double>*>{"step pairs", &c.input_changes},
+                                     {"step pairs", &c.output_changes},
+                                     {"coefficients", &c.coefficients}})
+    if (!finite(*values))
+      throw Error(std::string("TeaCache calibration: the fitted ") + name +
+                  " are not finite (NaN or Inf); nothing written (check the guidance scale and the weights)");
+  if (!std::isfinite(c.rms_error)) throw Error("TeaCache calibration: the fit's rms error is not finite; nothing written");
   c.file = {{"format", "ilf.teacache"},
             {"coefficients", c.coefficients},
             {"weights", config.weights},

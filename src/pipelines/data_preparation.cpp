@@ -27,14 +27,18 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "ilf/config/run_config.h"
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/image.h"
 #include "ilf/io/safetensors.h"
 #include "ilf/models/vae.h"
+#include "ilf/sampling/sampler.h"
 #include "ilf/text/text_encoder.h"
 #include "ilf/training/datasets.h"
 #include "ilf/util/device.h"
+#include "ilf/util/checks.h"
+#include "ilf/util/strings.h"
 
 namespace ilf {
 
@@ -145,6 +149,17 @@ torch::Tensor load_image(const std::string& path, int64_t resolution, int64_t ch
 
 void prepare_shards(const DataPreparationOptions& args) {
   if (args.labels_from_folders == args.captions) throw Error("choose exactly one of --labels-from-folders and --captions");
+  // The ranges of the flags (tools/ilf_prepare_data.cpp checks them too), before any file is read.
+  check_latent_scale(args.latent_scale, "--latent-scale");
+  if (args.resolution < 1 || args.resolution > kMaxImageSide)
+    throw Error("--resolution must be an integer from 1 to " + std::to_string(kMaxImageSide) + " (got " +
+                std::to_string(args.resolution) + ")");
+  if (args.batch < 1 || args.batch > kMaxBatch)
+    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(args.batch) + ")");
+  if (args.shard_size < 1) throw Error("--shard-size must be >= 1 (got " + std::to_string(args.shard_size) + ")");
+  if (args.max_tokens < 1 || args.max_tokens > kMaxModelTokens)
+    throw Error("--max-tokens must be an integer from 1 to " + std::to_string(kMaxModelTokens) + " (got " +
+                std::to_string(args.max_tokens) + ")");
   if (args.captions && (args.text_encoder.empty() || args.tokenizer.empty()))
     throw Error("--captions needs --text-encoder and --tokenizer");
   if (args.channels != 1 && args.channels != 3) throw Error("--channels must be 1 or 3");
@@ -161,9 +176,11 @@ void prepare_shards(const DataPreparationOptions& args) {
   std::mt19937_64 rng(args.seed);
   std::shuffle(items.begin(), items.end(), rng);
   fs::create_directories(args.out);
-  spdlog::info("{} images{}; {} shards of up to {}", items.size(),
+  // ceil_div: (n + shard_size - 1) / shard_size overflowed at --shard-size 2^63-1 (one shard logged, none written).
+  const int64_t num_shards = ceil_div(static_cast<int64_t>(items.size()), args.shard_size);
+  spdlog::info("{} images{}; {} shard{} of up to {}", items.size(),
                args.labels_from_folders ? ", " + std::to_string(class_names.size()) + " classes" : std::string(", captions"),
-               (items.size() + args.shard_size - 1) / args.shard_size, args.shard_size);
+               num_shards, num_shards == 1 ? "" : "s", std::min<int64_t>(args.shard_size, static_cast<int64_t>(items.size())));
 
   TorchScriptVae vae("", args.vae_encoder, args.latent_scale, device);
   std::unique_ptr<TextEncoder> text;
@@ -183,18 +200,18 @@ void prepare_shards(const DataPreparationOptions& args) {
   }
 
   torch::Generator generator = make_cpu_generator(mix_seed(args.seed, 1));
-  const int64_t num_shards = (static_cast<int64_t>(items.size()) + args.shard_size - 1) / args.shard_size;
   for (int64_t k = 0; k < num_shards; ++k) {
     char name[64];
     std::snprintf(name, sizeof(name), "shard-%06lld.safetensors", static_cast<long long>(k));
     const std::string path = (fs::path(args.out) / name).string();
     if (fs::exists(path)) continue;  // finished by an earlier run (same seed -> same items)
-    const int64_t begin = k * args.shard_size, end = std::min<int64_t>(begin + args.shard_size, items.size());
+    const int64_t count = static_cast<int64_t>(items.size());
+    const int64_t begin = k * args.shard_size, end = begin + std::min<int64_t>(args.shard_size, count - begin);
     std::vector<torch::Tensor> latents, features, masks;
     std::vector<int64_t> labels;
     std::vector<float> image_hw, aspect;
     for (int64_t b = begin; b < end; b += args.batch) {
-      const int64_t e = std::min(b + args.batch, end);
+      const int64_t e = b + std::min(args.batch, end - b);
       std::vector<torch::Tensor> images;
       std::vector<std::string> captions;
       for (int64_t i = b; i < e; ++i) {
@@ -227,7 +244,13 @@ void prepare_shards(const DataPreparationOptions& args) {
       condition.image_hw = torch::tensor(image_hw).view({n, 2});
       condition.aspect_ratio = torch::tensor(aspect).view({n, 1});
     }
-    write_shard(path, torch::cat(latents).to(store_type), condition,
+    // NaN / Inf latents (an encoder or image that overflows) never reach a shard; the stored dtype is
+    // checked too (f16 overflows above 65504).
+    const torch::Tensor shard_latents = torch::cat(latents).to(store_type);
+    require_finite(shard_latents, path + ": latents of images " + std::to_string(begin) + " .. " + std::to_string(end - 1),
+                   "nothing written; first image " + items[static_cast<size_t>(begin)].path);
+    if (condition.caption.defined()) require_finite(condition.caption, path + ": caption features", "nothing written");
+    write_shard(path, shard_latents, condition,
                 {{"latent_scale", std::to_string(args.latent_scale)}, {"resolution", std::to_string(args.resolution)}});
     spdlog::info("wrote {} ({} samples)", path, n);
   }

@@ -4,6 +4,7 @@
 #include <torch/script.h>
 
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include "ilf/error.h"
@@ -12,9 +13,13 @@
 #include "ilf/io/safetensors.h"
 #include "ilf/pipelines/class_to_image.h"
 #include "ilf/pipelines/text_to_image.h"
+#include "ilf/sampling/sampler.h"
+#include "ilf/text/text_encoder.h"
 #include "ilf/training/datasets.h"
+#include "ilf/util/checks.h"
 #include "ilf/util/progress.h"
 #include "ilf/util/device.h"
+#include "ilf/util/strings.h"
 
 namespace ilf {
 
@@ -47,9 +52,12 @@ torch::jit::script::Module load_extractor(const std::string& path, const torch::
   try {
     torch::jit::script::Module extractor = torch::jit::load(path, device);
     extractor.eval();
+    require_finite_module(extractor, path);
     return extractor;
-  } catch (const c10::Error& e) {
-    throw Error(path + ": cannot load the TorchScript feature extractor (" + e.what_without_backtrace() + ")");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(path + ": cannot load the TorchScript feature extractor (" + short_torch_error(e) + ")");
   }
 }
 
@@ -78,6 +86,7 @@ nlohmann::json score(const RunConfig& config, const EvalRequest& request, EvalRe
   if (eval.feature_extractor != ref.eval.feature_extractor || eval.crop != ref.eval.crop ||
       eval.dataset_folder != ref.eval.dataset_folder || resolve_device(request.device) != ref.device)
     throw Error(config.source + ": evaluated against a reference loaded for another \"eval\" section or device");
+  require_finite(g.images, "evaluation: the generated samples");  // nothing non-finite is scored or written
   if (!request.write_samples.empty())
     write_safetensors(request.write_samples, {{"samples", g.images}}, {{"config", config.source}});
 
@@ -106,12 +115,20 @@ nlohmann::json score(const RunConfig& config, const EvalRequest& request, EvalRe
   if (!request.reference_samples.empty()) {
     const TensorMap ref = read_safetensors(request.reference_samples).tensors;
     const torch::Tensor& r = require_tensor(ref, "samples", request.reference_samples);
+    require_finite(r, request.reference_samples + ": tensor \"samples\"");
     if (r.sizes() != g.images.sizes())
       throw Error(request.reference_samples +
                   ": reference samples have another shape than this run's (same --num-samples and model needed)");
     metrics["psnr_vs_reference"] = mean_psnr(g.images, r);
     metrics["mse_vs_reference"] = mean_squared_error(g.images, r);
   }
+  // A NaN metric would be written as null at exit 0 (a PSNR of +inf is identical images, and stays).
+  for (const char* key : {"fid", "class_accuracy", "psnr_vs_reference", "mse_vs_reference"})
+    if (metrics.contains(key) && metrics[key].is_number_float() &&
+        (std::string(key) == "psnr_vs_reference" ? std::isnan(metrics[key].get<double>())
+                                                 : !std::isfinite(metrics[key].get<double>())))
+      throw Error(std::string("evaluation: the metric \"") + key + "\" is not finite (" + number_text(metrics[key].get<double>()) +
+                  ")");
   return metrics;
 }
 
@@ -129,7 +146,11 @@ std::vector<LabelledPrompt> interleave_classes(const std::vector<LabelledPrompt>
 
 void check_request(const EvalRequest& request) {
   if (request.num_samples < 2) throw Error("--num-samples must be >= 2 (FID needs a covariance)");
-  if (request.batch < 1) throw Error("--batch must be >= 1");
+  if (request.batch < 1 || request.batch > kMaxBatch)
+    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(request.batch) + ")");
+  if (request.num_samples > kMaxEvalSamples)
+    throw Error("--num-samples must be at most " + std::to_string(kMaxEvalSamples) + " (got " +
+                std::to_string(request.num_samples) + ")");
 }
 
 }  // namespace
@@ -199,7 +220,7 @@ std::vector<LabelledPrompt> read_labelled_prompts(const std::string& path) {
       if (used != tab || p.label < 0) throw std::invalid_argument("not a class");
     } catch (const std::exception&) {
       throw Error(path + ": line " + std::to_string(i + 1) + " must be \"class<TAB>caption\" with a class index >= 0, got \"" +
-                  lines[i] + "\"");
+                  abbreviated(lines[i]) + "\"");
     }
     p.prompt = lines[i].substr(tab + 1);
     p.where = path + ": line " + std::to_string(i + 1);

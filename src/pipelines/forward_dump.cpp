@@ -4,9 +4,11 @@
 #include <spdlog/spdlog.h>
 
 #include "ilf/error.h"
+#include "ilf/io/safetensors.h"
 #include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
 #include "ilf/util/device.h"
+#include "ilf/util/checks.h"
 
 namespace ilf {
 
@@ -68,8 +70,12 @@ void write_forward_dump(const ModelSpec& model, const ForwardDumpRequest& reques
                backbone->hidden_size());
 
   const TensorMap io = read_safetensors(request.inputs).tensors;
+  require_finite_tensors(io, request.inputs);
   const ForwardDumpInputs inputs = read_forward_dump_inputs(io, request.inputs, *backbone, device);
   TensorMap outputs = forward_keeping_hidden_states(*backbone, inputs, request.inputs);
+  // Non-finite outputs (inputs or weights with NaN / Inf, an overflow) are refused, not written.
+  for (const auto& [name, tensor] : outputs)
+    require_finite(tensor, request.out + ": output \"" + name + "\"", "nothing written; inputs " + request.inputs);
   write_safetensors(request.out, outputs,
                     {{"family", backbone->family()}, {"weights", request.weights}, {"dtype", request.dtype}});
   spdlog::info("wrote {} (out {} and {} hidden states)", request.out, c10::str(outputs["out"].sizes()), backbone->depth() + 1);

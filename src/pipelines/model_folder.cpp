@@ -22,6 +22,7 @@
 #include "ilf/io/atomic_file.h"
 #include "ilf/io/config.h"
 #include "ilf/models/vae.h"
+#include "ilf/util/strings.h"
 
 namespace ilf {
 
@@ -58,12 +59,6 @@ std::string read_file_entry(ConfigReader& reader, const fs::path& folder, const 
   else if (!fs::is_regular_file(path, ec))  // a folder, a fifo (would block the load), a device
     problems.push_back("\"" + key + "\": " + path.string() + " is not a regular file");
   return path.lexically_normal().string();
-}
-
-std::string number_text(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
 }
 
 }  // namespace
@@ -107,9 +102,10 @@ ModelFolder read_model_folder(const std::string& folder) {
   m.custom_vae = reader.has("vae_downsampling");
   m.vae_downsampling = reader.get<int64_t>("vae_downsampling", kVaeDownsampling);
   m.image_channels = reader.get<int64_t>("image_channels", 3);
-  if (m.vae_downsampling < 1) problems.push_back("\"vae_downsampling\" must be >= 1");
+  if (m.vae_downsampling < 1 || m.vae_downsampling > 64) problems.push_back("\"vae_downsampling\" must be an integer from 1 to 64");
   if (m.image_channels != 1 && m.image_channels != 3) problems.push_back("\"image_channels\" must be 1 or 3");
-  if (reader.has("latent_scale") && !(m.latent_scale > 0)) problems.push_back("\"latent_scale\" must be > 0");
+  if (reader.has("latent_scale") && !(m.latent_scale >= kMinLatentScale && m.latent_scale <= kMaxLatentScale))
+    problems.push_back("\"latent_scale\" must be a number from 1e-4 to 1e4 (got " + number_text(m.latent_scale) + ")");
   if (family && !m.custom_vae && reader.has("latent_scale") && std::abs(m.latent_scale - family->latent_scale) > 1e-9)
     problems.push_back("\"latent_scale\" is " + number_text(m.latent_scale) + " but " + family->name + " latents use " +
                        number_text(family->latent_scale) + (family->name == "pixart_alpha" ? " (SD VAE)" : " (SDXL VAE)"));

@@ -10,10 +10,13 @@
 
 #include "ilf/error.h"
 #include "ilf/io/image.h"
+#include "ilf/io/json.h"
 #include "ilf/pipelines/class_to_image.h"
 #include "ilf/pipelines/model_folder.h"
 #include "ilf/pipelines/text_to_image.h"
 #include "ilf/util/device.h"
+#include "ilf/sampling/sampler.h"
+#include "ilf/util/checks.h"
 
 namespace ilf {
 namespace {
@@ -68,6 +71,10 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
   if (!request.classes.empty())
     throw Error("--class is for class-to-image models; text-to-image takes --prompt or --prompts-file");
   if (request.prompt && !request.prompts_file.empty()) throw Error("give either --prompt or --prompts-file, not both");
+  // Before any sampling: the PNG metadata holds the prompts as JSON text, which must be UTF-8.
+  if (request.prompt && !is_valid_utf8(*request.prompt)) throw Error("--prompt: not valid UTF-8 text (prompts must be UTF-8)");
+  if (request.negative_prompt && !is_valid_utf8(*request.negative_prompt))
+    throw Error("--negative-prompt: not valid UTF-8 text (prompts must be UTF-8)");
   const RunConfig& config = loaded.config;
   TextToImageModel model =
       load_text_to_image_model(config, resolve_device(request.device), loaded.folder ? &*loaded.folder : nullptr);
@@ -79,7 +86,7 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
                                                ? read_prompts_file(request.prompts_file)
                                                : std::vector<std::string>(std::max<int64_t>(request.batch, 1), *request.prompt);
   const auto total = static_cast<int64_t>(prompts.size());
-  const int64_t per_run = from_file ? std::max<int64_t>(request.batch, 1) : total;
+  const int64_t per_run = from_file ? std::min(std::max<int64_t>(request.batch, 1), std::max<int64_t>(total, 1)) : total;
   SampleFilesSummary summary;
   summary.out = !request.out.empty() ? request.out : from_file ? "samples" : "sample.png";
   summary.images = total;
@@ -103,7 +110,7 @@ SampleFilesSummary write_text_to_image(const LoadedRunConfig& loaded, const Samp
   nlohmann::json settings = text_to_image_png_settings(loaded, model, request.negative_prompt, request.config_label);
 
   const auto start = std::chrono::steady_clock::now();
-  const int64_t runs = (total + per_run - 1) / per_run;
+  const int64_t runs = ceil_div(total, per_run);  // (total + per_run - 1) / per_run overflowed at --batch 2^63-1
   for (int64_t r = 0; r < runs; ++r) {
     const int64_t begin = r * per_run, end = std::min(total, begin + per_run);
     generation.prompts.assign(prompts.begin() + begin, prompts.begin() + end);
@@ -190,6 +197,12 @@ Json text_to_image_png_settings(const LoadedRunConfig& loaded, const TextToImage
 
 SampleFilesSummary write_sample_files(const LoadedRunConfig& loaded, const SampleFilesRequest& request,
                                       const SampleFilesProgress& progress) {
+  if (request.batch < 0 || request.batch > kMaxBatch)
+    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(request.batch) + ")");
+  for (const auto [flag, side] : {std::pair<const char*, int64_t>{"--height", request.height}, {"--width", request.width}})
+    if (side < 0 || side > kMaxImageSide)
+      throw Error(std::string(flag) + " must be an integer from 1 to " + std::to_string(kMaxImageSide) + " (got " +
+                  std::to_string(side) + ")");
   return request.text_to_image() ? write_text_to_image(loaded, request, progress)
                                  : write_class_to_image(loaded.config, request, progress);
 }

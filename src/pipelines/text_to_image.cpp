@@ -11,6 +11,7 @@
 #include "ilf/accel/registry.h"
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
+#include "ilf/io/json.h"
 #include "ilf/models/loader.h"
 #include "ilf/models/weights.h"
 
@@ -283,6 +284,9 @@ std::vector<std::string> read_prompts_file(const std::string& path) {
   auto finish = [&] {
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    // Found here, not when the PNG metadata is written after the sampling ran (a json type_error 316).
+    if (!is_valid_utf8(line))
+      throw Error(path + ": line " + std::to_string(number) + " is not valid UTF-8 text (prompts must be UTF-8)");
     if (line.find_first_not_of(" \t") != std::string::npos) prompts.push_back(line);
     line.clear();
   };

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "ilf/error.h"
+#include "ilf/util/strings.h"
 
 namespace ilf {
 namespace {
@@ -54,9 +55,9 @@ void NoiseScheduleOptions::validate() const {
     throw Error("noise schedule: beta_schedule must be one of linear, scaled_linear (got \"" + beta_schedule + "\")");
   if (num_train_timesteps < 2)
     throw Error("noise schedule: num_train_timesteps must be >= 2 (got " + std::to_string(num_train_timesteps) + ")");
-  if (!(beta_start > 0 && beta_start < 1 && beta_end > 0 && beta_end < 1))
-    throw Error("noise schedule: beta_start and beta_end must lie in (0, 1) (got " + std::to_string(beta_start) + ", " +
-                std::to_string(beta_end) + ")");
+  if (!(beta_start >= kMinBeta && beta_start <= kMaxBeta && beta_end >= kMinBeta && beta_end <= kMaxBeta))
+    throw Error("noise schedule: beta_start and beta_end must be numbers from 1e-8 to 0.5 (got " + number_text(beta_start) +
+                ", " + number_text(beta_end) + ")");
 }
 
 NoiseSchedule NoiseSchedule::create(const NoiseScheduleOptions& options) {
@@ -70,6 +71,18 @@ NoiseSchedule NoiseSchedule::create(const NoiseScheduleOptions& options) {
         torch::linspace(std::sqrt(options.beta_start), std::sqrt(options.beta_end), options.num_train_timesteps, f32).pow(2);
   }
   schedule.alphas_cumprod = torch::cumprod(1.0 - schedule.betas, 0);
+  // The table must keep a noise level the solvers can divide by: alphas_cumprod of 1 (beta_start
+  // 1e-300: sigma 0) or below 1e-30 (100000 timesteps of the default betas: 0, sigma infinite) only
+  // gave NaN images. Real schedules end near 4e-5 (DiT) or 5e-3 (SD).
+  const double first = schedule.alphas_cumprod[0].item<double>();
+  const double last = schedule.alphas_cumprod[-1].item<double>();
+  if (!(first < 1.0))
+    throw Error("noise schedule: beta_start " + number_text(options.beta_start) +
+                " is too small to change alphas_cumprod in float32 (sigma 0 at timestep 0)");
+  if (!(last >= kMinAlphasCumprod))
+    throw Error("noise schedule: alphas_cumprod falls to " + number_text(last) + " at the last of " +
+                std::to_string(options.num_train_timesteps) +
+                " timesteps (at least 1e-30 is needed: fewer timesteps or a smaller beta_end)");
   return schedule;
 }
 

@@ -3,12 +3,15 @@
 
 #include "ilf/error.h"
 #include "ilf/sampling/guidance.h"
+#include "ilf/util/checks.h"
 
 namespace ilf {
 
 void SamplingOptions::validate() const {
   if (steps < 1) throw Error("sampling.steps must be >= 1 (got " + std::to_string(steps) + ")");
   if (guided_channels < 0) throw Error("sampling.guided_channels must be >= 0 (0 = all eps channels)");
+  if (!(guidance_scale >= 0 && guidance_scale <= kMaxGuidanceScale))
+    throw Error("sampling.guidance_scale must be a number from 0 to 1000 (got " + std::to_string(guidance_scale) + ")");
 }
 
 nlohmann::json SamplingPlan::to_json() const {
@@ -114,6 +117,12 @@ SamplingResult sample(Backbone& backbone, AccelerationMethod& method, Solver& so
     torch::Tensor eps = out.slice(1, 0, channels).to(torch::kFloat32);
     if (guided) eps = classifier_free_guidance(eps, options.guidance_scale, guided_channels).narrow(0, 0, batch);
     x = solver.step(eps, x);
+    // Non-finite latents only give black or NaN images: stop at the step that made them (a check, it
+    // changes no value).
+    if (!all_finite(x))
+      throw Error("sampling: the latents became NaN or Inf at step " + std::to_string(step.index + 1) + "/" +
+                  std::to_string(n) + " (timestep " + std::to_string(step.timestep) +
+                  "; non-finite weights or inputs, or a guidance scale, schedule or strength too extreme)");
     if (progress) progress(step.index + 1, n);
   }
   result.block_forwards = runner.block_forwards();

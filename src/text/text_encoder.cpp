@@ -6,6 +6,7 @@
 
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
+#include "ilf/util/checks.h"
 
 namespace ilf {
 
@@ -25,6 +26,11 @@ torch::Tensor first_output_tensor(const torch::IValue& output, const std::string
   throw Error(source + ": the TorchScript module returned no tensor (got " + output.tagKind() + ")");
 }
 
+void require_finite_module(const torch::jit::script::Module& module, const std::string& path) {
+  for (const auto& p : module.named_parameters()) require_finite(p.value, path + ": tensor \"" + p.name + "\"");
+  for (const auto& b : module.named_buffers()) require_finite(b.value, path + ": tensor \"" + b.name + "\"");
+}
+
 TextEncoder::TextEncoder(const std::string& module_path, const std::string& tokenizer_path, const TextEncoderOptions& options,
                          const torch::Device& device)
     : tokenizer_(tokenizer_path, options.max_length), module_path_(module_path), options_(options), device_(device) {
@@ -32,8 +38,11 @@ TextEncoder::TextEncoder(const std::string& module_path, const std::string& toke
   require_regular_file(module_path, "TorchScript text encoder");
   try {
     module_ = torch::jit::load(module_path, device);
-  } catch (const c10::Error& e) {
-    throw Error(module_path + ": cannot load the TorchScript text encoder (" + e.what_without_backtrace() + ")");
+    require_finite_module(module_, module_path);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(module_path + ": cannot load the TorchScript text encoder (" + short_torch_error(e) + ")");
   }
   module_.eval();
 }
@@ -67,10 +76,12 @@ CaptionEmbeddings TextEncoder::encode(const std::vector<std::string>& prompts) {
       try {
         features =
             first_output_tensor(module_.forward({tokens.input_ids.to(device_), tokens.attention_mask.to(device_)}), module_path_);
-      } catch (const c10::Error& e) {
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
         throw Error(module_path_ + ": the text encoder failed on input_ids / attention_mask of shape (" +
                     std::to_string(missing.size()) + ", " + std::to_string(options_.max_length) + ") on " + device_.str() + " (" +
-                    e.what_without_backtrace() + ")");
+                    short_torch_error(e) + ")");
       }
     }
     const int64_t n = static_cast<int64_t>(missing.size());

@@ -10,6 +10,10 @@
 
 namespace ilf {
 
+// The accepted feedback strengths ("ilf.strength", the search's --strengths): 0 to 100; 1 is the
+// trained strength, published schedules use 0.25 .. 1.5 (1e30 gave garbage at exit 0).
+constexpr double kMaxFeedbackStrength = 100;
+
 // The sampling-time settings of the "ilf" config section (the loop, the init and the weights file are
 // the feedback module's, read with the run config's "ilf" section).
 struct IlfSettings : MethodSettings {

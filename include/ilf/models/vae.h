@@ -17,6 +17,15 @@ constexpr int64_t kVaeDownsampling = 8;
 // Stable Diffusion's VAE (DiT, PixArt-alpha) and SDXL's (PixArt-Sigma).
 constexpr double kSdVaeLatentScale = 0.18215;
 constexpr double kSdxlVaeLatentScale = 0.13025;
+// The accepted range of a latent scale factor (config "vae.scale_factor", a model folder's
+// "latent_scale", ilf_prepare_data --latent-scale): far around every published VAE's (0.13 .. 1.5);
+// outside it latents overflow or vanish (1e-300 gave black images, 1e-320 all-zero latents).
+constexpr double kMinLatentScale = 1e-4;
+constexpr double kMaxLatentScale = 1e4;
+
+// Throws ilf::Error "<what> must be a number from 1e-4 to 1e4 (got ...)" unless kMinLatentScale <=
+// scale <= kMaxLatentScale.
+void check_latent_scale(double scale, const std::string& what);
 
 class TorchScriptVae {
  public:

@@ -31,6 +31,10 @@
 
 namespace ilf {
 
+// The most samples one evaluation takes: 10^9, far above FID's 50,000 (larger counts overflowed the
+// sample index arithmetic).
+constexpr int64_t kMaxEvalSamples = 1000000000;
+
 struct EvalRequest {
   int64_t num_samples = 5000;
   int64_t batch = 500;

@@ -20,6 +20,13 @@ std::string to_string(TimestepSpacing spacing);
 // "trailing" lays out the same N timesteps either way.
 enum class SpacingGrid { kOnePerStep, kWithFinalBoundary };
 
+// The accepted betas ("beta_start", "beta_end" of the dpmpp2m and ddim solvers): 1e-8 to 0.5, around
+// every published schedule (DiT 1e-4 .. 0.02, SD 0.00085 .. 0.012); and the smallest alphas_cumprod the
+// table may reach (sigma up to 1e15; DiT's ends at 4e-5, sigma 157). Outside them the images are NaN.
+constexpr double kMinBeta = 1e-8;
+constexpr double kMaxBeta = 0.5;
+constexpr double kMinAlphasCumprod = 1e-30;
+
 struct NoiseScheduleOptions {
   std::string beta_schedule = "linear";  // "linear" or "scaled_linear" (linspace of sqrt(beta), squared)
   double beta_start = 1e-4;

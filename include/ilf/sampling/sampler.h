@@ -16,13 +16,28 @@
 
 namespace ilf {
 
+// The accepted classifier-free guidance scales (config "sampling.guidance_scale", --cfg, and the
+// trainer's guidance keys): 0 to 1000, far above every published setting (1 .. 20); larger scales gave
+// all-black images (1e20) or NaN (1e308), negative ones are not guidance.
+constexpr double kMaxGuidanceScale = 1000;
+
+// The most images of one sampling run (--batch of the sampling tools, images per encoder call of
+// ilf_prepare_data): far beyond what fits in any GPU's memory at once; 2^63-1 overflowed the run count
+// and ran nothing at exit 0.
+constexpr int64_t kMaxBatch = 1000000;
+// The longest image side in pixels (ilf_sample --height / --width, ilf_prepare_data --resolution):
+// 16384, twice the largest published model's (PixArt-Sigma 4K); larger sides were cut when narrowed
+// to int (--resolution 4294967328 became 32).
+constexpr int64_t kMaxImageSide = 16384;
+
 // The "sampling" section's loop settings (the method and the solver are chosen beside them).
 struct SamplingOptions {
   int64_t steps = 20;
   double guidance_scale = 1.0;  // classifier-free guidance runs when != 1
   int64_t guided_channels = 0;  // 0: all eps channels; 3: the official DiT/PixArt forward_with_cfg slicing
 
-  // Throws ilf::Error for impossible settings (steps < 1, guided_channels < 0).
+  // Throws ilf::Error for impossible settings (steps < 1, guided_channels < 0, guidance_scale outside
+  // [0, kMaxGuidanceScale]).
   void validate() const;
 };
 

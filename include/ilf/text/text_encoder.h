@@ -64,4 +64,8 @@ class TextEncoder {
 // dict (a traced Hugging Face model returns a tuple). Throws ilf::Error naming `source` when none.
 torch::Tensor first_output_tensor(const torch::IValue& output, const std::string& source);
 
+// Throws ilf::Error naming `path` and the tensor unless every parameter and buffer of a loaded
+// TorchScript module is finite (a NaN in a weight gives black images at exit 0).
+void require_finite_module(const torch::jit::script::Module& module, const std::string& path);
+
 }  // namespace ilf

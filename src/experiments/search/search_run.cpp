@@ -179,12 +179,17 @@ SearchResult run_search(SearchRun& run) {
   const CostFunction cost = make_plan_cost(run.target);
   Schedule reference;
   reference.steps = run.reference_steps;
+  std::ostringstream fraction;
+  fraction << run.budget_fraction;
+  if (!(run.budget_fraction >= 0 && run.budget_fraction <= kMaxBudgetFraction))
+    throw Error("ilf_search: --budget-fraction must be a number from 0 to 100 (got " + fraction.str() + ")");
   if (run.budget_fraction > 0) {
     if (run.reference_steps < 1) throw Error("ilf_search: --budget-fraction needs --reference-steps >= 1");
-    run.options.budget = static_cast<int64_t>(std::floor(run.budget_fraction * static_cast<double>(cost(reference))));
-    if (run.options.budget < 1)
-      throw Error("ilf_search: --budget-fraction " + std::to_string(run.budget_fraction) + " of the reference's " +
-                  std::to_string(cost(reference)) + " block forwards is a budget of less than 1 block forward");
+    const double budget = std::floor(run.budget_fraction * static_cast<double>(cost(reference)));
+    if (!(budget >= 1 && budget < 9.2e18))  // the conversion below is defined only in range
+      throw Error("ilf_search: --budget-fraction " + fraction.str() + " gives a budget of " + std::to_string(budget) +
+                  " block forwards (at least 1 is needed)");
+    run.options.budget = static_cast<int64_t>(budget);
   }
   spdlog::info("schedule search: budget {} block forwards per image, objective {}, {} evaluations of {} samples",
                run.options.budget, run.objective.describe(), run.options.evaluations, run.search_samples);

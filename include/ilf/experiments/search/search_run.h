@@ -63,6 +63,10 @@ Evaluator make_sampling_evaluator(std::shared_ptr<SearchModel> model, const Eval
 // in it rewritten relative to the new file's folder, so that `ilf_sample --config path` runs it anywhere.
 void write_schedule_config(const SearchTarget& target, const Schedule& schedule, const std::string& path);
 
+// The largest --budget-fraction: 100 times the reference sampler's block forwards (1e308 was an
+// undefined float-to-integer conversion).
+constexpr double kMaxBudgetFraction = 100;
+
 // Everything ilf_search runs, in OUT, with ilf_search's defaults (the tool binds its flags to these fields):
 //   reference_search.json / reference_heldout.json (+ .safetensors): the plain sampler with
 //     `reference_steps` steps on both seed sets (the PSNR reference and the baseline row of the report);
