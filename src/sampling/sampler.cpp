@@ -119,7 +119,7 @@ SamplingResult sample(Backbone& backbone, AccelerationMethod& method, Solver& so
     x = solver.step(eps, x);
     // Non-finite latents only give black or NaN images: stop at the step that made them (a check, it
     // changes no value).
-    if (!all_finite(x))
+    if (options.check_finite_latents && !all_finite(x))
       throw Error("sampling: the latents became NaN or Inf at step " + std::to_string(step.index + 1) + "/" +
                   std::to_string(n) + " (timestep " + std::to_string(step.timestep) +
                   "; non-finite weights or inputs, or a guidance scale, schedule or strength too extreme)");

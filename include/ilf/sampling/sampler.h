@@ -35,6 +35,10 @@ struct SamplingOptions {
   int64_t steps = 20;
   double guidance_scale = 1.0;  // classifier-free guidance runs when != 1
   int64_t guided_channels = 0;  // 0: all eps channels; 3: the official DiT/PixArt forward_with_cfg slicing
+  // Stop with an error naming the step whose latents became NaN or Inf. The check reads one value back
+  // per step (a device sync on CUDA), so a CUDA-graph capture of the whole loop (ilf_bench --cuda-graph,
+  // where reading back is not allowed) turns it off; its eager reference run keeps it.
+  bool check_finite_latents = true;
 
   // Throws ilf::Error for impossible settings (steps < 1, guided_channels < 0, guidance_scale outside
   // [0, kMaxGuidanceScale]).

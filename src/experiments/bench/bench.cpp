@@ -380,9 +380,11 @@ BenchResult benchmark_model(BenchModel& model, const BenchSettings& settings) {
       const torch::Tensor eager =
           sample(*model.backbone, *accel, *solver, options, noise, inputs.inputs, inputs.null_inputs).samples;
       const torch::Tensor static_noise = noise.clone();
+      SamplingOptions captured = options;
+      captured.check_finite_latents = false;  // no read-back inside a capture
       CudaGraphRecorder graphs;
       graphs.capture([&](const std::function<void()>& cut) {
-        sampled = sample(*model.backbone, *accel, *solver, options, static_noise, inputs.inputs, inputs.null_inputs,
+        sampled = sample(*model.backbone, *accel, *solver, captured, static_noise, inputs.inputs, inputs.null_inputs,
                          [&](int64_t step, int64_t num_steps) {
                            if (step < num_steps) cut();
                          });
