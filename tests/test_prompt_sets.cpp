@@ -121,7 +121,7 @@ TEST(PromptSets, ErrorsNameTheFileAndTheLineOrKey) {
   e = error("scalar.json", "42");
   EXPECT_TRUE(contains(e, "scalar.json")) << e;
   e = test::error_of([&] { read_prompt_set(dir + "/absent.txt"); });
-  EXPECT_TRUE(contains(e, "absent.txt: cannot read")) << e;
+  EXPECT_TRUE(contains(e, "absent.txt: prompt set does not exist")) << e;
 }
 
 TEST(PromptSets, AnEmptySetIsAnErrorInEveryFormat) {

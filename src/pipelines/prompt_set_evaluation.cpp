@@ -151,7 +151,9 @@ struct PseRecordsFile {
 
 PseRecordsFile pse_read_records(const std::string& path) {
   PseRecordsFile file;
-  require_regular_file(path, "evaluation file");
+  std::error_code exists_error;
+  if (!std::filesystem::exists(path, exists_error)) return file;  // a rank that has not started yet
+  require_regular_file(path, "records file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return file;
   std::ostringstream buffer;
