@@ -247,9 +247,18 @@ TEST(HardeningOverflow, PrepareDataWithAHugeShardSizeWritesOneShardOfEveryImage)
     std::filesystem::create_directories(root + "/images/" + name);
     write_png(root + "/images/" + name + "/" + std::to_string(pixel) + ".png", torch::full({3, 16, 16}, pixel / 127.5 - 1.0));
   }
-  const std::vector<std::string> common = {std::string(ILF_BINARY_DIR) + "/ilf_prepare_data", "--images", root + "/images",
-                                           "--labels-from-folders", "--vae-encoder", test::data_path("tiny_vae_encoder.pt"),
-                                           "--resolution", "16", "--dtype", "f32", "--out", root + "/shards"};
+  const std::vector<std::string> common = {std::string(ILF_BINARY_DIR) + "/ilf_prepare_data",
+                                           "--images",
+                                           root + "/images",
+                                           "--labels-from-folders",
+                                           "--vae-encoder",
+                                           test::data_path("tiny_vae_encoder.pt"),
+                                           "--resolution",
+                                           "16",
+                                           "--dtype",
+                                           "f32",
+                                           "--out",
+                                           root + "/shards"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> args = common;
     args.insert(args.end(), extra.begin(), extra.end());

@@ -245,14 +245,14 @@ TEST(HardeningRanges, GuidanceBatchAndSizeFlagsOutsideTheirRangeAreRefusedNaming
     EXPECT_FALSE(fs::exists(out)) << flags;
   }
   // ilf_prepare_data: a resolution beyond int was cut to 32; latent scales that give NaN or zero latents.
-  for (const auto& [flags, range] : std::vector<std::pair<std::string, std::string>>{
-           {"--resolution 4294967328", "from 1 to 16384"},
-           {"--latent-scale inf", "from 0.0001 to 10000"},
-           {"--latent-scale 1e308", "from 0.0001 to 10000"},
-           {"--latent-scale 1e-320", "from 0.0001 to 10000"}}) {
+  for (const auto& [flags, range] :
+       std::vector<std::pair<std::string, std::string>>{{"--resolution 4294967328", "from 1 to 16384"},
+                                                        {"--latent-scale inf", "from 0.0001 to 10000"},
+                                                        {"--latent-scale 1e308", "from 0.0001 to 10000"},
+                                                        {"--latent-scale 1e-320", "from 0.0001 to 10000"}}) {
     const int code = test::run_tool("ilf_prepare_data",
-                                    "--images " + dir + " --labels-from-folders --vae-encoder " + test::data_path("tiny_vae_encoder.pt") +
-                                        " --out " + dir + "/shards " + flags,
+                                    "--images " + dir + " --labels-from-folders --vae-encoder " +
+                                        test::data_path("tiny_vae_encoder.pt") + " --out " + dir + "/shards " + flags,
                                     dir + "/log.txt");
     const std::string text = test::read_file(dir + "/log.txt");
     EXPECT_EQ(code, cli::kUsageError) << flags << ": " << text;
@@ -267,8 +267,9 @@ TEST(HardeningRanges, ConfigAndSetAgreeWithTheFlagOnGuidance) {
   const std::string dir = test::scratch_dir("hardening_ranges_set");
   const std::string config = std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json";
   for (const std::string value : {"-1", "-1e308", "1e20"}) {
-    const int code = test::run_tool(
-        "ilf_sample", "--config " + config + " --set sampling.guidance_scale=" + value + " --out " + dir + "/x.png", dir + "/log.txt");
+    const int code = test::run_tool("ilf_sample",
+                                    "--config " + config + " --set sampling.guidance_scale=" + value + " --out " + dir + "/x.png",
+                                    dir + "/log.txt");
     const std::string text = test::read_file(dir + "/log.txt");
     EXPECT_EQ(code, cli::kRunError) << value << ": " << text;
     EXPECT_NE(text.find("sampling.guidance_scale"), std::string::npos) << text;

@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
   app.add_flag("--captions", args.captions, "caption = the .txt file beside each image");
   app.add_option("--text-encoder", args.text_encoder, "TorchScript text encoder: (input_ids, attention_mask) -> (B, L, D)");
   app.add_option("--tokenizer", args.tokenizer, "sentencepiece model of the text encoder (T5 spiece.model)");
-  app.add_option("--max-tokens", args.max_tokens, "caption length L (PixArt-alpha 120, PixArt-Sigma 300)")->transform(cli::CountUpTo(kMaxModelTokens));
+  app.add_option("--max-tokens", args.max_tokens, "caption length L (PixArt-alpha 120, PixArt-Sigma 300)")
+      ->transform(cli::CountUpTo(kMaxModelTokens));
   app.add_flag("--micro-conditions", args.micro_conditions, "store image_hw and aspect_ratio (PixArt-alpha 1024 MS)");
   app.add_option("--shard-size", args.shard_size, "samples per shard")->transform(cli::Count);
   app.add_option("--batch", args.batch, "images per encoder call")->transform(cli::CountUpTo(kMaxBatch));

@@ -348,8 +348,8 @@ SolverOptions parse_solver_options(ConfigReader& reader, const std::string& pref
     try {  // the table the keys make: alphas_cumprod that reach 0 or stay 1 in float32 only give NaN
       NoiseSchedule::create(schedule);
     } catch (const Error& e) {
-      throw Error(reader.source() + ": " + path("beta_start") + ", " + path("beta_end") + " and " +
-                  path("num_train_timesteps") + ": " + e.what());
+      throw Error(reader.source() + ": " + path("beta_start") + ", " + path("beta_end") + " and " + path("num_train_timesteps") +
+                  ": " + e.what());
     }
 
     const std::string default_spacing = solver == "dpmpp2m" ? "linspace" : "leading";

@@ -155,7 +155,8 @@ void prepare_shards(const DataPreparationOptions& args) {
     throw Error("--resolution must be an integer from 1 to " + std::to_string(kMaxImageSide) + " (got " +
                 std::to_string(args.resolution) + ")");
   if (args.batch < 1 || args.batch > kMaxBatch)
-    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(args.batch) + ")");
+    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(args.batch) +
+                ")");
   if (args.shard_size < 1) throw Error("--shard-size must be >= 1 (got " + std::to_string(args.shard_size) + ")");
   if (args.max_tokens < 1 || args.max_tokens > kMaxModelTokens)
     throw Error("--max-tokens must be an integer from 1 to " + std::to_string(kMaxModelTokens) + " (got " +

@@ -127,8 +127,8 @@ nlohmann::json score(const RunConfig& config, const EvalRequest& request, EvalRe
     if (metrics.contains(key) && metrics[key].is_number_float() &&
         (std::string(key) == "psnr_vs_reference" ? std::isnan(metrics[key].get<double>())
                                                  : !std::isfinite(metrics[key].get<double>())))
-      throw Error(std::string("evaluation: the metric \"") + key + "\" is not finite (" + number_text(metrics[key].get<double>()) +
-                  ")");
+      throw Error(std::string("evaluation: the metric \"") + key + "\" is not finite (" +
+                  number_text(metrics[key].get<double>()) + ")");
   return metrics;
 }
 
@@ -147,7 +147,8 @@ std::vector<LabelledPrompt> interleave_classes(const std::vector<LabelledPrompt>
 void check_request(const EvalRequest& request) {
   if (request.num_samples < 2) throw Error("--num-samples must be >= 2 (FID needs a covariance)");
   if (request.batch < 1 || request.batch > kMaxBatch)
-    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(request.batch) + ")");
+    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(request.batch) +
+                ")");
   if (request.num_samples > kMaxEvalSamples)
     throw Error("--num-samples must be at most " + std::to_string(kMaxEvalSamples) + " (got " +
                 std::to_string(request.num_samples) + ")");

@@ -102,7 +102,8 @@ ModelFolder read_model_folder(const std::string& folder) {
   m.custom_vae = reader.has("vae_downsampling");
   m.vae_downsampling = reader.get<int64_t>("vae_downsampling", kVaeDownsampling);
   m.image_channels = reader.get<int64_t>("image_channels", 3);
-  if (m.vae_downsampling < 1 || m.vae_downsampling > 64) problems.push_back("\"vae_downsampling\" must be an integer from 1 to 64");
+  if (m.vae_downsampling < 1 || m.vae_downsampling > 64)
+    problems.push_back("\"vae_downsampling\" must be an integer from 1 to 64");
   if (m.image_channels != 1 && m.image_channels != 3) problems.push_back("\"image_channels\" must be 1 or 3");
   if (reader.has("latent_scale") && !(m.latent_scale >= kMinLatentScale && m.latent_scale <= kMaxLatentScale))
     problems.push_back("\"latent_scale\" must be a number from 1e-4 to 1e4 (got " + number_text(m.latent_scale) + ")");

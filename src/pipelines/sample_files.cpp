@@ -198,7 +198,8 @@ Json text_to_image_png_settings(const LoadedRunConfig& loaded, const TextToImage
 SampleFilesSummary write_sample_files(const LoadedRunConfig& loaded, const SampleFilesRequest& request,
                                       const SampleFilesProgress& progress) {
   if (request.batch < 0 || request.batch > kMaxBatch)
-    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(request.batch) + ")");
+    throw Error("--batch must be an integer from 1 to " + std::to_string(kMaxBatch) + " (got " + std::to_string(request.batch) +
+                ")");
   for (const auto& [flag, side] : {std::pair<const char*, int64_t>{"--height", request.height}, {"--width", request.width}})
     if (side < 0 || side > kMaxImageSide)
       throw Error(std::string(flag) + " must be an integer from 1 to " + std::to_string(kMaxImageSide) + " (got " +

@@ -120,8 +120,8 @@ SamplingResult sample(Backbone& backbone, AccelerationMethod& method, Solver& so
     // Non-finite latents only give black or NaN images: stop at the step that made them (a check, it
     // changes no value).
     if (options.check_finite_latents && !all_finite(x))
-      throw Error("sampling: the latents became NaN or Inf at step " + std::to_string(step.index + 1) + "/" +
-                  std::to_string(n) + " (timestep " + std::to_string(step.timestep) +
+      throw Error("sampling: the latents became NaN or Inf at step " + std::to_string(step.index + 1) + "/" + std::to_string(n) +
+                  " (timestep " + std::to_string(step.timestep) +
                   "; non-finite weights or inputs, or a guidance scale, schedule or strength too extreme)");
     if (progress) progress(step.index + 1, n);
   }
