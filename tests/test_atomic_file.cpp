@@ -130,8 +130,10 @@ TEST(HardeningInputs, FifosFoldersAndDevicesWhereAFileIsExpectedAreRefusedNaming
   ASSERT_EQ(::mkfifo((dir + "/fifo").c_str(), 0644), 0);
   fs::create_directories(dir + "/folder");
   // The check itself: by stat, never opening the file.
-  for (const auto& [path, kind] : std::vector<std::pair<std::string, std::string>>{
+  for (const auto& entry : std::vector<std::pair<std::string, std::string>>{
            {dir + "/fifo", "fifo"}, {dir + "/folder", "directory"}, {"/dev/null", "device"}, {dir + "/none", "does not exist"}}) {
+    const std::string& path = entry.first;  // a named variable: lambdas cannot capture structured bindings in C++17
+    const std::string& kind = entry.second;
     const std::string message = test::any_error_of([&] { require_regular_file(path, "weights file"); });
     EXPECT_NE(message.find(path), std::string::npos) << message;
     EXPECT_NE(message.find(kind), std::string::npos) << message;
