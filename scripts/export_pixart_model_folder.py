@@ -68,8 +68,10 @@ def file_crc32(path):
 
 
 def record_checksums(manifest, folder):
-    """Adds "checksums" for every file entry of the manifest: the loader verifies them (corruption)."""
-    manifest["checksums"] = {key: file_crc32(os.path.join(folder, manifest[key])) for key in FILE_KEYS if key in manifest}
+    """Adds "checksums" for every file entry of the manifest that this run wrote into the folder: the loader
+    verifies them (corruption). Parts left out with --skip are not in the folder yet and get none."""
+    manifest["checksums"] = {key: file_crc32(os.path.join(folder, manifest[key])) for key in FILE_KEYS
+                             if key in manifest and os.path.isfile(os.path.join(folder, manifest[key]))}
 
 def log(message):
     print(f"export_pixart_model_folder: {message}", file=sys.stderr)
