@@ -2,6 +2,9 @@
 // the run of one rank (settings check, resume, generation, per-image metrics, records) and the merge
 // of every rank's records into the JSON and the Table 1 row. Ranks never talk to each other: all they
 // share is the output folder.
+// Over 650 lines: its two seams, the run and the merge, share the records format and its readers
+// (settings, torn-line handling, image names), which would otherwise become a third, internal header;
+// split there (run / merge / records) when either side grows.
 #include "ilf/pipelines/prompt_set_evaluation.h"
 
 #include <fcntl.h>
