@@ -12,6 +12,7 @@ Layers, lowest first; a file may include its own layer and the ones below:
   7 config      ilf/config/
   8 pipelines   ilf/pipelines/
   9 experiments ilf/experiments/
+ 10 serve       ilf/serve/
 Files under include/ilf/<dir>/ and src/<dir>/ belong to <dir>'s layer; tools/ and tests/ may include
 anything. Usage: python3 scripts/ci/check_layers.py [repository root]
 """
@@ -21,7 +22,7 @@ import sys
 
 LAYERS = {
     "util": 0, "io": 1, "models": 2, "text": 2, "feedback": 3, "accel": 4, "sampling": 5,
-    "training": 6, "eval": 6, "config": 7, "pipelines": 8, "experiments": 9,
+    "training": 6, "eval": 6, "config": 7, "pipelines": 8, "experiments": 9, "serve": 10,
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]ilf/([^">]+)[">]', re.M)
 
