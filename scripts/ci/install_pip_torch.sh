@@ -70,7 +70,7 @@ PYEOF
     else
       start=$SECONDS
       if ! "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" -r "$requirements" 2>/dev/null; then
-        "$VENV/bin/pip" download -q -d "$WHEELS" -r "$requirements"
+        "$VENV/bin/pip" wheel -q -w "$WHEELS" -r "$requirements"  # sdists built into wheels here, with their build dependencies from the index
         "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" -r "$requirements"
       fi
       echo "install_pip_torch: $what libraries installed in $((SECONDS - start)) s"
