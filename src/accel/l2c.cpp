@@ -36,9 +36,8 @@ MethodSettingsPtr parse_l2c_settings(ConfigReader& r) {
     throw r.invalid("l2c.budget", "a fraction in (0, 1] of the plain sampler's block forwards");
   s->sparsity = r.get<double>("l2c.sparsity", s->sparsity);
   if (!(s->sparsity >= 0) || !std::isfinite(s->sparsity)) throw r.invalid("l2c.sparsity", "a number >= 0");
-  const std::string file = r.get<std::string>("l2c.router", "");
-  if (file.empty()) return s;  // training writes one; sampling checks for it (validate)
-  s->router = resolve_config_path(r, file);
+  s->router = r.file_path("l2c.router");
+  if (s->router.empty()) return s;  // training writes one; sampling checks for it (validate)
   SafetensorsFile f;
   try {
     f = read_safetensors(s->router);

@@ -52,9 +52,8 @@ MethodSettingsPtr parse_teacache_settings(ConfigReader& r) {
   s->threshold = r.get<double>("teacache.threshold", s->threshold);
   if (!(s->threshold >= 0) || !std::isfinite(s->threshold))
     throw r.invalid("teacache.threshold", "a number >= 0 (0 = never skip)");
-  const std::string file = r.get<std::string>("teacache.calibration", "");
-  if (!file.empty()) {
-    s->calibration = resolve_config_path(r, file);
+  s->calibration = r.file_path("teacache.calibration");
+  if (!s->calibration.empty()) {
     Json j;
     try {
       j = load_json_file(s->calibration);

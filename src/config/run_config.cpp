@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include "ilf/error.h"
@@ -17,9 +18,17 @@ namespace ilf {
 namespace {
 
 // A file path from the config, resolved (as given, or beside the config file); "" when unset.
-std::string path_setting(ConfigReader& r, const std::string& key) {
-  const std::string value = r.get<std::string>(key, "");
-  return value.empty() ? value : resolve_config_path(r, value);
+std::string path_setting(ConfigReader& r, const std::string& key) { return r.file_path(key); }
+
+// "class_names": distinct non-empty names, one per class label (the image server takes them as prompts).
+std::vector<std::string> parse_class_names(ConfigReader& r) {
+  if (!r.has("class_names")) return {};
+  const std::vector<std::string> names = r.require<std::vector<std::string>>("class_names");
+  std::set<std::string> seen;
+  for (const std::string& name : names)
+    if (name.empty() || !seen.insert(name).second)
+      throw r.invalid("class_names", "a list of distinct, non-empty names, one per class label");
+  return names;
 }
 
 ModelSpec parse_model(ConfigReader& r) {
@@ -205,9 +214,11 @@ DataOptions parse_data(ConfigReader& r) {
   DataOptions d;
   d.kind = r.choice("data.kind", d.kind, {"fashion_mnist", "shards"});
   if (d.kind == "shards") {
-    d.path = resolve_config_path(r, r.require<std::string>("data.path"));
+    r.require<std::string>("data.path");
+    d.path = r.file_path("data.path");
   } else {
-    d.path = r.get<std::string>("data.path", d.path);
+    d.path = r.get<std::string>("data.path", d.path);  // a folder of the dataset's files, as given
+    r.file_path("data.path");
     d.split = r.choice("data.split", d.split, {"train", "test"});
   }
   d.cache_shards = r.get<int64_t>("data.cache_shards", d.cache_shards);
@@ -219,7 +230,7 @@ DataOptions parse_data(ConfigReader& r) {
 
 EvalSection parse_eval(ConfigReader& r) {
   EvalSection e;
-  e.feature_extractor = resolve_config_path(r, r.get<std::string>("eval.feature_extractor", e.feature_extractor));
+  e.feature_extractor = r.file_path("eval.feature_extractor", e.feature_extractor);
   e.crop = r.get<int64_t>("eval.crop", e.crop);
   if (e.crop < 0) throw r.invalid("eval.crop", "an integer >= 0");
   e.reference_set = r.choice("eval.reference_set", e.reference_set, {"fashion_mnist_test"});
@@ -270,8 +281,8 @@ FeedbackOptions FeedbackSection::require(const std::string& source, const std::s
 }
 
 std::vector<std::string> run_config_sections() {
-  std::vector<std::string> sections = {"model", "weights",  "ilf",  "sampling", "vae",
-                                       "text",  "training", "data", "eval",     "metrics"};
+  std::vector<std::string> sections = {"model", "weights",  "class_names", "ilf",  "sampling", "vae",
+                                       "text",  "training", "data",        "eval", "metrics"};
   for (const auto& m : acceleration_methods())
     if (!m.section.empty() && std::find(sections.begin(), sections.end(), m.section) == sections.end())
       sections.push_back(m.section);
@@ -292,6 +303,7 @@ RunConfig parse_run_config(const Json& json, const std::string& source) {
   c.json = json;
   c.model = parse_model(r);
   c.weights = path_setting(r, "weights");
+  c.class_names = parse_class_names(r);
   c.ilf = parse_feedback(r);
   c.sampling = parse_sampling(r);
   for (const auto& m : acceleration_methods()) c.methods[m.name] = m.parse(r);
@@ -302,6 +314,7 @@ RunConfig parse_run_config(const Json& json, const std::string& source) {
   c.eval = parse_eval(r);
   c.metrics = parse_metrics(r);
   r.check_all_used();
+  c.file_keys = r.file_keys();
   return c;
 }
 

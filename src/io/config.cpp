@@ -100,6 +100,12 @@ void ConfigReader::mark_used(const std::string& path) {
   used_.insert(path + ".*");
 }
 
+std::string ConfigReader::file_path(const std::string& path, const std::string& fallback) {
+  file_keys_.insert(path);
+  const std::string value = get<std::string>(path, fallback);
+  return value.empty() ? value : resolve_config_path(*this, value);
+}
+
 std::string ConfigReader::choice(const std::string& path, const std::string& fallback, const std::vector<std::string>& allowed) {
   const std::string value = get<std::string>(path, fallback);
   for (const auto& a : allowed)

@@ -168,25 +168,30 @@ torch::Tensor unit_range_to_uint8(const torch::Tensor& images) {
   return ((images.detach().to(torch::kCPU, torch::kFloat32).clamp(-1, 1) + 1) * 127.5).round().to(torch::kUInt8);
 }
 
-void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text) {
+std::string encode_png(const torch::Tensor& image, const std::map<std::string, std::string>& text, const std::string& what) {
   if (image.dim() != 3 || (image.size(0) != 1 && image.size(0) != 3))
-    throw Error(path + ": can only write images shaped (1 or 3, H, W)");
+    throw Error(what + ": can only write images shaped (1 or 3, H, W)");
   // (C, H, W) in [-1, 1] -> (H, W, C) uint8
   const torch::Tensor pixels = unit_range_to_uint8(image).permute({1, 2, 0}).contiguous();
   const int width = static_cast<int>(pixels.size(1)), height = static_cast<int>(pixels.size(0));
   const int channels = static_cast<int>(pixels.size(2));
   int length = 0;
   unsigned char* encoded = stbi_write_png_to_mem(pixels.data_ptr<uint8_t>(), width * channels, width, height, channels, &length);
-  if (!encoded) throw Error(path + ": PNG encoding failed");
+  if (!encoded) throw Error(what + ": PNG encoding failed");
   std::string png(reinterpret_cast<char*>(encoded), static_cast<size_t>(length));
   STBIW_FREE(encoded);
   // Insert tEXt chunks right after IHDR (8-byte signature + 25-byte IHDR chunk).
   std::string chunks;
   for (const auto& [key, value] : text) {
-    if (key.empty() || key.size() > 79) throw Error(path + ": PNG text keyword must be 1..79 characters");
+    if (key.empty() || key.size() > 79) throw Error(what + ": PNG text keyword must be 1..79 characters");
     chunks += png_chunk("tEXt", key + std::string(1, '\0') + value);
   }
   png.insert(33, chunks);
+  return png;
+}
+
+void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text) {
+  const std::string png = encode_png(image, text, path);
   write_file_atomically(path, [&](std::ostream& out) { out.write(png.data(), static_cast<std::streamsize>(png.size())); });
 }
 

@@ -23,7 +23,20 @@ ClassToImageModel load_class_to_image_model(const RunConfig& config, const torch
   return model;
 }
 
+torch::Tensor initial_noise(const ClassToImageModel& model, int64_t batch, uint64_t seed) {
+  auto generator = at::detail::createCPUGenerator(seed);
+  const Backbone& backbone = *model.backbone;
+  const int64_t size = backbone.input_size();
+  return torch::randn({batch, backbone.in_channels(), size, size}, generator).to(model.device);
+}
+
 ClassToImageResult generate(ClassToImageModel& model, const std::vector<int64_t>& labels, uint64_t seed,
+                            const ProgressCallback& progress) {
+  if (labels.empty()) throw Error("class-to-image: no class labels");
+  return generate(model, labels, initial_noise(model, static_cast<int64_t>(labels.size()), seed), progress);
+}
+
+ClassToImageResult generate(ClassToImageModel& model, const std::vector<int64_t>& labels, const torch::Tensor& x_T,
                             const ProgressCallback& progress) {
   if (labels.empty()) throw Error("class-to-image: no class labels");
   for (int64_t y : labels)
@@ -31,11 +44,10 @@ ClassToImageResult generate(ClassToImageModel& model, const std::vector<int64_t>
       throw Error("class " + std::to_string(y) + " is outside [0, " + std::to_string(model.num_classes()) + ")");
   Backbone& backbone = *model.backbone;
   const auto batch = static_cast<int64_t>(labels.size());
+  if (x_T.dim() != 4 || x_T.size(0) != batch)
+    throw Error("class-to-image: the initial noise must be (" + std::to_string(batch) + ", C, S, S), one per label");
   ConditionInputs inputs;
   inputs.class_labels = torch::tensor(labels, torch::kInt64).to(model.device);  // (B,)
-  auto generator = at::detail::createCPUGenerator(seed);
-  const int64_t size = backbone.input_size();
-  const torch::Tensor x_T = torch::randn({batch, backbone.in_channels(), size, size}, generator).to(model.device);
 
   ClassToImageResult result;
   result.sampling = sample(backbone, *model.sampling.method, *model.sampling.solver, model.options, x_T, inputs,

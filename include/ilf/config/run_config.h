@@ -9,6 +9,7 @@
 #pragma once
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,8 @@ struct RunConfig {
   DataOptions data;
   EvalSection eval;
   MetricsSection metrics;
+  std::vector<std::string> class_names;  // "class_names": a class-conditional model's classes, by label ([] = none)
+  std::set<std::string> file_keys;       // the keys that name files or folders (ConfigReader::file_path)
 
   // The settings of sampling.method.
   const MethodSettings& method_settings() const { return *methods.at(sampling.method); }

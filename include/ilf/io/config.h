@@ -51,6 +51,12 @@ class ConfigReader {
     }
   }
 
+  // A file or folder path at `path` (missing -> `fallback`), resolved as resolve_config_path does ("" stays
+  // ""). The key is recorded in file_keys(): the keys that name files, which the image server refuses to
+  // take from a request.
+  std::string file_path(const std::string& path, const std::string& fallback = "");
+  const std::set<std::string>& file_keys() const { return file_keys_; }
+
   // A string that must be one of `allowed`.
   std::string choice(const std::string& path, const std::string& fallback, const std::vector<std::string>& allowed);
 
@@ -79,6 +85,7 @@ class ConfigReader {
   Json config_;
   std::string source_;
   std::set<std::string> used_;
+  std::set<std::string> file_keys_;
 };
 
 // A file path from a config: absolute or existing relative to the working directory as given;

@@ -25,7 +25,13 @@ torch::Tensor enlarge_image(const torch::Tensor& image, int64_t factor);
 // write_png stores exactly these values, and the metric images (eval/images.h) are made with it.
 torch::Tensor unit_range_to_uint8(const torch::Tensor& images);
 
-// Writes image (C, H, W) in [-1, 1] as an 8-bit PNG with the given tEXt entries (keyword -> text).
+// image (C, H, W) in [-1, 1] -> the bytes of an 8-bit PNG with the given tEXt entries (keyword -> text),
+// right after IHDR. `what` names the image in errors.
+std::string encode_png(const torch::Tensor& image, const std::map<std::string, std::string>& text = {},
+                       const std::string& what = "PNG image");
+
+// Writes image (C, H, W) in [-1, 1] as an 8-bit PNG with the given tEXt entries (keyword -> text): the
+// bytes of encode_png, written atomically.
 void write_png(const std::string& path, const torch::Tensor& image, const std::map<std::string, std::string>& text = {});
 
 // Reads an 8-bit PNG (grey, grey + alpha, RGB or RGBA) into uint8 (H, W, C), C the file's channel count,

@@ -34,9 +34,16 @@ struct ClassToImageResult {
   SamplingResult sampling;  // final samples (latents for latent models), plan, block forwards
 };
 
-// One image per label (each in [0, num_classes)), from the initial noise randn(B, C, S, S) of one CPU
-// generator seeded with `seed` (the same noise for the same seed and batch size on every device).
+// The initial noise of `batch` images: randn(batch, C, S, S) of one CPU generator seeded with `seed` (the
+// same noise for the same seed and batch size on every device), on the model's device.
+torch::Tensor initial_noise(const ClassToImageModel& model, int64_t batch, uint64_t seed);
+
+// One image per label (each in [0, num_classes)), from initial_noise(model, labels.size(), seed).
 ClassToImageResult generate(ClassToImageModel& model, const std::vector<int64_t>& labels, uint64_t seed,
+                            const ProgressCallback& progress = nullptr);
+// The same from given initial noise x_T (B, C, S, S) on the model's device, B = labels.size() (the image
+// server joins requests, each with the noise of its own seed).
+ClassToImageResult generate(ClassToImageModel& model, const std::vector<int64_t>& labels, const torch::Tensor& x_T,
                             const ProgressCallback& progress = nullptr);
 
 }  // namespace ilf
