@@ -65,6 +65,7 @@ struct ServiceOptions {
 // A request after parsing: the OpenAI fields and our settings, every value checked.
 struct ImageRequest {
   std::string prompt;
+  std::string model;  // "" = not given; else it must be the served model's id
   int64_t n = 1;
   int64_t width = 0, height = 0;  // 0 = the model's own
   uint64_t seed = 0;
@@ -92,8 +93,14 @@ struct JobStatus {
   int error_status = 0;                // failed: the HTTP status (400 bad settings, 500 sampling, 504 timeout)
   std::string error;                   // failed: the message
   int64_t created = 0;                 // unix seconds (OpenAI's "created")
-  int64_t block_forwards = 0;          // of the sampling run that made the images
+  int64_t block_forwards = 0;          // of the sampling run that made the images (per image, as --plan counts)
+  int64_t batch_images = 0;            // images of that sampling run (this request's and those batched with it)
 };
+
+// The run config of a service, as ilf_sample loads it: text-to-image when a model folder is named
+// (`model_folder` or "model.folder") or the config names a text encoder (then the guidance scale defaults
+// to the PixArt pipelines' 4.5), class-to-image otherwise. `source` names the config in messages.
+LoadedRunConfig load_service_config(Json json, const std::string& source, const std::string& model_folder = "");
 
 class ImageService {
  public:
