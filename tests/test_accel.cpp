@@ -241,6 +241,40 @@ TEST(Accel, IlfWithCachingCountsItsPlanAndWithoutReuseOrFeedbackEqualsThePlainSa
   }
 }
 
+TEST(Accel, IlfWithForecastingCountsItsPlanAndWithIntervalOneIsIlfExactly) {
+  for (const auto& family : kFamilies) {
+    BackbonePtr model = tiny_backbone(family);
+    FeedbackModule feedback(*model, FeedbackOptions{2, 3, FeedbackInit::kCopyLoopEnd});
+    {
+      torch::NoGradGuard no_grad;  // non-zero scales: the feedback changes the samples
+      for (int64_t j = 2; j <= 3; ++j) feedback->scale(j).fill_(0.5);
+    }
+    const Json loop = {
+        {"loop_begin", 2}, {"loop_end", 3}, {"t_post", "anneal"}, {"feedback_steps", {{"mode", "outer"}, {"count", 2}}}};
+    const SamplingResult ilf = run(*model, config_of("ilf", {{"ilf", loop}}), 7, feedback.get());
+    const auto forecast = [&](int64_t interval, int64_t order) {
+      return run(*model,
+                 config_of("ilf_cache", {{"ilf", loop},
+                                         {"ilf_cache", {{"mode", "forecast"}}},
+                                         {"taylorseer", {{"interval", interval}, {"order", order}}}}),
+                 7, feedback.get());
+    };
+    // Interval 1: every step without feedback is full: ILF itself, bit for bit.
+    const SamplingResult same = forecast(1, 2);
+    EXPECT_TRUE(torch::equal(same.samples, ilf.samples)) << family;
+    EXPECT_EQ(same.block_forwards, ilf.block_forwards) << family;
+    // Interval 2: feedback on steps 0, 1, 5, 6 (6 + 2 + 1 each); steps 2 and 4 full, step 3 forecast.
+    for (int64_t order : {1, 2}) {
+      const SamplingResult r = forecast(2, order);
+      expect_counts_match_plan(r, family + " forecast");
+      EXPECT_EQ(r.block_forwards, 4 * (6 + 2 + 1) + 2 * 6) << family;
+      EXPECT_EQ(r.plan.steps[3].action.kind, "forecast");
+      EXPECT_FALSE(torch::equal(r.samples, ilf.samples)) << family << ": the forecast step changed nothing";
+      EXPECT_TRUE(torch::isfinite(r.samples).all().item<bool>());
+    }
+  }
+}
+
 TEST(Accel, TeaCacheCalibrationFitsTheRecordedChangesAndItsFileIsAccepted) {
   const LoadedRunConfig loaded =
       load_tool_config(std::string(ILF_SOURCE_DIR) + "/configs/fashion_mnist.json", {"sampling.steps=8"});

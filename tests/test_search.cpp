@@ -246,6 +246,7 @@ TEST(Search, FindsPlantedAnnealParametersCachingAndStrengthWhenTheSpaceOffersThe
   // The flags' lists are checked, naming the flag.
   EXPECT_EQ(parse_number_list("--anneal-floors", "5,10,20"), std::vector<double>({5, 10, 20}));
   EXPECT_EQ(parse_cache_mode_list("--cache", "none,outside"), std::vector<std::string>({"", "outside"}));
+  EXPECT_EQ(parse_cache_mode_list("--cache", "forecast"), std::vector<std::string>({"forecast"}));
   for (const auto& [flag, bad] : std::vector<std::pair<std::string, std::string>>{{"--anneal-floors", "5,x"},
                                                                                   {"--anneal-scales", "-1"},
                                                                                   {"--anneal-floors", "1e999"},

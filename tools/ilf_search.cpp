@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
   parsed("--anneal-scales", run.space.anneal_scales, parse_number_list, format_number_list(run.space.anneal_scales),
          "anneal scales to choose from, e.g. 0.5,1,1.5");
   parsed("--cache", run.space.cache_modes, parse_cache_mode_list, format_cache_mode_list(run.space.cache_modes),
-         "caching on the steps without feedback: none,alternate,outside");
+         "caching on the steps without feedback: none,alternate,outside,forecast (TaylorSeer's forecast, with the "
+         "config's taylorseer section)");
   parsed("--strengths", run.space.strengths, parse_number_list, format_number_list(run.space.strengths),
          "feedback strengths (ilf.strength) to choose from, e.g. 1,0.5,0.25");
   app.add_option("--seed", run.options.seed, "seed of the search's own choices")->capture_default_str()->transform(cli::Seed);

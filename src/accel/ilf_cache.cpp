@@ -8,15 +8,17 @@ namespace ilf {
 
 MethodSettingsPtr parse_ilf_cache_settings(ConfigReader& r) {
   auto s = std::make_shared<IlfCacheSettings>();
-  s->mode = r.choice("ilf_cache.mode", s->mode, {"alternate", "outside"});
+  s->mode = r.choice("ilf_cache.mode", s->mode, {"alternate", "outside", "forecast"});
   return s;
 }
 
 IlfCacheMethod::IlfCacheMethod(const IlfCacheSettings& settings, const IlfSettings& ilf, const CacheOptions& cache,
-                               int64_t loop_begin, int64_t loop_end, FeedbackModuleImpl* feedback)
+                               const TaylorSeerSettings& forecast, int64_t loop_begin, int64_t loop_end,
+                               FeedbackModuleImpl* feedback)
     : settings_(settings),
       ilf_(ilf),
       cache_(cache),
+      forecast_(forecast),
       ilf_method_(ilf, loop_begin, loop_end, feedback),
       loop_begin_(loop_begin),
       loop_end_(loop_end),
@@ -26,6 +28,7 @@ nlohmann::json IlfCacheMethod::settings() const {
   nlohmann::json s = {{"mode", settings_.mode}, {"ilf", ilf_method_.settings()}};
   if (settings_.mode == "alternate")
     s["cache"] = {{"location", to_string(cache_.location)}, {"num_blocks", cache_.num_blocks}, {"interval", cache_.interval}};
+  if (settings_.mode == "forecast") s["taylorseer"] = {{"interval", forecast_.interval}, {"order", forecast_.order}};
   return s;
 }
 
@@ -50,6 +53,15 @@ StepAction IlfCacheMethod::plan_step(const StepInfo& step) const {
         if (j < loop_begin_ || j > loop_end_) a.reused_blocks.push_back(j);
       a.block_forwards = 2 * (loop_end_ - loop_begin_ + 1) + 1;
       a.extra_work = "one add per reused block";
+    }
+    return a;
+  }
+  if (settings_.mode == "forecast") {
+    if (!a.feedback && q % forecast_.interval != 0) {
+      a.kind = "forecast";
+      for (int64_t j = 0; j < step.depth; ++j) a.reused_blocks.push_back(j);
+      a.block_forwards = 0;
+      a.extra_work = "order + 1 elementwise multiply-adds per block";
     }
     return a;
   }
@@ -85,6 +97,19 @@ torch::Tensor IlfCacheMethod::forward(BlockRunner& runner, const torch::Tensor& 
     if (action.reused_blocks.empty()) return ilf_method_.forward(runner, x, t, inputs, step, action);
     const torch::Tensor t_post = torch::full({x.size(0)}, action.t_post, t.options());  // (B,)
     return feedback_reusing_outside(runner, x, t, t_post, inputs);
+  }
+  if (settings_.mode == "forecast") {
+    const auto depth = static_cast<size_t>(runner.backbone().depth());
+    if (forecasters_.empty()) forecasters_.assign(depth, TaylorForecaster(forecast_.order));
+    if (action.reused_blocks.empty()) {
+      torch::Tensor out = forward_with_residuals(runner, x, t, inputs, nullptr, &residuals_);
+      for (size_t j = 0; j < depth; ++j) forecasters_[j].update(step.index, residuals_[j]);
+      return out;
+    }
+    if (forecasters_[0].empty())
+      throw Error("ilf_cache: step " + std::to_string(step.index) + " forecasts before a full step without feedback");
+    return forward_with_residuals(runner, x, t, inputs,
+                                  [&](int64_t j) { return forecasters_[static_cast<size_t>(j)].predict(step.index); });
   }
   if (action.reused_blocks.empty()) return forward_with_residuals(runner, x, t, inputs, nullptr, &residuals_);
   if (residuals_.empty())

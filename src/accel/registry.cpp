@@ -65,13 +65,17 @@ std::vector<MethodEntry> make_entries() {
                        return std::make_unique<L2CMethod>(settings_as<L2CSettings>(s, "l2c"));
                      }});
   entries.push_back(
-      {"ilf_cache", "ilf_cache", "ILF on its feedback steps, caching on the others (or of the blocks outside the loop)", true,
-       parse_ilf_cache_settings, [](const MethodSettings& s, const MethodContext& c) -> AccelerationMethodPtr {
+      {"ilf_cache", "ilf_cache",
+       "ILF on its feedback steps; caching, or TaylorSeer forecasting, on the others (or caching of the blocks outside the "
+       "loop)",
+       true, parse_ilf_cache_settings, [](const MethodSettings& s, const MethodContext& c) -> AccelerationMethodPtr {
          const FeedbackOptions& loop = required_loop(c, "ilf_cache");
          if (!c.all_settings) throw Error("ilf_cache needs the ilf and cache settings");
-         return std::make_unique<IlfCacheMethod>(
-             settings_as<IlfCacheSettings>(s, "ilf_cache"), settings_as<IlfSettings>(*c.all_settings->at("ilf"), "ilf"),
-             settings_as<CacheOptions>(*c.all_settings->at("cache"), "cache"), loop.loop_begin, loop.loop_end, c.feedback);
+         return std::make_unique<IlfCacheMethod>(settings_as<IlfCacheSettings>(s, "ilf_cache"),
+                                                 settings_as<IlfSettings>(*c.all_settings->at("ilf"), "ilf"),
+                                                 settings_as<CacheOptions>(*c.all_settings->at("cache"), "cache"),
+                                                 settings_as<TaylorSeerSettings>(*c.all_settings->at("taylorseer"), "taylorseer"),
+                                                 loop.loop_begin, loop.loop_end, c.feedback);
        }});
   return entries;
 }

@@ -7,7 +7,14 @@
 //              step N - c;
 //   outside    the steps without feedback are full and store every block's residual; a feedback step
 //              after one reuses the residuals of the blocks outside the loop and runs only the loop
-//              twice and F: 2m + 1 block forwards (before any full step it is a plain feedback step).
+//              twice and F: 2m + 1 block forwards (before any full step it is a plain feedback step);
+//   forecast   ILF with TaylorSeer: the steps without feedback forecast every block's feature as the
+//              "taylorseer" section says (its interval and order, counted over the steps without
+//              feedback: the q-th such step is full, N block forwards, and updates the forecasters when
+//              q % interval == 0; the others run no block and extrapolate each block's residual in the
+//              step index); the feedback steps run in full with the inner loop (N + m + 1) and leave the
+//              forecasters alone, since their features after the loop are the feedback's, not the plain
+//              trajectory's. Interval 1 is ILF exactly.
 // Both the plan and the run come from the same step rules below; `--plan` shows which steps have
 // feedback and which blocks each reuses.
 #pragma once
@@ -16,13 +23,14 @@
 #include "ilf/accel/ilf.h"
 #include "ilf/accel/method.h"
 #include "ilf/accel/registry.h"
+#include "ilf/accel/taylorseer.h"
 
 namespace ilf {
 
 // The "ilf_cache" config section.
 struct IlfCacheSettings : MethodSettings {
   IlfCacheSettings() : MethodSettings("ilf_cache") {}
-  std::string mode = "alternate";  // "alternate" or "outside"
+  std::string mode = "alternate";  // "alternate", "outside" or "forecast"
 };
 
 // Reads "ilf_cache" {mode}.
@@ -30,14 +38,18 @@ MethodSettingsPtr parse_ilf_cache_settings(ConfigReader& reader);
 
 class IlfCacheMethod : public AccelerationMethod {
  public:
-  IlfCacheMethod(const IlfCacheSettings& settings, const IlfSettings& ilf, const CacheOptions& cache, int64_t loop_begin,
-                 int64_t loop_end, FeedbackModuleImpl* feedback = nullptr);
+  IlfCacheMethod(const IlfCacheSettings& settings, const IlfSettings& ilf, const CacheOptions& cache,
+                 const TaylorSeerSettings& forecast, int64_t loop_begin, int64_t loop_end,
+                 FeedbackModuleImpl* feedback = nullptr);
 
   std::string name() const override { return "ilf_cache"; }
   nlohmann::json settings() const override;
   void validate(int64_t depth, int64_t num_steps) const override;
   StepAction plan_step(const StepInfo& step) const override;
-  void begin(int64_t num_steps) override { residuals_.clear(); }
+  void begin(int64_t num_steps) override {
+    residuals_.clear();
+    forecasters_.clear();
+  }
   torch::Tensor forward(BlockRunner& runner, const torch::Tensor& x, const torch::Tensor& t, const ConditionInputs& inputs,
                         const StepInfo& step, StepAction& action) override;
 
@@ -50,10 +62,12 @@ class IlfCacheMethod : public AccelerationMethod {
   IlfCacheSettings settings_;
   IlfSettings ilf_;
   CacheOptions cache_;
-  IlfMethod ilf_method_;  // the feedback steps' plan and forward
+  TaylorSeerSettings forecast_;  // mode "forecast"
+  IlfMethod ilf_method_;         // the feedback steps' plan and forward
   int64_t loop_begin_, loop_end_;
   FeedbackModuleImpl* feedback_;
-  BlockResiduals residuals_;  // from the last full step without feedback
+  BlockResiduals residuals_;                   // from the last full step without feedback
+  std::vector<TaylorForecaster> forecasters_;  // mode "forecast": one per block
 };
 
 }  // namespace ilf

@@ -87,8 +87,8 @@ Schedule Schedule::from_json(const nlohmann::json& j) {
     }
     s.cache = j.value("cache", "");
     s.strength = j.value("strength", 1.0);
-    if (s.cache != "" && s.cache != "alternate" && s.cache != "outside")
-      throw Error("a schedule's \"cache\" must be \"alternate\" or \"outside\" (got \"" + s.cache + "\")");
+    if (s.cache != "" && s.cache != "alternate" && s.cache != "outside" && s.cache != "forecast")
+      throw Error("a schedule's \"cache\" must be \"alternate\", \"outside\" or \"forecast\" (got \"" + s.cache + "\")");
     return s.normalized();
   } catch (const nlohmann::json::exception& e) {
     throw Error(
@@ -144,8 +144,8 @@ std::vector<double> parse_number_list(const std::string& flag, const std::string
 std::vector<std::string> parse_cache_mode_list(const std::string& flag, const std::string& text) {
   std::vector<std::string> modes;
   for (const auto& name : split_list(flag, text)) {
-    if (name != "none" && name != "alternate" && name != "outside")
-      throw Error(flag + ": unknown cache mode \"" + name + "\" (expected none, alternate or outside)");
+    if (name != "none" && name != "alternate" && name != "outside" && name != "forecast")
+      throw Error(flag + ": unknown cache mode \"" + name + "\" (expected none, alternate, outside or forecast)");
     modes.push_back(name == "none" ? "" : name);
   }
   return modes;

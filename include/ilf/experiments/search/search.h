@@ -28,7 +28,7 @@ struct Schedule {
   std::vector<int64_t> feedback_steps;    // sorted, unique, in [0, steps)
   TPostRule t_post = TPostRule::kAnneal;  // ignored (kept kNone) without feedback steps
   AnnealParams anneal;                    // used by t_post anneal (kept at the defaults otherwise)
-  std::string cache;                      // "": no caching; "alternate" or "outside": method ilf_cache's mode
+  std::string cache;                      // "": none; "alternate", "outside" or "forecast": method ilf_cache's mode
   double strength = 1.0;                  // ilf.strength, the feedback's multiplier at sampling (1 without feedback)
 
   // Sorts and deduplicates the steps, drops the rule, caching and strength of a plain schedule and the
@@ -41,7 +41,7 @@ struct Schedule {
   // The run-config overrides that select it: sampling.method (baseline, ilf or ilf_cache), sampling.steps,
   // ilf.t_post, ilf.feedback_steps, ilf.strength (always: a config's own strength does not leak into the
   // search), and where they differ from the defaults ilf.anneal_floor, ilf.anneal_scale and
-  // ilf_cache.mode. Caching "alternate" uses the config's "cache" section.
+  // ilf_cache.mode. Caching "alternate" uses the config's "cache" section, "forecast" its "taylorseer" one.
   std::vector<std::string> overrides() const;
   nlohmann::json to_json() const;
   static Schedule from_json(const nlohmann::json& j);  // throws ilf::Error on malformed entries
@@ -55,12 +55,12 @@ struct SearchSpace {
   std::vector<TPostRule> t_post_rules = {TPostRule::kNone, TPostRule::kUniform, TPostRule::kRescale, TPostRule::kAnneal};
   std::vector<double> anneal_floors = {10.0};
   std::vector<double> anneal_scales = {1.0};
-  std::vector<std::string> cache_modes = {""};  // "" (none), "alternate", "outside"
+  std::vector<std::string> cache_modes = {""};  // "" (none), "alternate", "outside", "forecast"
   std::vector<double> strengths = {1.0};        // the feedback as trained
 };
 
 // Comma-separated lists of the ilf_search flags, checked: t_post rules, numbers >= 0, cache modes
-// ("none", "alternate", "outside"). Throws ilf::Error naming `flag` and the bad entry.
+// ("none", "alternate", "outside", "forecast"). Throws ilf::Error naming `flag` and the bad entry.
 std::vector<TPostRule> parse_t_post_list(const std::string& flag, const std::string& text);
 std::vector<double> parse_number_list(const std::string& flag, const std::string& text);
 std::vector<std::string> parse_cache_mode_list(const std::string& flag, const std::string& text);
