@@ -43,15 +43,17 @@ int run(Args& args, bool config_given) {
   args.service.validate();
   if (!args.api_key_file.empty()) args.server.api_key = serve::read_api_key_file(args.api_key_file);
   args.server.validate();
-  // The config as ilf_sample loads it; a model folder (the flag's, or the config's "model.folder") makes
-  // the service text-to-image. The placeholder prompt only tells the loader so (guidance default and the
-  // model-folder checks); the prompts come with the requests.
+  // The config as ilf_sample loads it; a model folder (the flag's, or the config's "model.folder") or a
+  // text encoder in the config makes the service text-to-image, as ImageService decides. The placeholder
+  // prompt only tells the loader so (guidance default, the check that there is a model); the prompts come
+  // with the requests.
   SampleFilesRequest request;
   request.model_folder = args.model_folder;
   const std::string config_path = !args.model_folder.empty() && !config_given ? "" : args.config;
   Json json = read_run_config_json(config_path, args.overrides);
   const std::string source = config_path.empty() ? "ilf_serve" : config_path;
-  if (!model_folder_path(json, source, args.model_folder).empty()) request.prompt = "";
+  const bool text_encoder = json.contains("text") && json["text"].is_object() && json["text"].contains("encoder");
+  if (text_encoder || !model_folder_path(json, source, args.model_folder).empty()) request.prompt = "";
   if (config_given || !request.text_to_image()) args.service.config_label = args.config;
   serve::ImageService service(load_sample_config(std::move(json), source, request), args.service);
   return serve::run_server(service, args.server, [&args](int port) {
@@ -72,7 +74,9 @@ int main(int argc, char** argv) {
   app.add_option("--set", args.overrides, "override a config value: key.path=value (repeatable)");
   app.add_option("--host", server.host, "address to listen on (other than loopback: reachable from other machines)")
       ->capture_default_str()
-      ->check(cli::NonEmpty);
+      ->check(
+          CLI::Validator([](std::string& text) -> std::string { return text.empty() ? "expected an address or host name" : ""; },
+                         "ADDRESS", "Address"));
   app.add_option("--port", server.port, "port to listen on (0: any free port, printed once listening)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
