@@ -151,8 +151,8 @@ std::string images_body(const JobStatus& job) {
 }
 
 // GET /v1/jobs/{id} and DELETE: {"id", "object", "status", "created", "step", "steps"} plus "data" and
-// "ilf" when done, "error" when failed.
-std::string job_body(const JobStatus& job) {
+// "ilf" when done (GET only: DELETE answers with the status, not megabytes of images), "error" when failed.
+std::string job_body(const JobStatus& job, bool with_images) {
   Json head = {{"id", job.id},           {"object", "image.job"}, {"status", to_string(job.state)},
                {"created", job.created}, {"step", job.step},      {"steps", job.steps}};
   if (job.state == JobState::kFailed)
@@ -161,7 +161,7 @@ std::string job_body(const JobStatus& job) {
             RequestError(job_error_status(job), job_error_message(job), "", error_type_for(job_error_status(job))).to_json())
             .at("error");
   std::string text = json_text(head);
-  if (job.state == JobState::kDone) {
+  if (with_images && job.state == JobState::kDone) {
     text.pop_back();  // the closing brace
     text += "," + images_members(job) + "}";
   }
@@ -423,7 +423,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         if (request.method() == http::verb::delete_ && !service.cancel(id)) return error_reply(404, "no such job: " + id);
         const std::optional<JobStatus> job = service.status(id);
         if (!job) return error_reply(404, "no such job: " + id);
-        return {200, job_body(*job)};
+        return {200, job_body(*job, request.method() == http::verb::get)};
       }
       case Route::kModels: return {200, json_text(service.models())};
       case Route::kHealth: return service.draining() ? Reply{503, R"({"status":"draining"})"} : Reply{200, R"({"status":"ok"})"};
