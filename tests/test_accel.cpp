@@ -6,6 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
 
 #include "ilf/accel/delta_dit.h"
 #include "ilf/accel/l2c.h"
@@ -296,6 +300,47 @@ TEST(Accel, TeaCacheCalibrationFitsTheRecordedChangesAndItsFileIsAccepted) {
                                       {"sampling.method=teacache", "teacache.calibration=" + file})
                          .config;
   EXPECT_EQ(settings_as<TeaCacheSettings>(*config.methods.at("teacache"), "teacache").coefficients, c.coefficients);
+}
+
+// The check before ilf_calibrate writes (write_teacache_calibration; calibrate_teacache makes it too).
+// End to end it is no longer reached: guidance 1e308 gave 16 null coefficients at exit 0, and the
+// guidance range now refuses it first (HardeningRanges.IlfCalibrateAtGuidance1e308...), so the values
+// are handed to it.
+TEST(HardeningNonFinite, ATeaCacheCalibrationWithNaNOrInfIsRefusedNamingTheFileAndNotWritten) {
+  const std::string dir = test::scratch_dir("hardening_nonfinite_calibration");
+  const std::string out = dir + "/teacache.json";
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  TeaCacheCalibration finite;
+  finite.input_changes = {0.1, 0.2, 0.3};
+  finite.output_changes = {0.15, 0.25, 0.4};
+  finite.coefficients = {1.2, 0.01};
+  finite.rms_error = 0.02;
+  struct Case {
+    std::vector<double> TeaCacheCalibration::*values;  // nullptr: rms_error
+    double bad;
+    std::string what;
+  };
+  for (const Case& c : std::vector<Case>{{&TeaCacheCalibration::coefficients, nan, "the fitted coefficients are not finite"},
+                                         {&TeaCacheCalibration::coefficients, inf, "the fitted coefficients are not finite"},
+                                         {&TeaCacheCalibration::input_changes, -inf, "the fitted step pairs are not finite"},
+                                         {&TeaCacheCalibration::output_changes, nan, "the fitted step pairs are not finite"},
+                                         {nullptr, nan, "the fit's rms error is not finite"}}) {
+    TeaCacheCalibration calibration = finite;
+    if (c.values)
+      (calibration.*c.values)[1] = c.bad;
+    else
+      calibration.rms_error = c.bad;
+    calibration.file = {{"format", "ilf.teacache"}, {"coefficients", calibration.coefficients}};
+    const std::string message = error_of([&] { write_teacache_calibration(out, calibration); });
+    EXPECT_EQ(message.rfind(out + ": TeaCache calibration: " + c.what, 0), 0u) << message;
+    EXPECT_NE(message.find("nothing written"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir));  // no partial file or temporary either
+  // A finite fit is written as ilf_calibrate wrote it: the file's JSON, indented by 2, and a newline.
+  finite.file = {{"format", "ilf.teacache"}, {"coefficients", finite.coefficients}};
+  write_teacache_calibration(out, finite);
+  std::ifstream in(out, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()), finite.file.dump(2) + "\n");
 }
 
 namespace {

@@ -7,10 +7,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <set>
 
 #include "ilf/error.h"
 #include "ilf/io/image.h"
+#include "ilf/pipelines/data_preparation.h"
 #include "ilf/training/datasets.h"
 #include "test_helpers.h"
 #include "tool_test_support.h"
@@ -389,6 +392,44 @@ TEST(HardeningLimits, PrepareDataRefusesAnImageWhoseSizeExceedsTheLimitBeforeDec
       << test::read_file(root + "/log.txt");
   EXPECT_EQ(prepare(root + "/images", root + "/s2", root + "/log.txt", "--labels-from-folders --max-image-pixels 400"), 0)
       << test::read_file(root + "/log.txt");
+}
+
+// The check before every shard ilf_prepare_data writes. End to end it is no longer reached: the VAE
+// refuses its own non-finite latents and --latent-scale has a range, so the values are handed to it.
+TEST(HardeningNonFinite, APreparedShardWithNaNOrInfLatentsOrCaptionsIsRefusedNamingItAndNotWritten) {
+  const std::string dir = test::scratch_dir("hardening_nonfinite_shard");
+  const std::string path = dir + "/shard-000003.safetensors";
+  const std::map<std::string, std::string> metadata = {{"resolution", "16"}};
+  ConditionInputs labels;
+  labels.class_labels = torch::tensor({0, 1}, torch::kLong);
+  const torch::Tensor finite = torch::zeros({2, 4, 2, 2}, torch::kFloat16);
+  torch::Tensor nan = finite.clone();
+  nan[1][2][0][1] = std::numeric_limits<float>::quiet_NaN();
+  const torch::Tensor f16_overflow = torch::full({2, 4, 2, 2}, 70000.0f).to(torch::kFloat16);  // inf in the stored dtype
+  ConditionInputs captions;
+  captions.caption = torch::zeros({2, 3, 8}, torch::kFloat16);
+  captions.caption[0][1][5] = std::numeric_limits<float>::infinity();
+  captions.caption_mask = torch::ones({2, 3}, torch::kLong);
+  struct Case {
+    torch::Tensor latents;
+    ConditionInputs condition;
+    std::string what;
+  };
+  for (const Case& c : std::vector<Case>{{nan, labels, ": latents of images 6 .. 7: holds 1 NaN or Inf value of 32"},
+                                         {f16_overflow, labels, ": latents of images 6 .. 7: holds 32 NaN or Inf values of 32"},
+                                         {finite, captions, ": caption features: holds 1 NaN or Inf value of 48"}}) {
+    const std::string message =
+        test::error_of([&] { write_prepared_shard(path, c.latents, c.condition, metadata, 6, "images/a/6.png"); });
+    EXPECT_NE(message.find(path + c.what), std::string::npos) << message;
+    EXPECT_NE(message.find("nothing written"), std::string::npos) << message;
+    if (c.condition.class_labels.defined()) EXPECT_NE(message.find("first image images/a/6.png"), std::string::npos) << message;
+    EXPECT_FALSE(fs::exists(path)) << message;
+  }
+  EXPECT_TRUE(fs::is_empty(dir));  // no partial file or temporary either
+  // The same call with finite values writes the shard that the training reads.
+  write_prepared_shard(path, finite, labels, metadata, 6, "images/a/6.png");
+  ShardDataset data(dir);
+  EXPECT_EQ(data.size(), 2);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -26,6 +27,7 @@
 
 #include "ilf/experiments/search/search_run.h"
 #include "ilf/io/image.h"
+#include "ilf/io/safetensors.h"
 #include "ilf/pipelines/calibration.h"
 #include "ilf/pipelines/data_preparation.h"
 #include "ilf/pipelines/evaluation.h"
@@ -278,6 +280,40 @@ TEST(HardeningInputs, AClassBeyondTheExtractorsClassesIsRefusedNamingFileAndLine
   EXPECT_NE(log.find("class 12"), std::string::npos) << log;
   EXPECT_EQ(log.find("2/2 samples"), std::string::npos) << log;
   EXPECT_FALSE(std::filesystem::exists(dir + "/eval.json"));
+}
+
+// The checks at the end of every evaluation (ilf_eval, ilf_search, the sweeps). End to end they are no
+// longer reached: weights, the VAE and every sampling step refuse non-finite values first, so the
+// values are handed to them.
+TEST(HardeningNonFinite, EvaluationSamplesAndMetricsThatAreNotFiniteAreRefusedBeforeAnythingIsWritten) {
+  const std::string dir = test::scratch_dir("hardening_nonfinite_eval");
+  const std::string written = dir + "/samples.safetensors";
+  torch::Tensor samples = torch::zeros({4, 1, 8, 8});
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    samples[2][0][3][5] = bad;
+    for (const std::string& path : {written, std::string()}) {  // also when no samples are written: none is scored
+      const std::string message =
+          test::error_of([&] { check_and_write_evaluation_samples(samples, path, "configs/fashion_mnist.json"); });
+      EXPECT_NE(message.find("evaluation: the generated samples: holds 1 NaN or Inf value of 256"), std::string::npos) << message;
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir));  // no partial file or temporary either
+  samples[2][0][3][5] = 0.5f;
+  check_and_write_evaluation_samples(samples, written, "configs/fashion_mnist.json");
+  EXPECT_TRUE(torch::equal(read_safetensors(written).tensors.at("samples"), samples));
+
+  // Metrics: a NaN or Inf would be written as null at exit 0; a PSNR of +inf (identical images) stays.
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  const nlohmann::json finite = {{"fid", 12.5}, {"class_accuracy", 0.75}, {"psnr_vs_reference", inf}, {"mse_vs_reference", 0.0}};
+  EXPECT_EQ(test::error_of([&] { check_evaluation_metrics(finite); }), "");
+  for (const auto& bad : std::vector<std::pair<std::string, double>>{
+           {"fid", nan}, {"fid", inf}, {"class_accuracy", nan}, {"mse_vs_reference", inf}, {"psnr_vs_reference", nan}}) {
+    nlohmann::json metrics = finite;
+    metrics[bad.first] = bad.second;
+    const std::string message = test::error_of([&] { check_evaluation_metrics(metrics); });
+    EXPECT_NE(message.find("evaluation: the metric \"" + bad.first + "\" is not finite"), std::string::npos)
+        << bad.first << " " << bad.second << ": " << message;
+  }
 }
 
 }  // namespace

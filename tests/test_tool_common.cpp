@@ -278,6 +278,34 @@ TEST(HardeningRanges, ConfigAndSetAgreeWithTheFlagOnGuidance) {
   }
 }
 
+TEST(HardeningRanges, IlfCalibrateAtGuidance1e308IsRefusedNamingTheKeyAndRangeAndWritesNothing) {
+  // ilf_calibrate wrote 16 null coefficients at exit 0 with guidance 1e308. It has no guidance flag: the
+  // value comes from --set or the config file, and both are refused naming the key and the range before
+  // anything is sampled (the counts are small, so that a regression fails fast instead of calibrating).
+  const std::string dir = test::scratch_dir("hardening_calibrate_guidance");
+  const std::string source = ILF_SOURCE_DIR;
+  std::string config = test::read_file(source + "/configs/fashion_mnist.json");
+  const std::string guidance = "\"guidance_scale\": 2.0";
+  ASSERT_NE(config.find(guidance), std::string::npos);
+  config.replace(config.find(guidance), guidance.size(), "\"guidance_scale\": 1e308");
+  for (size_t at = config.find("\"../models/"); at != std::string::npos; at = config.find("\"../models/", at))
+    config.replace(at + 1, 2, source);  // the paths relative to configs/, as absolute ones
+  std::ofstream(dir + "/guidance_1e308.json") << config;
+  const std::string small = " --set sampling.steps=6 --num-samples 2 --batch 2 --degree 1 --out " + dir + "/teacache.json";
+  for (const std::string& args :
+       {"--config " + source + "/configs/fashion_mnist.json --set sampling.guidance_scale=1e308" + small,
+        "--config " + dir + "/guidance_1e308.json" + small,
+        "--model-folder " + source + "/models/fashion_mnist_t2i --prompts-file " + source +
+            "/models/fashion_mnist_t2i/captions_eval.txt --set sampling.guidance_scale=1e308" + small}) {
+    const int code = test::run_tool_with_timeout("ilf_calibrate", args, dir + "/log.txt", 300);
+    const std::string text = test::read_file(dir + "/log.txt");
+    EXPECT_EQ(code, cli::kRunError) << args << ": " << text;
+    EXPECT_NE(text.find("sampling.guidance_scale"), std::string::npos) << args << ": " << text;
+    EXPECT_NE(text.find("from 0 to 1000"), std::string::npos) << args << ": " << text;
+    EXPECT_FALSE(fs::exists(dir + "/teacache.json")) << args << ": " << text;
+  }
+}
+
 TEST(HardeningMessages, LongFlagValuesAreNotEchoedInFull) {
   const std::string dir = test::scratch_dir("hardening_long_value");
   const std::string value(100000, '7');

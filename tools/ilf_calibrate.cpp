@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     check_output_path(out, "--out");
     check_not_replacing_a_model_file(out, loaded.config, overwrite_model_file);
     const TeaCacheCalibration c = calibrate_teacache(loaded, request);
-    write_file_atomically(out, [&](std::ostream& o) { o << c.file.dump(2) << "\n"; });
+    write_teacache_calibration(out, c);
     std::cout << "TeaCache calibration of " << loaded.config.weights << ": " << c.input_changes.size()
               << " step pairs, rms error " << c.rms_error << "; wrote " << out << "\n"
               << "use it with --set teacache.calibration=" << out << std::endl;

@@ -16,6 +16,31 @@
 
 namespace ilf {
 
+namespace {
+
+// A non-finite coefficient is written as null (16 of them at exit 0 with guidance 1e308). `where`
+// prefixes the message ("" or "<out>: ").
+void require_finite_teacache_fit(const TeaCacheCalibration& c, const std::string& where) {
+  const auto finite = [](const std::vector<double>& v) {
+    return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
+  };
+  for (const auto& [name, values] : {std::pair<const char*, const std::vector<double>*>{"step pairs", &c.input_changes},
+                                     {"step pairs", &c.output_changes},
+                                     {"coefficients", &c.coefficients}})
+    if (!finite(*values))
+      throw Error(where + "TeaCache calibration: the fitted " + name +
+                  " are not finite (NaN or Inf); nothing written (check the guidance scale and the weights)");
+  if (!std::isfinite(c.rms_error))
+    throw Error(where + "TeaCache calibration: the fit's rms error is not finite; nothing written");
+}
+
+}  // namespace
+
+void write_teacache_calibration(const std::string& out, const TeaCacheCalibration& calibration) {
+  require_finite_teacache_fit(calibration, out + ": ");
+  write_file_atomically(out, [&](std::ostream& o) { o << calibration.file.dump(2) << "\n"; });
+}
+
 std::string default_teacache_calibration_path(const RunConfig& config) {
   if (config.weights.empty()) throw Error(config.source + ": \"weights\" is not set (the calibration goes next to them)");
   return (std::filesystem::path(config.weights).parent_path() / "teacache.json").string();
@@ -88,17 +113,7 @@ TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const Cali
   for (size_t i = 0; i < c.input_changes.size(); ++i)
     squared += std::pow(evaluate_polynomial(c.coefficients, c.input_changes[i]) - c.output_changes[i], 2);
   c.rms_error = std::sqrt(squared / static_cast<double>(c.input_changes.size()));
-  // A non-finite coefficient is written as null (16 of them at exit 0 with guidance 1e308).
-  const auto finite = [](const std::vector<double>& v) {
-    return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
-  };
-  for (const auto& [name, values] : {std::pair<const char*, const std::vector<double>*>{"step pairs", &c.input_changes},
-                                     {"step pairs", &c.output_changes},
-                                     {"coefficients", &c.coefficients}})
-    if (!finite(*values))
-      throw Error(std::string("TeaCache calibration: the fitted ") + name +
-                  " are not finite (NaN or Inf); nothing written (check the guidance scale and the weights)");
-  if (!std::isfinite(c.rms_error)) throw Error("TeaCache calibration: the fit's rms error is not finite; nothing written");
+  require_finite_teacache_fit(c, "");
   c.file = {{"format", "ilf.teacache"},
             {"coefficients", c.coefficients},
             {"weights", config.weights},

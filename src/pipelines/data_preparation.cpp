@@ -147,6 +147,18 @@ torch::Tensor load_image(const std::string& path, int64_t resolution, int64_t ch
 
 }  // namespace
 
+void write_prepared_shard(const std::string& path, const torch::Tensor& latents, const ConditionInputs& condition,
+                          const std::map<std::string, std::string>& metadata, int64_t first_index,
+                          const std::string& first_image) {
+  // NaN / Inf latents (an encoder or image that overflows) never reach a shard.
+  const int64_t count = latents.dim() > 0 ? latents.size(0) : 1;
+  require_finite(latents,
+                 path + ": latents of images " + std::to_string(first_index) + " .. " + std::to_string(first_index + count - 1),
+                 "nothing written; first image " + first_image);
+  if (condition.caption.defined()) require_finite(condition.caption, path + ": caption features", "nothing written");
+  write_shard(path, latents, condition, metadata);
+}
+
 void prepare_shards(const DataPreparationOptions& args) {
   if (args.labels_from_folders == args.captions) throw Error("choose exactly one of --labels-from-folders and --captions");
   // The ranges of the flags (tools/ilf_prepare_data.cpp checks them too), before any file is read.
@@ -245,14 +257,10 @@ void prepare_shards(const DataPreparationOptions& args) {
       condition.image_hw = torch::tensor(image_hw).view({n, 2});
       condition.aspect_ratio = torch::tensor(aspect).view({n, 1});
     }
-    // NaN / Inf latents (an encoder or image that overflows) never reach a shard; the stored dtype is
-    // checked too (f16 overflows above 65504).
-    const torch::Tensor shard_latents = torch::cat(latents).to(store_type);
-    require_finite(shard_latents, path + ": latents of images " + std::to_string(begin) + " .. " + std::to_string(end - 1),
-                   "nothing written; first image " + items[static_cast<size_t>(begin)].path);
-    if (condition.caption.defined()) require_finite(condition.caption, path + ": caption features", "nothing written");
-    write_shard(path, shard_latents, condition,
-                {{"latent_scale", std::to_string(args.latent_scale)}, {"resolution", std::to_string(args.resolution)}});
+    // The latents are checked in the stored dtype (f16 overflows above 65504).
+    write_prepared_shard(path, torch::cat(latents).to(store_type), condition,
+                         {{"latent_scale", std::to_string(args.latent_scale)}, {"resolution", std::to_string(args.resolution)}},
+                         begin, items[static_cast<size_t>(begin)].path);
     spdlog::info("wrote {} ({} samples)", path, n);
   }
 }

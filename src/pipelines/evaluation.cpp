@@ -86,9 +86,7 @@ nlohmann::json score(const RunConfig& config, const EvalRequest& request, EvalRe
   if (eval.feature_extractor != ref.eval.feature_extractor || eval.crop != ref.eval.crop ||
       eval.dataset_folder != ref.eval.dataset_folder || resolve_device(request.device) != ref.device)
     throw Error(config.source + ": evaluated against a reference loaded for another \"eval\" section or device");
-  require_finite(g.images, "evaluation: the generated samples");  // nothing non-finite is scored or written
-  if (!request.write_samples.empty())
-    write_safetensors(request.write_samples, {{"samples", g.images}}, {{"config", config.source}});
+  check_and_write_evaluation_samples(g.images, request.write_samples, config.source);
 
   // Quality: FID against the reference set (judged by the first evaluation), class accuracy.
   const Judged generated = judge(*ref.extractor, crop(g.images, eval.crop).to(ref.device), 1000);
@@ -122,13 +120,7 @@ nlohmann::json score(const RunConfig& config, const EvalRequest& request, EvalRe
     metrics["psnr_vs_reference"] = mean_psnr(g.images, r);
     metrics["mse_vs_reference"] = mean_squared_error(g.images, r);
   }
-  // A NaN metric would be written as null at exit 0 (a PSNR of +inf is identical images, and stays).
-  for (const char* key : {"fid", "class_accuracy", "psnr_vs_reference", "mse_vs_reference"})
-    if (metrics.contains(key) && metrics[key].is_number_float() &&
-        (std::string(key) == "psnr_vs_reference" ? std::isnan(metrics[key].get<double>())
-                                                 : !std::isfinite(metrics[key].get<double>())))
-      throw Error(std::string("evaluation: the metric \"") + key + "\" is not finite (" +
-                  number_text(metrics[key].get<double>()) + ")");
+  check_evaluation_metrics(metrics);
   return metrics;
 }
 
@@ -155,6 +147,22 @@ void check_request(const EvalRequest& request) {
 }
 
 }  // namespace
+
+void check_and_write_evaluation_samples(const torch::Tensor& samples, const std::string& write_samples,
+                                        const std::string& config_source) {
+  require_finite(samples, "evaluation: the generated samples");  // nothing non-finite is scored or written
+  if (!write_samples.empty()) write_safetensors(write_samples, {{"samples", samples}}, {{"config", config_source}});
+}
+
+void check_evaluation_metrics(const nlohmann::json& metrics) {
+  // A NaN metric would be written as null at exit 0 (a PSNR of +inf is identical images, and stays).
+  for (const char* key : {"fid", "class_accuracy", "psnr_vs_reference", "mse_vs_reference"})
+    if (metrics.contains(key) && metrics.at(key).is_number_float() &&
+        (std::string(key) == "psnr_vs_reference" ? std::isnan(metrics.at(key).get<double>())
+                                                 : !std::isfinite(metrics.at(key).get<double>())))
+      throw Error(std::string("evaluation: the metric \"") + key + "\" is not finite (" +
+                  number_text(metrics.at(key).get<double>()) + ")");
+}
 
 int64_t extractor_classes(EvalReference& ref) {
   if (ref.classes > 0) return ref.classes;

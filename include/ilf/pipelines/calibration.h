@@ -37,6 +37,14 @@ struct TeaCacheCalibration {
 // at fault.
 TeaCacheCalibration calibrate_teacache(const LoadedRunConfig& loaded, const CalibrationRequest& request);
 
+// Writes `calibration.file` to `out` as ilf_calibrate does: atomically (io/atomic_file.h), JSON indented
+// by 2 and a newline. The fit must be finite: a NaN or Inf step pair, coefficient or rms error (JSON
+// writes them as null: 16 null coefficients at exit 0 with guidance 1e308, before the guidance range)
+// is refused before anything is written, with ilf::Error "<out>: TeaCache calibration: the fitted
+// <step pairs | coefficients> are not finite ..." or "<out>: TeaCache calibration: the fit's rms error
+// is not finite ...". calibrate_teacache makes the same check (without "<out>: ") before it returns.
+void write_teacache_calibration(const std::string& out, const TeaCacheCalibration& calibration);
+
 // The default calibration file of a config: teacache.json next to its backbone weights.
 std::string default_teacache_calibration_path(const RunConfig& config);
 

@@ -17,7 +17,10 @@
 // mixes classes / captions. Each shard is written atomically; a rerun skips finished shards.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
+
+#include "ilf/training/datasets.h"
 
 namespace ilf {
 
@@ -48,5 +51,15 @@ struct DataPreparationOptions {
 
 // Writes the shards (and classes.json or null_caption.safetensors). Errors name the file or option.
 void prepare_shards(const DataPreparationOptions& options);
+
+// Writes one prepared shard to `path` (training/datasets.h write_shard, with `metadata`), what
+// prepare_shards does for each: `latents` already in the stored dtype, of the images first_index,
+// first_index + 1, ..., the first of them read from `first_image`. NaN or Inf latents (an encoder or
+// image that overflows; f16 above 65504) or caption features are refused before anything is written:
+// ilf::Error "<path>: latents of images <first> .. <last>: holds N NaN or Inf values of M (nothing
+// written; first image <file>)", or "<path>: caption features: ...".
+void write_prepared_shard(const std::string& path, const torch::Tensor& latents, const ConditionInputs& condition,
+                          const std::map<std::string, std::string>& metadata, int64_t first_index,
+                          const std::string& first_image);
 
 }  // namespace ilf

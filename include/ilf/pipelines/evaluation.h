@@ -91,4 +91,17 @@ nlohmann::json evaluate_text_to_image(TextToImageModel& model, const LoadedRunCo
                                       const std::vector<LabelledPrompt>& prompts, const EvalRequest& request,
                                       EvalReference& reference);
 
+// The checks at the end of every evaluation above, before anything is scored or written (exposed so
+// that tests can hand them non-finite values, which finite weights, inputs and the sampler's per-step
+// check no longer let through):
+//  - the generated samples (N, C, H, W) must be finite: a NaN or Inf is refused with ilf::Error
+//    "evaluation: the generated samples: holds N NaN or Inf values of M" before `write_samples` (when not
+//    empty; safetensors "samples", metadata "config": `config_source`) is written;
+//  - the metrics fid, class_accuracy and mse_vs_reference must be finite and psnr_vs_reference not NaN
+//    (+inf is identical images): otherwise ilf::Error "evaluation: the metric "<key>" is not finite
+//    (<value>)", so that a caller writes no metrics file (a NaN would be written as null).
+void check_and_write_evaluation_samples(const torch::Tensor& samples, const std::string& write_samples,
+                                        const std::string& config_source);
+void check_evaluation_metrics(const nlohmann::json& metrics);
+
 }  // namespace ilf
