@@ -14,7 +14,6 @@ import math
 import os
 import re
 import signal
-import socket
 import struct
 import subprocess
 import threading
@@ -317,10 +316,3 @@ def decode_png(data, what="PNG"):
 def read_png_file(path):
     with open(path, "rb") as f:
         return decode_png(f.read(), path)
-
-
-def free_port():
-    """A port that was free a moment ago (for a restart on a known port when the first server has gone)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
