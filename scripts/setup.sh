@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libstb-dev
   libopenblas0-pthread libgtest-dev googletest sentencepiece dataset-fashion-mnist libboost-dev
-  python3-torch python3-numpy python3-matplotlib slurm-wlm munge)
+  python3-torch python3-numpy python3-matplotlib slurm-wlm munge curl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

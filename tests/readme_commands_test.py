@@ -46,6 +46,16 @@ RULES = [
      "skip: run by the test Search.ReadmeCommandsSearchResumeAndTheBestConfigSamples (a two-candidate search)"),
     (r"ilf_bench --config", [(r"--batch \d+", "--batch 2 --repeats 1 --warmup 0")]),
     (r"ilf_calibrate ", [(r"$", " --num-samples 8 --batch 8")]),
+    # The server runs in the background on a free port (saved in serve.port) until the README's kill.
+    (r"ilf_serve --config configs/fashion_mnist\.json --port 8080 &$",
+     [(r"--port 8080 &$", "--port 0 > serve.log 2>&1 & echo $! > serve.pid; for i in $(seq 600); do "
+                          "grep -o 'listening on http://127.0.0.1:[0-9]*' serve.log | grep -o '[0-9]*$' > serve.port "
+                          "&& exit 0; sleep 0.1; done; cat serve.log; exit 1")]),
+    (r"127\.0\.0\.1:8080", [(r"127\.0\.0\.1:8080", "127.0.0.1:$(cat serve.port)")]),
+    # ... and must exit after it (gone, or a zombie: its parent shell has exited already).
+    (r"^kill %1$", [(r"%1$", "$(cat serve.pid); for i in $(seq 300); do state=$(awk '{ print $3 }' /proc/$(cat serve.pid)/stat "
+                             "2> /dev/null); [ -z \"$state\" ] || [ \"$state\" = Z ] && exit 0; sleep 0.1; done; "
+                             "echo 'ilf_serve did not exit after SIGTERM'; exit 1")]),
 ]
 
 

@@ -8,8 +8,9 @@
 # measured 2026-11-29: 17 s to download, 33 s to install, nothing when already installed).
 #   TORCH_SPEC      the pip requirement (default torch==2.11.0: the GPU machine's version, cu130)
 #   ILF_TORCH_VENV  the environment (default ~/.cache/ilf/venv-<spec>); prints its python at the end
-#   ILF_EXPORTER_CHECK_PACKAGES=0  skips the exporter-check libraries and the metric checks' packages
-#   (scripts/ci/metric_check_requirements.txt, installed the same way)
+#   ILF_EXPORTER_CHECK_PACKAGES=0  skips the exporter-check libraries, the metric checks' packages
+#   (scripts/ci/metric_check_requirements.txt, installed the same way) and the openai client of the
+#   serving test (scripts/ci/serve_check_requirements.txt, likewise)
 # And what tests/metrics/check_image_reward.py needs beyond them: image-reward 1.5 and openai-clip 1.0.1
 # in the environment without their dependencies (their pins do not install on this Python; what they
 # import comes from metric_check_requirements.txt), and the older transformers of
@@ -19,6 +20,7 @@
 set -euo pipefail
 REQUIREMENTS=$(cd "$(dirname "$0")" && pwd)/exporter_check_requirements.txt
 METRIC_REQUIREMENTS=$(cd "$(dirname "$0")" && pwd)/metric_check_requirements.txt
+SERVE_REQUIREMENTS=$(cd "$(dirname "$0")" && pwd)/serve_check_requirements.txt
 IMAGE_REWARD_REQUIREMENTS=$(cd "$(dirname "$0")" && pwd)/image_reward_requirements.txt
 TORCH_SPEC=${TORCH_SPEC:-torch==2.11.0}
 CACHE=${ILF_CACHE:-$HOME/.cache/ilf}
@@ -49,11 +51,12 @@ else
 fi
 "$PY" -c 'import torch; print("install_pip_torch: torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>/dev/null
 
-# The exporter-check libraries and the metric checks' reference packages (tests/metrics/,
-# scripts/ci/metric_check_requirements.txt), at their pinned versions (cached like torch: nothing to do
+# The exporter-check libraries, the metric checks' reference packages (tests/metrics/,
+# scripts/ci/metric_check_requirements.txt) and the openai client (tests/serve/openai_client_test.py,
+# scripts/ci/serve_check_requirements.txt), at their pinned versions (cached like torch: nothing to do
 # when present).
 if [ "${ILF_EXPORTER_CHECK_PACKAGES:-1}" = 1 ]; then
-  for requirements in "$REQUIREMENTS" "$METRIC_REQUIREMENTS"; do
+  for requirements in "$REQUIREMENTS" "$METRIC_REQUIREMENTS" "$SERVE_REQUIREMENTS"; do
     what=$(basename "$requirements" _requirements.txt | tr _ -)
     if "$PY" - "$requirements" <<'PYEOF' 2>/dev/null
 import sys, importlib.metadata as md
@@ -76,7 +79,7 @@ PYEOF
       echo "install_pip_torch: $what libraries installed in $((SECONDS - start)) s"
     fi
   done
-  "$PY" -c 'import importlib.metadata as md; print("install_pip_torch:", ", ".join(p + " " + md.version(p) for p in ("diffusers", "transformers", "safetensors", "sentencepiece")))'
+  "$PY" -c 'import importlib.metadata as md; print("install_pip_torch:", ", ".join(p + " " + md.version(p) for p in ("diffusers", "transformers", "safetensors", "sentencepiece", "openai")))'
 fi
 
 # image-reward and openai-clip without their dependencies, and image-reward's transformers 4.x beside the
