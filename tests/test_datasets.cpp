@@ -422,7 +422,9 @@ TEST(HardeningNonFinite, APreparedShardWithNaNOrInfLatentsOrCaptionsIsRefusedNam
         test::error_of([&] { write_prepared_shard(path, c.latents, c.condition, metadata, 6, "images/a/6.png"); });
     EXPECT_NE(message.find(path + c.what), std::string::npos) << message;
     EXPECT_NE(message.find("nothing written"), std::string::npos) << message;
-    if (c.condition.class_labels.defined()) EXPECT_NE(message.find("first image images/a/6.png"), std::string::npos) << message;
+    if (c.condition.class_labels.defined()) {
+      EXPECT_NE(message.find("first image images/a/6.png"), std::string::npos) << message;
+    }
     EXPECT_FALSE(fs::exists(path)) << message;
   }
   EXPECT_TRUE(fs::is_empty(dir));  // no partial file or temporary either

@@ -14,8 +14,6 @@
 
 #include "ilf/config/run_config.h"
 #include "ilf/pipelines/loading.h"
-#include "ilf/pipelines/model_folder.h"
-#include "ilf/pipelines/sample_files.h"
 #include "ilf/sampling/sampler.h"
 #include "ilf/serve/http_server.h"
 #include "ilf/serve/image_service.h"
@@ -43,19 +41,15 @@ int run(Args& args, bool config_given) {
   args.service.validate();
   if (!args.api_key_file.empty()) args.server.api_key = serve::read_api_key_file(args.api_key_file);
   args.server.validate();
-  // The config as ilf_sample loads it; a model folder (the flag's, or the config's "model.folder") or a
-  // text encoder in the config makes the service text-to-image, as ImageService decides. The placeholder
-  // prompt only tells the loader so (guidance default, the check that there is a model); the prompts come
-  // with the requests.
-  SampleFilesRequest request;
-  request.model_folder = args.model_folder;
+  // The config as ilf_sample loads it (serve::load_service_config: a model folder or a text encoder makes
+  // the service text-to-image); with --model-folder alone, no config file.
   const std::string config_path = !args.model_folder.empty() && !config_given ? "" : args.config;
-  Json json = read_run_config_json(config_path, args.overrides);
   const std::string source = config_path.empty() ? "ilf_serve" : config_path;
-  const bool text_encoder = json.contains("text") && json["text"].is_object() && json["text"].contains("encoder");
-  if (text_encoder || !model_folder_path(json, source, args.model_folder).empty()) request.prompt = "";
-  if (config_given || !request.text_to_image()) args.service.config_label = args.config;
-  serve::ImageService service(load_sample_config(std::move(json), source, request), args.service);
+  LoadedRunConfig loaded =
+      serve::load_service_config(read_run_config_json(config_path, args.overrides), source, args.model_folder);
+  const bool text_to_image = loaded.folder.has_value() || !loaded.config.text.encoder.empty();
+  if (config_given || !text_to_image) args.service.config_label = args.config;  // as ilf_sample records it
+  serve::ImageService service(std::move(loaded), args.service);
   return serve::run_server(service, args.server, [&args](int port) {
     std::cout << "ilf_serve: listening on " << url(args.server.host, port) << std::endl;  // endl: flushed for scripts
   });

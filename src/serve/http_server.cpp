@@ -484,6 +484,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void send(Reply reply) {
+    // A full queue: the client may come back in a second (a batch of the embedded model takes about that);
+    // OpenAI's clients and our load client honour Retry-After.
+    if (reply.status == 429) reply.headers.emplace_back(http::field::retry_after, "1");
     if (!answering_) {
       answering_ = true;
       ++state_.unanswered;

@@ -19,11 +19,9 @@
 namespace ilf::serve {
 
 std::string RequestError::to_json() const {
-  const Json error = {{"error",
-                       {{"message", what()},
-                        {"type", type_},
-                        {"param", param_.empty() ? Json(nullptr) : Json(param_)},
-                        {"code", nullptr}}}};
+  const Json error = {
+      {"error",
+       {{"message", what()}, {"type", type_}, {"param", param_.empty() ? Json(nullptr) : Json(param_)}, {"code", nullptr}}}};
   return error.dump(-1, ' ', false, Json::error_handler_t::replace);  // a message may quote invalid UTF-8
 }
 
@@ -41,8 +39,8 @@ const char* to_string(JobState state) {
 void ServiceOptions::validate() const {
   const auto in_range = [](const char* name, int64_t value, int64_t lo, int64_t hi) {
     if (value < lo || value > hi)
-      throw Error(std::string(name) + " must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
-                  " (got " + std::to_string(value) + ")");
+      throw Error(std::string(name) + " must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + " (got " +
+                  std::to_string(value) + ")");
   };
   in_range("--max-batch", max_batch, 1, kMaxBatch);
   in_range("--max-queue", max_queue, 1, 1000000);
@@ -89,8 +87,7 @@ int64_t integer_field(const Json& body, const std::string& field, int64_t lo, in
   // JSON's non-negative integers parse as unsigned: compare as unsigned first (2^64-1 must not wrap to -1).
   const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) && v.get<int64_t>() >= lo
                                                : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
-  if (!in_range)
-    throw bad(field, "\"" + field + "\" must be an integer" + range + " (got " + abbreviated(v.dump(), 40) + ")");
+  if (!in_range) throw bad(field, "\"" + field + "\" must be an integer" + range + " (got " + abbreviated(v.dump(), 40) + ")");
   return v.get<int64_t>();
 }
 
@@ -113,8 +110,8 @@ std::pair<int64_t, int64_t> parse_size(const std::string& text, int64_t max_side
 
 std::vector<std::string> request_settable_sections() {
   std::vector<std::string> sections = {"sampling", "ilf"};
-  const std::vector<std::string> not_settable = {"model", "weights", "class_names", "vae", "text",
-                                                 "training", "data", "eval", "metrics"};
+  const std::vector<std::string> not_settable = {"model",    "weights", "class_names", "vae",    "text",
+                                                 "training", "data",    "eval",        "metrics"};
   for (const std::string& s : run_config_sections())
     if (std::find(not_settable.begin(), not_settable.end(), s) == not_settable.end() &&
         std::find(sections.begin(), sections.end(), s) == sections.end())
@@ -152,7 +149,8 @@ ImageRequest parse_image_request(const std::string& body_text, const ServiceOpti
   if (!body.is_object()) throw RequestError(400, "the request body must be a JSON object (got " + json_kind(body) + ")");
   for (const auto& item : body.items())
     if (std::find(known_fields().begin(), known_fields().end(), item.key()) == known_fields().end())
-      throw bad(item.key(), "unknown field \"" + abbreviated(item.key(), 40) + "\" (expected one of " + join(known_fields()) + ")");
+      throw bad(item.key(),
+                "unknown field \"" + abbreviated(item.key(), 40) + "\" (expected one of " + join(known_fields()) + ")");
 
   ImageRequest r;
   if (!body.contains("prompt")) throw bad("prompt", "\"prompt\" is required");
@@ -175,8 +173,7 @@ ImageRequest parse_image_request(const std::string& body_text, const ServiceOpti
   }
   if (body.contains("model")) r.model = string_field(body, "model");
   if (body.contains("user")) string_field(body, "user");  // accepted as OpenAI's API does, not used
-  if (body.contains("seed"))
-    r.seed = static_cast<uint64_t>(integer_field(body, "seed", 0, std::numeric_limits<int64_t>::max()));
+  if (body.contains("seed")) r.seed = static_cast<uint64_t>(integer_field(body, "seed", 0, std::numeric_limits<int64_t>::max()));
   if (body.contains("negative_prompt")) {
     r.negative_prompt = string_field(body, "negative_prompt");
     if (r.negative_prompt->size() > kMaxPromptLineBytes)
@@ -187,8 +184,8 @@ ImageRequest parse_image_request(const std::string& body_text, const ServiceOpti
   if (body.contains("settings")) {
     const Json& settings = body.at("settings");
     if (!settings.is_object())
-      throw bad("settings", "\"settings\" must be an object of config keys, e.g. {\"ilf.strength\": 0.5} (got " +
-                                json_kind(settings) + ")");
+      throw bad("settings",
+                "\"settings\" must be an object of config keys, e.g. {\"ilf.strength\": 0.5} (got " + json_kind(settings) + ")");
     const std::vector<std::string> sections = request_settable_sections();
     for (const auto& item : settings.items()) {
       const std::string& key = item.key();
@@ -203,13 +200,19 @@ ImageRequest parse_image_request(const std::string& body_text, const ServiceOpti
       r.overrides[key] = item.value();
     }
   }
+  if (r.overrides.contains("sampling.steps")) {  // the limit holds however the steps are given
+    const Json& steps = r.overrides["sampling.steps"];
+    if ((steps.is_number_integer() || steps.is_number_unsigned()) && steps.get<int64_t>() > options.max_steps)
+      throw bad("settings.sampling.steps", "settings: \"sampling.steps\" must be at most " + std::to_string(options.max_steps) +
+                                               " (the server's --max-steps)");
+  }
   if (body.contains("steps")) r.overrides["sampling.steps"] = integer_field(body, "steps", 1, options.max_steps);
   if (body.contains("method")) r.overrides["sampling.method"] = string_field(body, "method");
   if (body.contains("guidance_scale")) {
     const Json& v = body.at("guidance_scale");
     if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || v.get<double>() > kMaxGuidanceScale)
-      throw bad("guidance_scale", "\"guidance_scale\" must be a number from 0 to " + number_text(kMaxGuidanceScale) +
-                                      " (got " + abbreviated(v.dump(), 40) + ")");
+      throw bad("guidance_scale", "\"guidance_scale\" must be a number from 0 to " + number_text(kMaxGuidanceScale) + " (got " +
+                                      abbreviated(v.dump(), 40) + ")");
     r.overrides["sampling.guidance_scale"] = v;
   }
   return r;

@@ -38,8 +38,8 @@ namespace ilf::serve {
 
 LoadedRunConfig load_service_config(Json json, const std::string& source, const std::string& model_folder) {
   SampleFilesRequest request;
-  const bool names_folder = !model_folder.empty() || (json.contains("model") && json["model"].is_object() &&
-                                                      json["model"].contains("folder"));
+  const bool names_folder =
+      !model_folder.empty() || (json.contains("model") && json["model"].is_object() && json["model"].contains("folder"));
   const bool names_encoder = json.contains("text") && json["text"].is_object() && json["text"].contains("encoder");
   if (names_folder || names_encoder) request.prompt = "";  // text-to-image, as ilf_sample --prompt decides it
   request.model_folder = model_folder;
@@ -157,8 +157,10 @@ struct ImageService::State {
     }
     for (size_t i = 0; i < names.size(); ++i)
       if (equal_ignoring_ascii_case(names[i], prompt)) return static_cast<int64_t>(i);
-    std::string message = "\"prompt\": \"" + abbreviated(prompt, 40) + "\" is not a class of this class-to-image model: give a "
-                          "class index from 0 to " + std::to_string(classes - 1);
+    std::string message = "\"prompt\": \"" + abbreviated(prompt, 40) +
+                          "\" is not a class of this class-to-image model: give a "
+                          "class index from 0 to " +
+                          std::to_string(classes - 1);
     if (!names.empty()) message += " or one of the names " + join(names);
     throw RequestError(400, message, "prompt");
   }
@@ -228,10 +230,10 @@ ImageService::ImageService(LoadedRunConfig loaded, ServiceOptions options) : sta
       throw Error(config.source + ": \"class_names\" has " + std::to_string(config.class_names.size()) +
                   " names; the model has " + std::to_string(s.class_model->num_classes()) + " classes");
   }
-  s.model_id = !options.model_id.empty()        ? options.model_id
-               : s.base.folder                  ? std::filesystem::path(s.base.folder->path).filename().string()
-               : config.source.empty()          ? std::string("ilf")
-                                                : std::filesystem::path(config.source).stem().string();
+  s.model_id = !options.model_id.empty() ? options.model_id
+               : s.base.folder           ? std::filesystem::path(s.base.folder->path).filename().string()
+               : config.source.empty()   ? std::string("ilf")
+                                         : std::filesystem::path(config.source).stem().string();
   if (s.model_id.empty()) s.model_id = "ilf";
   s.worker = std::thread([&s] { s.worker_loop(); });
 }
@@ -271,15 +273,17 @@ Json ImageService::models() const {
     if (!config.class_names.empty()) info["class_names"] = config.class_names;
   }
   return {{"object", "list"},
-          {"data", Json::array({{{"id", s.model_id}, {"object", "model"}, {"created", s.created}, {"owned_by", "ilf"}, {"ilf", info}}})}};
+          {"data",
+           Json::array({{{"id", s.model_id}, {"object", "model"}, {"created", s.created}, {"owned_by", "ilf"}, {"ilf", info}}})}};
 }
 
 std::string ImageService::submit(const ImageRequest& request, Callback on_finished) {
   State& s = *state_;
   if (!request.model.empty() && request.model != s.model_id)
-    throw RequestError(404, "the model \"" + abbreviated(request.model, 60) + "\" is not served here (this server serves \"" +
-                                s.model_id + "\")",
-                       "model", "invalid_request_error");
+    throw RequestError(
+        404,
+        "the model \"" + abbreviated(request.model, 60) + "\" is not served here (this server serves \"" + s.model_id + "\")",
+        "model", "invalid_request_error");
   {
     std::lock_guard<std::mutex> lock(s.mutex);
     if (s.draining || s.stopping) throw RequestError(503, "the server is shutting down", "", "server_error");
@@ -291,19 +295,23 @@ std::string ImageService::submit(const ImageRequest& request, Callback on_finish
   Json json = s.base.config.json;
   for (const auto& item : request.overrides.items()) set_dotted_key(json, item.key(), item.value());
   const auto param_of = [&](const std::string& key) {
-    return key.rfind("sampling.", 0) == 0 && (key == "sampling.steps" || key == "sampling.method" ||
-                                              key == "sampling.guidance_scale")
+    return key.rfind("sampling.", 0) == 0 &&
+                   (key == "sampling.steps" || key == "sampling.method" || key == "sampling.guidance_scale")
                ? key.substr(9)
                : "settings." + key;
   };
+  // Parsed under the server config's name, so that its relative file paths resolve as they did at start;
+  // that name is not the client's business and is cut from messages.
+  const std::string& source = s.base.config.source;
   std::shared_ptr<RunConfig> config;
   try {
-    config = std::make_shared<RunConfig>(parse_run_config(json, "request"));
+    config = std::make_shared<RunConfig>(parse_run_config(json, source));
   } catch (const Error& e) {
-    std::string param = "settings";
+    std::string message = e.what(), param = "settings";
+    if (message.rfind(source + ": ", 0) == 0) message = message.substr(source.size() + 2);
     for (const auto& item : request.overrides.items())
-      if (std::string(e.what()).find(item.key()) != std::string::npos) param = param_of(item.key());
-    throw RequestError(400, abbreviated(e.what(), 400), param);
+      if (message.find(item.key()) != std::string::npos) param = param_of(item.key());
+    throw RequestError(400, abbreviated(message, 400), param);
   }
   for (const auto& item : request.overrides.items())
     if (config->file_keys.count(item.key()))
@@ -337,9 +345,9 @@ std::string ImageService::submit(const ImageRequest& request, Callback on_finish
     if (request.negative_prompt) throw RequestError(400, "\"negative_prompt\" is for text-to-image models", "negative_prompt");
     const int64_t side = s.class_image_side();
     if ((request.width || request.height) && (request.width != side || request.height != side))
-      throw RequestError(400, "\"size\": this class-to-image model makes " + std::to_string(side) + "x" + std::to_string(side) +
-                                  " images only",
-                         "size");
+      throw RequestError(
+          400, "\"size\": this class-to-image model makes " + std::to_string(side) + "x" + std::to_string(side) + " images only",
+          "size");
     job->labels.assign(static_cast<size_t>(request.n), s.class_label(request.prompt));
   }
   job->config = config;
@@ -510,8 +518,7 @@ void ImageService::State::run_batch(const std::vector<JobPtr>& batch) {
     std::function<void()> call;
     {
       std::lock_guard<std::mutex> lock(mutex);
-      if (!live.empty())
-        call = finish(*live.front(), JobState::kFailed, 500, "sampling failed: " + short_torch_error(e, 400));
+      if (!live.empty()) call = finish(*live.front(), JobState::kFailed, 500, "sampling failed: " + short_torch_error(e, 400));
     }
     if (call) call();
     return;
@@ -539,7 +546,7 @@ void ImageService::State::run_batch(const std::vector<JobPtr>& batch) {
 }
 
 std::vector<std::vector<GeneratedImage>> ImageService::State::sample_batch(const std::vector<JobPtr>& batch,
-                                                                          int64_t& block_forwards_per_run) {
+                                                                           int64_t& block_forwards_per_run) {
   const RunConfig& config = *batch.front()->config;
   SamplingSetup& setup = setup_for(config, batch.front()->batch_key);
   // Each step: progress for the batch's jobs, deadlines, and whether any request still wants the images.
@@ -593,8 +600,8 @@ std::vector<std::vector<GeneratedImage>> ImageService::State::sample_batch(const
     const TextToImageResult result = generate(model, request, progress);
     images = result.images;
     block_forwards_per_run = result.sampling.block_forwards;
-    settings = text_to_image_png_settings(LoadedRunConfig{config, base.folder}, model, request.negative_prompt,
-                                          options.config_label);
+    settings =
+        text_to_image_png_settings(LoadedRunConfig{config, base.folder}, model, request.negative_prompt, options.config_label);
     settings["width"] = result.requested.width;
     settings["height"] = result.requested.height;
     settings["sampled_size"] = {result.generated.width, result.generated.height};

@@ -269,7 +269,8 @@ TEST(ImageService, MetricsCountRequestsImagesAndBatches) {
   wait_for(service, service.submit(request("4", 0, 2)));
   service.record_http("/v1/images/generations", 200, 0.3);
   const std::string text = service.metrics_text();
-  EXPECT_NE(text.find("ilf_http_requests_total{endpoint=\"/v1/images/generations\",status=\"200\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("ilf_http_requests_total{endpoint=\"/v1/images/generations\",status=\"200\"} 1"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("ilf_request_duration_seconds_bucket{endpoint=\"/v1/images/generations\",le=\"0.5\"} 1"),
             std::string::npos);
   EXPECT_NE(text.find("ilf_images_total 2"), std::string::npos);
