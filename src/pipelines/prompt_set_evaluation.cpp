@@ -34,6 +34,7 @@
 #include "ilf/io/json.h"
 #include "ilf/pipelines/sample_files.h"
 #include "ilf/pipelines/text_to_image.h"
+#include "ilf/util/checks.h"
 #include "ilf/util/progress.h"
 #include "ilf/util/device.h"
 
@@ -509,7 +510,11 @@ PromptSetEvalSummary run_prompt_set_evaluation(const LoadedRunConfig& loaded, co
                                          {"seconds", seconds / static_cast<double>(n)},
                                          {"block_forwards", result.sampling.block_forwards}};
     }
+    // A score that is NaN or Inf would be written as null and silently left out of the means: refused,
+    // naming the metric and the items (the metric models' weights are checked at load, so this guards the
+    // computation itself; no test reaches it from outside).
     auto put = [&](const std::string& key, const torch::Tensor& values) {
+      require_finite(values, key + " scores of items " + std::to_string(begin) + " .. " + std::to_string(end - 1));
       const torch::Tensor v = values.to(torch::kCPU, torch::kFloat64).contiguous();
       for (int64_t j = 0; j < n; ++j) records[static_cast<size_t>(j)][key] = v[j].item<double>();
     };
