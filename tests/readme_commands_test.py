@@ -38,7 +38,8 @@ RULES = [
        r"--weights tests/data/dit_tiny.weights.safetensors --inputs tests/data/dit_tiny.io.safetensors "
        r"--out forward.safetensors --set model.num_heads=2")]),
     (r"ilf_train .*training.mode=l2c", [(r"training.steps=\d+", "training.steps=1"),
-                                        (r"training.batch_size=\d+", "training.batch_size=2")]),
+                                        (r"training.batch_size=\d+", "training.batch_size=2"),
+                                        (r"l2c.trajectories=\d+", "l2c.trajectories=2")]),
     (r"ilf_train .*training.mode=ilf", [(r"$", " --set training.steps=2 --set training.checkpoint_every=1")]),
     (r"ilf_train --config configs/fashion_mnist.json", [(r"$", " --set training.steps=2")]),
     (r"ilf_eval ", [(r"--num-samples \d+", "--num-samples 16"), (r"--batch \d+", "--batch 8")]),

@@ -1,10 +1,13 @@
 // The acceleration methods against the plain sampler and their own plans: for every method the block
 // forwards counted while sampling equal the plan step by step, each method's defining property holds
 // (the settings that reuse nothing reproduce the plain sampler bit for bit; a TaylorSeer forecast of a
-// linear feature is exact; TeaCache computes the first and last steps), on DiT and PixArt, and bad
-// settings are refused naming their key.
+// linear feature is exact; TeaCache computes the first and last steps; Learning-to-Cache never reuses
+// a residual older than one step, and its router training switches off a planted block whose reuse
+// is exact while keeping a planted costly one), on DiT and PixArt, and bad settings are refused
+// naming their key.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +21,7 @@
 #include "ilf/config/run_config.h"
 #include "ilf/error.h"
 #include "ilf/io/atomic_file.h"
+#include "ilf/io/safetensors.h"
 #include "ilf/pipelines/calibration.h"
 #include "ilf/feedback/feedback.h"
 #include "ilf/models/dit.h"
@@ -345,11 +349,37 @@ TEST(HardeningNonFinite, ATeaCacheCalibrationWithNaNOrInfIsRefusedNamingTheFileA
 
 namespace {
 
-// A router file for `steps` x 6 blocks with the given logits (row-major), as ilf_train writes it.
-std::string write_router(const std::vector<float>& logits, int64_t steps, const std::string& name) {
+// A router file for `steps` steps of 6 blocks with a full step every `full_every`, with the given
+// logits of its cache steps (row-major), as ilf_train writes it.
+std::string write_router(const std::vector<float>& logits, int64_t steps, int64_t full_every, const std::string& name) {
   const std::string path = testing::TempDir() + "/" + name + ".safetensors";
-  write_l2c_router(path, torch::tensor(logits).reshape({steps, 6}), {});
+  const auto rows = static_cast<int64_t>(logits.size()) / 6;
+  write_l2c_router(path, torch::tensor(logits).reshape({rows, 6}), steps, full_every, {});
   return path;
+}
+
+// Logits for every cache step of `steps` steps (6 blocks), spread over [-5, 5] in a fixed pattern.
+std::vector<float> spread_logits(int64_t steps, int64_t full_every) {
+  std::vector<float> logits(l2c_cache_steps(steps, full_every).size() * 6);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>((i * 7) % 11) - 5.0f;
+  return logits;
+}
+
+// The age, in steps, of the oldest residual a plan reuses: step k minus the last step before k that
+// computed the block (a block reused before ever being computed counts as k + 1).
+int64_t oldest_reuse(const SamplingPlan& plan, int64_t depth) {
+  std::vector<int64_t> computed_at(static_cast<size_t>(depth), -1);
+  int64_t oldest = 0;
+  for (const StepPlan& s : plan.steps) {
+    std::vector<bool> reused(static_cast<size_t>(depth), false);
+    for (int64_t j : s.action.reused_blocks) {
+      reused[static_cast<size_t>(j)] = true;
+      oldest = std::max(oldest, s.index - computed_at[static_cast<size_t>(j)]);
+    }
+    for (int64_t j = 0; j < depth; ++j)
+      if (!reused[static_cast<size_t>(j)]) computed_at[static_cast<size_t>(j)] = s.index;
+  }
+  return oldest;
 }
 
 // Class labels and nothing else: what the router training reads from a data set.
@@ -368,62 +398,195 @@ class LabelsOnly : public Dataset {
 
 }  // namespace
 
-TEST(Accel, L2CScheduleReusesTheLowestLogitsAfterTheFirstStepUpToTheBudget) {
-  // 3 steps x 2 blocks, budget 0.5: 3 of 6 forwards remain, so the 3 lowest logits of steps 1 and 2
-  // (-1.0, 0.0, 0.5) are reused and the highest (2.0) computes.
-  const auto reuse = l2c_schedule(torch::tensor({-9.0f, -9.0f, 0.5f, -1.0f, 2.0f, 0.0f}).reshape({3, 2}), 0.5);
-  const std::vector<std::vector<bool>> expected = {{false, false}, {true, true}, {false, true}};
-  EXPECT_EQ(reuse, expected);
-  // Budget 1 reuses nothing; a tiny budget reuses everything after the first step.
-  const auto none = l2c_schedule(torch::zeros({3, 2}), 1.0);
-  for (const auto& row : none) EXPECT_EQ(row, std::vector<bool>(2, false));
-  const auto all = l2c_schedule(torch::zeros({3, 2}), 0.01);
-  EXPECT_EQ(all[0], std::vector<bool>(2, false));
-  EXPECT_EQ(all[2], std::vector<bool>(2, true));
+TEST(Accel, L2CSchedulesReuseOnlyOnCacheStepsByThresholdOrBudget) {
+  // 5 steps, a full step every 2: cache steps 1 and 3 (rows 0 and 1 of the logits), 2 blocks.
+  const torch::Tensor logits = torch::tensor({-3.0f, 1.0f, -3.0f, -3.0f}).reshape({2, 2});
+  using Schedule = std::vector<std::vector<bool>>;
+  // Threshold 0.1: sigmoid(-3) = 0.047 is reused, sigmoid(1) = 0.73 computes; full steps compute.
+  const Schedule by_threshold = {{false, false}, {true, false}, {false, false}, {true, true}, {false, false}};
+  EXPECT_EQ(l2c_threshold_schedule(logits, 5, 2, 0.1), by_threshold);
+  // Threshold 0 reuses nothing.
+  for (const auto& row : l2c_threshold_schedule(logits, 5, 2, 0.0)) EXPECT_EQ(row, std::vector<bool>(2, false));
+  // Budget 0.8 of 10: two reuses among the three tied -3 logits: the later step's go first.
+  const Schedule by_budget = {{false, false}, {false, false}, {false, false}, {true, true}, {false, false}};
+  EXPECT_EQ(l2c_budget_schedule(logits, 5, 2, 0.8), by_budget);
+  // Budget 1 reuses nothing; 0.6 reuses every cache step's block; 0.5 is below what alternation reaches.
+  for (const auto& row : l2c_budget_schedule(logits, 5, 2, 1.0)) EXPECT_EQ(row, std::vector<bool>(2, false));
+  const Schedule all = {{false, false}, {true, true}, {false, false}, {true, true}, {false, false}};
+  EXPECT_EQ(l2c_budget_schedule(logits, 5, 2, 0.6), all);
+  EXPECT_NE(error_of([&] { l2c_budget_schedule(logits, 5, 2, 0.5); }).find("at least 0.6"), std::string::npos);
+  // A full step every 3 of 6: cache steps 1, 2, 4, 5 follow each other in pairs; a block reused on one
+  // computes on the next, so that every reuse is of the step before.
+  const torch::Tensor cheap = torch::full({4, 2}, -9.0f);
+  // The threshold rule decides in step order (the earlier step of a pair reuses); the budget rule in
+  // its ranking, where ties go to the later step.
+  const Schedule earlier = {{false, false}, {true, true}, {false, false}, {false, false}, {true, true}, {false, false}};
+  EXPECT_EQ(l2c_threshold_schedule(cheap, 6, 3, 0.1), earlier);
+  const Schedule later = {{false, false}, {false, false}, {true, true}, {false, false}, {false, false}, {true, true}};
+  EXPECT_EQ(l2c_budget_schedule(cheap, 6, 3, 8.0 / 12.0), later);
+  EXPECT_NE(error_of([&] { l2c_budget_schedule(cheap, 6, 3, 0.6); }).find("at least 0.66"), std::string::npos);
+  // Every row must belong to a cache step.
+  EXPECT_NE(error_of([&] { l2c_threshold_schedule(cheap, 5, 2, 0.1); }).find("cache steps"), std::string::npos);
 }
 
-TEST(Accel, L2CWithARouterThatReusesNothingIsThePlainSamplerAndItsCountsMatchThePlan) {
-  std::vector<float> logits(8 * 6);
-  for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>((i * 7) % 11) - 5.0f;
-  const std::string router = write_router(logits, 8, "router8");
+TEST(Accel, L2CReusesNoCacheOlderThanOneStep) {
+  // Every logit very low: the router would reuse everything it may. Budgets at the floor of the
+  // alternation and above, the threshold rule, a full step every 2 and every 3: no reused residual is
+  // older than the step before, and sampling (whose forward refuses an older one) counts its plan.
+  BackbonePtr model = tiny_backbone("dit");
+  for (const int64_t full_every : {2, 3}) {
+    const std::vector<float> cheap(l2c_cache_steps(8, full_every).size() * 6, -8.0f);
+    const std::string router = write_router(cheap, 8, full_every, "cheap" + std::to_string(full_every));
+    for (const Json& rule : {Json{{"budget", full_every == 2 ? 0.5 : 0.75}}, Json{{"budget", 0.8}}, Json::object()}) {
+      Json section = rule;
+      section["router"] = router;
+      const SamplingResult r = run(*model, config_of("l2c", {{"l2c", section}}), 8);
+      const std::string what = "full every " + std::to_string(full_every) + " " + rule.dump();
+      EXPECT_EQ(oldest_reuse(r.plan, 6), 1) << what;
+      EXPECT_LT(r.block_forwards, 8 * 6) << what;
+      expect_counts_match_plan(r, what);
+    }
+  }
+  // The forward itself refuses a residual two steps old (a plan that a schedule never makes).
+  BlockRunner runner(*model);
+  L2CSettings settings;
+  L2CMethod method(settings);
+  DPMSolverMultistep solver;
+  solver.set_timesteps(3);
+  StepInfo info;
+  info.num_steps = 3, info.timesteps = solver.timesteps(), info.depth = 6;
+  const ConditionInputs in = inputs_for(*model);
+  const torch::Tensor x = torch::randn({2, 4, 8, 8});
+  torch::NoGradGuard no_grad;
+  method.begin(3);
+  StepAction full, reuse;
+  reuse.reused_blocks = {2};
+  for (int64_t k = 0; k < 3; ++k) {
+    info.index = k;
+    const torch::Tensor t = torch::full({2}, info.timestep());
+    if (k < 2) {
+      method.forward(runner, x, t, in, info, k == 0 ? full : reuse);  // step 1 reuses step 0's: allowed
+    } else {
+      EXPECT_NE(error_of([&] { method.forward(runner, x, t, in, info, reuse); }).find("from step 0"), std::string::npos);
+    }
+  }
+}
+
+TEST(Accel, L2CThatReusesNothingIsThePlainSamplerBitForBitAndBadRoutersAreRefused) {
+  const std::string router = write_router(spread_logits(8, 2), 8, 2, "router8");
   for (const auto& family : kFamilies) {
     BackbonePtr model = tiny_backbone(family);
     const SamplingResult plain = run(*model, config_of("baseline", Json::object()), 8);
-    const SamplingResult same = run(*model, config_of("l2c", {{"l2c", {{"router", router}, {"budget", 1.0}}}}), 8);
-    EXPECT_TRUE(torch::equal(same.samples, plain.samples)) << family;
-    const SamplingResult half = run(*model, config_of("l2c", {{"l2c", {{"router", router}, {"budget", 0.5}}}}), 8);
-    expect_counts_match_plan(half, family + " l2c");
-    EXPECT_EQ(half.block_forwards, 24) << family;  // round(0.5 x 8 x 6)
+    for (const Json& rule : {Json{{"threshold", 0.0}}, Json{{"budget", 1.0}}}) {
+      Json section = rule;
+      section["router"] = router;
+      const SamplingResult same = run(*model, config_of("l2c", {{"l2c", section}}), 8);
+      EXPECT_TRUE(torch::equal(same.samples, plain.samples)) << family << " " << rule.dump();
+      EXPECT_EQ(same.block_forwards, plain.block_forwards) << family << " " << rule.dump();
+    }
   }
   // A router trained for 8 steps refuses 10, naming the key.
   DPMSolverMultistep solver;
   const RunConfig wrong = config_of("l2c", {{"l2c", {{"router", router}}}});
   EXPECT_NE(error_of([&] { plan_sampling(*make_acceleration_method(wrong), solver, 10, 6); }).find("l2c.router"),
             std::string::npos);
+  // Another alternation than the router's, both rules at once, a budget below the alternation's floor.
+  for (const auto& [section, key] :
+       std::vector<std::pair<Json, std::string>>{{{{"router", router}, {"full_every", 3}}, "l2c.full_every"},
+                                                 {{{"router", router}, {"budget", 0.8}, {"threshold", 0.1}}, "l2c.budget"},
+                                                 {{{"router", router}, {"budget", 0.4}}, "l2c.budget"}}) {
+    const std::string message = error_of([&] { config_of("l2c", {{"l2c", section}}); });
+    EXPECT_NE(message.find(key), std::string::npos) << section.dump() << ": " << message;
+  }
+  // A router of the first recipe (every step routed, no "full_every") is refused.
+  const std::string old = testing::TempDir() + "/old_router.safetensors";
+  write_safetensors(old, {{"router_logits", torch::zeros({8, 6})}}, {{"format", "ilf.l2c_router"}, {"steps", "8"}});
+  EXPECT_NE(error_of([&] { config_of("l2c", {{"l2c", {{"router", old}}}}); }).find("full_every"), std::string::npos);
 }
 
-TEST(Accel, L2CTrainingLowersTheGatesOfABlockWhoseReuseCostsNothing) {
+TEST(Accel, L2CCountedBlockForwardsEqualItsPlanOnBothBackbones) {
+  for (const int64_t full_every : {2, 3}) {
+    const std::vector<float> logits = spread_logits(8, full_every);
+    const std::string router = write_router(logits, 8, full_every, "spread" + std::to_string(full_every));
+    // The threshold rule's cost from the logits: sigmoid(l) <= 0.1 is l <= -2.197, i.e. -5, -4, -3;
+    // with a full step every 3, a block reused on a cache step computes on the next one.
+    const auto schedule = l2c_threshold_schedule(torch::tensor(logits).reshape({-1, 6}), 8, full_every, 0.1);
+    int64_t expected = 0;
+    for (const auto& row : schedule) expected += static_cast<int64_t>(std::count(row.begin(), row.end(), false));
+    for (const auto& family : kFamilies) {
+      BackbonePtr model = tiny_backbone(family);
+      const SamplingResult by_threshold = run(*model, config_of("l2c", {{"l2c", {{"router", router}}}}), 8);
+      expect_counts_match_plan(by_threshold, family + " threshold");
+      EXPECT_EQ(by_threshold.block_forwards, expected) << family;
+      EXPECT_LT(by_threshold.block_forwards, 8 * 6) << family;
+      const SamplingResult by_budget = run(*model, config_of("l2c", {{"l2c", {{"router", router}, {"budget", 0.8}}}}), 8);
+      expect_counts_match_plan(by_budget, family + " budget");
+      EXPECT_EQ(by_budget.block_forwards, 38) << family;  // round(0.8 x 8 x 6)
+    }
+  }
+}
+
+TEST(Accel, L2CTrainingSwitchesOffAPlantedFreeBlockAndKeepsAPlantedCostlyOne) {
+  // Block 3's residual is a constant (its attention gated to 0, its MLP a bias, adaLN without input),
+  // the same at every step, token and image: reusing it is exact, yet it is not the identity, so a
+  // cache that dropped or misplaced it would show. Block 1's gates are scaled up: its residual, and
+  // how it changes from step to step, are large.
   BackbonePtr model = tiny_backbone("dit");
+  const int64_t d = model->hidden_size();
   {
     torch::NoGradGuard no_grad;
-    for (auto& p : model->block_module(3)->parameters()) p.zero_();  // adaLN gates 0: block 3 is the identity
+    auto free_block = std::dynamic_pointer_cast<DiTBlockImpl>(model->block_module(3));
+    auto ada = free_block->adaLN_modulation->ptr(1)->as<torch::nn::Linear>();
+    ada->weight.zero_();
+    ada->bias.zero_();
+    ada->bias.slice(0, 5 * d, 6 * d).fill_(1.0);  // gate_mlp = 1; gate_msa = 0
+    free_block->mlp->fc2->weight.zero_();
+    free_block->mlp->fc2->bias.normal_(0, 0.5);
+    auto costly =
+        std::dynamic_pointer_cast<DiTBlockImpl>(model->block_module(1))->adaLN_modulation->ptr(1)->as<torch::nn::Linear>();
+    for (int64_t gate : {2, 5}) {
+      costly->weight.slice(0, gate * d, (gate + 1) * d).mul_(3.0);
+      costly->bias.slice(0, gate * d, (gate + 1) * d).add_(1.0);
+    }
   }
   DPMSolverMultistep solver;
   LabelsOnly data;
   SamplingOptions sampling;
-  sampling.steps = 5;
-  sampling.guidance_scale = 2.0;
+  sampling.steps = 6;  // cache steps 1, 3, 5
+  sampling.guidance_scale = 2.5;
   L2CRouterOptions o;
-  o.iterations = 15;
-  o.batch = 2;
-  o.lr = 0.1;
-  o.sparsity = 0.01;
+  o.iterations = 200;
+  o.batch = 8;
+  o.trajectories = 8;
+  o.lr = 0.05;
+  o.sparsity = 1e-5;
   std::vector<double> losses;
   const torch::Tensor theta = train_l2c_router(*model, solver, sampling, data, o, torch::kCPU,
                                                [&](const L2CRouterStep& s) { losses.push_back(s.reconstruction); });
-  ASSERT_EQ(theta.sizes(), (std::vector<int64_t>{5, 6}));
-  const torch::Tensor after_first = theta.slice(0, 1);  // (4, 6)
-  const double identity_block = after_first.select(1, 3).mean().item<double>();
-  for (int64_t j : {0, 1, 2, 4, 5}) EXPECT_LT(identity_block, after_first.select(1, j).mean().item<double>()) << "block " << j;
-  EXPECT_TRUE(torch::isfinite(theta).all().item<bool>());
+  ASSERT_EQ(theta.sizes(), (std::vector<int64_t>{3, 6}));
+  EXPECT_LE(theta.abs().max().item<double>(), 5.0);  // the clamp
+  for (int64_t i = 0; i < 3; ++i) {
+    EXPECT_LE(theta[i][3].item<double>(), -4.0) << "cache step " << 2 * i + 1 << ": the free block";
+    EXPECT_GE(theta[i][1].item<double>(), 2.0) << "cache step " << 2 * i + 1 << ": the costly block";
+  }
+  // Sampled with the paper's rule (threshold 0.1), the router reuses the free block, and only it, on
+  // every cache step, and the samples are the plain sampler's up to float rounding.
+  const std::string router = testing::TempDir() + "/planted.safetensors";
+  write_l2c_router(router, theta, 6, 2, {});
+  const SamplingResult plain = run(*model, config_of("baseline", Json::object()), 6);
+  const SamplingResult routed = run(*model, config_of("l2c", {{"l2c", {{"router", router}}}}), 6);
+  for (const StepPlan& s : routed.plan.steps)
+    EXPECT_EQ(s.action.reused_blocks, s.index % 2 == 1 ? std::vector<int64_t>{3} : std::vector<int64_t>{}) << "step " << s.index;
+  expect_counts_match_plan(routed, "planted");
+  EXPECT_EQ(routed.block_forwards, 6 * 6 - 3);
+  // Relative (max|a - b| / max|b|, the project's parity metric): the random tiny model's samples reach
+  // about 5e2, where float32 itself is only good to about 3e-5. Measured: 4e-7 (rounding of
+  // h + (B(h) - h)); dropping the cached residual gives 4e-3, another block's residual 0.1.
+  EXPECT_LE(test::relative_error(routed.samples, plain.samples), 1e-5);
+  // The comparison can tell: reusing the costly block instead moves the samples far more.
+  std::vector<float> costly_only(3 * 6, 5.0f);
+  for (int64_t i = 0; i < 3; ++i) costly_only[static_cast<size_t>(i * 6 + 1)] = -5.0f;
+  const SamplingResult wrong =
+      run(*model, config_of("l2c", {{"l2c", {{"router", write_router(costly_only, 6, 2, "costly_only")}}}}), 6);
+  EXPECT_GT(test::relative_error(wrong.samples, plain.samples), 1e-2);
 }

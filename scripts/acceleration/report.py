@@ -84,7 +84,9 @@ def describe(settings):
         t = s["taylorseer"]
         return f"{steps}, full every {t['interval']}, order {t['order']}"
     if m == "l2c":
-        return f"{steps}, budget {s['l2c']['budget']}"
+        l = s["l2c"]  # the budget rule or the paper's threshold; full_every since the alternation
+        rule = f"budget {l['budget']}" if "budget" in l else f"threshold {l['threshold']}"
+        return f"{steps}, full every {l['full_every']}, {rule}" if "full_every" in l else f"{steps}, {rule}"
     return steps  # ilf, ilf_cache: the loop and feedback steps are the sweep's (see the sweep file)
 
 

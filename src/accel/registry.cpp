@@ -59,11 +59,12 @@ std::vector<MethodEntry> make_entries() {
                      [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
                        return std::make_unique<TaylorSeerMethod>(settings_as<TaylorSeerSettings>(s, "taylorseer"));
                      }});
-  entries.push_back({"l2c", "l2c",
-                     "Learning-to-Cache: a router trained by ilf_train, fixed to a static per-step, per-block reuse schedule",
-                     false, parse_l2c_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
-                       return std::make_unique<L2CMethod>(settings_as<L2CSettings>(s, "l2c"));
-                     }});
+  entries.push_back(
+      {"l2c", "l2c",
+       "Learning-to-Cache: full and cache steps alternate; a router trained by ilf_train picks the blocks a cache step reuses",
+       false, parse_l2c_settings, [](const MethodSettings& s, const MethodContext&) -> AccelerationMethodPtr {
+         return std::make_unique<L2CMethod>(settings_as<L2CSettings>(s, "l2c"));
+       }});
   entries.push_back(
       {"ilf_cache", "ilf_cache",
        "ILF on its feedback steps; caching, or TaylorSeer forecasting, on the others (or caching of the blocks outside the "

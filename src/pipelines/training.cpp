@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -66,13 +67,17 @@ TrainingOutcome run_l2c_training(const RunConfig& config, const std::string& out
   L2CRouterOptions o;
   o.iterations = config.training.steps;
   o.batch = config.training.batch_size;
+  o.trajectories = l2c.trajectories;
+  o.full_every = l2c.full_every;
   o.lr = config.training.lr;
   o.sparsity = l2c.sparsity;
   o.seed = config.training.seed;
   write_file_atomically((fs::path(out_dir) / "config.json").string(),
                         [&](std::ostream& s) { s << resolved_config(config).dump(2) << "\n"; });
-  spdlog::info("Learning-to-Cache router: {} steps x {} blocks, {} iterations of {} trajectories, sparsity {}",
-               config.sampling.options.steps, backbone->depth(), o.iterations, o.batch, o.sparsity);
+  spdlog::info(
+      "Learning-to-Cache router: {} steps (a full step every {}) x {} blocks, {} trajectories recorded, {} iterations of {} "
+      "inputs per cache step, lr {}, sparsity (lambda) {}",
+      config.sampling.options.steps, o.full_every, backbone->depth(), o.trajectories, o.iterations, o.batch, o.lr, o.sparsity);
   std::ofstream metrics(fs::path(out_dir) / "metrics.jsonl");
   const torch::Tensor logits =
       train_l2c_router(*backbone, *solver, config.sampling.options, *data, o, device, [&](const L2CRouterStep& s) {
@@ -81,18 +86,34 @@ TrainingOutcome run_l2c_training(const RunConfig& config, const std::string& out
             << "\n"
             << std::flush;
         if (s.iteration % config.training.log_every == 0 || s.iteration == o.iterations)
-          spdlog::info("step {}/{} loss {:.5f} (rec {:.5f}, mean gate {:.3f})", s.iteration, o.iterations, s.loss,
+          spdlog::info("step {}/{} loss {:.6f} (rec {:.6f}, mean gate {:.3f})", s.iteration, o.iterations, s.loss,
                        s.reconstruction, s.mean_gate);
       });
+  // What the router decided under the paper's rule, so that a lambda can be judged without sampling.
+  const auto schedule = l2c_threshold_schedule(logits, config.sampling.options.steps, o.full_every, L2CSettings{}.threshold);
+  int64_t forwards = 0;
+  std::string per_step;
+  for (size_t k = 0; k < schedule.size(); ++k) {
+    const auto computed = static_cast<int64_t>(std::count(schedule[k].begin(), schedule[k].end(), false));
+    forwards += computed;
+    if (l2c_is_cache_step(static_cast<int64_t>(k), o.full_every)) per_step += " " + std::to_string(computed);
+  }
+  spdlog::info("at threshold {}: {} of {} block forwards ({:.3f}); blocks computed per cache step:{}", L2CSettings{}.threshold,
+               forwards, config.sampling.options.steps * backbone->depth(),
+               static_cast<double>(forwards) / static_cast<double>(config.sampling.options.steps * backbone->depth()), per_step);
   TrainingOutcome outcome;
   outcome.finished = true;
   outcome.step = o.iterations;
   outcome.weights = (fs::path(out_dir) / "router.safetensors").string();
-  write_l2c_router(outcome.weights, logits,
+  write_l2c_router(outcome.weights, logits, config.sampling.options.steps, o.full_every,
                    {{"solver", config.sampling.solver.solver},
-                    {"guidance_scale", std::to_string(config.sampling.options.guidance_scale)},
-                    {"sparsity", std::to_string(o.sparsity)},
+                    {"guidance_scale", fmt::format("{}", config.sampling.options.guidance_scale)},
+                    {"sparsity", fmt::format("{}", o.sparsity)},
+                    {"lr", fmt::format("{}", o.lr)},
                     {"iterations", std::to_string(o.iterations)},
+                    {"batch", std::to_string(o.batch)},
+                    {"trajectories", std::to_string(o.trajectories)},
+                    {"seed", std::to_string(o.seed)},
                     {"weights", config.weights}});
   return outcome;
 }
