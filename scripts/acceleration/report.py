@@ -37,6 +37,7 @@ METHODS = [  # (sampling.method [+ mode], label, plot style)
     ("ilf", "ILF", "r-*"),
     ("ilf_cache/alternate", "ILF + caching between feedback steps", "m--*"),
     ("ilf_cache/outside", "ILF + caching outside the loop", "c--*"),
+    ("ilf_cache/forecast", "ILF + TaylorSeer forecasting", "g--*"),
 ]
 
 
@@ -87,6 +88,9 @@ def describe(settings):
         l = s["l2c"]  # the budget rule or the paper's threshold; full_every since the alternation
         rule = f"budget {l['budget']}" if "budget" in l else f"threshold {l['threshold']}"
         return f"{steps}, full every {l['full_every']}, {rule}" if "full_every" in l else f"{steps}, {rule}"
+    if m == "ilf_cache" and s["ilf_cache"]["mode"] == "forecast":
+        t = s["ilf_cache"]["taylorseer"]
+        return f"{steps}, full every {t['interval']} between feedback steps, order {t['order']}"
     return steps  # ilf, ilf_cache: the loop and feedback steps are the sweep's (see the sweep file)
 
 

@@ -112,6 +112,15 @@ def main():
     if args.png:
         plot(rows, args.png)
         lines += [f"![images/s and median latency against clients]({os.path.basename(args.png)})", ""]
+    # The reading of the numbers is written by hand between the notes markers and kept when the report is
+    # written again (the numbers it speaks of may then have moved: read it against the table).
+    notes = ["<!-- notes begin -->", "", "## Reading", "", "(to be written from the table above)", "", "<!-- notes end -->"]
+    if os.path.exists(args.md):
+        old = open(args.md).read()
+        if "<!-- notes begin -->" in old and "<!-- notes end -->" in old:
+            kept = old[old.index("<!-- notes begin -->"):old.index("<!-- notes end -->") + len("<!-- notes end -->")]
+            notes = kept.split("\n")
+    lines += [*notes, ""]
     with open(args.md, "w") as f:
         f.write("\n".join(lines))
     print(f"serving_report: {len(rows)} load points")
