@@ -90,7 +90,7 @@ if [ "${ILF_IMAGE_REWARD_PACKAGES:-1}" = 1 ]; then
     echo "install_pip_torch: image-reward and openai-clip already installed"
   else
     if ! "$VENV/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" image-reward==1.5 openai-clip==1.0.1 2>/dev/null; then
-      "$VENV/bin/pip" download -q --no-deps -d "$WHEELS" image-reward==1.5 openai-clip==1.0.1
+      "$VENV/bin/pip" wheel -q --no-deps -w "$WHEELS" image-reward==1.5 openai-clip==1.0.1  # openai-clip is an sdist
       "$VENV/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" image-reward==1.5 openai-clip==1.0.1
     fi
   fi
@@ -111,7 +111,7 @@ PYEOF
   else
     rm -rf "$IMAGE_REWARD_SITE"
     if ! "$VENV/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" --target "$IMAGE_REWARD_SITE" -r "$IMAGE_REWARD_REQUIREMENTS" 2>/dev/null; then
-      "$VENV/bin/pip" download -q --no-deps -d "$WHEELS" -r "$IMAGE_REWARD_REQUIREMENTS"
+      "$VENV/bin/pip" wheel -q --no-deps -w "$WHEELS" -r "$IMAGE_REWARD_REQUIREMENTS"
       rm -rf "$IMAGE_REWARD_SITE"
       "$VENV/bin/pip" install -q --no-deps --no-index --find-links "$WHEELS" --target "$IMAGE_REWARD_SITE" -r "$IMAGE_REWARD_REQUIREMENTS"
     fi
