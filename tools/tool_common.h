@@ -58,6 +58,17 @@ bool parse_integer(const std::string& text, T& value) {
   return ec == std::errc() && ptr == end && begin != end;
 }
 
+// A finite decimal number filling all of `text` into `value`; false on anything else (nan, inf, "1x").
+inline bool parse_finite(const std::string& text, double& value) {
+  size_t used = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return used != 0 && used == text.size() && std::isfinite(value);
+}
+
 }  // namespace detail
 
 // A count (steps, images, batch size): an integer from 1 to 2^63-1.
@@ -100,14 +111,7 @@ inline const CLI::Validator Seed(
 inline const CLI::Validator FiniteNonNegative(
     [](std::string& text) -> std::string {
       double value = 0;
-      size_t used = 0;
-      try {
-        value = std::stod(text, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used == 0 || used != text.size() || !std::isfinite(value) || value < 0)
-        return "expected a finite number >= 0, got " + detail::quoted(text);
+      if (!detail::parse_finite(text, value) || value < 0) return "expected a finite number >= 0, got " + detail::quoted(text);
       return "";
     },
     "FLOAT>=0", "FiniteNonNegative");
@@ -117,14 +121,7 @@ inline const CLI::Validator FiniteNonNegative(
 inline const CLI::Validator FinitePositive(
     [](std::string& text) -> std::string {
       double value = 0;
-      size_t used = 0;
-      try {
-        value = std::stod(text, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used == 0 || used != text.size() || !std::isfinite(value) || !(value > 0))
-        return "expected a finite number > 0, got " + detail::quoted(text);
+      if (!detail::parse_finite(text, value) || !(value > 0)) return "expected a finite number > 0, got " + detail::quoted(text);
       return "";
     },
     "FLOAT>0", "FinitePositive");
@@ -141,13 +138,7 @@ inline CLI::Validator NumberInRange(double min, double max) {
   return CLI::Validator(
       [min, max](std::string& text) -> std::string {
         double value = 0;
-        size_t used = 0;
-        try {
-          value = std::stod(text, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != text.size() || !std::isfinite(value) || value < min || value > max)
+        if (!detail::parse_finite(text, value) || value < min || value > max)
           return "expected a number from " + detail::bound_text(min) + " to " + detail::bound_text(max) + ", got " +
                  detail::quoted(text);
         return "";

@@ -195,5 +195,4 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-
 }  // namespace ilf::serve
