@@ -373,6 +373,45 @@ TEST(SweepRun, StagesGetThePointsOverridesAndTheTrainedWeights) {
   EXPECT_EQ(ilf::run_sweep_point(spec, points[3], options), ilf::PointOutcome::kAlreadyComplete);
 }
 
+// A Learning-to-Cache router as a sweep's training (mode l2c): the default train command runs without
+// --resume (ilf_train refuses it in that mode: a router has no checkpoint), and sample / eval get the
+// router through l2c.router. Fake ilf_train / ilf_eval in a tools folder record their arguments.
+TEST(SweepRun, LearningToCacheTrainingsRunWithoutResumeAndHandTheirRouterToEval) {
+  const std::string dir = ilf::test::scratch_dir("sweep_l2c_training");
+  const std::string calls = dir + "/calls.txt";
+  const fs::path tools = fs::path(dir) / "tools";
+  write_text(tools / "ilf_train", "#!/bin/sh\necho \"train $*\" >> " + calls +
+                                      "\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\n"
+                                      "mkdir -p \"$out\" && : > \"$out/router.safetensors\"\n");
+  write_text(tools / "ilf_eval", "#!/bin/sh\necho \"eval $*\" >> " + calls +
+                                     "\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\n"
+                                     "printf '{\"fid\": 1}' > \"$out\"\n");
+  for (const char* tool : {"ilf_train", "ilf_eval"}) fs::permissions(tools / tool, fs::perms::owner_all, fs::perm_options::add);
+  const ilf::SweepSpec spec = ilf::load_sweep(write_sweep(dir, Json::parse(R"({
+    "name": "l2c",
+    "set": {"training.mode": "l2c", "sampling.method": "l2c", "sampling.steps": 20},
+    "axes": [{"key": "l2c.sparsity", "values": [1e-5, 1e-3]}, {"key": "l2c.budget", "values": [0.6, 0.7], "train": false}],
+    "stages": ["train", "eval"]
+  })")));
+  const auto points = ilf::expand_sweep(spec);
+  ASSERT_EQ(points.size(), 4u);
+  ilf::SweepRunOptions options;
+  options.tools_dir = tools.string();
+  std::ostringstream log;
+  options.log = &log;
+  ASSERT_EQ(ilf::run_sweep_point(spec, points[1], options), ilf::PointOutcome::kCompleted) << log.str();
+  const auto lines = read_lines(calls);
+  ASSERT_EQ(lines.size(), 2u) << log.str();
+  EXPECT_EQ(lines[0].rfind("train ", 0), 0u);
+  EXPECT_EQ(lines[0].find("--resume"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("--set l2c.sparsity=1e-05"), std::string::npos) << lines[0];
+  EXPECT_EQ(lines[0].find("l2c.budget"), std::string::npos) << lines[0];  // not a training setting
+  const std::string router = (fs::path(ilf::train_dir(spec, points[1])) / "router.safetensors").string();
+  EXPECT_NE(lines[1].find("--set l2c.router=" + router), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("--set l2c.budget=0.7"), std::string::npos) << lines[1];
+  EXPECT_EQ(lines[1].find("ilf.feedback_weights"), std::string::npos) << lines[1];
+}
+
 TEST(SweepRun, FoldersCompletedWithOtherSettingsAreAnError) {
   const std::string dir = ilf::test::scratch_dir("sweep_stale");
   Json sweep = fake_stage_sweep(dir);

@@ -189,17 +189,24 @@ std::string training_mode(const SweepPoint& point) {
   return mode && mode->is_string() ? mode->get<std::string>() : "ilf";
 }
 
+// What a training mode writes and which setting hands it to sample and eval: (override key, file name).
+std::pair<std::string, std::string> trained_output(const std::string& mode) {
+  if (mode == "pretrain") return {"weights", "backbone.safetensors"};
+  if (mode == "l2c") return {"l2c.router", "router.safetensors"};
+  return {"ilf.feedback_weights", "feedback.safetensors"};
+}
+
 // The trained weights of the point's training, when they exist: (override key, path).
 std::optional<std::pair<std::string, std::string>> trained_weights(const SweepSpec& spec, const SweepPoint& point) {
   if (!spec.has_stage(SweepStage::kTrain)) return std::nullopt;
   const std::string dir = train_dir(spec, point);
-  const bool ilf_mode = training_mode(point) != "pretrain";
-  std::string path = (fs::path(dir) / (ilf_mode ? "feedback.safetensors" : "backbone.safetensors")).string();
+  const auto [key, file] = trained_output(training_mode(point));
+  std::string path = (fs::path(dir) / file).string();
   if (const auto status = read_json_object((fs::path(dir) / "status.json").string()))
     if (status->contains("weights") && (*status)["weights"].is_string() && !(*status)["weights"].get<std::string>().empty())
       path = (*status)["weights"].get<std::string>();
   if (!fs::exists(path)) return std::nullopt;
-  return std::make_pair(std::string(ilf_mode ? "ilf.feedback_weights" : "weights"), path);
+  return std::make_pair(key, path);
 }
 
 std::string stage_output(const SweepSpec& spec, const SweepPoint& point, SweepStage stage) {
@@ -238,7 +245,10 @@ StageCommand stage_command(const SweepSpec& spec, const SweepPoint& point, Sweep
     argv = custom->second;
   } else {
     switch (stage) {
-      case SweepStage::kTrain: argv = {"{bin}/ilf_train", "--config", "{config}", "{sets}", "--out", "{out}", "--resume"}; break;
+      case SweepStage::kTrain:  // a router (mode l2c) trains in minutes and has no checkpoint to resume from
+        argv = {"{bin}/ilf_train", "--config", "{config}", "{sets}", "--out", "{out}"};
+        if (training_mode(point) != "l2c") argv.push_back("--resume");
+        break;
       case SweepStage::kSample: argv = {"{bin}/ilf_sample", "--config", "{config}", "{sets}", "--out", "{out}"}; break;
       case SweepStage::kEval:
         argv = {"{bin}/ilf_eval", "--config", "{config}", "{sets}", "--num-samples", std::to_string(spec.eval_num_samples),

@@ -127,14 +127,16 @@ void check_slurm_time(ConfigReader& r, const std::string& path, const std::strin
 
 // Parses the point's run config as the tools do (every section, unknown keys and bad values) and
 // returns the sampling plan's block forwards when the model's family is known. A model folder is
-// applied by the tools; its "model" section is not checked here.
-std::optional<int64_t> check_run_config(const Json& config, const std::string& source) {
+// applied by the tools; its "model" section is not checked here. With `trains`, a Learning-to-Cache
+// point whose router its own training writes (training.mode l2c) has no plan until that router exists.
+std::optional<int64_t> check_run_config(const Json& config, const std::string& source, bool trains = false) {
   Json checked = config;
   const bool folder =
       checked.is_object() && checked.contains("model") && checked["model"].is_object() && checked["model"].contains("folder");
   if (folder) checked.erase("model");
   const RunConfig run = parse_run_config(checked, source);
   if (folder || !run.model.family) return std::nullopt;
+  if (trains && run.training.mode == TrainingMode::kL2C && run.sampling.method == "l2c") return std::nullopt;
   const int64_t depth =
       *run.model.family == "dit" ? DiTConfig::from_spec(run.model).depth : PixArtConfig::from_spec(run.model).depth;
   SolverPtr solver = make_solver(run.sampling.solver);
@@ -430,7 +432,7 @@ std::vector<SweepPoint> expand_sweep(const SweepSpec& spec) {
     point.config = spec.base;
     for (const auto& o : point.overrides) apply_override(point.config, o);
     try {
-      point.block_forwards = check_run_config(point.config, "run config");
+      point.block_forwards = check_run_config(point.config, "run config", spec.has_stage(SweepStage::kTrain));
     } catch (const Error& e) {
       std::vector<std::string> values;
       for (const auto& [key, value] : point.values) values.push_back(key + "=" + value_text(value));
