@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Writes docs/results/acceleration.md (and its plots) from the metrics of the acceleration sweeps
-(configs/sweeps/acceleration/*.json, run by scripts/acceleration/run_all.sh): one table row per point,
+"""Writes docs/results/acceleration.md (and its plots) from the finished points of the acceleration
+sweeps (configs/sweeps/acceleration/*.json, run by scripts/acceleration/run_all.sh, which keeps each
+point in docs/results/acceleration-points/ as it finishes): one table row per point,
 a per-budget comparison (0.4x-0.7x of the 20-step baseline's block forwards), and FID / class accuracy /
 PSNR against block forwards with each method's points and the Pareto front. A hand-written part of an
 existing report between "<!-- notes begin -->" and "<!-- notes end -->" is kept.
 
-    /usr/bin/python3 scripts/acceleration/report.py --machine "..." --command "..."
+    /usr/bin/python3 scripts/acceleration/report.py --how "one thread per point, ..." --command "..."
 
 Needs numpy and matplotlib (Debian python3-numpy python3-matplotlib).
 """
@@ -14,7 +15,6 @@ import datetime
 import glob
 import json
 import os
-import struct
 
 import numpy as np
 import matplotlib
@@ -39,24 +39,6 @@ METHODS = [  # (sampling.method [+ mode], label, plot style)
     ("ilf_cache/outside", "ILF + caching outside the loop", "c--*"),
     ("ilf_cache/forecast", "ILF + TaylorSeer forecasting", "g--*"),
 ]
-
-
-def read_samples(path):
-    """An ilf_eval --write-samples file: (N, C, H, W) float32."""
-    with open(path, "rb") as f:
-        header_size = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(header_size))
-        entry = header["samples"]
-        f.seek(8 + header_size + entry["data_offsets"][0])
-        data = np.frombuffer(f.read(entry["data_offsets"][1] - entry["data_offsets"][0]), dtype="<f4")
-    return data.reshape(entry["shape"]).astype(np.float64)
-
-
-def mean_psnr(images, reference):
-    """As ilf_eval computes it (eval/metrics.cpp): per-image PSNR with peak-to-peak 2, averaged."""
-    mse = ((images - reference) ** 2).reshape(len(images), -1).mean(1)
-    mse = mse[mse > 0]
-    return float("inf") if len(mse) == 0 else float(np.mean(10 * np.log10(4.0 / mse)))
 
 
 def method_key(settings):
@@ -94,18 +76,17 @@ def describe(settings):
     return steps  # ilf, ilf_cache: the loop and feedback steps are the sweep's (see the sweep file)
 
 
-def load_rows(root, reference):
+def load_rows(records):
     rows = []
-    for path in sorted(glob.glob(os.path.join(root, "*", "p*", "metrics.json"))):
+    for path in sorted(glob.glob(os.path.join(records, "*", "p*.json"))):
         with open(path) as f:
-            m = json.load(f)
+            record = json.load(f)
+        m = record["metrics"]
         m["key"] = method_key(m["settings"])
         m["what"] = describe(m["settings"])
-        m["point"] = os.path.relpath(os.path.dirname(path), root)
-        if "psnr_vs_reference" not in m and m["settings"]["method"] == "baseline":
-            samples = os.path.join(root, "baseline", f"samples_base{m['settings']['steps']}.safetensors")
-            if os.path.exists(samples) and os.path.exists(reference):
-                m["psnr_vs_reference"] = mean_psnr(read_samples(samples), read_samples(reference))
+        m["point"] = os.path.splitext(os.path.relpath(path, records))[0]
+        m["machine"] = record.get("machine", "?")
+        m["date"] = record["marker"].get("finished_at", "?")[:10]
         rows.append(m)
     return rows
 
@@ -158,13 +139,12 @@ def fmt(r, metric):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="runs/acceleration")
+    parser.add_argument("--records", default="docs/results/acceleration-points")
     parser.add_argument("--report", default="docs/results/acceleration.md")
-    parser.add_argument("--machine", required=True)
+    parser.add_argument("--how", required=True, help="how the points ran (threads, points at a time)")
     parser.add_argument("--command", required=True)
     args = parser.parse_args()
-    reference = os.path.join(args.runs, "baseline", "samples_base20.safetensors")
-    rows = load_rows(args.runs, reference)
+    rows = load_rows(args.records)
     order = {k: i for i, (k, _, _) in enumerate(METHODS)}
     rows.sort(key=lambda r: (order.get(r["key"], 99), r["block_forwards"]))
     labels = {k: l for k, l, _ in METHODS}
@@ -183,7 +163,10 @@ def main():
         "block counts as one; TeaCache's cost is what it decided while sampling, averaged over the batches of",
         "100). s/img is wall-clock, measured with other work on the machine: read it as indicative only.",
         "",
-        f"Produced by `{args.command}` on {datetime.date.today().isoformat()}, machine: {args.machine}.",
+        f"Produced by `{args.command}` ({args.how}); report written on {datetime.date.today().isoformat()}.",
+        "Rows measured on " + "; ".join(
+            f"{machine} ({', '.join(sorted({r['date'] for r in rows if r['machine'] == machine}))}, "
+            f"{sum(r['machine'] == machine for r in rows)} rows)" for machine in sorted({r["machine"] for r in rows})) + ".",
         "",
         "## At each budget",
         "",
