@@ -77,19 +77,18 @@ def save(runs, records):
         with open(os.path.join(point_dir, "metrics.json")) as f:
             metrics = json.load(f)
         marker.pop("command", None)  # the tools' folder on this machine
+        record_path = os.path.join(records, sweep, point + ".json")
+        if os.path.exists(record_path):  # saved before (or restored): unchanged, keeps where it was measured
+            with open(record_path) as f:
+                if json.load(f)["marker"].get("finished_at") == marker.get("finished_at"):
+                    saved += 1
+                    continue
         settings = metrics.get("settings", {})
         if settings.get("method") == "baseline" and "psnr_vs_reference" not in metrics:
             samples = os.path.join(runs, "baseline", f"samples_base{settings['steps']}.safetensors")
             if settings["steps"] != 20 and os.path.exists(samples) and os.path.exists(reference):
                 metrics["psnr_vs_reference"] = mean_psnr(read_samples(samples), read_samples(reference))
-        record_path = os.path.join(records, sweep, point + ".json")
-        machine = this_machine()
-        if os.path.exists(record_path):  # restored, or saved before: keep where it was measured
-            with open(record_path) as f:
-                old = json.load(f)
-            if old["marker"].get("finished_at") == marker.get("finished_at"):
-                machine = old.get("machine", machine)
-        write_json(record_path, {"machine": machine, "marker": marker, "metrics": metrics})
+        write_json(record_path, {"machine": this_machine(), "marker": marker, "metrics": metrics})
         saved += 1
     print(f"saved {saved} finished points to {records}")
 
